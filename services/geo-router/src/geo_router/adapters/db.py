@@ -1,0 +1,196 @@
+"""Geo-router's tables (schema ``geo_router``) and queries: areas, offices, rules, decisions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from geo_router.domain import Rule
+from mm_shared.events import Event, MatchedArea, OfficeRef
+from mm_shared.outbox import Outbox, Transaction, inbox_table, outbox_table
+
+SCHEMA = "geo_router"
+metadata = sa.MetaData(schema=SCHEMA)
+
+jurisdictions = sa.Table(
+    "jurisdictions",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+area_levels = sa.Table(
+    "area_levels",
+    metadata,
+    sa.Column("jurisdiction", sa.Text, sa.ForeignKey(jurisdictions.c.code), primary_key=True),
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    #: Coarse levels first (Stadtbezirk 1, Ortsteil 2): the order areas are reported in.
+    sa.Column("rank", sa.Integer, nullable=False),
+)
+
+areas = sa.Table(
+    "areas",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("jurisdiction", sa.Text, nullable=False),
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column(
+        "valid_from", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    #: Replaced areas are kept with an end date, never deleted: history stays explainable.
+    sa.Column("valid_to", sa.DateTime(timezone=True)),
+)
+
+offices = sa.Table(
+    "offices",
+    metadata,
+    sa.Column("jurisdiction", sa.Text, sa.ForeignKey(jurisdictions.c.code), primary_key=True),
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("public_name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+)
+
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("jurisdiction", sa.Text, nullable=False),
+    sa.Column("service_code", sa.Text, nullable=False),
+    sa.Column("area_level", sa.Text),
+    sa.Column("area_code", sa.Text),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("office_code", sa.Text, nullable=False),
+    sa.Column(
+        "valid_from", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("valid_to", sa.DateTime(timezone=True)),
+)
+
+routing_decisions = sa.Table(
+    "routing_decisions",
+    metadata,
+    sa.Column("report_id", pg.UUID(as_uuid=True), primary_key=True),
+    #: The event that announced the decision; re-announcing it reuses the id, so downstream
+    #: inboxes recognise it.
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("event", pg.JSONB, nullable=False),
+    sa.Column(
+        "decided_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+
+@dataclass
+class Geography:
+    """Read side of areas, offices and rules valid now."""
+
+    conn: AsyncConnection
+
+    async def level_order(self, jurisdiction: str) -> list[str]:
+        result = await self.conn.execute(
+            sa.select(area_levels.c.code)
+            .where(area_levels.c.jurisdiction == jurisdiction)
+            .order_by(area_levels.c.rank)
+        )
+        return list(result.scalars())
+
+    async def areas_at(self, jurisdiction: str, lat: float, long: float) -> list[MatchedArea]:
+        point = sa.func.ST_SetSRID(sa.func.ST_MakePoint(long, lat), 4326)
+        result = await self.conn.execute(
+            sa.select(areas.c.level, areas.c.code, areas.c.name).where(
+                areas.c.jurisdiction == jurisdiction,
+                areas.c.valid_to.is_(None),
+                sa.func.ST_Covers(areas.c.geom, point),
+            )
+        )
+        return [MatchedArea(level=r.level, code=r.code, name=r.name) for r in result]
+
+    async def rules(self, jurisdiction: str, service_code: str | None = None) -> list[Rule]:
+        query = (
+            sa.select(rules, offices.c.public_name)
+            .join(
+                offices,
+                sa.and_(
+                    offices.c.jurisdiction == rules.c.jurisdiction,
+                    offices.c.code == rules.c.office_code,
+                ),
+            )
+            .where(rules.c.jurisdiction == jurisdiction, rules.c.valid_to.is_(None))
+            .order_by(rules.c.id)
+        )
+        if service_code is not None:
+            query = query.where(rules.c.service_code == service_code)
+        return [
+            Rule(
+                id=r.id,
+                service_code=r.service_code,
+                office=OfficeRef(code=r.office_code, name=r.public_name),
+                priority=r.priority,
+                area_level=r.area_level,
+                area_code=r.area_code,
+            )
+            for r in await self.conn.execute(query)
+        ]
+
+    async def offices(self, jurisdiction: str) -> list[dict[str, Any]]:
+        result = await self.conn.execute(
+            sa.select(offices)
+            .where(offices.c.jurisdiction == jurisdiction)
+            .order_by(offices.c.code)
+        )
+        return [dict(r._mapping) for r in result]
+
+
+@dataclass
+class Decisions:
+    conn: AsyncConnection
+
+    async def get(self, report_id: UUID) -> dict[str, Any] | None:
+        row = (
+            await self.conn.execute(
+                sa.select(routing_decisions).where(routing_decisions.c.report_id == report_id)
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    async def add(self, event: Event) -> None:
+        await self.conn.execute(
+            pg.insert(routing_decisions).values(
+                report_id=event.report_id,
+                event_id=event.event_id,
+                topic=event.topic.value,
+                event=event.model_dump(mode="json"),
+            )
+        )
+
+
+class UnitOfWork:
+    def __init__(self, tx: Transaction) -> None:
+        self.geography = Geography(tx.conn)
+        self.decisions = Decisions(tx.conn)
+        self.publish = tx.publish
+        self.first_delivery = tx.first_delivery
+
+
+@asynccontextmanager
+async def unit_of_work(outbox_: Outbox) -> AsyncIterator[UnitOfWork]:
+    async with outbox_.transaction() as tx:
+        yield UnitOfWork(tx)

@@ -1,0 +1,264 @@
+"""Loading a jurisdiction from files: area polygons (GeoJSON) and offices + rules (YAML).
+
+Each load is one transaction: routing sees the old set until commit and the new one after it.
+Replaced areas and rules are end-dated, not deleted, so past decisions stay explainable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from shapely import MultiPolygon, Polygon, make_valid
+from shapely.geometry import shape
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from geo_router.adapters.db import area_levels, areas, jurisdictions, offices, rules
+from mm_shared.categories import CATEGORIES_BY_CODE
+
+WGS84_NAMES = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:EPSG::4326", "EPSG:4326"}
+
+
+class InvalidImport(ValueError):
+    """A file that cannot be imported; ``problems`` says every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class AreaImportReport:
+    level: str
+    imported: int = 0
+    repaired: list[str] = field(default_factory=list)
+    version: int = 0
+
+
+def _as_multipolygon(geom: Any) -> MultiPolygon:
+    if isinstance(geom, MultiPolygon):
+        return geom
+    if isinstance(geom, Polygon):
+        return MultiPolygon([geom])
+    polygons: list[Polygon] = []
+    for part in getattr(geom, "geoms", []):
+        if isinstance(part, Polygon):
+            polygons.append(part)
+        elif isinstance(part, MultiPolygon):
+            polygons.extend(part.geoms)
+    return MultiPolygon(polygons)
+
+
+def read_areas(
+    path: Path, code_property: str, name_property: str
+) -> tuple[list[tuple[str, str, MultiPolygon]], list[str]]:
+    """Features of a GeoJSON file as (code, name, geometry); invalid geometry is repaired and
+    every repair is reported."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    crs = (data.get("crs") or {}).get("properties", {}).get("name")
+    if crs and crs not in WGS84_NAMES:
+        raise InvalidImport([f"{path.name}: CRS {crs} is not supported yet; convert to WGS84"])
+    features, repaired, problems = [], [], []
+    for i, feature in enumerate(data.get("features", [])):
+        props = feature.get("properties") or {}
+        code, name = props.get(code_property), props.get(name_property)
+        if code is None or name is None:
+            problems.append(f"feature {i}: property {code_property!r} or {name_property!r} missing")
+            continue
+        geom = shape(feature["geometry"])
+        if not geom.is_valid:
+            from shapely.validation import explain_validity
+
+            reason = explain_validity(geom)
+            geom = make_valid(geom)
+            repaired.append(f"{code} {name}: {reason}")
+        features.append((str(code), str(name), _as_multipolygon(geom)))
+    duplicates = [c for c, n in Counter(c for c, _, _ in features).items() if n > 1]
+    if duplicates:
+        problems.append(f"duplicate area codes: {', '.join(sorted(duplicates))}")
+    if problems:
+        raise InvalidImport(problems)
+    return features, repaired
+
+
+async def ensure_jurisdiction(conn: AsyncConnection, code: str, name: str) -> None:
+    await conn.execute(
+        sa.dialects.postgresql.insert(jurisdictions)
+        .values(code=code, name=name)
+        .on_conflict_do_update(index_elements=["code"], set_={"name": name})
+    )
+
+
+async def replace_areas(
+    conn: AsyncConnection,
+    jurisdiction: str,
+    level: str,
+    level_name: str,
+    rank: int,
+    features: list[tuple[str, str, MultiPolygon]],
+) -> int:
+    """End-date the current areas of this level and insert the new set; returns its version."""
+    await conn.execute(
+        sa.dialects.postgresql.insert(area_levels)
+        .values(jurisdiction=jurisdiction, code=level, name=level_name, rank=rank)
+        .on_conflict_do_update(
+            index_elements=["jurisdiction", "code"], set_={"name": level_name, "rank": rank}
+        )
+    )
+    current = await conn.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(areas.c.version), 0)).where(
+            areas.c.jurisdiction == jurisdiction, areas.c.level == level
+        )
+    )
+    version = int(current or 0) + 1
+    await conn.execute(
+        areas.update()
+        .where(
+            areas.c.jurisdiction == jurisdiction,
+            areas.c.level == level,
+            areas.c.valid_to.is_(None),
+        )
+        .values(valid_to=sa.func.now())
+    )
+    if features:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO geo_router.areas (jurisdiction, level, code, name, geom, version) "
+                "VALUES (:jurisdiction, :level, :code, :name, "
+                "ST_Multi(ST_GeomFromWKB(:wkb, 4326)), :version)"
+            ),
+            [
+                {
+                    "jurisdiction": jurisdiction,
+                    "level": level,
+                    "code": code,
+                    "name": name,
+                    "wkb": geom.wkb,
+                    "version": version,
+                }
+                for code, name, geom in features
+            ],
+        )
+    return version
+
+
+class OfficeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    public_name: str | None = None
+    email: str
+
+
+class RuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service_codes: list[str]
+    office: str
+    priority: int = 0
+    area_level: str | None = None
+    area_codes: list[str] = Field(default_factory=list)
+
+
+class LevelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    rank: int
+    file: str
+    code_property: str
+    name_property: str
+
+
+class JurisdictionSpec(BaseModel):
+    """The YAML manifest of one jurisdiction: its area levels, offices and rules."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str
+    name: str
+    levels: list[LevelSpec] = Field(default_factory=list)
+    offices: list[OfficeSpec]
+    rules: list[RuleSpec]
+
+
+def read_manifest(path: Path) -> JurisdictionSpec:
+    try:
+        return JurisdictionSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except ValidationError as exc:
+        raise InvalidImport(
+            [f"{path.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        ) from exc
+
+
+def rule_rows(spec: JurisdictionSpec, known_areas: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Expand the manifest's rules into one row per (category, area); every problem at once."""
+    problems: list[str] = []
+    office_codes = {o.code for o in spec.offices}
+    rows: list[dict[str, Any]] = []
+    for i, r in enumerate(spec.rules, start=1):
+        where = f"rule {i}"
+        if r.office not in office_codes:
+            problems.append(f"{where}: unknown office {r.office!r}")
+        for code in r.service_codes:
+            if code not in CATEGORIES_BY_CODE:
+                problems.append(f"{where}: unknown category {code!r}")
+        if r.area_codes and r.area_level is None:
+            problems.append(f"{where}: area_codes need an area_level")
+        for area_code in r.area_codes:
+            if (r.area_level or "", area_code) not in known_areas:
+                problems.append(f"{where}: unknown area {r.area_level} {area_code!r}")
+        for code in r.service_codes:
+            for area_code in r.area_codes or [None]:
+                rows.append(
+                    {
+                        "jurisdiction": spec.code,
+                        "service_code": code,
+                        "area_level": r.area_level if area_code else None,
+                        "area_code": area_code,
+                        "priority": r.priority,
+                        "office_code": r.office,
+                    }
+                )
+    clashes = Counter(
+        (row["service_code"], row["area_level"], row["area_code"], row["priority"]) for row in rows
+    )
+    for (code, level, area_code, priority), n in sorted(clashes.items(), key=str):
+        if n > 1:
+            place = f"{level} {area_code}" if area_code else "the whole jurisdiction"
+            problems.append(
+                f"{n} rules of equal priority {priority} for category {code} in {place}"
+            )
+    if problems:
+        raise InvalidImport(problems)
+    return rows
+
+
+async def replace_offices_and_rules(conn: AsyncConnection, spec: JurisdictionSpec) -> int:
+    known = {
+        (r.level, r.code)
+        for r in await conn.execute(
+            sa.select(areas.c.level, areas.c.code).where(
+                areas.c.jurisdiction == spec.code, areas.c.valid_to.is_(None)
+            )
+        )
+    }
+    rows = rule_rows(spec, known)
+    for o in spec.offices:
+        values = {"name": o.name, "public_name": o.public_name or o.name, "email": o.email}
+        await conn.execute(
+            sa.dialects.postgresql.insert(offices)
+            .values(jurisdiction=spec.code, code=o.code, **values)
+            .on_conflict_do_update(index_elements=["jurisdiction", "code"], set_=values)
+        )
+    await conn.execute(
+        rules.update()
+        .where(rules.c.jurisdiction == spec.code, rules.c.valid_to.is_(None))
+        .values(valid_to=sa.func.now())
+    )
+    await conn.execute(rules.insert(), rows)
+    return len(rows)

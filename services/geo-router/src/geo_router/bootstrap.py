@@ -1,0 +1,73 @@
+"""Geo-router's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from geo_router.adapters import db
+from geo_router.entrypoints import http
+from geo_router.entrypoints.consumers import register_consumers
+from geo_router.settings import GeoRouterSettings
+from mm_shared.db import create_engine, ping
+from mm_shared.kafka import create_broker, keep_broker_connected
+from mm_shared.observability import configure_logging, instrument
+from mm_shared.outbox import Outbox, broker_publisher
+
+SERVICE = "geo-router"
+
+
+def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox]:
+    engine = create_engine(settings.database_url)
+    broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
+    outbox = Outbox(engine, db.outbox, db.inbox, broker_publisher(broker.publish), SERVICE)
+    register_consumers(broker, outbox, settings)
+    return broker, outbox
+
+
+def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
+    settings = settings or GeoRouterSettings()
+    configure_logging(settings.log_level)
+    broker, outbox = create_messaging(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(keep_broker_connected(broker)),
+            asyncio.create_task(outbox.run_relay()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            await outbox.engine.dispose()
+
+    app = FastAPI(
+        title="Mängelmelder geo-router",
+        description="Assigns each report to the responsible office by district polygons and "
+        "responsibility rules, and explains its choice.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.include_router(http.router(outbox, settings.default_jurisdiction))
+    instrument(
+        app, SERVICE, {"database": lambda: ping(outbox.engine), "broker": lambda: broker.ping(2.0)}
+    )
+    return app
+
+
+def asyncapi_app() -> FastStream:
+    """For ``faststream docs gen --factory geo_router.bootstrap:asyncapi_app``."""
+    broker, _ = create_messaging(GeoRouterSettings())
+    return FastStream(
+        broker, specification=AsyncAPI(title="Mängelmelder geo-router", version="0.1.0")
+    )

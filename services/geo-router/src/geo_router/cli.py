@@ -1,0 +1,79 @@
+"""``geo-router migrate | serve | load MANIFEST``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from geo_router.adapters import importer
+from geo_router.settings import GeoRouterSettings
+from mm_shared.db import create_engine, upgrade
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+async def load_jurisdiction(database_url: str, manifest: Path, dry_run: bool = False) -> str:
+    """Import a jurisdiction's areas, offices and rules in one transaction; returns a summary."""
+    spec = importer.read_manifest(manifest)
+    lines = [f"{spec.name} ({spec.code})"]
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await importer.ensure_jurisdiction(conn, spec.code, spec.name)
+            for level in spec.levels:
+                features, repaired = importer.read_areas(
+                    manifest.parent / level.file, level.code_property, level.name_property
+                )
+                version = await importer.replace_areas(
+                    conn, spec.code, level.code, level.name, level.rank, features
+                )
+                lines.append(f"  {len(features)} areas of level {level.code} (version {version})")
+                lines += [f"    repaired: {r}" for r in repaired]
+            count = await importer.replace_offices_and_rules(conn, spec)
+            lines.append(f"  {len(spec.offices)} offices, {count} rules")
+            if dry_run:
+                await transaction.rollback()
+                lines.append("  dry run: nothing was changed")
+            else:
+                await transaction.commit()
+    finally:
+        await engine.dispose()
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="geo-router")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the database migrations of geo-router's schema")
+    sub.add_parser("serve", help="run the explain API and the routing consumer")
+    load = sub.add_parser("load", help="import a jurisdiction manifest (areas, offices, rules)")
+    load.add_argument("manifest", type=Path)
+    load.add_argument("--dry-run", action="store_true", help="validate and report, change nothing")
+    args = parser.parse_args()
+    settings = GeoRouterSettings()
+    if args.command == "migrate":
+        upgrade(MIGRATIONS, settings.database_url)
+    elif args.command == "load":
+        try:
+            print(
+                asyncio.run(load_jurisdiction(settings.database_url, args.manifest, args.dry_run))
+            )
+        except importer.InvalidImport as invalid:
+            sys.exit(f"import refused:\n{invalid}")
+    else:
+        uvicorn.run(
+            "geo_router.bootstrap:create_app",
+            factory=True,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Intake's domain: the report and its lifecycle. Pure Python, no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from mm_shared.categories import CATEGORIES_BY_CODE
+from mm_shared.events import (
+    OfficeRef,
+    ReporterContactSubmitted,
+    ReportStatus,
+    ReportStatusChanged,
+    ReportSubmitted,
+    utcnow,
+)
+
+MAX_DESCRIPTION = 4000
+
+#: Which status may follow which. "assigned → assigned" is a reassignment to another office.
+TRANSITIONS: dict[ReportStatus, frozenset[ReportStatus]] = {
+    ReportStatus.RECEIVED: frozenset(
+        {ReportStatus.ASSIGNED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
+    ),
+    ReportStatus.ASSIGNED: frozenset(
+        {
+            ReportStatus.ASSIGNED,
+            ReportStatus.IN_PROGRESS,
+            ReportStatus.RESOLVED,
+            ReportStatus.REJECTED,
+            ReportStatus.DUPLICATE,
+        }
+    ),
+    ReportStatus.IN_PROGRESS: frozenset(
+        {ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
+    ),
+    ReportStatus.RESOLVED: frozenset({ReportStatus.IN_PROGRESS}),
+    ReportStatus.REJECTED: frozenset({ReportStatus.IN_PROGRESS}),
+    ReportStatus.DUPLICATE: frozenset(),
+}
+
+
+class InvalidReport(ValueError):
+    """A submission that cannot be accepted; ``problems`` lists every reason at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class TransitionNotAllowed(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Contact:
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    locale: str = "de"
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: ReportStatus
+    previous_status: ReportStatus | None
+    changed_at: datetime
+    changed_by: str
+    public_note: str | None = None
+    internal_note: str | None = None
+
+
+@dataclass
+class Report:
+    id: UUID
+    jurisdiction: str
+    service_code: str
+    lat: float
+    long: float
+    description: str
+    requested_at: datetime
+    status: ReportStatus = ReportStatus.RECEIVED
+    office: OfficeRef | None = None
+    updated_at: datetime | None = None
+    history: list[StatusChange] = field(default_factory=list)
+
+    def change_status(
+        self,
+        status: ReportStatus,
+        changed_by: str,
+        *,
+        office: OfficeRef | None = None,
+        public_note: str | None = None,
+        internal_note: str | None = None,
+        correlation_id: UUID | None = None,
+    ) -> ReportStatusChanged:
+        if status not in TRANSITIONS[self.status]:
+            raise TransitionNotAllowed(f"{self.status} → {status} is not allowed")
+        now = utcnow()
+        change = StatusChange(status, self.status, now, changed_by, public_note, internal_note)
+        self.history.append(change)
+        previous, self.status, self.updated_at = self.status, status, now
+        if office is not None:
+            self.office = office
+        return ReportStatusChanged(
+            report_id=self.id,
+            correlation_id=correlation_id or self.id,
+            occurred_at=now,
+            service_code=self.service_code,
+            previous_status=previous,
+            status=status,
+            office=self.office,
+            public_note=public_note,
+            changed_by=changed_by,
+        )
+
+
+def check_coordinates(lat: float, long: float) -> list[str]:
+    """Plausibility of WGS84 coordinates, with hints for the usual mistakes."""
+    if not (math.isfinite(lat) and math.isfinite(long)):
+        return ["lat and long must be finite numbers"]
+    problems = []
+    if abs(lat) > 90 or abs(long) > 180:
+        if abs(lat) > 1000 or abs(long) > 1000:
+            problems.append(
+                "lat/long look like projected metres (e.g. UTM); send WGS84 degrees "
+                "(EPSG:4326), e.g. lat=51.34, long=12.37"
+            )
+        else:
+            problems.append("lat must be within -90..90 and long within -180..180 (WGS84 degrees)")
+    return problems
+
+
+def find_problems(
+    service_code: str,
+    lat: float | None,
+    long: float | None,
+    description: str | None,
+    *,
+    check_location: bool = True,
+) -> list[str]:
+    """Everything wrong with a submission, so that the client can fix it all at once."""
+    problems: list[str] = []
+    if not service_code:
+        problems.append("service_code is required")
+    elif service_code not in CATEGORIES_BY_CODE:
+        problems.append(f"unknown service_code {service_code!r}")
+    if not check_location:
+        pass
+    elif lat is None or long is None:
+        problems.append("a location is required: lat and long (WGS84 degrees)")
+    else:
+        problems.extend(check_coordinates(lat, long))
+    if description and len(description) > MAX_DESCRIPTION:
+        problems.append(f"description is longer than {MAX_DESCRIPTION} characters")
+    return problems
+
+
+def submit(
+    *,
+    jurisdiction: str,
+    service_code: str,
+    lat: float | None,
+    long: float | None,
+    description: str | None,
+    contact: Contact | None,
+) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
+    """Validate a submission and create the report with the events it implies."""
+    problems = find_problems(service_code, lat, long, description)
+    if problems:
+        raise InvalidReport(problems)
+    assert lat is not None
+    assert long is not None
+    now = utcnow()
+    report = Report(
+        id=uuid4(),
+        jurisdiction=jurisdiction,
+        service_code=service_code,
+        lat=lat,
+        long=long,
+        description=description or "",
+        requested_at=now,
+        updated_at=now,
+    )
+    report.history.append(StatusChange(ReportStatus.RECEIVED, None, now, "citizen"))
+    events: list[ReportSubmitted | ReporterContactSubmitted] = [
+        ReportSubmitted(
+            report_id=report.id,
+            correlation_id=report.id,
+            occurred_at=now,
+            jurisdiction=jurisdiction,
+            service_code=service_code,
+            lat=lat,
+            long=long,
+            submitted_at=now,
+        )
+    ]
+    if contact is not None:
+        events.append(
+            ReporterContactSubmitted(
+                report_id=report.id,
+                correlation_id=report.id,
+                occurred_at=now,
+                email=contact.email,
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                phone=contact.phone,
+                locale="en" if contact.locale == "en" else "de",
+            )
+        )
+    return report, events

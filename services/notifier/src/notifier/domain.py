@@ -1,0 +1,56 @@
+"""What to tell a reporter, and when. Pure Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from mm_shared.events import ReportStatus
+
+
+class Preference(StrEnum):
+    EVERY_CHANGE = "every_change"
+    ONLY_CLOSED = "only_closed"
+    NONE = "none"
+
+
+def wants(preference: Preference, status: ReportStatus) -> bool:
+    if preference is Preference.NONE:
+        return False
+    if preference is Preference.ONLY_CLOSED:
+        return status.is_closed
+    return True
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Exponential backoff: 2 s, 4 s, 8 s … capped at 30 minutes."""
+    return float(min(2**attempts, 1800))
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+
+
+STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {
+    "de": {
+        ReportStatus.RECEIVED: "eingegangen",
+        ReportStatus.ASSIGNED: "zugewiesen",
+        ReportStatus.IN_PROGRESS: "in Bearbeitung",
+        ReportStatus.RESOLVED: "erledigt",
+        ReportStatus.REJECTED: "abgelehnt",
+        ReportStatus.DUPLICATE: "als Duplikat zusammengeführt",
+    },
+    "en": {
+        ReportStatus.RECEIVED: "received",
+        ReportStatus.ASSIGNED: "assigned",
+        ReportStatus.IN_PROGRESS: "in progress",
+        ReportStatus.RESOLVED: "resolved",
+        ReportStatus.REJECTED: "rejected",
+        ReportStatus.DUPLICATE: "merged as a duplicate",
+    },
+}

@@ -1,0 +1,27 @@
+from pydantic_settings import SettingsConfigDict
+
+from mm_shared.settings import ServiceSettings
+
+
+class NotifierSettings(ServiceSettings):
+    """All of the notifier's configuration; environment variables prefixed ``NOTIFIER_``."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
+
+    http_port: int = 8002
+    consumer_group: str = "notifier"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    #: "none", "starttls" or "tls" (implicit TLS, usually port 465).
+    smtp_security: str = "none"
+    mail_from: str = "Mängelmelder Leipzig <noreply@maengelmelder.leipzig.example>"
+    #: Where citizens reach the notifier's public links (unsubscribe).
+    public_base_url: str = "http://127.0.0.1:8002"
+    #: Where citizens follow their report.
+    tracking_base_url: str = "http://127.0.0.1:8000/open311/v2/requests"
+    max_attempts: int = 8
+    #: A status change for a report whose contact has not arrived after this long is dropped as
+    #: anonymous (reports without contact data are allowed).
+    contact_grace_s: float = 60.0

@@ -1,0 +1,1 @@
+"""Contracts and plumbing shared by the Mängelmelder services. Imports no service."""

@@ -1,0 +1,179 @@
+"""Event contracts v1: the one interface between the services.
+
+Every event travels as JSON on its own topic, keyed by the report id so that all events of one
+report stay ordered within a partition. Envelope fields (event id, type, schema version,
+correlation id, time) are part of the body *and* copied into Kafka headers so that tooling can
+route or filter without parsing the body.
+
+Compatibility rule: within a schema version only optional fields may be added; consumers ignore
+fields they do not know. Anything else is a new version on a new topic (``….v2``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Topic(StrEnum):
+    """Every topic of the platform. Producer and consumers are listed in docs/architecture.md."""
+
+    REPORT_SUBMITTED = "reports.submitted.v1"
+    REPORTER_CONTACT = "private.reporter-contacts.v1"
+    REPORT_ROUTED = "reports.routed.v1"
+    REPORT_ROUTING_FAILED = "reports.routing-failed.v1"
+    REPORT_STATUS_CHANGED = "reports.status-changed.v1"
+    DEAD_LETTER = "dead-letter.v1"
+
+
+#: Partitions per topic. Fixed at creation: the key → partition mapping depends on it.
+TOPIC_PARTITIONS: dict[Topic, int] = {
+    Topic.REPORT_SUBMITTED: 4,
+    Topic.REPORTER_CONTACT: 4,
+    Topic.REPORT_ROUTED: 4,
+    Topic.REPORT_ROUTING_FAILED: 4,
+    Topic.REPORT_STATUS_CHANGED: 4,
+    Topic.DEAD_LETTER: 1,
+}
+
+
+class Event(BaseModel):
+    """Envelope common to all events."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    topic: ClassVar[Topic]
+    event_type: str
+    schema_version: int = 1
+    event_id: UUID = Field(default_factory=uuid4)
+    correlation_id: UUID = Field(default_factory=uuid4)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    report_id: UUID
+
+    @property
+    def key(self) -> bytes:
+        return str(self.report_id).encode()
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "event_type": self.event_type,
+            "schema_version": str(self.schema_version),
+            "event_id": str(self.event_id),
+            "correlation_id": str(self.correlation_id),
+        }
+
+
+class ReportStatus(StrEnum):
+    RECEIVED = "received"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+    @property
+    def is_closed(self) -> bool:
+        return self in {ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
+
+
+class ReportSubmitted(Event):
+    """A citizen's report was accepted by intake. Carries no personal data."""
+
+    topic: ClassVar[Topic] = Topic.REPORT_SUBMITTED
+    event_type: Literal["ReportSubmitted"] = "ReportSubmitted"
+    jurisdiction: str
+    service_code: str
+    lat: float
+    long: float
+    submitted_at: datetime
+    #: Set when intake re-publishes a report that was not routed in time; geo-router then
+    #: re-announces a decision it already took instead of ignoring the duplicate.
+    resubmission: bool = False
+
+
+class ReporterContactSubmitted(Event):
+    """Contact data of a reporter. Private topic: only the notifier may consume it."""
+
+    topic: ClassVar[Topic] = Topic.REPORTER_CONTACT
+    event_type: Literal["ReporterContactSubmitted"] = "ReporterContactSubmitted"
+    email: EmailStr
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    locale: Literal["de", "en"] = "de"
+
+
+class MatchedArea(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    level: str
+    code: str
+    name: str
+
+
+class OfficeRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str
+
+
+class ReportRouted(Event):
+    """Geo-router decided which office is responsible for a report, and why."""
+
+    topic: ClassVar[Topic] = Topic.REPORT_ROUTED
+    event_type: Literal["ReportRouted"] = "ReportRouted"
+    office: OfficeRef
+    areas: tuple[MatchedArea, ...]
+    rule: str
+
+
+class RoutingFailureReason(StrEnum):
+    OUTSIDE_JURISDICTION = "outside_jurisdiction"
+    NO_RESPONSIBLE_OFFICE = "no_responsible_office"
+    UNKNOWN_JURISDICTION = "unknown_jurisdiction"
+
+
+class ReportRoutingFailed(Event):
+    topic: ClassVar[Topic] = Topic.REPORT_ROUTING_FAILED
+    event_type: Literal["ReportRoutingFailed"] = "ReportRoutingFailed"
+    reason: RoutingFailureReason
+    detail: str
+
+
+class ReportStatusChanged(Event):
+    """The report's owner (intake) moved it to a new status. Public data only."""
+
+    topic: ClassVar[Topic] = Topic.REPORT_STATUS_CHANGED
+    event_type: Literal["ReportStatusChanged"] = "ReportStatusChanged"
+    service_code: str
+    previous_status: ReportStatus | None
+    status: ReportStatus
+    office: OfficeRef | None = None
+    public_note: str | None = None
+    changed_by: str
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    ReportSubmitted,
+    ReporterContactSubmitted,
+    ReportRouted,
+    ReportRoutingFailed,
+    ReportStatusChanged,
+)
+
+E = TypeVar("E", bound=Event)
+
+
+def decode(event_class: type[E], body: bytes | str | dict[str, Any]) -> E:
+    if isinstance(body, dict):
+        return event_class.model_validate(body)
+    return event_class.model_validate_json(body)

@@ -1,0 +1,228 @@
+"""Transactional outbox and inbox, used by every service.
+
+A service writes its state change and the events it implies in *one* database transaction
+(:meth:`Outbox.add`); the relay publishes committed rows to Kafka and deletes them only once the
+broker has acknowledged them. So an accepted change is never lost when the broker is down or the
+process dies: at worst an event is published twice, which consumers absorb through the inbox
+(:func:`first_delivery`), keyed by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import sqlalchemy as sa
+from alembic.operations import Operations
+from prometheus_client import Counter, Gauge
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mm_shared.events import Event
+
+log = logging.getLogger(__name__)
+
+OUTBOX_BACKLOG = Gauge("mm_outbox_backlog", "Events waiting in the outbox", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "mm_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event", ["service"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "mm_outbox_published_total", "Events published by the relay", ["service"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "mm_outbox_publish_failures_total", "Relay batches that failed to publish", ["service"]
+)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.LargeBinary, nullable=True),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("headers", pg.JSONB, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+
+
+def inbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "processed_events",
+        metadata,
+        sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+
+
+def create_messaging_tables(op: Operations, schema: str, *, with_outbox: bool = True) -> None:
+    """For a service's first Alembic migration: its inbox and (if it publishes) outbox tables."""
+    metadata = sa.MetaData(schema=schema)
+    tables = [inbox_table(metadata)] + ([outbox_table(metadata)] if with_outbox else [])
+    for table in tables:
+        op.create_table(table.name, *[c.copy() for c in table.columns], schema=schema)
+
+
+async def first_delivery(conn: AsyncConnection, inbox: sa.Table, event_id: UUID) -> bool:
+    """Record ``event_id`` as processed in the caller's transaction; False if it already was."""
+    inserted = await conn.scalar(
+        pg.insert(inbox)
+        .values(event_id=event_id)
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
+    return inserted is not None
+
+
+class RawPublisher(Protocol):
+    async def __call__(
+        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        """Hand a message to the producer; the returned awaitable resolves on broker ack."""
+        ...
+
+
+class Transaction:
+    """One database transaction of a service, with its outbox and inbox at hand."""
+
+    def __init__(self, conn: AsyncConnection, outbox: Outbox) -> None:
+        self.conn = conn
+        self._outbox = outbox
+
+    async def publish(self, *events: Event) -> None:
+        """Stage events; they reach Kafka only if this transaction commits."""
+        await self._outbox.add(self.conn, events)
+
+    async def first_delivery(self, event_id: UUID) -> bool:
+        return await first_delivery(self.conn, self._outbox.inbox, event_id)
+
+
+class Outbox:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: sa.Table,
+        inbox: sa.Table,
+        publish: RawPublisher,
+        service: str,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.5,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self._table = table
+        self.inbox = inbox
+        self._publish = publish
+        self._service = service
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._max_backoff_s = max_backoff_s
+        self._wakeup = asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.engine.begin() as conn:
+            yield Transaction(conn, self)
+        self.notify()
+
+    async def add(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
+        """Stage events in the caller's transaction; call :meth:`notify` after it committed."""
+        if not events:
+            return
+        await conn.execute(
+            self._table.insert(),
+            [
+                {
+                    "topic": e.topic.value,
+                    "key": e.key,
+                    "payload": e.model_dump_json().encode(),
+                    "headers": e.headers(),
+                }
+                for e in events
+            ],
+        )
+
+    def notify(self) -> None:
+        self._wakeup.set()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of committed events; returns how many were published."""
+        t = self._table
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.headers)
+                    .order_by(t.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            acks = [await self._publish(r.topic, r.key, r.payload, r.headers) for r in rows]
+            await asyncio.gather(*acks)
+            await conn.execute(t.delete().where(t.c.id.in_([r.id for r in rows])))
+        OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        return len(rows)
+
+    async def measure_backlog(self) -> None:
+        t = self._table
+        async with self.engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(sa.select(sa.func.count(), sa.func.min(t.c.created_at)))
+            ).one()
+        OUTBOX_BACKLOG.labels(self._service).set(count)
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        OUTBOX_OLDEST_AGE.labels(self._service).set(age)
+
+    async def run_relay(self) -> None:
+        """Publish forever: on every :meth:`notify`, and by polling for rows of other writers."""
+        backoff = 0.2
+        loop = asyncio.get_running_loop()
+        next_measure = 0.0
+        while True:
+            try:
+                while await self.publish_pending():
+                    pass
+                backoff = 0.2
+                if loop.time() >= next_measure:
+                    await self.measure_backlog()
+                    next_measure = loop.time() + 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                OUTBOX_PUBLISH_FAILURES.labels(self._service).inc()
+                log.warning("outbox relay failed, retrying in %.1fs: %r", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                continue
+            self._wakeup.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+
+
+def broker_publisher(
+    publish: Callable[..., Awaitable[Any]],
+) -> RawPublisher:
+    """Adapt FastStream's ``broker.publish`` to the relay's :class:`RawPublisher`."""
+
+    async def send(
+        topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        future: Awaitable[Any] = await publish(
+            payload, topic, key=key, headers=headers, no_confirm=True
+        )
+        return future
+
+    return send

@@ -1,0 +1,17 @@
+"""Configuration every service shares. Each service subclasses it with its own env prefix
+(``INTAKE_``, ``GEO_ROUTER_``, ``NOTIFIER_``) so that one process reads exactly one prefix."""
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MM_", extra="ignore")
+
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/mangelmelder"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    #: How long a waiting fetch may idle at the broker; small keeps latency low (Tansu answers a
+    #: waiting fetch only when this runs out).
+    kafka_fetch_max_wait_ms: int = 10
+    log_level: str = "INFO"
