@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -34,8 +34,11 @@ def upgrade(migrations_dir: Path, database_url: str, revision: str = "head") -> 
     command.upgrade(alembic_config(migrations_dir, database_url), revision)
 
 
-def run_migrations_online(context: EnvironmentContext, schema: str) -> None:
-    """Body of every service's ``migrations/env.py``: async engine, own schema, own version table."""
+def run_migrations_online(context: Any, schema: str) -> None:
+    """Body of every service's ``migrations/env.py``; ``context`` is ``alembic.context``.
+
+    Async engine, the service's own schema, its own version table there.
+    """
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url must be set"
 

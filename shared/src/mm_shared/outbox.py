@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
-from alembic.operations import Operations
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -39,10 +38,8 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 )
 
 
-def outbox_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "outbox",
-        metadata,
+def _outbox_columns() -> list[sa.Column[Any]]:
+    return [
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("key", sa.LargeBinary, nullable=True),
@@ -51,26 +48,31 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
-    )
+    ]
 
 
-def inbox_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "processed_events",
-        metadata,
+def _inbox_columns() -> list[sa.Column[Any]]:
+    return [
         sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
         sa.Column(
             "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
-    )
+    ]
 
 
-def create_messaging_tables(op: Operations, schema: str, *, with_outbox: bool = True) -> None:
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table("outbox", metadata, *_outbox_columns())
+
+
+def inbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table("processed_events", metadata, *_inbox_columns())
+
+
+def create_messaging_tables(op: Any, schema: str, *, with_outbox: bool = True) -> None:
     """For a service's first Alembic migration: its inbox and (if it publishes) outbox tables."""
-    metadata = sa.MetaData(schema=schema)
-    tables = [inbox_table(metadata)] + ([outbox_table(metadata)] if with_outbox else [])
-    for table in tables:
-        op.create_table(table.name, *[c.copy() for c in table.columns], schema=schema)
+    op.create_table("processed_events", *_inbox_columns(), schema=schema)
+    if with_outbox:
+        op.create_table("outbox", *_outbox_columns(), schema=schema)
 
 
 async def first_delivery(conn: AsyncConnection, inbox: sa.Table, event_id: UUID) -> bool:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -15,10 +11,11 @@ from geo_router.adapters import db
 from geo_router.entrypoints import http
 from geo_router.entrypoints.consumers import register_consumers
 from geo_router.settings import GeoRouterSettings
-from mm_shared.db import create_engine, ping
-from mm_shared.kafka import create_broker, keep_broker_connected
-from mm_shared.observability import configure_logging, instrument
+from mm_shared.db import create_engine
+from mm_shared.kafka import create_broker
+from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox, broker_publisher
+from mm_shared.service import create_service_app
 
 SERVICE = "geo-router"
 
@@ -36,33 +33,16 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     broker, outbox = create_messaging(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(keep_broker_connected(broker)),
-            asyncio.create_task(outbox.run_relay()),
-        ]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
-            await outbox.engine.dispose()
-
-    app = FastAPI(
+    return create_service_app(
+        service=SERVICE,
         title="Mängelmelder geo-router",
         description="Assigns each report to the responsible office by district polygons and "
         "responsibility rules, and explains its choice.",
-        version="0.1.0",
-        lifespan=lifespan,
+        broker=broker,
+        engine=outbox.engine,
+        routers=[http.router(outbox, settings.default_jurisdiction)],
+        background=[outbox.run_relay],
     )
-    app.include_router(http.router(outbox, settings.default_jurisdiction))
-    instrument(
-        app, SERVICE, {"database": lambda: ping(outbox.engine), "broker": lambda: broker.ping(2.0)}
-    )
-    return app
 
 
 def asyncapi_app() -> FastStream:

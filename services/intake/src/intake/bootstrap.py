@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -15,10 +11,11 @@ from intake.adapters import db
 from intake.entrypoints import open311
 from intake.entrypoints.consumers import register_consumers
 from intake.settings import IntakeSettings
-from mm_shared.db import create_engine, ping
-from mm_shared.kafka import create_broker, keep_broker_connected
-from mm_shared.observability import configure_logging, instrument
+from mm_shared.db import create_engine
+from mm_shared.kafka import create_broker
+from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox, broker_publisher
+from mm_shared.service import create_service_app
 
 SERVICE = "intake"
 
@@ -36,34 +33,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     broker, outbox = create_messaging(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # The API must accept reports even while the broker is unreachable: connect in the
-        # background and let the relay catch up once it is there.
-        tasks = [
-            asyncio.create_task(keep_broker_connected(broker)),
-            asyncio.create_task(outbox.run_relay()),
-        ]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
-            await outbox.engine.dispose()
-
-    app = FastAPI(
+    return create_service_app(
+        service=SERVICE,
         title="Mängelmelder intake",
         description="Accepts citizens' reports (Open311 GeoReport v2) and owns their status.",
-        version="0.1.0",
-        lifespan=lifespan,
+        broker=broker,
+        engine=outbox.engine,
+        routers=[open311.router(outbox, settings)],
+        background=[outbox.run_relay],
     )
-    app.include_router(open311.router(outbox, settings))
-    instrument(
-        app, SERVICE, {"database": lambda: ping(outbox.engine), "broker": lambda: broker.ping(2.0)}
-    )
-    return app
 
 
 def asyncapi_app() -> FastStream:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
@@ -100,7 +100,7 @@ class Dispatcher:
     def notify(self) -> None:
         self._wakeup.set()
 
-    def _mail(self, event: ReportStatusChanged, contact: sa.Row[tuple[object, ...]]) -> Mail:
+    def _mail(self, event: ReportStatusChanged, contact: Any) -> Mail:
         locale = str(contact.locale)
         category = CATEGORIES_BY_CODE.get(event.service_code)
         subject, text, html = render(

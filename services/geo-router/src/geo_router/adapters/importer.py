@@ -209,11 +209,11 @@ def rule_rows(spec: JurisdictionSpec, known_areas: set[tuple[str, str]]) -> list
                 problems.append(f"{where}: unknown category {code!r}")
         if r.area_codes and r.area_level is None:
             problems.append(f"{where}: area_codes need an area_level")
-        for area_code in r.area_codes:
-            if (r.area_level or "", area_code) not in known_areas:
-                problems.append(f"{where}: unknown area {r.area_level} {area_code!r}")
+        for unknown in [c for c in r.area_codes if (r.area_level or "", c) not in known_areas]:
+            problems.append(f"{where}: unknown area {r.area_level} {unknown!r}")
         for code in r.service_codes:
-            for area_code in r.area_codes or [None]:
+            area_codes: list[str | None] = list(r.area_codes) or [None]
+            for area_code in area_codes:
                 rows.append(
                     {
                         "jurisdiction": spec.code,

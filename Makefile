@@ -1,0 +1,43 @@
+# The README's two commands are `make up` and `make test`; the rest is for developers and CI.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
+RUN := $(UV) run --locked
+
+.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci
+
+setup:
+	@bash deploy/local/setup.sh
+
+up: setup  ## database, broker, migrations, Leipzig seed, mail catcher and all three services
+	@$(RUN) python -m devstack up
+
+down:  ## stop everything `make up` started
+	@$(RUN) python -m devstack down
+
+status:
+	@$(RUN) python -m devstack status
+
+test: setup  ## the whole suite; starts its own broker and test database
+	@$(RUN) pytest
+
+lint:
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+format:
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+typecheck:
+	@$(RUN) mypy
+
+compose-config:  ## validate docker-compose.yml with the real compose binary
+	@bash deploy/compose-config.sh
+
+asyncapi:  ## AsyncAPI documents of the three services under var/asyncapi/
+	@mkdir -p var/asyncapi
+	@for m in intake geo_router notifier; do \
+	  $(RUN) faststream docs gen --factory $$m.bootstrap:asyncapi_app --out var/asyncapi/$$m.json >/dev/null && echo var/asyncapi/$$m.json; \
+	done
+
+ci: setup lint typecheck compose-config test

@@ -1,0 +1,128 @@
+"""Session-wide test infrastructure: a real broker (Tansu on a free port), a fresh PostgreSQL
+database with PostGIS and every service's migrations, a recording SMTP server, and the three
+services running in-process with their consumers (started once: joining a group takes ~5 s)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from devstack.processes import ROOT, free_port, start_broker
+from devstack.testing import EventTap, RecordingSmtp
+from geo_router.bootstrap import create_app as create_geo_router
+from geo_router.cli import MIGRATIONS as GEO_ROUTER_MIGRATIONS
+from geo_router.cli import load_jurisdiction
+from geo_router.settings import GeoRouterSettings
+from intake.bootstrap import create_app as create_intake
+from intake.cli import MIGRATIONS as INTAKE_MIGRATIONS
+from intake.settings import IntakeSettings
+from mm_shared.db import upgrade
+from mm_shared.events import Topic
+from mm_shared.kafka import ensure_topics, wait_for_broker
+from notifier.bootstrap import create_app as create_notifier
+from notifier.cli import MIGRATIONS as NOTIFIER_MIGRATIONS
+from notifier.settings import NotifierSettings
+
+PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
+TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
+API_KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    port = free_port()
+    broker = start_broker(port, log_dir=ROOT / "var" / "test-log")
+    bootstrap = f"127.0.0.1:{port}"
+
+    async def prepare() -> None:
+        await wait_for_broker(bootstrap)
+        await ensure_topics(bootstrap)
+
+    asyncio.run(prepare())
+    yield bootstrap
+    broker.terminate()
+    broker.wait(10)
+
+
+async def _recreate_database(name: str) -> None:
+    conn = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{TEST_DATABASE}"
+    asyncio.run(_recreate_database(TEST_DATABASE))
+    for migrations in (INTAKE_MIGRATIONS, GEO_ROUTER_MIGRATIONS, NOTIFIER_MIGRATIONS):
+        upgrade(migrations, url)
+    asyncio.run(load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml"))
+    return url
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[RecordingSmtp]:
+    server = RecordingSmtp(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Stack:
+    intake: httpx.AsyncClient
+    geo_router: httpx.AsyncClient
+    notifier: httpx.AsyncClient
+    tap: EventTap
+    kafka: str
+    database_url: str
+    smtp: RecordingSmtp
+
+
+def service_settings(kafka: str, database_url: str, smtp_port: int) -> dict[str, object]:
+    common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
+    return {
+        "intake": IntakeSettings(**common, api_keys=[API_KEY]),  # type: ignore[arg-type]
+        "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
+        "notifier": NotifierSettings(  # type: ignore[call-arg]
+            **common, smtp_port=smtp_port, contact_grace_s=30
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    kafka_bootstrap: str, database_url: str, smtp: RecordingSmtp
+) -> AsyncIterator[Stack]:
+    settings = service_settings(kafka_bootstrap, database_url, smtp.port)
+    apps = {
+        "intake": create_intake(settings["intake"]),  # type: ignore[arg-type]
+        "geo_router": create_geo_router(settings["geo_router"]),  # type: ignore[arg-type]
+        "notifier": create_notifier(settings["notifier"]),  # type: ignore[arg-type]
+    }
+    tap = EventTap(kafka_bootstrap)
+    async with (
+        LifespanManager(apps["intake"]),
+        LifespanManager(apps["geo_router"]),
+        LifespanManager(apps["notifier"]),
+        tap.running([t.value for t in Topic]),
+    ):
+        clients = {
+            name: httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=f"http://{name}"
+            )
+            for name, app in apps.items()
+        }
+        yield Stack(**clients, tap=tap, kafka=kafka_bootstrap, database_url=database_url, smtp=smtp)
+        for client in clients.values():
+            await client.aclose()

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs and starts what the local stack and the tests need, on Debian or Ubuntu, as root
+# (or with sudo). Idempotent: quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = 0 ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# PostgreSQL with PostGIS.
+if [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then
+  echo "setup: installing PostgreSQL"
+  apt_install postgresql
+fi
+PG_VERSION=$(ls /usr/lib/postgresql | sort -n | tail -1)
+if [ ! -e "/usr/share/postgresql/$PG_VERSION/extension/postgis.control" ]; then
+  echo "setup: installing PostGIS for PostgreSQL $PG_VERSION"
+  apt_install "postgresql-$PG_VERSION-postgis-3"
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if ! pg_lsclusters -h | grep -q .; then
+    $SUDO pg_createcluster "$PG_VERSION" main >/dev/null
+  fi
+  CLUSTER=$(pg_lsclusters -h | head -1 | awk '{print $1" "$2}')
+  echo "setup: starting PostgreSQL cluster $CLUSTER"
+  # shellcheck disable=SC2086
+  $SUDO pg_ctlcluster --skip-systemctl-redirect $CLUSTER start || $SUDO pg_ctlcluster $CLUSTER start
+fi
+for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+# The services log in as postgres/postgres over TCP; give the role that password unless the
+# server already lets us in (trust auth, as on the development machines).
+if ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+  echo "setup: setting the local postgres role's password"
+  $SUDO -u postgres psql -q -c "ALTER USER postgres PASSWORD 'postgres'" 2>/dev/null \
+    || runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'"
+fi
+
+# Python 3.11 and uv, then the workspace's locked dependencies.
+if ! command -v python3.11 >/dev/null; then
+  echo "setup: installing Python 3.11"
+  apt_install python3.11 python3.11-venv
+fi
+if ! command -v uv >/dev/null; then
+  echo "setup: installing uv"
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install -q uv 2>/dev/null || python3 -m pip install -q --break-system-packages uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+uv sync --locked --python "$(command -v python3.11)" -q

@@ -1,0 +1,144 @@
+"""Helpers for tests over the real broker, database and SMTP: wait for conditions, watch topics,
+catch mails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, TypeVar
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mm_shared.events import Event, Topic
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout_s: float = 15.0, interval_s: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with its last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+@dataclass
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    def json(self) -> dict[str, Any]:
+        import json
+
+        return dict(json.loads(self.value))
+
+
+@dataclass
+class EventTap:
+    """Reads every partition of the given topics from the start, without a consumer group (so
+    no 5 s join), and keeps what it saw."""
+
+    bootstrap: str
+    records: list[Record] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def running(self, topics: list[str]) -> AsyncIterator[EventTap]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await consumer.start()
+        partitions = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or {0})
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+
+        async def pump() -> None:
+            async for msg in consumer:
+                self.records.append(
+                    Record(
+                        msg.topic,
+                        msg.key,
+                        msg.value,
+                        {k: v.decode() for k, v in (msg.headers or ())},
+                    )
+                )
+
+        task = asyncio.create_task(pump())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+
+    def about(self, report_id: UUID, topic: Topic | None = None) -> list[Record]:
+        key = str(report_id).encode()
+        return [r for r in self.records if r.key == key and (topic is None or r.topic == topic)]
+
+
+async def publish(bootstrap: str, *events: Event) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for e in events:
+            await producer.send_and_wait(
+                e.topic.value,
+                e.model_dump_json().encode(),
+                key=e.key,
+                headers=[(k, v.encode()) for k, v in e.headers().items()],
+            )
+    finally:
+        await producer.stop()
+
+
+class RecordingSmtp:
+    """An SMTP server on 127.0.0.1 that keeps every mail; ``refuse`` makes it answer 451."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+        self._controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        raw = envelope.original_content or b""
+        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return str(part.get_content()) if part else ""

@@ -1,0 +1,80 @@
+import math
+
+import pytest
+
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    TransitionNotAllowed,
+    check_coordinates,
+    find_problems,
+    submit,
+)
+from mm_shared.events import OfficeRef, ReporterContactSubmitted, ReportStatus, ReportSubmitted
+
+
+def new_report(contact: Contact | None = None):  # type: ignore[no-untyped-def]
+    return submit(
+        jurisdiction="leipzig",
+        service_code="001",
+        lat=51.34,
+        long=12.37,
+        description="Schlagloch",
+        contact=contact,
+    )
+
+
+def test_submission_without_contact_publishes_only_the_public_event() -> None:
+    report, events = new_report()
+    assert report.status is ReportStatus.RECEIVED
+    assert [type(e) for e in events] == [ReportSubmitted]
+
+
+def test_contact_data_travels_only_in_the_private_event() -> None:
+    _, events = new_report(Contact(email="a@example.org", first_name="Anna", locale="en"))
+    public, private = events
+    assert isinstance(private, ReporterContactSubmitted)
+    assert "a@example.org" not in public.model_dump_json()
+    assert "Anna" not in public.model_dump_json()
+    assert private.locale == "en"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = find_problems("999", 5_700_000.0, 320_000.0, "x" * 4001)
+    assert len(problems) == 3
+    assert any("projected metres" in p for p in problems)
+    with pytest.raises(InvalidReport) as refused:
+        submit(
+            jurisdiction="leipzig",
+            service_code="",
+            lat=None,
+            long=None,
+            description=None,
+            contact=None,
+        )
+    assert len(refused.value.problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("lat", "long", "hint"),
+    [(math.nan, 12.0, "finite"), (91.0, 12.0, "within"), (51.0, 181.0, "within")],
+)
+def test_implausible_coordinates_get_a_helpful_message(lat: float, long: float, hint: str) -> None:
+    assert hint in check_coordinates(lat, long)[0]
+
+
+def test_status_follows_the_lifecycle_and_records_history() -> None:
+    report, _ = new_report()
+    office = OfficeRef(code="VTA", name="Verkehrs- und Tiefbauamt")
+    change = report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    assert change.previous_status is ReportStatus.RECEIVED
+    assert change.office == office
+    report.change_status(ReportStatus.IN_PROGRESS, "staff", public_note="Wir sind dran")
+    report.change_status(ReportStatus.RESOLVED, "staff")
+    assert [c.status for c in report.history][-3:] == [
+        ReportStatus.ASSIGNED,
+        ReportStatus.IN_PROGRESS,
+        ReportStatus.RESOLVED,
+    ]
+    with pytest.raises(TransitionNotAllowed):
+        report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)

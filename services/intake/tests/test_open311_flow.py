@@ -1,0 +1,69 @@
+"""Intake over the real database and broker."""
+
+from uuid import UUID
+
+from conftest import API_KEY, Stack
+from devstack.testing import eventually
+from mm_shared.events import Topic
+
+REPORT = {
+    "api_key": API_KEY,
+    "service_code": "003",
+    "lat": "51.3397",
+    "long": "12.3731",
+    "description": "Laterne aus",
+}
+
+
+async def test_post_request_stores_the_report_and_publishes_it(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.json", data={**REPORT, "email": "b@example.org"}
+    )
+    assert response.status_code == 201
+    [created] = response.json()
+    report_id = UUID(created["service_request_id"])
+
+    submitted = await eventually(lambda: _about(stack, report_id, Topic.REPORT_SUBMITTED))
+    body = submitted[0].json()
+    assert body["service_code"] == "003"
+    assert submitted[0].headers["event_type"] == "ReportSubmitted"
+    assert "b@example.org" not in submitted[0].value.decode()
+
+    contact = await eventually(lambda: _about(stack, report_id, Topic.REPORTER_CONTACT))
+    assert contact[0].json()["email"] == "b@example.org"
+
+    fetched = await stack.intake.get(f"/open311/v2/requests/{report_id}.json")
+    assert fetched.status_code == 200
+    assert fetched.json()[0]["service_code"] == "003"
+    assert "b@example.org" not in fetched.text
+
+
+async def test_a_wrong_api_key_is_refused_with_403(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.json", data={**REPORT, "api_key": "nope"}
+    )
+    assert response.status_code == 403
+    assert response.json()[0]["code"] == 403
+
+
+async def test_bad_input_gets_every_problem_in_open311_errors(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={**REPORT, "service_code": "999", "lat": "abc"},
+    )
+    assert response.status_code == 400
+    descriptions = [e["description"] for e in response.json()]
+    assert len(descriptions) == 2
+    assert any("lat" in d for d in descriptions)
+    assert any("999" in d for d in descriptions)
+
+
+async def test_unknown_request_id_is_404(stack: Stack) -> None:
+    for request_id in ("00000000-0000-0000-0000-000000000000", "not-an-id"):
+        response = await stack.intake.get(f"/open311/v2/requests/{request_id}.json")
+        assert response.status_code == 404
+        assert response.json()[0]["code"] == 404
+
+
+async def _about(stack: Stack, report_id: UUID, topic: Topic):  # type: ignore[no-untyped-def]
+    return stack.tap.about(report_id, topic)

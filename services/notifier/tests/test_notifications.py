@@ -1,0 +1,101 @@
+"""The notifier over the real broker, database and an SMTP server."""
+
+from uuid import uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conftest import Stack
+from devstack.testing import body_text, eventually, publish
+from mm_shared.events import OfficeRef, ReporterContactSubmitted, ReportStatus, ReportStatusChanged
+
+OFFICE = OfficeRef(code="SRL", name="Stadtreinigung Leipzig")
+
+
+def status_changed(report_id, status=ReportStatus.ASSIGNED, note=None):  # type: ignore[no-untyped-def]
+    return ReportStatusChanged(
+        report_id=report_id,
+        service_code="005",
+        previous_status=ReportStatus.RECEIVED,
+        status=status,
+        office=OFFICE,
+        public_note=note,
+        changed_by="test",
+    )
+
+
+async def test_the_reporter_gets_one_mail_in_their_language_even_if_delivered_twice(
+    stack: Stack,
+) -> None:
+    report_id = uuid4()
+    contact = ReporterContactSubmitted(
+        report_id=report_id, email="en@example.org", first_name="Ann", locale="en"
+    )
+    change = status_changed(report_id)
+    await publish(stack.kafka, contact, change, change)
+
+    [mail] = await eventually(lambda: _mails(stack, "en@example.org"))
+    assert mail["Subject"].startswith("Your report is with Stadtreinigung Leipzig")
+    text = body_text(mail)
+    assert "Hello Ann" in text
+    assert "/v1/unsubscribe/" in text
+    assert mail["Message-ID"] == f"<{change.event_id}@maengelmelder>"
+
+    # A later change arriving proves the duplicate was consumed and ignored in between.
+    closed = status_changed(report_id, ReportStatus.RESOLVED, note="Abgeholt")
+    await publish(stack.kafka, closed)
+    await eventually(lambda: _mails(stack, "en@example.org", count=2))
+    assert len(stack.smtp.to("en@example.org")) == 2
+    assert "resolved" in stack.smtp.to("en@example.org")[1]["Subject"]
+
+
+async def test_a_status_change_that_arrives_before_the_contact_still_reaches_the_reporter(
+    stack: Stack,
+) -> None:
+    report_id = uuid4()
+    await publish(stack.kafka, status_changed(report_id))
+    await publish(
+        stack.kafka, ReporterContactSubmitted(report_id=report_id, email="late@example.org")
+    )
+    [mail] = await eventually(lambda: _mails(stack, "late@example.org"))
+    assert "Zuständig ist: Stadtreinigung Leipzig" in body_text(mail)
+
+
+async def test_unsubscribe_stops_further_mails(stack: Stack) -> None:
+    report_id = uuid4()
+    await publish(
+        stack.kafka,
+        ReporterContactSubmitted(report_id=report_id, email="quiet@example.org"),
+        status_changed(report_id),
+    )
+    [mail] = await eventually(lambda: _mails(stack, "quiet@example.org"))
+    link = next(line for line in body_text(mail).splitlines() if "/v1/unsubscribe/" in line)
+    path = link[link.index("/v1/unsubscribe/") :].strip()
+    assert (await stack.notifier.get(path)).status_code == 200
+    assert (await stack.notifier.get("/v1/unsubscribe/unknown")).status_code == 404
+
+    resolved = status_changed(report_id, ReportStatus.RESOLVED)
+    await publish(stack.kafka, resolved)
+    engine = create_async_engine(stack.database_url)
+    try:
+
+        async def state() -> str | None:
+            async with engine.connect() as conn:
+                return await conn.scalar(  # type: ignore[no-any-return]
+                    sa.text("SELECT state FROM notifier.notifications WHERE event_id = :id"),
+                    {"id": resolved.event_id},
+                )
+
+        assert await eventually(lambda: _is_skipped(state))
+    finally:
+        await engine.dispose()
+    assert len(stack.smtp.to("quiet@example.org")) == 1
+
+
+async def _is_skipped(state):  # type: ignore[no-untyped-def]
+    return await state() == "skipped"
+
+
+async def _mails(stack: Stack, address: str, count: int = 1):  # type: ignore[no-untyped-def]
+    mails = stack.smtp.to(address)
+    return mails if len(mails) >= count else None

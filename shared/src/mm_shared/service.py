@@ -1,0 +1,58 @@
+"""The frame every service runs in: a FastAPI app whose lifespan connects the FastStream broker
+in the background, runs the service's background loops, and closes everything on shutdown.
+
+FastStream 0.7 deprecates its FastAPI plugin; the two apps run side by side in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mm_shared.db import ping
+from mm_shared.kafka import keep_broker_connected
+from mm_shared.observability import instrument
+
+BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    broker: KafkaBroker,
+    engine: AsyncEngine,
+    routers: Sequence[APIRouter],
+    background: Sequence[BackgroundLoop] = (),
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # HTTP serves even while the broker is unreachable (reports are still accepted into the
+        # outbox); the broker connects in the background as soon as it is there.
+        tasks = [asyncio.create_task(keep_broker_connected(broker))]
+        tasks += [asyncio.create_task(loop()) for loop in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            await engine.dispose()
+
+    async def broker_reachable() -> None:
+        if not await broker.ping(2.0):
+            raise ConnectionError("Kafka broker not reachable")
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    for router in routers:
+        app.include_router(router)
+    instrument(app, service, {"database": lambda: ping(engine), "broker": broker_reachable})
+    return app
