@@ -58,18 +58,6 @@ async def ensure_database(pg_dsn: str, database: str) -> None:
         await conn.close()
 
 
-async def jurisdiction_loaded(code: str) -> bool:
-    conn = await asyncpg.connect(f"{PG_DSN}/{DATABASE}")
-    try:
-        return bool(
-            await conn.fetchval(
-                "SELECT count(*) FROM geo_router.areas WHERE jurisdiction = $1", code
-            )
-        )
-    finally:
-        await conn.close()
-
-
 def run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
 
@@ -104,9 +92,10 @@ def up() -> None:
 
     for service in SERVICES:
         run(python_module(f"{service.replace('-', '_')}.cli", "migrate"), env)
-    if not asyncio.run(jurisdiction_loaded("leipzig")):
-        run(python_module("geo_router.cli", "load", "data/leipzig/jurisdiction.yaml"), env)
-    print("seed       Leipzig: 10 Stadtbezirke, 63 Ortsteile, offices and rules")
+    run(
+        python_module("geo_router.cli", "load", "--if-empty", "data/leipzig/jurisdiction.yaml"),
+        env,
+    )
 
     if not port_open(SMTP_PORT):
         for sub in ("tmp", "new", "cur"):  # a Maildir; aiosmtpd expects it complete

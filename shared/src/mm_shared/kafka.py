@@ -168,3 +168,21 @@ async def keep_broker_connected(broker: KafkaBroker, max_backoff_s: float = 5.0)
                 log.debug("stopping a half-started broker failed", exc_info=True)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
+
+
+def main() -> None:
+    """``python -m mm_shared.kafka BOOTSTRAP``: create the platform's topics (deployment step)."""
+    import sys
+
+    bootstrap = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+
+    async def create() -> None:
+        await wait_for_broker(bootstrap, timeout_s=120)
+        await ensure_topics(bootstrap)
+
+    asyncio.run(create())
+    print(f"topics ready on {bootstrap}")
+
+
+if __name__ == "__main__":
+    main()

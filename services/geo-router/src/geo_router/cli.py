@@ -16,13 +16,17 @@ from mm_shared.db import create_engine, upgrade
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-async def load_jurisdiction(database_url: str, manifest: Path, dry_run: bool = False) -> str:
+async def load_jurisdiction(
+    database_url: str, manifest: Path, *, dry_run: bool = False, if_empty: bool = False
+) -> str:
     """Import a jurisdiction's areas, offices and rules in one transaction; returns a summary."""
     spec = importer.read_manifest(manifest)
     lines = [f"{spec.name} ({spec.code})"]
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
+            if if_empty and await importer.has_areas(conn, spec.code):
+                return f"{lines[0]}: already loaded, left as it is"
             transaction = await conn.begin()
             await importer.ensure_jurisdiction(conn, spec.code, spec.name)
             for level in spec.levels:
@@ -54,15 +58,19 @@ def main() -> None:
     load = sub.add_parser("load", help="import a jurisdiction manifest (areas, offices, rules)")
     load.add_argument("manifest", type=Path)
     load.add_argument("--dry-run", action="store_true", help="validate and report, change nothing")
+    load.add_argument(
+        "--if-empty", action="store_true", help="do nothing if the jurisdiction has areas already"
+    )
     args = parser.parse_args()
     settings = GeoRouterSettings()
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
     elif args.command == "load":
         try:
-            print(
-                asyncio.run(load_jurisdiction(settings.database_url, args.manifest, args.dry_run))
+            summary = load_jurisdiction(
+                settings.database_url, args.manifest, dry_run=args.dry_run, if_empty=args.if_empty
             )
+            print(asyncio.run(summary))
         except importer.InvalidImport as invalid:
             sys.exit(f"import refused:\n{invalid}")
     else:

@@ -87,6 +87,13 @@ def read_areas(
     return features, repaired
 
 
+async def has_areas(conn: AsyncConnection, jurisdiction: str) -> bool:
+    found = await conn.scalar(
+        sa.select(sa.literal(True)).where(areas.c.jurisdiction == jurisdiction).limit(1)
+    )
+    return bool(found)
+
+
 async def ensure_jurisdiction(conn: AsyncConnection, code: str, name: str) -> None:
     await conn.execute(
         sa.dialects.postgresql.insert(jurisdictions)
