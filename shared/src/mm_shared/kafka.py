@@ -26,7 +26,7 @@ from faststream.message import StreamMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from mm_shared.events import TOPIC_PARTITIONS, Topic
+from mm_shared.events import TOPIC_PARTITIONS, Event, Topic
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,13 @@ def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
         enable_idempotence=False,
         logger=logging.getLogger(f"{service}.kafka"),
     )
+
+
+def document_publications(broker: KafkaBroker, *events: type[Event]) -> None:
+    """Declare what a service publishes (through its outbox) so that its AsyncAPI document
+    (``make asyncapi``) shows the channels it produces, not only those it consumes."""
+    for event in events:
+        broker.publisher(event.topic.value, schema=event, description=event.__doc__)
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] | None = None) -> None:

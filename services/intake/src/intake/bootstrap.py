@@ -12,7 +12,8 @@ from intake.entrypoints import open311
 from intake.entrypoints.consumers import register_consumers
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine
-from mm_shared.kafka import create_broker
+from mm_shared.events import ReporterContactSubmitted, ReportStatusChanged, ReportSubmitted
+from mm_shared.kafka import create_broker, document_publications
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox, broker_publisher
 from mm_shared.service import create_service_app
@@ -25,6 +26,7 @@ def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox]:
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
     outbox = Outbox(engine, db.outbox, db.inbox, broker_publisher(broker.publish), SERVICE)
     register_consumers(broker, outbox, settings)
+    document_publications(broker, ReportSubmitted, ReporterContactSubmitted, ReportStatusChanged)
     return broker, outbox
 
 

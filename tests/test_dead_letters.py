@@ -1,0 +1,48 @@
+"""A message that can never be processed goes to the dead-letter topic and does not block."""
+
+from uuid import uuid4
+
+from aiokafka import AIOKafkaProducer
+
+from conftest import Stack
+from devstack.testing import eventually, publish
+from mm_shared.events import ReportSubmitted, Topic, utcnow
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(stack: Stack) -> None:
+    report_id = uuid4()
+    key = str(report_id).encode()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+    await producer.start()
+    try:
+        # Same key → same partition as the valid report below, which must not be held up.
+        await producer.send_and_wait(Topic.REPORT_SUBMITTED.value, b"{not json", key=key)
+        await producer.send_and_wait(
+            Topic.REPORT_SUBMITTED.value, b'{"event_type": "ReportSubmitted"}', key=key
+        )
+    finally:
+        await producer.stop()
+    valid = ReportSubmitted(
+        report_id=report_id,
+        jurisdiction="leipzig",
+        service_code="001",
+        lat=51.3397,
+        long=12.3731,
+        submitted_at=utcnow(),
+    )
+    await publish(stack.kafka, valid)
+
+    async def dead_letters():  # type: ignore[no-untyped-def]
+        found = [r for r in stack.tap.records if r.topic == Topic.DEAD_LETTER and r.key == key]
+        return found if len(found) == 2 else None
+
+    poison, invalid = await eventually(dead_letters)
+    assert poison.value == b"{not json"
+    assert poison.headers["dlq_source_topic"] == Topic.REPORT_SUBMITTED
+    assert poison.headers["dlq_service"] == "geo-router"
+    assert invalid.headers["dlq_reason"] == "ValidationError"
+    await eventually(lambda: _routed(stack, valid))
+
+
+async def _routed(stack: Stack, event: ReportSubmitted):  # type: ignore[no-untyped-def]
+    return stack.tap.about(event.report_id, Topic.REPORT_ROUTED)
