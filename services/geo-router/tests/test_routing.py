@@ -104,3 +104,124 @@ async def test_a_vertex_shared_by_two_ortsteile_always_goes_to_the_same_one(
     for _ in range(3):
         body = (await stack.geo_router.get("/v1/route", params=params)).json()
         assert {"level": "ortsteil", "code": "00", "name": "Zentrum"} in body["areas"]
+
+
+async def test_the_in_memory_index_agrees_with_postgis(stack: Stack) -> None:
+    import random
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from geo_router.adapters.db import Geography
+    from geo_router.adapters.index import load_index
+
+    engine = create_async_engine(stack.database_url)
+    try:
+        index = await load_index(engine, "leipzig")
+        assert index is not None
+        rng = random.Random(7)
+        points = [(rng.uniform(51.23, 51.45), rng.uniform(12.23, 12.55)) for _ in range(300)]
+        from_index = index.areas_at_many([p[0] for p in points], [p[1] for p in points])
+        async with engine.connect() as conn:
+            geography = Geography(conn)
+            for (lat, long), expected in zip(points, from_index, strict=True):
+                in_postgis = await geography.areas_at("leipzig", lat, long)
+                assert {(a.level, a.code) for a in in_postgis} == {
+                    (a.level, a.code) for a in expected
+                }, (lat, long)
+        assert sum(1 for areas in from_index if areas) > 100  # the sample hits the city
+    finally:
+        await engine.dispose()
+
+
+async def test_the_jurisdiction_boundary_is_published_for_intake(stack: Stack) -> None:
+    async def boundary():  # type: ignore[no-untyped-def]
+        return [
+            r
+            for r in stack.tap.records
+            if r.topic == Topic.JURISDICTION_BOUNDARY and r.key == b"leipzig"
+        ]
+
+    record = (await eventually(boundary))[-1]
+    from shapely.geometry import Point, shape
+
+    outline = shape(record.json()["boundary"])
+    assert outline.contains(Point(12.3731, 51.3397))
+    assert not outline.contains(Point(13.405, 52.52))
+    assert 280e6 < _area_m2(outline) < 320e6  # Leipzig: 297.8 km²
+
+
+def _area_m2(geometry) -> float:  # type: ignore[no-untyped-def]
+    from pyproj import Geod
+
+    return abs(Geod(ellps="WGS84").geometry_area_perimeter(geometry)[0])
+
+
+async def test_a_staff_reassignment_overrides_the_rules(stack: Stack) -> None:
+    from mm_shared.events import ReportReassigned
+
+    event = submitted(51.30394, 12.36462, service_code="001")
+    await publish(stack.kafka, event)
+    await eventually(lambda: _records(stack, event.report_id, Topic.REPORT_ROUTED))
+    await publish(
+        stack.kafka,
+        ReportReassigned(
+            report_id=event.report_id,
+            jurisdiction="leipzig",
+            office_code="SRL",
+            reassigned_by="staff:anna",
+            reason="Müll, kein Straßenschaden",
+        ),
+    )
+
+    async def twice():  # type: ignore[no-untyped-def]
+        records = stack.tap.about(event.report_id, Topic.REPORT_ROUTED)
+        return records if len(records) == 2 else None
+
+    override = (await eventually(twice))[1].json()
+    assert override["office"]["code"] == "SRL"
+    assert override["rule"] == "Manuelle Zuweisung durch staff:anna: Müll, kein Straßenschaden"
+    # A later resubmission re-announces the override, not the rules' choice.
+    again = event.model_copy(update={"event_id": uuid4(), "resubmission": True})
+    await publish(stack.kafka, again)
+
+    async def thrice():  # type: ignore[no-untyped-def]
+        records = stack.tap.about(event.report_id, Topic.REPORT_ROUTED)
+        return records if len(records) == 3 else None
+
+    assert (await eventually(thrice))[2].json()["office"]["code"] == "SRL"
+
+
+async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from geo_router.cli import load_jurisdiction
+
+    districts = Path(__file__).resolve().parents[3] / "data" / "leipzig" / "stadtbezirke.geojson"
+
+    def manifest(office: str) -> Path:
+        path = tmp_path / f"{office}.yaml"
+        path.write_text(
+            "code: testcity\nname: Test City\n"
+            f"levels: [{{code: bezirk, name: Bezirk, rank: 1, file: '{districts}', "
+            "code_property: SBZ, name_property: Name}]\n"
+            "offices:\n"
+            "  - {code: OLD, name: Old office, email: old@test.example}\n"
+            "  - {code: NEW, name: New office, email: new@test.example}\n"
+            f"rules: [{{service_codes: ['001'], office: {office}}}]\n"
+        )
+        return path
+
+    params = {"lat": 51.3397, "long": 12.3731, "service_code": "001", "jurisdiction": "testcity"}
+
+    async def office() -> str | None:
+        response = await stack.geo_router.get("/v1/route", params=params)
+        return response.json()["office"]["code"] if response.status_code == 200 else None
+
+    await load_jurisdiction(stack.database_url, manifest("OLD"))
+    assert await eventually(lambda: _equals(office, "OLD"))
+    await load_jurisdiction(stack.database_url, manifest("NEW"))
+    assert await eventually(lambda: _equals(office, "NEW"))
+
+
+async def _equals(probe, expected):  # type: ignore[no-untyped-def]
+    return await probe() == expected

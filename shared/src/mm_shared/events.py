@@ -31,6 +31,9 @@ class Topic(StrEnum):
     REPORT_ROUTED = "reports.routed.v1"
     REPORT_ROUTING_FAILED = "reports.routing-failed.v1"
     REPORT_STATUS_CHANGED = "reports.status-changed.v1"
+    REPORT_REASSIGNED = "reports.reassigned.v1"
+    ROUTING_CONFIG_CHANGED = "geo.routing-config-changed.v1"
+    JURISDICTION_BOUNDARY = "geo.jurisdiction-boundaries.v1"
     DEAD_LETTER = "dead-letter.v1"
 
 
@@ -41,8 +44,14 @@ TOPIC_PARTITIONS: dict[Topic, int] = {
     Topic.REPORT_ROUTED: 4,
     Topic.REPORT_ROUTING_FAILED: 4,
     Topic.REPORT_STATUS_CHANGED: 4,
+    Topic.REPORT_REASSIGNED: 4,
+    Topic.ROUTING_CONFIG_CHANGED: 1,
+    Topic.JURISDICTION_BOUNDARY: 1,
     Topic.DEAD_LETTER: 1,
 }
+
+#: Topics that keep only the latest event per key (Kafka log compaction).
+COMPACTED_TOPICS = frozenset({Topic.JURISDICTION_BOUNDARY})
 
 
 class Event(BaseModel):
@@ -56,11 +65,10 @@ class Event(BaseModel):
     event_id: UUID = Field(default_factory=uuid4)
     correlation_id: UUID = Field(default_factory=uuid4)
     occurred_at: datetime = Field(default_factory=utcnow)
-    report_id: UUID
 
     @property
     def key(self) -> bytes:
-        return str(self.report_id).encode()
+        raise NotImplementedError
 
     def headers(self) -> dict[str, str]:
         return {
@@ -69,6 +77,16 @@ class Event(BaseModel):
             "event_id": str(self.event_id),
             "correlation_id": str(self.correlation_id),
         }
+
+
+class ReportEvent(Event):
+    """An event about one report, keyed by its id so that a report's events stay in order."""
+
+    report_id: UUID
+
+    @property
+    def key(self) -> bytes:
+        return str(self.report_id).encode()
 
 
 class ReportStatus(StrEnum):
@@ -84,7 +102,7 @@ class ReportStatus(StrEnum):
         return self in {ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
 
 
-class ReportSubmitted(Event):
+class ReportSubmitted(ReportEvent):
     """A citizen's report was accepted by intake. Carries no personal data."""
 
     topic: ClassVar[Topic] = Topic.REPORT_SUBMITTED
@@ -99,7 +117,7 @@ class ReportSubmitted(Event):
     resubmission: bool = False
 
 
-class ReporterContactSubmitted(Event):
+class ReporterContactSubmitted(ReportEvent):
     """Contact data of a reporter. Private topic: only the notifier may consume it."""
 
     topic: ClassVar[Topic] = Topic.REPORTER_CONTACT
@@ -126,7 +144,7 @@ class OfficeRef(BaseModel):
     name: str
 
 
-class ReportRouted(Event):
+class ReportRouted(ReportEvent):
     """Geo-router decided which office is responsible for a report, and why."""
 
     topic: ClassVar[Topic] = Topic.REPORT_ROUTED
@@ -142,14 +160,14 @@ class RoutingFailureReason(StrEnum):
     UNKNOWN_JURISDICTION = "unknown_jurisdiction"
 
 
-class ReportRoutingFailed(Event):
+class ReportRoutingFailed(ReportEvent):
     topic: ClassVar[Topic] = Topic.REPORT_ROUTING_FAILED
     event_type: Literal["ReportRoutingFailed"] = "ReportRoutingFailed"
     reason: RoutingFailureReason
     detail: str
 
 
-class ReportStatusChanged(Event):
+class ReportStatusChanged(ReportEvent):
     """The report's owner (intake) moved it to a new status. Public data only."""
 
     topic: ClassVar[Topic] = Topic.REPORT_STATUS_CHANGED
@@ -162,12 +180,56 @@ class ReportStatusChanged(Event):
     changed_by: str
 
 
+class ReportReassigned(ReportEvent):
+    """Staff moved a report to another office; geo-router records it as an override of its
+    rules and announces the new routing."""
+
+    topic: ClassVar[Topic] = Topic.REPORT_REASSIGNED
+    event_type: Literal["ReportReassigned"] = "ReportReassigned"
+    jurisdiction: str
+    office_code: str
+    reassigned_by: str
+    reason: str | None = None
+
+
+class RoutingConfigChanged(Event):
+    """Areas, offices or rules of a jurisdiction changed: every geo-router instance reloads."""
+
+    topic: ClassVar[Topic] = Topic.ROUTING_CONFIG_CHANGED
+    event_type: Literal["RoutingConfigChanged"] = "RoutingConfigChanged"
+    jurisdiction: str
+
+    @property
+    def key(self) -> bytes:
+        return self.jurisdiction.encode()
+
+
+class JurisdictionBoundaryChanged(Event):
+    """The outline of a jurisdiction (union of its areas), for intake's outside-the-city check.
+    Compacted topic: the latest event per jurisdiction is the current boundary."""
+
+    topic: ClassVar[Topic] = Topic.JURISDICTION_BOUNDARY
+    event_type: Literal["JurisdictionBoundaryChanged"] = "JurisdictionBoundaryChanged"
+    jurisdiction: str
+    name: str
+    version: str
+    #: GeoJSON MultiPolygon geometry, WGS84 lon/lat.
+    boundary: dict[str, Any]
+
+    @property
+    def key(self) -> bytes:
+        return self.jurisdiction.encode()
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ReportSubmitted,
     ReporterContactSubmitted,
     ReportRouted,
     ReportRoutingFailed,
     ReportStatusChanged,
+    ReportReassigned,
+    RoutingConfigChanged,
+    JurisdictionBoundaryChanged,
 )
 
 E = TypeVar("E", bound=Event)

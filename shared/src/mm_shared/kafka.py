@@ -14,19 +14,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
-from mm_shared.events import TOPIC_PARTITIONS, Event, Topic
+from mm_shared.events import COMPACTED_TOPICS, TOPIC_PARTITIONS, Event, Topic
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +73,58 @@ def dead_letter_middleware(
                     log.warning("transient failure on %s, will retry: %r", topic, exc)
                     await asyncio.sleep(retry_pause_s)
                     raise
-                broker = self.context.get("broker")
-                headers = {k: str(v) for k, v in (msg.headers or {}).items()}
-                headers.update(
-                    {
-                        "dlq_service": service,
-                        "dlq_source_topic": str(topic),
-                        "dlq_source_partition": str(getattr(msg.raw_message, "partition", "")),
-                        "dlq_source_offset": str(getattr(msg.raw_message, "offset", "")),
-                        "dlq_reason": type(exc).__name__,
-                        "dlq_error": str(exc)[:2000],
-                    }
-                )
-                await broker.publish(
-                    msg.body, Topic.DEAD_LETTER.value, key=_raw_key(msg), headers=headers
-                )
-                DEAD_LETTERED.labels(service, topic, type(exc).__name__).inc()
-                log.error("dead-lettered message from %s: %r", topic, exc)
+                await dead_letter(self.context.get("broker"), service, msg.raw_message, exc)
                 return None
 
     return DeadLetterMiddleware
 
 
-def _raw_key(msg: StreamMessage[Any]) -> bytes | None:
-    key = getattr(msg.raw_message, "key", None)
-    return key if isinstance(key, bytes) else None
+async def dead_letter(
+    broker: KafkaBroker, service: str, record: ConsumerRecord[Any, Any], exc: BaseException
+) -> None:
+    """Copy a consumed record to the dead-letter topic, with where it came from and why."""
+    headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+    headers.update(
+        {
+            "dlq_service": service,
+            "dlq_source_topic": record.topic,
+            "dlq_source_partition": str(record.partition),
+            "dlq_source_offset": str(record.offset),
+            "dlq_reason": type(exc).__name__,
+            "dlq_error": str(exc)[:2000],
+        }
+    )
+    await broker.publish(
+        record.value or b"", Topic.DEAD_LETTER.value, key=record.key, headers=headers
+    )
+    DEAD_LETTERED.labels(service, record.topic, type(exc).__name__).inc()
+    log.error("dead-lettered %s[%s]@%s: %r", record.topic, record.partition, record.offset, exc)
+
+
+async def raw_records(msg: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]:
+    """Decoder for batch subscribers that validate each record themselves, so that one bad
+    record is dead-lettered alone instead of failing its whole batch."""
+    raw = msg.raw_message
+    return list(raw) if isinstance(raw, tuple | list) else [raw]
+
+
+E = TypeVar("E", bound=Event)
+
+
+async def decode_or_dead_letter(
+    broker: KafkaBroker,
+    service: str,
+    records: Sequence[ConsumerRecord[Any, Any]],
+    event_types: Mapping[str, type[E]],
+) -> list[E]:
+    """Decode each record by its topic; what does not decode goes to the dead-letter topic."""
+    events: list[E] = []
+    for record in records:
+        try:
+            events.append(event_types[record.topic].model_validate_json(record.value or b""))
+        except ValidationError as exc:
+            await dead_letter(broker, service, record, exc)
+    return events
 
 
 def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
@@ -127,7 +155,12 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] | None =
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name=t.value, num_partitions=TOPIC_PARTITIONS[t], replication_factor=1)
+            NewTopic(
+                name=t.value,
+                num_partitions=TOPIC_PARTITIONS[t],
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if t in COMPACTED_TOPICS else {},
+            )
             for t in wanted
             if t.value not in existing
         ]
@@ -189,6 +222,32 @@ def main() -> None:
 
     asyncio.run(create())
     print(f"topics ready on {bootstrap}")
+
+
+CONSUMER_LAG = Gauge(
+    "mm_consumer_lag_messages", "Messages not yet consumed", ["service", "topic", "partition"]
+)
+
+
+async def track_consumer_lag(broker: KafkaBroker, service: str, interval_s: float = 5.0) -> None:
+    """Publish each subscriber's lag per assigned partition (high watermark − position)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            try:
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    if highwater is None:
+                        continue
+                    position = await consumer.position(tp)
+                    CONSUMER_LAG.labels(service, tp.topic, str(tp.partition)).set(
+                        max(highwater - position, 0)
+                    )
+            except Exception:
+                log.debug("consumer lag not measurable right now", exc_info=True)
 
 
 if __name__ == "__main__":

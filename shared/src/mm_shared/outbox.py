@@ -75,6 +75,40 @@ def create_messaging_tables(op: Any, schema: str, *, with_outbox: bool = True) -
         op.create_table("outbox", *_outbox_columns(), schema=schema)
 
 
+async def stage(conn: AsyncConnection, outbox: sa.Table, events: Sequence[Event]) -> None:
+    """Write events to a service's outbox in the caller's transaction. Any writer may stage
+    (a CLI too); the service's relay publishes them."""
+    if not events:
+        return
+    await conn.execute(
+        outbox.insert(),
+        [
+            {
+                "topic": e.topic.value,
+                "key": e.key,
+                "payload": e.model_dump_json().encode(),
+                "headers": e.headers(),
+            }
+            for e in events
+        ],
+    )
+
+
+async def first_deliveries(
+    conn: AsyncConnection, inbox: sa.Table, event_ids: Sequence[UUID]
+) -> set[UUID]:
+    """Record a batch of event ids as processed; returns those not seen before."""
+    if not event_ids:
+        return set()
+    inserted = await conn.scalars(
+        pg.insert(inbox)
+        .values([{"event_id": e} for e in event_ids])
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+    )
+    return set(inserted)
+
+
 async def first_delivery(conn: AsyncConnection, inbox: sa.Table, event_id: UUID) -> bool:
     """Record ``event_id`` as processed in the caller's transaction; False if it already was."""
     inserted = await conn.scalar(
@@ -108,6 +142,9 @@ class Transaction:
     async def first_delivery(self, event_id: UUID) -> bool:
         return await first_delivery(self.conn, self._outbox.inbox, event_id)
 
+    async def first_deliveries(self, event_ids: Sequence[UUID]) -> set[UUID]:
+        return await first_deliveries(self.conn, self._outbox.inbox, event_ids)
+
 
 class Outbox:
     def __init__(
@@ -140,20 +177,7 @@ class Outbox:
 
     async def add(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
         """Stage events in the caller's transaction; call :meth:`notify` after it committed."""
-        if not events:
-            return
-        await conn.execute(
-            self._table.insert(),
-            [
-                {
-                    "topic": e.topic.value,
-                    "key": e.key,
-                    "payload": e.model_dump_json().encode(),
-                    "headers": e.headers(),
-                }
-                for e in events
-            ],
-        )
+        await stage(conn, self._table, events)
 
     def notify(self) -> None:
         self._wakeup.set()

@@ -52,6 +52,7 @@ def create_service_app(
             raise ConnectionError("Kafka broker not reachable")
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.state.broker = broker
     for router in routers:
         app.include_router(router)
     instrument(app, service, {"database": lambda: ping(engine), "broker": broker_reachable})

@@ -2,38 +2,49 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from prometheus_client import Gauge
 
+from geo_router import handlers
 from geo_router.adapters import db
+from geo_router.adapters.index import RoutingCache
 from geo_router.entrypoints import http
 from geo_router.entrypoints.consumers import register_consumers
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine
-from mm_shared.events import ReportRouted, ReportRoutingFailed
-from mm_shared.kafka import create_broker, document_publications
+from mm_shared.events import JurisdictionBoundaryChanged, ReportRouted, ReportRoutingFailed
+from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox, broker_publisher
 from mm_shared.service import create_service_app
 
 SERVICE = "geo-router"
+CACHE_AGE = Gauge("mm_routing_cache_age_seconds", "Age of the oldest loaded routing index")
 
 
-def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox]:
+def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, RoutingCache]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
     outbox = Outbox(engine, db.outbox, db.inbox, broker_publisher(broker.publish), SERVICE)
-    register_consumers(broker, outbox, settings)
-    document_publications(broker, ReportRouted, ReportRoutingFailed)
-    return broker, outbox
+    cache = RoutingCache(engine)
+    register_consumers(broker, outbox, cache, settings)
+    document_publications(broker, ReportRouted, ReportRoutingFailed, JurisdictionBoundaryChanged)
+    return broker, outbox, cache
 
 
 def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
     settings = settings or GeoRouterSettings()
     configure_logging(settings.log_level)
-    broker, outbox = create_messaging(settings)
+    broker, outbox, cache = create_messaging(settings)
+    CACHE_AGE.set_function(lambda: time.time() - cache.oldest_load())
+
+    async def load_routing_index() -> None:
+        await handlers.reload_and_announce(outbox, cache)
 
     return create_service_app(
         service=SERVICE,
@@ -42,14 +53,18 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
         "responsibility rules, and explains its choice.",
         broker=broker,
         engine=outbox.engine,
-        routers=[http.router(outbox, settings.default_jurisdiction)],
-        background=[outbox.run_relay],
+        routers=[http.router(outbox, cache, settings.default_jurisdiction)],
+        background=[
+            outbox.run_relay,
+            load_routing_index,
+            lambda: track_consumer_lag(broker, SERVICE),
+        ],
     )
 
 
 def asyncapi_app() -> FastStream:
     """For ``faststream docs gen --factory geo_router.bootstrap:asyncapi_app``."""
-    broker, _ = create_messaging(GeoRouterSettings())
+    broker, _, _ = create_messaging(GeoRouterSettings())
     return FastStream(
         broker, specification=AsyncAPI(title="Mängelmelder geo-router", version="0.1.0")
     )

@@ -9,15 +9,22 @@ from pathlib import Path
 
 import uvicorn
 
-from geo_router.adapters import importer
+from geo_router.adapters import db, importer
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine, upgrade
+from mm_shared.events import RoutingConfigChanged
+from mm_shared.outbox import stage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 async def load_jurisdiction(
-    database_url: str, manifest: Path, *, dry_run: bool = False, if_empty: bool = False
+    database_url: str,
+    manifest: Path,
+    *,
+    dry_run: bool = False,
+    if_empty: bool = False,
+    progress: bool = False,
 ) -> str:
     """Import a jurisdiction's areas, offices and rules in one transaction; returns a summary."""
     spec = importer.read_manifest(manifest)
@@ -31,7 +38,11 @@ async def load_jurisdiction(
             await importer.ensure_jurisdiction(conn, spec.code, spec.name)
             for level in spec.levels:
                 features, repaired = importer.read_areas(
-                    manifest.parent / level.file, level.code_property, level.name_property
+                    manifest.parent / level.file,
+                    level.code_property,
+                    level.name_property,
+                    source_crs=level.source_crs,
+                    progress=progress,
                 )
                 version = await importer.replace_areas(
                     conn, spec.code, level.code, level.name, level.rank, features
@@ -40,6 +51,9 @@ async def load_jurisdiction(
                 lines += [f"    repaired: {r}" for r in repaired]
             count = await importer.replace_offices_and_rules(conn, spec)
             lines.append(f"  {len(spec.offices)} offices, {count} rules")
+            # Running geo-router instances reload when the relay publishes this, i.e. after
+            # commit: routing switches from the old set to the new one at once.
+            await stage(conn, db.outbox, [RoutingConfigChanged(jurisdiction=spec.code)])
             if dry_run:
                 await transaction.rollback()
                 lines.append("  dry run: nothing was changed")
@@ -68,7 +82,11 @@ def main() -> None:
     elif args.command == "load":
         try:
             summary = load_jurisdiction(
-                settings.database_url, args.manifest, dry_run=args.dry_run, if_empty=args.if_empty
+                settings.database_url,
+                args.manifest,
+                dry_run=args.dry_run,
+                if_empty=args.if_empty,
+                progress=sys.stderr.isatty(),
             )
             print(asyncio.run(summary))
         except importer.InvalidImport as invalid:

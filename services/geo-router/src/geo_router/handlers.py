@@ -1,23 +1,48 @@
-"""Geo-router's use cases: route a report; explain a route."""
+"""Geo-router's use cases: route reports (in batches), honour staff reassignments, reload and
+announce a jurisdiction when its areas or rules change, explain a route."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from geo_router.adapters.db import UnitOfWork, unit_of_work
-from geo_router.domain import Decision, choose_office, one_area_per_level
+import sqlalchemy as sa
+from prometheus_client import Counter, Histogram
+
+from geo_router.adapters.db import offices, unit_of_work
+from geo_router.adapters.index import JurisdictionIndex, RoutingCache
+from geo_router.domain import Decision
 from mm_shared.events import (
+    JurisdictionBoundaryChanged,
     MatchedArea,
+    OfficeRef,
+    ReportReassigned,
     ReportRouted,
     ReportRoutingFailed,
     ReportSubmitted,
     RoutingFailureReason,
-    Topic,
 )
+from mm_shared.kafka import PermanentFailure
 from mm_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
+
+ROUTED = Counter("mm_reports_routed_total", "Reports routed, by office", ["jurisdiction", "office"])
+ROUTING_FAILED = Counter(
+    "mm_reports_routing_failed_total", "Reports that could not be routed", ["reason"]
+)
+ROUTING_LATENCY = Histogram(
+    "mm_routing_batch_seconds",
+    "Time to route one consumed batch (lookup, decision, storage)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+BATCH_SIZE = Histogram(
+    "mm_routing_batch_size",
+    "Reports per consumed batch",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
 
 
 @dataclass(frozen=True)
@@ -28,79 +53,139 @@ class Route:
     detail: str
 
 
-async def find_route(
-    uow: UnitOfWork, jurisdiction: str, lat: float, long: float, service_code: str
-) -> Route:
-    level_order = await uow.geography.level_order(jurisdiction)
-    if not level_order:
-        return Route(
-            (),
-            None,
-            RoutingFailureReason.UNKNOWN_JURISDICTION,
-            f"unknown jurisdiction {jurisdiction!r}",
+def find_routes(
+    index: JurisdictionIndex | None,
+    jurisdiction: str,
+    points: Sequence[tuple[float, float, str]],
+) -> list[Route]:
+    """Routes for (lat, long, service_code) points of one jurisdiction."""
+    if index is None:
+        detail = f"unknown jurisdiction {jurisdiction!r}"
+        return [Route((), None, RoutingFailureReason.UNKNOWN_JURISDICTION, detail) for _ in points]
+    matched = index.areas_at_many([p[0] for p in points], [p[1] for p in points])
+    routes = []
+    for (lat, long, service_code), areas in zip(points, matched, strict=True):
+        if not areas:
+            detail = f"({lat}, {long}) lies outside every area of {index.name}"
+            routes.append(Route((), None, RoutingFailureReason.OUTSIDE_JURISDICTION, detail))
+            continue
+        decision = index.decide(service_code, areas)
+        if decision is None:
+            detail = f"no rule names an office for service_code {service_code!r} here"
+            routes.append(Route(areas, None, RoutingFailureReason.NO_RESPONSIBLE_OFFICE, detail))
+        else:
+            routes.append(Route(areas, decision, None, decision.explanation))
+    return routes
+
+
+def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | ReportRoutingFailed:
+    if route.decision is not None:
+        ROUTED.labels(event.jurisdiction, route.decision.office.code).inc()
+        return ReportRouted(
+            report_id=event.report_id,
+            correlation_id=event.correlation_id,
+            office=route.decision.office,
+            areas=route.areas,
+            rule=route.decision.explanation,
         )
-    matches = await uow.geography.areas_at(jurisdiction, lat, long)
-    areas = one_area_per_level(matches, level_order)
-    if not areas:
-        return Route(
-            (),
-            None,
-            RoutingFailureReason.OUTSIDE_JURISDICTION,
-            f"({lat}, {long}) lies outside every area of {jurisdiction}",
-        )
-    decision = choose_office(
-        service_code, areas, await uow.geography.rules(jurisdiction, service_code)
+    assert route.failure is not None
+    ROUTING_FAILED.labels(route.failure.value).inc()
+    log.info("report %s not routed: %s", event.report_id, route.detail)
+    return ReportRoutingFailed(
+        report_id=event.report_id,
+        correlation_id=event.correlation_id,
+        reason=route.failure,
+        detail=route.detail,
     )
-    if decision is None:
-        return Route(
-            areas,
-            None,
-            RoutingFailureReason.NO_RESPONSIBLE_OFFICE,
-            f"no rule names an office for service_code {service_code!r} here",
-        )
-    return Route(areas, decision, None, decision.explanation)
 
 
-async def route_report(outbox: Outbox, event: ReportSubmitted) -> None:
-    """Decide once per report; a redelivery changes nothing, a resubmission re-announces."""
+async def route_reports(
+    outbox: Outbox, cache: RoutingCache, events: Sequence[ReportSubmitted]
+) -> None:
+    """Decide once per report, for a whole consumed batch in one transaction. A redelivered
+    event changes nothing; a resubmission re-announces the stored decision unchanged."""
+    started = time.perf_counter()
+    BATCH_SIZE.observe(len(events))
+    async with unit_of_work(outbox) as uow:
+        fresh = await uow.first_deliveries([e.event_id for e in events])
+        events = [e for e in events if e.event_id in fresh]
+        decided = await uow.decisions.get_many([e.report_id for e in events])
+        announcements: list[ReportRouted | ReportRoutingFailed] = []
+        pending: dict[str, list[ReportSubmitted]] = {}
+        seen = set(decided)
+        for event in events:
+            if event.report_id in decided:
+                if event.resubmission:
+                    announcements.append(decided[event.report_id])
+            elif event.report_id not in seen:
+                seen.add(event.report_id)
+                pending.setdefault(event.jurisdiction, []).append(event)
+        new: list[ReportRouted | ReportRoutingFailed] = []
+        for jurisdiction, batch in pending.items():
+            routes = find_routes(
+                cache.get(jurisdiction),
+                jurisdiction,
+                [(e.lat, e.long, e.service_code) for e in batch],
+            )
+            new += [_announcement(e, r) for e, r in zip(batch, routes, strict=True)]
+        await uow.decisions.record(new)
+        await uow.publish(*announcements, *new)
+    ROUTING_LATENCY.observe(time.perf_counter() - started)
+
+
+async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
+    """A staff reassignment overrides the rules for that report from now on."""
     async with unit_of_work(outbox) as uow:
         if not await uow.first_delivery(event.event_id):
             return
-        existing = await uow.decisions.get(event.report_id)
-        if existing is not None:
-            if event.resubmission:
-                event_class = (
-                    ReportRouted
-                    if existing["topic"] == Topic.REPORT_ROUTED
-                    else ReportRoutingFailed
+        office = (
+            await uow.geography.conn.execute(
+                sa.select(offices.c.code, offices.c.public_name).where(
+                    offices.c.jurisdiction == event.jurisdiction,
+                    offices.c.code == event.office_code,
                 )
-                await uow.publish(event_class.model_validate(existing["event"]))
-            return
-        route = await find_route(uow, event.jurisdiction, event.lat, event.long, event.service_code)
-        result: ReportRouted | ReportRoutingFailed
-        if route.decision is not None:
-            result = ReportRouted(
-                report_id=event.report_id,
-                correlation_id=event.correlation_id,
-                office=route.decision.office,
-                areas=route.areas,
-                rule=route.decision.explanation,
             )
-        else:
-            assert route.failure is not None
-            log.info("report %s not routed: %s", event.report_id, route.detail)
-            result = ReportRoutingFailed(
-                report_id=event.report_id,
-                correlation_id=event.correlation_id,
-                reason=route.failure,
-                detail=route.detail,
+        ).first()
+        if office is None:
+            raise PermanentFailure(
+                f"reassignment of {event.report_id} to unknown office {event.office_code!r}"
             )
-        await uow.decisions.add(result)
-        await uow.publish(result)
+        previous = (await uow.decisions.get_many([event.report_id])).get(event.report_id)
+        areas = previous.areas if isinstance(previous, ReportRouted) else ()
+        note = f": {event.reason}" if event.reason else ""
+        announcement = ReportRouted(
+            report_id=event.report_id,
+            correlation_id=event.correlation_id,
+            office=OfficeRef(code=office.code, name=office.public_name),
+            areas=areas,
+            rule=f"Manuelle Zuweisung durch {event.reassigned_by}{note}",
+        )
+        await uow.decisions.record([announcement])
+        await uow.publish(announcement)
 
 
-async def explain_route(
-    outbox: Outbox, jurisdiction: str, lat: float, long: float, service_code: str
+async def reload_and_announce(
+    outbox: Outbox, cache: RoutingCache, jurisdiction: str | None = None
+) -> None:
+    """Rebuild the routing index and publish each reloaded jurisdiction's outline."""
+    indexes = await cache.reload(jurisdiction)
+    async with outbox.transaction() as tx:
+        await tx.publish(
+            *(
+                JurisdictionBoundaryChanged(
+                    jurisdiction=i.code,
+                    name=i.name,
+                    version=i.version,
+                    boundary=i.boundary_geojson(),
+                )
+                for i in indexes
+            )
+        )
+    for index in indexes:
+        log.info("routing index for %s loaded (version %s)", index.code, index.version)
+
+
+def explain_route(
+    cache: RoutingCache, jurisdiction: str, lat: float, long: float, service_code: str
 ) -> Route:
-    async with unit_of_work(outbox) as uow:
-        return await find_route(uow, jurisdiction, lat, long, service_code)
+    return find_routes(cache.get(jurisdiction), jurisdiction, [(lat, long, service_code)])[0]

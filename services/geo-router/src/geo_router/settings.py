@@ -11,3 +11,5 @@ class GeoRouterSettings(ServiceSettings):
     http_port: int = 8001
     consumer_group: str = "geo-router"
     default_jurisdiction: str = "leipzig"
+    #: Most reports routed in one transaction.
+    batch_max_records: int = 1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo_router.domain import Rule
-from mm_shared.events import Event, MatchedArea, OfficeRef
+from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportRoutingFailed, Topic
 from mm_shared.outbox import Outbox, Transaction, inbox_table, outbox_table
 
 SCHEMA = "geo_router"
@@ -161,23 +161,51 @@ class Geography:
 
 @dataclass
 class Decisions:
+    """The routing decision per report, as the event that announced it."""
+
     conn: AsyncConnection
 
-    async def get(self, report_id: UUID) -> dict[str, Any] | None:
-        row = (
-            await self.conn.execute(
-                sa.select(routing_decisions).where(routing_decisions.c.report_id == report_id)
-            )
-        ).first()
-        return dict(row._mapping) if row else None
+    async def get_many(
+        self, report_ids: Sequence[UUID]
+    ) -> dict[UUID, ReportRouted | ReportRoutingFailed]:
+        if not report_ids:
+            return {}
+        rows = await self.conn.execute(
+            sa.select(
+                routing_decisions.c.report_id, routing_decisions.c.topic, routing_decisions.c.event
+            ).where(routing_decisions.c.report_id.in_(report_ids))
+        )
+        return {
+            r.report_id: (
+                ReportRouted if r.topic == Topic.REPORT_ROUTED else ReportRoutingFailed
+            ).model_validate(r.event)
+            for r in rows
+        }
 
-    async def add(self, event: Event) -> None:
+    async def record(self, results: Sequence[ReportRouted | ReportRoutingFailed]) -> None:
+        """Store decisions; a later one for the same report (a staff override) replaces it."""
+        if not results:
+            return
+        insert = pg.insert(routing_decisions).values(
+            [
+                {
+                    "report_id": e.report_id,
+                    "event_id": e.event_id,
+                    "topic": e.topic.value,
+                    "event": e.model_dump(mode="json"),
+                }
+                for e in results
+            ]
+        )
         await self.conn.execute(
-            pg.insert(routing_decisions).values(
-                report_id=event.report_id,
-                event_id=event.event_id,
-                topic=event.topic.value,
-                event=event.model_dump(mode="json"),
+            insert.on_conflict_do_update(
+                index_elements=["report_id"],
+                set_={
+                    "event_id": insert.excluded.event_id,
+                    "topic": insert.excluded.topic,
+                    "event": insert.excluded.event,
+                    "decided_at": sa.func.now(),
+                },
             )
         )
 
@@ -188,6 +216,7 @@ class UnitOfWork:
         self.decisions = Decisions(tx.conn)
         self.publish = tx.publish
         self.first_delivery = tx.first_delivery
+        self.first_deliveries = tx.first_deliveries
 
 
 @asynccontextmanager

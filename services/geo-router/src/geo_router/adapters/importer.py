@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import shapely
 import sqlalchemy as sa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pyproj import Transformer
+from pyproj.exceptions import CRSError
 from shapely import MultiPolygon, Polygon, make_valid
 from shapely.geometry import shape
+from shapely.validation import explain_validity
 from sqlalchemy.ext.asyncio import AsyncConnection
+from tqdm import tqdm
 
 from geo_router.adapters.db import area_levels, areas, jurisdictions, offices, rules
 from mm_shared.categories import CATEGORIES_BY_CODE
@@ -55,26 +61,57 @@ def _as_multipolygon(geom: Any) -> MultiPolygon:
     return MultiPolygon(polygons)
 
 
+def _source_crs(data: dict[str, Any], override: str | None) -> str:
+    if override:
+        return override
+    name: str | None = (data.get("crs") or {}).get("properties", {}).get("name")
+    if not name or name in WGS84_NAMES:
+        return "EPSG:4326"
+    # "urn:ogc:def:crs:EPSG::25832" → "EPSG:25832"
+    if name.startswith("urn:ogc:def:crs:EPSG:"):
+        return "EPSG:" + name.rsplit(":", 1)[-1]
+    return name
+
+
 def read_areas(
-    path: Path, code_property: str, name_property: str
+    path: Path,
+    code_property: str,
+    name_property: str,
+    *,
+    source_crs: str | None = None,
+    progress: bool = False,
 ) -> tuple[list[tuple[str, str, MultiPolygon]], list[str]]:
-    """Features of a GeoJSON file as (code, name, geometry); invalid geometry is repaired and
-    every repair is reported."""
+    """Features of a GeoJSON file as (code, name, WGS84 geometry). The CRS comes from the file
+    (or ``source_crs``) and is transformed to WGS84; invalid geometry is repaired and every
+    repair is reported."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    crs = (data.get("crs") or {}).get("properties", {}).get("name")
-    if crs and crs not in WGS84_NAMES:
-        raise InvalidImport([f"{path.name}: CRS {crs} is not supported yet; convert to WGS84"])
+    crs = _source_crs(data, source_crs)
+    transformer = None
+    if crs != "EPSG:4326":
+        try:
+            transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+        except CRSError as exc:
+            raise InvalidImport([f"{path.name}: unknown CRS {crs!r}: {exc}"]) from exc
     features, repaired, problems = [], [], []
-    for i, feature in enumerate(data.get("features", [])):
+    items = list(enumerate(data.get("features", [])))
+    for i, feature in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
         props = feature.get("properties") or {}
         code, name = props.get(code_property), props.get(name_property)
         if code is None or name is None:
             problems.append(f"feature {i}: property {code_property!r} or {name_property!r} missing")
             continue
         geom = shape(feature["geometry"])
+        if transformer is not None:
+            geom = shapely.transform(
+                geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+            )
+        elif not _looks_like_degrees(geom):
+            problems.append(
+                f"feature {i} ({code}): coordinates are not lon/lat degrees; "
+                "name the source CRS (e.g. --source-crs EPSG:25833)"
+            )
+            continue
         if not geom.is_valid:
-            from shapely.validation import explain_validity
-
             reason = explain_validity(geom)
             geom = make_valid(geom)
             repaired.append(f"{code} {name}: {reason}")
@@ -85,6 +122,11 @@ def read_areas(
     if problems:
         raise InvalidImport(problems)
     return features, repaired
+
+
+def _looks_like_degrees(geom: Any) -> bool:
+    minx, miny, maxx, maxy = (float(v) for v in geom.bounds)
+    return -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
 
 
 async def has_areas(conn: AsyncConnection, jurisdiction: str) -> bool:
@@ -180,6 +222,8 @@ class LevelSpec(BaseModel):
     file: str
     code_property: str
     name_property: str
+    #: CRS of the file when it does not say (e.g. "EPSG:25833"); WGS84 otherwise.
+    source_crs: str | None = None
 
 
 class JurisdictionSpec(BaseModel):

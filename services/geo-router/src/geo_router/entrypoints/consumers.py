@@ -1,23 +1,66 @@
-"""Geo-router's Kafka subscriber: every submitted report gets a routing decision."""
+"""Geo-router's Kafka subscribers.
+
+- Reports and reassignments: one consumer in the ``geo-router`` group, in batches: a batch is
+  routed in one transaction, which is what makes tens of thousands of reports per second
+  possible.
+- Routing configuration changes: every instance must see them, so that subscriber has no group.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
 from geo_router import handlers
+from geo_router.adapters.index import RoutingCache
 from geo_router.settings import GeoRouterSettings
-from mm_shared.events import ReportSubmitted, Topic
-from mm_shared.kafka import CONSUMER_DEFAULTS
+from mm_shared.events import (
+    ReportReassigned,
+    ReportSubmitted,
+    RoutingConfigChanged,
+    Topic,
+)
+from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
 from mm_shared.outbox import Outbox
 
+SERVICE = "geo-router"
+INPUTS: dict[str, type[ReportSubmitted | ReportReassigned]] = {
+    Topic.REPORT_SUBMITTED.value: ReportSubmitted,
+    Topic.REPORT_REASSIGNED.value: ReportReassigned,
+}
 
-def register_consumers(broker: KafkaBroker, outbox: Outbox, settings: GeoRouterSettings) -> None:
+
+def register_consumers(
+    broker: KafkaBroker, outbox: Outbox, cache: RoutingCache, settings: GeoRouterSettings
+) -> None:
     @broker.subscriber(
         Topic.REPORT_SUBMITTED.value,
+        Topic.REPORT_REASSIGNED.value,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
+        decoder=raw_records,
+        description="ReportSubmitted (route it) and ReportReassigned (staff override), in batches",
         **CONSUMER_DEFAULTS,
     )
-    async def on_report_submitted(event: ReportSubmitted) -> None:
-        """Find the areas containing the report's point and the office the rules name."""
-        await handlers.route_report(outbox, event)
+    async def on_reports(records: list[Any]) -> None:
+        await cache.ready.wait()
+        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
+        submitted = [e for e in events if isinstance(e, ReportSubmitted)]
+        if submitted:
+            await handlers.route_reports(outbox, cache, submitted)
+        for event in events:
+            if isinstance(event, ReportReassigned):
+                await handlers.reassign(outbox, event)
+
+    @broker.subscriber(
+        Topic.ROUTING_CONFIG_CHANGED.value,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        auto_offset_reset="latest",
+    )
+    async def on_routing_config_changed(event: RoutingConfigChanged) -> None:
+        """Areas or rules changed: rebuild this instance's routing index from PostGIS."""
+        await handlers.reload_and_announce(outbox, cache, event.jurisdiction)

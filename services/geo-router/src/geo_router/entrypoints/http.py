@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from geo_router import handlers
 from geo_router.adapters.db import unit_of_work
+from geo_router.adapters.index import RoutingCache
 from mm_shared.events import MatchedArea, OfficeRef
 from mm_shared.outbox import Outbox
 
@@ -34,7 +35,7 @@ class OfficeOut(BaseModel):
     email: str
 
 
-def router(outbox: Outbox, default_jurisdiction: str) -> APIRouter:
+def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["routing"])
 
     @api.get("/route", response_model=RouteOut, responses={404: {"description": "no office"}})
@@ -45,7 +46,7 @@ def router(outbox: Outbox, default_jurisdiction: str) -> APIRouter:
         jurisdiction: str = default_jurisdiction,
     ) -> Any:
         """The areas containing the point, the office responsible and the rule that decided."""
-        route = await handlers.explain_route(outbox, jurisdiction, lat, long, service_code)
+        route = handlers.explain_route(cache, jurisdiction, lat, long, service_code)
         if route.decision is None:
             return JSONResponse(
                 {

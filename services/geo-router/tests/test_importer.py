@@ -1,0 +1,111 @@
+"""Reading areas and rules from files: repairs, CRS transforms, validation. No database."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from pyproj import Transformer
+from shapely.geometry import mapping, shape
+
+from geo_router.adapters.importer import (
+    InvalidImport,
+    JurisdictionSpec,
+    OfficeSpec,
+    RuleSpec,
+    read_areas,
+    rule_rows,
+)
+
+DATA = Path(__file__).resolve().parents[3] / "data"
+
+
+def test_koeln_marienburg_is_repaired_and_the_repair_is_reported() -> None:
+    features, repaired = read_areas(DATA / "koeln" / "stadtteile.geojson", "STT_NR", "STT_NAME")
+    assert len(features) == 86
+    assert len(repaired) == 1
+    assert repaired[0].startswith("202 Marienburg: Ring Self-intersection")
+    marienburg = next(g for code, _, g in features if code == "202")
+    assert marienburg.is_valid
+    assert marienburg.geom_type == "MultiPolygon"
+
+
+def test_areas_in_a_projected_crs_are_transformed_to_wgs84(tmp_path: Path) -> None:
+    source = json.loads((DATA / "leipzig" / "stadtbezirke.geojson").read_text())
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:25833", always_xy=True)
+    for feature in source["features"]:
+        utm = shapely.transform(
+            shape(feature["geometry"]),
+            lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1])),
+        )
+        feature["geometry"] = mapping(utm)
+    source["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::25833"}}
+    path = tmp_path / "utm.geojson"
+    path.write_text(json.dumps(source))
+
+    features, _ = read_areas(path, "SBZ", "Name")
+    mitte = next(g for code, _, g in features if code == "0")
+    original = next(
+        shape(f["geometry"])
+        for f in json.loads((DATA / "leipzig" / "stadtbezirke.geojson").read_text())["features"]
+        if f["properties"]["SBZ"] == "0"
+    )
+    assert mitte.symmetric_difference(original).area < 1e-9
+
+
+def test_projected_coordinates_without_a_crs_are_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "nocrs.geojson"
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1000, 0], [1000, 1000], [0, 0]]]}
+    path.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "properties": {"c": "1", "n": "A"}, "geometry": square}
+                ],
+            }
+        )
+    )
+    with pytest.raises(InvalidImport) as refused:
+        read_areas(path, "c", "n")
+    assert "--source-crs" in refused.value.problems[0]
+
+
+def spec(*rules: RuleSpec) -> JurisdictionSpec:
+    return JurisdictionSpec(
+        code="x",
+        name="X",
+        offices=[OfficeSpec(code="A", name="A", email="a@x.example")],
+        rules=list(rules),
+    )
+
+
+def test_rules_expand_to_one_row_per_category_and_area() -> None:
+    rows = rule_rows(
+        spec(
+            RuleSpec(
+                service_codes=["001", "002"], office="A", area_level="l", area_codes=["1", "2"]
+            )
+        ),
+        {("l", "1"), ("l", "2")},
+    )
+    assert len(rows) == 4
+
+
+def test_every_rule_problem_is_reported_at_once() -> None:
+    with pytest.raises(InvalidImport) as refused:
+        rule_rows(
+            spec(
+                RuleSpec(service_codes=["999"], office="NOPE"),
+                RuleSpec(service_codes=["001"], office="A", area_level="l", area_codes=["7"]),
+                RuleSpec(service_codes=["005"], office="A"),
+                RuleSpec(service_codes=["005"], office="A"),
+            ),
+            {("l", "1")},
+        )
+    problems = "\n".join(refused.value.problems)
+    assert "unknown office 'NOPE'" in problems
+    assert "unknown category '999'" in problems
+    assert "unknown area l '7'" in problems
+    assert "2 rules of equal priority 0 for category 005" in problems
