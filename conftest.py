@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
 from devstack.processes import ROOT, free_port, start_broker
 from devstack.testing import EventTap, RecordingSmtp
@@ -80,6 +81,7 @@ def smtp() -> Iterator[RecordingSmtp]:
 
 @dataclass
 class Stack:
+    apps: dict[str, FastAPI]
     intake: httpx.AsyncClient
     geo_router: httpx.AsyncClient
     notifier: httpx.AsyncClient
@@ -123,6 +125,13 @@ async def stack(
             )
             for name, app in apps.items()
         }
-        yield Stack(**clients, tap=tap, kafka=kafka_bootstrap, database_url=database_url, smtp=smtp)
+        yield Stack(
+            apps=apps,
+            **clients,
+            tap=tap,
+            kafka=kafka_bootstrap,
+            database_url=database_url,
+            smtp=smtp,
+        )
         for client in clients.values():
             await client.aclose()

@@ -40,3 +40,11 @@ async def test_two_instances_share_the_work_and_route_each_report_once(stack: St
         await eventually(all_routed, timeout_s=30)
         assert all(len(stack.tap.about(e.report_id, Topic.REPORT_ROUTED)) == 1 for e in events)
         assert len(subscriber.consumer.assignment()) < 8  # the partitions really were shared
+
+    # Leave the session's instance as it was: owning every partition again.
+    [first] = [s for s in stack.apps["geo_router"].state.broker.subscribers if s.group_id]
+
+    async def owns_all():  # type: ignore[no-untyped-def]
+        return first.consumer is not None and len(first.consumer.assignment()) == 8
+
+    await eventually(owns_all, timeout_s=60)

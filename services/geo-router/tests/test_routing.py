@@ -1,10 +1,13 @@
 """Geo-router over the real broker and PostGIS with Leipzig's real districts."""
 
+from pathlib import Path
 from uuid import uuid4
 
 from conftest import Stack
 from devstack.testing import eventually, publish
 from mm_shared.events import ReportSubmitted, Topic, utcnow
+
+DATA = Path(__file__).resolve().parents[3] / "data"
 
 
 def submitted(lat: float, long: float, service_code: str = "001") -> ReportSubmitted:
@@ -192,11 +195,9 @@ async def test_a_staff_reassignment_overrides_the_rules(stack: Stack) -> None:
 
 
 async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
     from geo_router.cli import load_jurisdiction
 
-    districts = Path(__file__).resolve().parents[3] / "data" / "leipzig" / "stadtbezirke.geojson"
+    districts = DATA / "leipzig" / "stadtbezirke.geojson"
 
     def manifest(office: str) -> Path:
         path = tmp_path / f"{office}.yaml"
