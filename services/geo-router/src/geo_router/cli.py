@@ -32,9 +32,10 @@ async def load_jurisdiction(
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            if if_empty and await importer.has_areas(conn, spec.code):
-                return f"{lines[0]}: already loaded, left as it is"
             transaction = await conn.begin()
+            if if_empty and await importer.has_areas(conn, spec.code):
+                await transaction.rollback()
+                return f"{lines[0]}: already loaded, left as it is"
             await importer.ensure_jurisdiction(conn, spec.code, spec.name)
             for level in spec.levels:
                 features, repaired = importer.read_areas(

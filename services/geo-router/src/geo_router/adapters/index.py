@@ -24,6 +24,8 @@ from mm_shared.events import MatchedArea
 #: Tolerance (degrees, ~10 m) of the published outline: the union of many districts has many
 #: vertices; intake only needs to know "roughly inside or clearly outside".
 BOUNDARY_SIMPLIFY_DEG = 0.0001
+#: Resolution of the lookup grid: at most this many cells along the longer side.
+GRID_CELLS_PER_SIDE = 512
 
 
 @dataclass
@@ -38,19 +40,67 @@ class JurisdictionIndex:
     loaded_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        shapely.prepare(self.geometries)
         self._tree = STRtree(self.geometries)
+        self._build_grid()
+
+    def _build_grid(self) -> None:
+        """Classify a grid of cells once, so that most points are answered by array lookups.
+
+        A cell lying in the interior of one area per level (never touching a boundary) answers
+        every point in it; a cell touching no area answers "outside". Only points in cells
+        crossed by a boundary go through the exact polygon test, so boundary rules stay exact.
+        """
+        minx, miny, maxx, maxy = shapely.total_bounds(self.geometries)
+        self._cell = max(maxx - minx, maxy - miny) / GRID_CELLS_PER_SIDE
+        self._origin = (minx, miny)
+        self._nx = int(np.ceil((maxx - minx) / self._cell)) + 1
+        self._ny = int(np.ceil((maxy - miny) / self._cell)) + 1
+        xs, ys = np.meshgrid(
+            minx + np.arange(self._nx) * self._cell, miny + np.arange(self._ny) * self._cell
+        )
+        x0, y0 = xs.ravel(), ys.ravel()
+        cells = STRtree(shapely.box(x0, y0, x0 + self._cell, y0 + self._cell))
+        level_of = np.array([self.levels.index(a.level) for a in self.areas])
+        # Per level and cell: the area whose interior holds the whole cell, else -1.
+        self._cell_area = np.full((len(self.levels), x0.size), -1, dtype=np.int64)
+        area_idx, cell_idx = cells.query(self.geometries, predicate="contains_properly")
+        self._cell_area[level_of[area_idx], cell_idx] = area_idx
+        self._cell_outside = np.ones(x0.size, dtype=bool)
+        self._cell_outside[cells.query(self.geometries, predicate="intersects")[1]] = False
 
     def areas_at_many(
-        self, lats: Sequence[float], longs: Sequence[float]
+        self,
+        lats: Sequence[float] | np.ndarray[Any, Any],
+        longs: Sequence[float] | np.ndarray[Any, Any],
     ) -> list[tuple[MatchedArea, ...]]:
         """For each point, the area of each level that covers it (boundaries included; on a
         shared boundary, the lowest code)."""
-        points = shapely.points(np.asarray(longs, dtype=float), np.asarray(lats, dtype=float))
-        point_idx, area_idx = self._tree.query(points, predicate="covered_by")
-        matches: list[list[MatchedArea]] = [[] for _ in range(len(points))]
-        for i, j in zip(point_idx.tolist(), area_idx.tolist(), strict=True):
-            matches[i].append(self.areas[j])
-        return [one_area_per_level(m, self.levels) for m in matches]
+        x = np.asarray(longs, dtype=float)
+        y = np.asarray(lats, dtype=float)
+        ix = np.floor((x - self._origin[0]) / self._cell)
+        iy = np.floor((y - self._origin[1]) / self._cell)
+        on_grid = (ix >= 0) & (ix < self._nx) & (iy >= 0) & (iy < self._ny)
+        cell = np.where(on_grid, iy * self._nx + ix, 0).astype(np.int64)
+        per_level = self._cell_area[:, cell]
+        inside = on_grid & (per_level >= 0).all(axis=0)
+        outside = ~on_grid | self._cell_outside[cell]
+        results: list[tuple[MatchedArea, ...]] = [()] * x.size
+        areas = self.areas
+        for i, ids in zip(
+            np.flatnonzero(inside).tolist(), per_level[:, inside].T.tolist(), strict=True
+        ):
+            results[i] = tuple(areas[j] for j in ids)
+        exact = np.flatnonzero(~inside & ~outside)
+        if exact.size:
+            points = shapely.points(x[exact], y[exact])
+            point_idx, area_idx = self._tree.query(points, predicate="covered_by")
+            matches: dict[int, list[MatchedArea]] = {}
+            for i, j in zip(exact[point_idx].tolist(), area_idx.tolist(), strict=True):
+                matches.setdefault(i, []).append(areas[j])
+            for i, found in matches.items():
+                results[i] = one_area_per_level(found, self.levels)
+        return results
 
     def decide(self, service_code: str, areas: Sequence[MatchedArea]) -> Decision | None:
         return choose_office(service_code, areas, self.rules.get(service_code, ()))
@@ -94,7 +144,9 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
     fingerprint = hashlib.sha256(
         repr(([r.id for r in rows], [r.id for r in rules])).encode()
     ).hexdigest()[:16]
-    return JurisdictionIndex(
+    # Building the lookup grid takes about a second at country scale: off the event loop.
+    return await asyncio.to_thread(
+        JurisdictionIndex,
         code=jurisdiction,
         name=str(name),
         levels=levels,
