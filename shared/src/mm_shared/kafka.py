@@ -137,6 +137,8 @@ def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=False,
         logger=logging.getLogger(f"{service}.kafka"),
+        # One log line per consumed message is too much at thousands per second: DEBUG.
+        log_level=logging.DEBUG,
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
     "mm_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
@@ -33,34 +35,48 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
-def _route_template(request: Request) -> str:
+def _route_template(app: Any, scope: Scope) -> str:
     # Label by route template, never by raw path: ids in paths would explode the cardinality.
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", "other"))
     return "unmatched"
 
 
-def instrument(app: FastAPI, service: str, health_checks: Mapping[str, HealthCheck]) -> None:
-    """Add request metrics, ``GET /metrics`` and ``GET /healthz`` to a service's app."""
+class _MetricsMiddleware:
+    """Pure ASGI (not BaseHTTPMiddleware, which costs a task and a stream per request)."""
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def __init__(self, app: ASGIApp, service: str, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.service = service
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_with_status)
         finally:
-            route = _route_template(request)
-            HTTP_REQUESTS.labels(service, request.method, route, str(status)).inc()
-            HTTP_LATENCY.labels(service, request.method, route).observe(
-                time.perf_counter() - started
-            )
+            route = _route_template(self.fastapi_app, scope)
+            method = scope["method"]
+            HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
+def instrument(app: FastAPI, service: str, health_checks: Mapping[str, HealthCheck]) -> None:
+    """Add request metrics, ``GET /metrics`` and ``GET /healthz`` to a service's app."""
+    app.add_middleware(_MetricsMiddleware, service=service, fastapi_app=app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

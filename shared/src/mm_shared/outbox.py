@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -127,6 +128,8 @@ class RawPublisher(Protocol):
         """Hand a message to the producer; the returned awaitable resolves on broker ack."""
         ...
 
+    async def stop(self) -> None: ...
+
 
 class Transaction:
     """One database transaction of a service, with its outbox and inbox at hand."""
@@ -212,6 +215,9 @@ class Outbox:
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         OUTBOX_OLDEST_AGE.labels(self._service).set(age)
 
+    async def close(self) -> None:
+        await self._publish.stop()
+
     async def run_relay(self) -> None:
         """Publish forever: on every :meth:`notify`, and by polling for rows of other writers."""
         backoff = 0.2
@@ -238,17 +244,38 @@ class Outbox:
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
 
 
-def broker_publisher(
-    publish: Callable[..., Awaitable[Any]],
-) -> RawPublisher:
-    """Adapt FastStream's ``broker.publish`` to the relay's :class:`RawPublisher`."""
+class KafkaPublisher:
+    """The relay's own producer: plain aiokafka, no per-message framework overhead. Connects on
+    first use, so a service starts while the broker is away; the relay retries until it is back."""
 
-    async def send(
-        topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __call__(
+        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
     ) -> Awaitable[Any]:
-        future: Awaitable[Any] = await publish(
-            payload, topic, key=key, headers=headers, no_confirm=True
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=f"{self._client_id}-outbox",
+                acks="all",
+                linger_ms=1,
+                request_timeout_ms=10_000,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        future: Awaitable[Any] = await self._producer.send(
+            topic, payload, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
         )
         return future
 
-    return send
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -31,6 +31,7 @@ def create_service_app(
     engine: AsyncEngine,
     routers: Sequence[APIRouter],
     background: Sequence[BackgroundLoop] = (),
+    on_shutdown: Sequence[BackgroundLoop] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +45,8 @@ def create_service_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for close in on_shutdown:
+                await close()
             await broker.stop()
             await engine.dispose()
 

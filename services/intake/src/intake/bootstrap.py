@@ -15,7 +15,7 @@ from mm_shared.db import create_engine
 from mm_shared.events import ReporterContactSubmitted, ReportStatusChanged, ReportSubmitted
 from mm_shared.kafka import create_broker, document_publications
 from mm_shared.observability import configure_logging
-from mm_shared.outbox import Outbox, broker_publisher
+from mm_shared.outbox import KafkaPublisher, Outbox
 from mm_shared.service import create_service_app
 
 SERVICE = "intake"
@@ -24,7 +24,13 @@ SERVICE = "intake"
 def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    outbox = Outbox(engine, db.outbox, db.inbox, broker_publisher(broker.publish), SERVICE)
+    outbox = Outbox(
+        engine,
+        db.outbox,
+        db.inbox,
+        KafkaPublisher(settings.kafka_bootstrap_servers, SERVICE),
+        SERVICE,
+    )
     register_consumers(broker, outbox, settings)
     document_publications(broker, ReportSubmitted, ReporterContactSubmitted, ReportStatusChanged)
     return broker, outbox
@@ -34,6 +40,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging(settings.log_level)
     broker, outbox = create_messaging(settings)
+    writer = db.SubmissionWriter(outbox)
 
     return create_service_app(
         service=SERVICE,
@@ -41,8 +48,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="Accepts citizens' reports (Open311 GeoReport v2) and owns their status.",
         broker=broker,
         engine=outbox.engine,
-        routers=[open311.router(outbox, settings)],
-        background=[outbox.run_relay],
+        routers=[open311.router(outbox, writer, settings)],
+        on_shutdown=[outbox.close],
+        background=[writer.run, outbox.run_relay],
     )
 
 

@@ -29,6 +29,8 @@ def main() -> None:
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
+            # Requests are counted and timed in /metrics; a log line each would cost more.
+            access_log=False,
         )
 
 

@@ -1,32 +1,39 @@
-"""Intake's Kafka subscriber: routing results from geo-router.
-
-One subscriber per service and group: every extra consumer in a group costs a rebalance.
+"""Intake's Kafka subscriber: routing results from geo-router, in batches (one transaction
+each). One subscriber per service and group: every extra consumer in a group costs a rebalance.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 from faststream.kafka import KafkaBroker
-from pydantic import Field
 
 from intake import handlers
 from intake.settings import IntakeSettings
 from mm_shared.events import ReportRouted, ReportRoutingFailed, Topic
-from mm_shared.kafka import CONSUMER_DEFAULTS
+from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
 from mm_shared.outbox import Outbox
 
-RoutingResult = Annotated[ReportRouted | ReportRoutingFailed, Field(discriminator="event_type")]
+SERVICE = "intake"
+INPUTS: dict[str, type[ReportRouted | ReportRoutingFailed]] = {
+    Topic.REPORT_ROUTED.value: ReportRouted,
+    Topic.REPORT_ROUTING_FAILED.value: ReportRoutingFailed,
+}
 
 
 def register_consumers(broker: KafkaBroker, outbox: Outbox, settings: IntakeSettings) -> None:
     @broker.subscriber(
-        Topic.REPORT_ROUTED.value,
-        Topic.REPORT_ROUTING_FAILED.value,
+        *INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
+        decoder=raw_records,
+        description="ReportRouted makes a report assigned; ReportRoutingFailed rejects it",
         **CONSUMER_DEFAULTS,
     )
-    async def on_routing_result(event: RoutingResult) -> None:
-        """The office geo-router chose makes the report ``assigned``; no office, ``rejected``."""
-        await handlers.record_routing(outbox, event)
+    async def on_routing_results(records: list[Any]) -> None:
+        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
+        if events:
+            await handlers.record_routing_results(outbox, events)

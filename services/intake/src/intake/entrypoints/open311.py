@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from intake import handlers
+from intake.adapters.db import SubmissionWriter
 from intake.domain import Contact, InvalidReport, Report, find_problems
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
@@ -68,7 +69,7 @@ def _float_field(form: dict[str, str], name: str, problems: list[str]) -> float 
     return value
 
 
-def router(outbox: Outbox, settings: IntakeSettings) -> APIRouter:
+def router(outbox: Outbox, writer: SubmissionWriter, settings: IntakeSettings) -> APIRouter:
     api = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 
     @api.get("/services.json")
@@ -119,7 +120,7 @@ def router(outbox: Outbox, settings: IntakeSettings) -> APIRouter:
             return errors(400, *problems)
         try:
             report = await handlers.submit_report(
-                outbox,
+                writer,
                 jurisdiction=settings.jurisdiction,
                 service_code=service_code,
                 lat=lat,

@@ -1,0 +1,272 @@
+"""Geo-router figures (issue 4), in one run on this machine:
+
+1. point-in-area lookups/s, Leipzig (73 areas, 2 levels) and Germany (10,997 municipalities),
+   with PostGIS batched through unnest as a reference;
+2. Kafka → Kafka: geo-router consuming N ReportSubmitted, routing, storing, publishing N
+   ReportRouted and committing, against a bare aiokafka consume-and-republish of the same
+   messages;
+3. submit → assigned latency through intake and geo-router at a fixed 200 reports/s.
+
+    uv run python bench/routing.py [--reports 50000] [--rate 200] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import httpx
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import broker, database, free_port, percentile, report, service, service_env
+
+from geo_router.adapters.index import load_index
+from mm_shared.events import ReportSubmitted, Topic, utcnow
+
+BBOX = {"leipzig": (51.24, 51.44, 12.24, 12.54), "germany": (47.3, 55.0, 5.9, 15.0)}
+
+
+async def lookups(database_url: str) -> dict[str, object]:
+    engine = create_async_engine(database_url)
+    figures: dict[str, object] = {}
+    rng = np.random.default_rng(42)
+    try:
+        for code, (lat0, lat1, long0, long1) in BBOX.items():
+            index = await load_index(engine, code)
+            assert index is not None
+            n = 200_000
+            lats, longs = rng.uniform(lat0, lat1, n), rng.uniform(long0, long1, n)
+            started = time.perf_counter()
+            found = index.areas_at_many(lats, longs)
+            vectorised = n / (time.perf_counter() - started)
+            started = time.perf_counter()
+            for i in range(0, n, 1000):  # the consumer's batch size
+                index.areas_at_many(lats[i : i + 1000], longs[i : i + 1000])
+            batched = n / (time.perf_counter() - started)
+            figures[code] = {
+                "areas": len(index.areas),
+                "points": n,
+                "inside_share": round(sum(1 for f in found if f) / n, 3),
+                "lookups_per_s_vectorised": round(vectorised),
+                "lookups_per_s_batches_of_1000": round(batched),
+            }
+        lat0, lat1, long0, long1 = BBOX["leipzig"]
+        m = 20_000
+        lats, longs = rng.uniform(lat0, lat1, m), rng.uniform(long0, long1, m)
+        async with engine.connect() as conn:
+            started = time.perf_counter()
+            await conn.execute(
+                text(
+                    "SELECT p.i, a.code FROM unnest(CAST(:lats AS float8[]), "
+                    "CAST(:longs AS float8[])) WITH ORDINALITY AS p(lat, long, i) "
+                    "JOIN geo_router.areas a ON a.jurisdiction = 'leipzig' AND a.valid_to IS NULL "
+                    "AND ST_Covers(a.geom, ST_SetSRID(ST_MakePoint(p.long, p.lat), 4326))"
+                ),
+                {"lats": lats.tolist(), "longs": longs.tolist()},
+            )
+            figures["leipzig"]["postgis_unnest_reference_per_s"] = round(  # type: ignore[index]
+                m / (time.perf_counter() - started)
+            )
+    finally:
+        await engine.dispose()
+    return figures
+
+
+def reports(n: int) -> list[ReportSubmitted]:
+    rng = np.random.default_rng(7)
+    lat0, lat1, long0, long1 = 51.30, 51.38, 12.32, 12.42  # inner Leipzig
+    return [
+        ReportSubmitted(
+            report_id=uuid4(),
+            jurisdiction="leipzig",
+            service_code=f"{rng.integers(1, 14):03d}",
+            lat=float(rng.uniform(lat0, lat1)),
+            long=float(rng.uniform(long0, long1)),
+            submitted_at=utcnow(),
+        )
+        for _ in range(n)
+    ]
+
+
+async def produce(bootstrap: str, topic: str, events: list[ReportSubmitted]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        acks = [await producer.send(topic, e.model_dump_json().encode(), key=e.key) for e in events]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+async def count_arrivals(
+    bootstrap: str, topic: str, expected: int, timeout_s: float
+) -> tuple[int, float]:
+    """Messages seen on ``topic`` and the rate between the first and the last arrival."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=10)
+    await consumer.start()
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    seen, first, last = 0, 0.0, 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = sum(len(r) for r in batches.values())
+            if got:
+                now = time.monotonic()
+                first = first or now
+                last = now
+                seen += got
+    finally:
+        await consumer.stop()
+    rate = (seen - 1) / (last - first) if seen > 1 and last > first else float("nan")
+    return seen, rate
+
+
+async def throughput(bootstrap: str, database_url: str, n: int) -> dict[str, object]:
+    events = reports(n)
+    await produce(bootstrap, Topic.REPORT_SUBMITTED.value, events)
+    port = free_port()
+    env = service_env("GEO_ROUTER", database_url, bootstrap, port)
+    async with service("geo-router", "geo_router.cli", port, env):
+        routed, geo_rate = await count_arrivals(bootstrap, Topic.REPORT_ROUTED.value, n, 600)
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.create_topics([NewTopic("bench.passthrough", 4, 1)])
+    await admin.close()
+    bare = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("bare_passthrough.py")),
+        bootstrap,
+        Topic.REPORT_SUBMITTED.value,
+        "bench.passthrough",
+    )
+    try:
+        passed, bare_rate = await count_arrivals(bootstrap, "bench.passthrough", n, 600)
+    finally:
+        bare.terminate()
+        await bare.wait()
+    return {
+        "reports": n,
+        "geo_router_routed": routed,
+        "geo_router_reports_per_s": round(geo_rate),
+        "bare_passthrough_messages": passed,
+        "bare_passthrough_per_s": round(bare_rate),
+        "geo_router_share_of_bare": round(geo_rate / bare_rate, 3),
+    }
+
+
+async def latency(
+    bootstrap: str, database_url: str, rate: float, seconds: float
+) -> dict[str, object]:
+    intake_port, geo_port = free_port(), free_port()
+    intake_env = service_env("INTAKE", database_url, bootstrap, intake_port, api_keys='["bench"]')
+    geo_env = service_env("GEO_ROUTER", database_url, bootstrap, geo_port)
+    sent: dict[UUID, float] = {}
+    assigned: dict[UUID, float] = {}
+    async with (
+        service("geo-router", "geo_router.cli", geo_port, geo_env),
+        service("intake", "intake.cli", intake_port, intake_env),
+    ):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=10)
+        await consumer.start()
+        topic = Topic.REPORT_STATUS_CHANGED.value
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+
+        async def watch() -> None:
+            import json
+
+            async for msg in consumer:
+                body = json.loads(msg.value)
+                if body["status"] == "assigned":
+                    assigned.setdefault(UUID(body["report_id"]), time.monotonic())
+
+        watcher = asyncio.create_task(watch())
+        url = f"http://127.0.0.1:{intake_port}/open311/v2/requests.json"
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50)) as client:
+            # Warm-up until the consumers have joined their groups (not measured).
+            warm = await client.post(url, data=_form())
+            warm_id = UUID(warm.json()[0]["service_request_id"])
+            deadline = time.monotonic() + 60
+            while warm_id not in assigned and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+
+            async def submit() -> None:
+                started = time.monotonic()
+                response = await client.post(url, data=_form())
+                sent[UUID(response.json()[0]["service_request_id"])] = started
+
+            tasks = []
+            start = time.monotonic()
+            total = int(rate * seconds)
+            for i in range(total):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(submit()))
+            await asyncio.gather(*tasks)
+            deadline = time.monotonic() + 30
+            while not set(sent) <= set(assigned) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        watcher.cancel()
+        await consumer.stop()
+    latencies = [(assigned[r] - t) * 1000 for r, t in sent.items() if r in assigned]
+    return {
+        "rate_per_s": rate,
+        "reports": len(sent),
+        "assigned": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+        "max_ms": round(max(latencies), 1) if latencies else None,
+    }
+
+
+def _form() -> dict[str, str]:
+    rng = np.random.default_rng()
+    return {
+        "api_key": "bench",
+        "service_code": "001",
+        "lat": f"{rng.uniform(51.30, 51.38):.5f}",
+        "long": f"{rng.uniform(12.32, 12.42):.5f}",
+        "description": "Benchmark",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reports", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    database_url = database(jurisdictions=("leipzig", "germany"))
+    figures: dict[str, object] = {"lookups": asyncio.run(lookups(database_url))}
+    with broker() as bootstrap:
+        figures["kafka_to_kafka"] = asyncio.run(throughput(bootstrap, database_url, args.reports))
+    with broker() as bootstrap:
+        figures["submit_to_assigned"] = asyncio.run(
+            latency(bootstrap, database_url, args.rate, args.seconds)
+        )
+    figures["targets"] = {
+        "lookups_per_s": {"leipzig": 200_000, "germany": 100_000},
+        "kafka_to_kafka_reports_per_s": 20_000,
+        "kafka_to_kafka_share_of_bare": 0.10,
+        "submit_to_assigned_ms": {"p50": 30, "p99": 100},
+    }
+    report("geo_router", figures)
+
+
+if __name__ == "__main__":
+    main()
