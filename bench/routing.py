@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 import time
 from pathlib import Path
-from uuid import UUID, uuid4
+from typing import Any
+from uuid import uuid4
 
 import httpx
 import numpy as np
@@ -172,61 +174,61 @@ async def throughput(bootstrap: str, database_url: str, n: int) -> dict[str, obj
 async def latency(
     bootstrap: str, database_url: str, rate: float, seconds: float
 ) -> dict[str, object]:
+    """Load from ``hey`` (Go, little CPU) at a fixed rate; each report's latency is read from
+    intake's own records: acceptance (requested_at) → the ``assigned`` transition."""
     intake_port, geo_port = free_port(), free_port()
     intake_env = service_env("INTAKE", database_url, bootstrap, intake_port, api_keys='["bench"]')
     geo_env = service_env("GEO_ROUTER", database_url, bootstrap, geo_port)
-    sent: dict[UUID, float] = {}
-    assigned: dict[UUID, float] = {}
+    url = f"http://127.0.0.1:{intake_port}/open311/v2/requests.json"
+    body = "api_key=bench&service_code=001&lat=51.3397&long=12.3731&description=Benchmark"
+    engine = create_async_engine(database_url)
     async with (
         service("geo-router", "geo_router.cli", geo_port, geo_env),
         service("intake", "intake.cli", intake_port, intake_env),
     ):
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=10)
-        await consumer.start()
-        topic = Topic.REPORT_STATUS_CHANGED.value
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-
-        async def watch() -> None:
-            import json
-
-            async for msg in consumer:
-                body = json.loads(msg.value)
-                if body["status"] == "assigned":
-                    assigned.setdefault(UUID(body["report_id"]), time.monotonic())
-
-        watcher = asyncio.create_task(watch())
-        url = f"http://127.0.0.1:{intake_port}/open311/v2/requests.json"
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=50)) as client:
-            # Warm-up until the consumers have joined their groups (not measured).
-            warm = await client.post(url, data=_form())
-            warm_id = UUID(warm.json()[0]["service_request_id"])
-            deadline = time.monotonic() + 60
-            while warm_id not in assigned and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-
-            async def submit() -> None:
-                started = time.monotonic()
-                response = await client.post(url, data=_form())
-                sent[UUID(response.json()[0]["service_request_id"])] = started
-
-            tasks = []
-            start = time.monotonic()
-            total = int(rate * seconds)
-            for i in range(total):
-                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-                tasks.append(asyncio.create_task(submit()))
-            await asyncio.gather(*tasks)
-            deadline = time.monotonic() + 30
-            while not set(sent) <= set(assigned) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        watcher.cancel()
-        await consumer.stop()
-    latencies = [(assigned[r] - t) * 1000 for r, t in sent.items() if r in assigned]
+        async with httpx.AsyncClient() as client:  # warm-up: consumers join their groups
+            warm = await client.post(url, content=body, headers=FORM)
+            warm_id = warm.json()[0]["service_request_id"]
+            for _ in range(600):
+                if await _status(engine, warm_id) == "assigned":
+                    break
+                await asyncio.sleep(0.1)
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE intake.status_history, intake.reports"))
+        workers = 50
+        await _run(
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(workers),
+            "-q",
+            str(rate / workers),
+            "-m",
+            "POST",
+            "-T",
+            FORM["content-type"],
+            "-d",
+            body,
+            url,
+        )
+        await asyncio.sleep(5)  # let the last reports through
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT r.id, extract(epoch FROM h.changed_at - r.requested_at) * 1000 "
+                        "FROM intake.reports r LEFT JOIN intake.status_history h "
+                        "ON h.report_id = r.id AND h.status = 'assigned'"
+                    )
+                )
+            ).all()
+    await engine.dispose()
+    latencies = [float(ms) for _, ms in rows if ms is not None]
     return {
         "rate_per_s": rate,
-        "reports": len(sent),
+        "load_generator": "hey",
+        "reports": len(rows),
         "assigned": len(latencies),
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
@@ -234,15 +236,24 @@ async def latency(
     }
 
 
-def _form() -> dict[str, str]:
-    rng = np.random.default_rng()
-    return {
-        "api_key": "bench",
-        "service_code": "001",
-        "lat": f"{rng.uniform(51.30, 51.38):.5f}",
-        "long": f"{rng.uniform(12.32, 12.42):.5f}",
-        "description": "Benchmark",
-    }
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+async def _status(engine: Any, report_id: str) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.scalar(  # type: ignore[no-any-return]
+            text("SELECT status FROM intake.reports WHERE id = :id"), {"id": report_id}
+        )
+
+
+async def _run(*cmd: str) -> str:
+    if not shutil.which(cmd[0]):
+        raise SystemExit(f"{cmd[0]} is needed: apt-get install -y {cmd[0]}")
+    process = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    return out.decode()
 
 
 def main() -> None:

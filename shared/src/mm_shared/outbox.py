@@ -101,13 +101,11 @@ async def first_deliveries(
     """Record a batch of event ids as processed; returns those not seen before."""
     if not event_ids:
         return set()
-    inserted = await conn.scalars(
-        pg.insert(inbox)
-        .values([{"event_id": e} for e in event_ids])
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
+    inserted = await conn.execute(
+        pg.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id),
+        [{"event_id": e} for e in event_ids],
     )
-    return set(inserted)
+    return set(inserted.scalars())
 
 
 async def first_delivery(conn: AsyncConnection, inbox: sa.Table, event_id: UUID) -> bool:
