@@ -73,7 +73,9 @@ def dead_letter_middleware(
                     log.warning("transient failure on %s, will retry: %r", topic, exc)
                     await asyncio.sleep(retry_pause_s)
                     raise
-                await dead_letter(self.context.get("broker"), service, msg.raw_message, exc)
+                raw = msg.raw_message
+                for record in raw if isinstance(raw, tuple | list) else [raw]:
+                    await dead_letter(self.context.get("broker"), service, record, exc)
                 return None
 
     return DeadLetterMiddleware

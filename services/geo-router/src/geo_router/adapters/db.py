@@ -88,7 +88,7 @@ routing_decisions = sa.Table(
     #: inboxes recognise it.
     sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("topic", sa.Text, nullable=False),
-    sa.Column("event", pg.JSONB, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
     sa.Column(
         "decided_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
