@@ -94,7 +94,9 @@ class Stack:
 def service_settings(kafka: str, database_url: str, smtp_port: int) -> dict[str, object]:
     common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
     return {
-        "intake": IntakeSettings(**common, api_keys=[API_KEY]),  # type: ignore[arg-type]
+        "intake": IntakeSettings(  # type: ignore[arg-type]
+            **common, api_keys=[API_KEY], photo_dir=str(ROOT / "var" / "test-photos")
+        ),
         "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
         "notifier": NotifierSettings(  # type: ignore[call-arg]
             **common, smtp_port=smtp_port, contact_grace_s=30

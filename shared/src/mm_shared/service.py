@@ -30,6 +30,7 @@ def create_service_app(
     broker: KafkaBroker,
     engine: AsyncEngine,
     routers: Sequence[APIRouter],
+    startup: Sequence[BackgroundLoop] = (),
     background: Sequence[BackgroundLoop] = (),
     on_shutdown: Sequence[BackgroundLoop] = (),
 ) -> FastAPI:
@@ -37,6 +38,8 @@ def create_service_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # HTTP serves even while the broker is unreachable (reports are still accepted into the
         # outbox); the broker connects in the background as soon as it is there.
+        for step in startup:
+            await step()
         tasks = [asyncio.create_task(keep_broker_connected(broker))]
         tasks += [asyncio.create_task(loop()) for loop in background]
         try:

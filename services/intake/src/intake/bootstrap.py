@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from intake import handlers
 from intake.adapters import db
-from intake.entrypoints import open311
+from intake.adapters.boundaries import Boundaries
+from intake.adapters.photos import FileSystemPhotoStore
+from intake.entrypoints import api, open311
 from intake.entrypoints.consumers import register_consumers
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine
 from mm_shared.events import ReporterContactSubmitted, ReportStatusChanged, ReportSubmitted
-from mm_shared.kafka import create_broker, document_publications
+from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import KafkaPublisher, Outbox
 from mm_shared.service import create_service_app
 
 SERVICE = "intake"
+log = logging.getLogger(__name__)
 
 
-def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox]:
+def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox, Boundaries]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
     outbox = Outbox(
@@ -31,30 +40,52 @@ def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox]:
         KafkaPublisher(settings.kafka_bootstrap_servers, SERVICE),
         SERVICE,
     )
-    register_consumers(broker, outbox, settings)
+    boundaries = Boundaries(engine)
+    register_consumers(broker, outbox, boundaries, settings)
     document_publications(broker, ReportSubmitted, ReporterContactSubmitted, ReportStatusChanged)
-    return broker, outbox
+    return broker, outbox, boundaries
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging(settings.log_level)
-    broker, outbox = create_messaging(settings)
+    broker, outbox, boundaries = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
+    store = FileSystemPhotoStore(Path(settings.photo_dir))
+
+    async def sweep_unrouted() -> None:
+        """No accepted report stays unrouted: re-publish what waited too long."""
+        older_than = timedelta(seconds=settings.resubmit_after_s)
+        while True:
+            await asyncio.sleep(settings.resubmit_after_s / 4)
+            try:
+                await handlers.resubmit_unrouted(outbox, older_than)
+            except Exception:
+                log.exception("resubmitting unrouted reports failed; trying again later")
 
     return create_service_app(
         service=SERVICE,
         title="Mängelmelder intake",
-        description="Accepts citizens' reports (Open311 GeoReport v2) and owns their status.",
+        description="Accepts citizens' reports (Open311 GeoReport v2 and the city app's API) "
+        "and owns their status.",
         broker=broker,
         engine=outbox.engine,
-        routers=[open311.router(outbox, writer, settings)],
+        routers=[
+            open311.router(outbox, writer, boundaries, settings),
+            api.router(outbox, writer, boundaries, store, settings),
+        ],
+        startup=[boundaries.load],
+        background=[
+            writer.run,
+            outbox.run_relay,
+            sweep_unrouted,
+            lambda: track_consumer_lag(broker, SERVICE),
+        ],
         on_shutdown=[outbox.close],
-        background=[writer.run, outbox.run_relay],
     )
 
 
 def asyncapi_app() -> FastStream:
     """For ``faststream docs gen --factory intake.bootstrap:asyncapi_app``."""
-    broker, _ = create_messaging(IntakeSettings())
+    broker, _, _ = create_messaging(IntakeSettings())
     return FastStream(broker, specification=AsyncAPI(title="Mängelmelder intake", version="0.1.0"))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID, uuid4
 
+from intake.catalogue import check_attributes
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
     OfficeRef,
@@ -73,6 +76,14 @@ class StatusChange:
     internal_note: str | None = None
 
 
+@dataclass(frozen=True)
+class Photo:
+    digest: str
+    content_type: str
+    width: int
+    height: int
+
+
 @dataclass
 class Report:
     id: UUID
@@ -86,6 +97,16 @@ class Report:
     office: OfficeRef | None = None
     updated_at: datetime | None = None
     history: list[StatusChange] = field(default_factory=list)
+    address: str | None = None
+    media_url: str | None = None
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    #: Open311's ``token``: a second handle on the report, for clients that poll by token.
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    photos: list[Photo] = field(default_factory=list)
+
+    @property
+    def public_notes(self) -> list[StatusChange]:
+        return [c for c in self.history if c.public_note]
 
     def change_status(
         self,
@@ -141,6 +162,7 @@ def find_problems(
     description: str | None,
     *,
     check_location: bool = True,
+    attributes: Mapping[str, list[str]] | None = None,
 ) -> list[str]:
     """Everything wrong with a submission, so that the client can fix it all at once."""
     problems: list[str] = []
@@ -148,6 +170,8 @@ def find_problems(
         problems.append("service_code is required")
     elif service_code not in CATEGORIES_BY_CODE:
         problems.append(f"unknown service_code {service_code!r}")
+    else:
+        problems.extend(check_attributes(service_code, attributes or {}))
     if not check_location:
         pass
     elif lat is None or long is None:
@@ -167,9 +191,13 @@ def submit(
     long: float | None,
     description: str | None,
     contact: Contact | None,
+    address: str | None = None,
+    media_url: str | None = None,
+    attributes: Mapping[str, list[str]] | None = None,
+    photos: Sequence[Photo] = (),
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies."""
-    problems = find_problems(service_code, lat, long, description)
+    problems = find_problems(service_code, lat, long, description, attributes=attributes)
     if problems:
         raise InvalidReport(problems)
     assert lat is not None
@@ -184,6 +212,10 @@ def submit(
         description=description or "",
         requested_at=now,
         updated_at=now,
+        address=address,
+        media_url=media_url,
+        attributes=dict(attributes or {}),
+        photos=list(photos),
     )
     report.history.append(StatusChange(ReportStatus.RECEIVED, None, now, "citizen"))
     events: list[ReportSubmitted | ReporterContactSubmitted] = [
@@ -212,3 +244,11 @@ def submit(
             )
         )
     return report, events
+
+
+def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
+    """Great-circle distance (haversine), good to well under a metre at city scale."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(long2 - long1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))

@@ -1,41 +1,164 @@
-"""Intake's use cases: each runs in one unit of work and stages the events it implies."""
+"""Intake's use cases. Each runs in one unit of work and stages the events it implies."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
-from intake.adapters.db import SubmissionWriter, unit_of_work
-from intake.domain import Contact, Report, TransitionNotAllowed, submit
-from mm_shared.events import ReportRouted, ReportRoutingFailed, ReportStatus, ReportStatusChanged
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.dialects import postgresql as pg
+
+from intake.adapters.boundaries import Boundaries
+from intake.adapters.db import SubmissionWriter, idempotency_keys, unit_of_work
+from intake.domain import Contact, InvalidReport, Photo, Report, TransitionNotAllowed, submit
+from mm_shared.events import (
+    ReporterContactSubmitted,
+    ReportRouted,
+    ReportRoutingFailed,
+    ReportStatus,
+    ReportStatusChanged,
+    ReportSubmitted,
+    utcnow,
+)
 from mm_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 ROUTER = "geo-router"
+ACCEPTED = Counter("mm_reports_accepted_total", "Reports accepted, by category", ["service_code"])
+REFUSED = Counter("mm_reports_refused_total", "Submissions refused, by reason", ["reason"])
+RESUBMITTED = Counter(
+    "mm_reports_resubmitted_total", "Reports re-published because they stayed unrouted"
+)
+
+
+class OutsideJurisdiction(InvalidReport):
+    pass
+
+
+class IdempotencyConflict(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Submission:
+    jurisdiction: str
+    service_code: str
+    lat: float | None
+    long: float | None
+    description: str | None
+    contact: Contact | None
+    address: str | None = None
+    media_url: str | None = None
+    attributes: Mapping[str, list[str]] | None = None
+    photos: Sequence[Photo] = ()
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+def check_location(boundaries: Boundaries, jurisdiction: str, lat: float, long: float) -> None:
+    if boundaries.covers(jurisdiction, lat, long) is False:
+        REFUSED.labels("outside_jurisdiction").inc()
+        raise OutsideJurisdiction(
+            [
+                f"the location ({lat}, {long}) is outside the area of {jurisdiction}: "
+                "reports can only be taken for places inside the city"
+            ]
+        )
 
 
 async def submit_report(
-    writer: SubmissionWriter,
-    *,
-    jurisdiction: str,
-    service_code: str,
-    lat: float | None,
-    long: float | None,
-    description: str | None,
-    contact: Contact | None,
+    writer: SubmissionWriter, boundaries: Boundaries, submission: Submission
 ) -> Report:
-    report, events = submit(
-        jurisdiction=jurisdiction,
-        service_code=service_code,
-        lat=lat,
-        long=long,
-        description=description,
-        contact=contact,
-    )
+    report, events = _create(boundaries, submission)
     await writer.write(report, events)
+    ACCEPTED.labels(report.service_code).inc()
     return report
+
+
+async def submit_report_once(
+    outbox: Outbox, boundaries: Boundaries, submission: Submission, idempotency_key: str
+) -> tuple[Report, bool]:
+    """Submit under an Idempotency-Key: a retry with the same key and request returns the
+    report created the first time (and False: nothing new was created)."""
+    fingerprint = submission.fingerprint()
+    async with unit_of_work(outbox) as uow:
+        # Serialise concurrent retries of the same key.
+        await uow.conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(idempotency_key)))
+        )
+        previous = (
+            await uow.conn.execute(
+                sa.select(idempotency_keys).where(idempotency_keys.c.key == idempotency_key)
+            )
+        ).first()
+        if previous is not None:
+            if previous.request_hash != fingerprint:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used for a different request"
+                )
+            existing = await uow.reports.get(previous.report_id)
+            assert existing is not None
+            return existing, False
+        report, events = _create(boundaries, submission)
+        await uow.reports.add(report)
+        await uow.publish(*events)
+        await uow.conn.execute(
+            pg.insert(idempotency_keys).values(
+                key=idempotency_key, request_hash=fingerprint, report_id=report.id
+            )
+        )
+    ACCEPTED.labels(report.service_code).inc()
+    return report, True
+
+
+def _create(
+    boundaries: Boundaries, s: Submission
+) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
+    try:
+        report, events = submit(
+            jurisdiction=s.jurisdiction,
+            service_code=s.service_code,
+            lat=s.lat,
+            long=s.long,
+            description=s.description,
+            contact=s.contact,
+            address=s.address,
+            media_url=s.media_url,
+            attributes=s.attributes,
+            photos=s.photos,
+        )
+    except InvalidReport:
+        REFUSED.labels("invalid").inc()
+        raise
+    check_location(boundaries, report.jurisdiction, report.lat, report.long)
+    return report, events
+
+
+async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
+    """ "Me too": another reporter follows an existing report and hears of its changes."""
+    async with unit_of_work(outbox) as uow:
+        report = await uow.reports.get(report_id)
+        if report is None:
+            return False
+        await uow.publish(
+            ReporterContactSubmitted(
+                report_id=report_id,
+                correlation_id=report_id,
+                email=contact.email,
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                phone=contact.phone,
+                locale="en" if contact.locale == "en" else "de",
+            )
+        )
+    return True
 
 
 async def get_report(outbox: Outbox, report_id: UUID) -> Report | None:
@@ -91,3 +214,31 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
                 announcements.append(change)
         await uow.reports.save_many([(r, r.history) for r in reports.values() if r.history])
         await uow.publish(*announcements)
+
+
+async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
+    """Re-publish reports that stayed unrouted (a lost message, a broker that forgot): geo-router
+    decides once and re-announces, so this is always safe."""
+    async with unit_of_work(outbox) as uow:
+        stale = await uow.reports.unrouted_since(utcnow() - older_than)
+        if not stale:
+            return 0
+        await uow.publish(
+            *(
+                ReportSubmitted(
+                    report_id=r.id,
+                    correlation_id=r.id,
+                    jurisdiction=r.jurisdiction,
+                    service_code=r.service_code,
+                    lat=r.lat,
+                    long=r.long,
+                    submitted_at=r.requested_at,
+                    resubmission=True,
+                )
+                for r in stale
+            )
+        )
+        await uow.reports.mark_resubmitted([r.id for r in stale])
+    RESUBMITTED.inc(len(stale))
+    log.warning("re-published %d reports not routed within %s", len(stale), older_than)
+    return len(stale)

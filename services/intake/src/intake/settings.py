@@ -16,3 +16,14 @@ class IntakeSettings(ServiceSettings):
     jurisdiction: str = "leipzig"
     public_base_url: str = "http://127.0.0.1:8000"
     consumer_group: str = "intake"
+    timezone: str = "Europe/Berlin"
+    #: Open311 discovery: who runs this endpoint and where keys are requested.
+    contact: str = "Stadt Leipzig, Mängelmelder, maengelmelder@leipzig.example"
+    key_service: str = "Stadt Leipzig, Amt für Digitalisierung (API-Schlüssel auf Anfrage)"
+    endpoint_type: str = "production"
+    #: Where uploaded photos are kept (content-addressed files).
+    photo_dir: str = "var/photos"
+    #: A report still ``received`` after this long is published again.
+    resubmit_after_s: float = 120.0
+    #: Open reports of the same category closer than this are offered as duplicates.
+    duplicate_radius_m: float = 50.0

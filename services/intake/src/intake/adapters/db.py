@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from intake.domain import Report, StatusChange
+from intake.domain import Photo, Report, StatusChange, distance_m
 from mm_shared.events import Event, OfficeRef, ReportStatus
 from mm_shared.outbox import Outbox, Transaction, inbox_table, outbox_table
 
@@ -33,6 +35,44 @@ reports = sa.Table(
     sa.Column("office_name", sa.Text),
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("address", sa.Text),
+    sa.Column("media_url", sa.Text),
+    sa.Column("attributes", pg.JSONB, nullable=False),
+    sa.Column("token", sa.Text),
+    sa.Column("resubmitted_at", sa.DateTime(timezone=True)),
+)
+
+photos = sa.Table(
+    "photos",
+    metadata,
+    sa.Column("report_id", pg.UUID(as_uuid=True), sa.ForeignKey(reports.c.id), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+jurisdiction_boundaries = sa.Table(
+    "jurisdiction_boundaries",
+    metadata,
+    sa.Column("jurisdiction", sa.Text, primary_key=True),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("boundary", sa.Text, nullable=False),
+    sa.Column(
+        "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 status_history = sa.Table(
@@ -54,6 +94,13 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
+OPEN_STATUSES = [
+    ReportStatus.RECEIVED.value,
+    ReportStatus.ASSIGNED.value,
+    ReportStatus.IN_PROGRESS.value,
+]
+
+
 def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange]) -> Report:
     m = row._mapping
     office = OfficeRef(code=m["office_code"], name=m["office_name"]) if m["office_code"] else None
@@ -69,6 +116,10 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
         office=office,
         updated_at=m["updated_at"],
         history=history,
+        address=m["address"],
+        media_url=m["media_url"],
+        attributes=m["attributes"] or {},
+        token=m["token"] or "",
     )
 
 
@@ -95,11 +146,29 @@ class ReportRepository:
                     "office_name": r.office.name if r.office else None,
                     "requested_at": r.requested_at,
                     "updated_at": r.updated_at or r.requested_at,
+                    "address": r.address,
+                    "media_url": r.media_url,
+                    "attributes": r.attributes,
+                    "token": r.token,
                 }
                 for r in new_reports
             ],
         )
         await self._add_history_many([(r.id, r.history) for r in new_reports])
+        photo_rows = [
+            {
+                "report_id": r.id,
+                "position": i,
+                "digest": p.digest,
+                "content_type": p.content_type,
+                "width": p.width,
+                "height": p.height,
+            }
+            for r in new_reports
+            for i, p in enumerate(r.photos)
+        ]
+        if photo_rows:
+            await self.conn.execute(photos.insert(), photo_rows)
 
     async def get(self, report_id: UUID, *, for_update: bool = False) -> Report | None:
         query = sa.select(reports).where(reports.c.id == report_id)
@@ -124,7 +193,117 @@ class ReportRepository:
             )
             for h in history_rows
         ]
-        return _row_to_report(row, history)
+        report = _row_to_report(row, history)
+        report.photos = [
+            Photo(p.digest, p.content_type, p.width, p.height)
+            for p in await self.conn.execute(
+                sa.select(photos).where(photos.c.report_id == report_id).order_by(photos.c.position)
+            )
+        ]
+        return report
+
+    async def id_for_token(self, token: str) -> UUID | None:
+        found: UUID | None = await self.conn.scalar(
+            sa.select(reports.c.id).where(reports.c.token == token)
+        )
+        return found
+
+    async def search(
+        self,
+        *,
+        ids: Sequence[UUID] = (),
+        service_codes: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        statuses: Sequence[ReportStatus] = (),
+        bbox: tuple[float, float, float, float] | None = None,
+        limit: int = 1000,
+    ) -> list[Report]:
+        """Reports by the Open311 filters (newest first), with their public history."""
+        query = sa.select(reports).order_by(reports.c.requested_at.desc()).limit(limit)
+        if ids:
+            query = query.where(reports.c.id.in_(ids))
+        else:
+            if service_codes:
+                query = query.where(reports.c.service_code.in_(service_codes))
+            if start:
+                query = query.where(reports.c.requested_at >= start)
+            if end:
+                query = query.where(reports.c.requested_at <= end)
+            if statuses:
+                query = query.where(reports.c.status.in_([s.value for s in statuses]))
+            if bbox:
+                min_long, min_lat, max_long, max_lat = bbox
+                query = query.where(
+                    reports.c.lat.between(min_lat, max_lat),
+                    reports.c.long.between(min_long, max_long),
+                )
+        rows = (await self.conn.execute(query)).all()
+        found = {row.id: _row_to_report(row, []) for row in rows}
+        if found:
+            for h in await self.conn.execute(
+                sa.select(status_history)
+                .where(status_history.c.report_id.in_(list(found)))
+                .order_by(status_history.c.id)
+            ):
+                found[h.report_id].history.append(
+                    StatusChange(
+                        status=ReportStatus(h.status),
+                        previous_status=ReportStatus(h.previous_status)
+                        if h.previous_status
+                        else None,
+                        changed_at=h.changed_at,
+                        changed_by=h.changed_by,
+                        public_note=h.public_note,
+                        internal_note=h.internal_note,
+                    )
+                )
+            for p in await self.conn.execute(
+                sa.select(photos)
+                .where(photos.c.report_id.in_(list(found)))
+                .order_by(photos.c.position)
+            ):
+                found[p.report_id].photos.append(Photo(p.digest, p.content_type, p.width, p.height))
+        return [found[row.id] for row in rows]
+
+    async def open_nearby(
+        self, service_code: str, lat: float, long: float, radius_m: float
+    ) -> list[Report]:
+        """Open reports of a category within ``radius_m``: candidates by a bounding box on the
+        (service_code, lat) index, then the exact distance."""
+        dlat = radius_m / 111_320
+        dlong = radius_m / (111_320 * max(math.cos(math.radians(lat)), 0.01))
+        rows = await self.conn.execute(
+            sa.select(reports).where(
+                reports.c.service_code == service_code,
+                reports.c.lat.between(lat - dlat, lat + dlat),
+                reports.c.long.between(long - dlong, long + dlong),
+                reports.c.status.in_(OPEN_STATUSES),
+            )
+        )
+        nearby = [_row_to_report(r, []) for r in rows]
+        return [r for r in nearby if distance_m(lat, long, r.lat, r.long) <= radius_m]
+
+    async def unrouted_since(self, before: datetime, limit: int = 500) -> list[Report]:
+        rows = await self.conn.execute(
+            sa.select(reports)
+            .where(
+                reports.c.status == ReportStatus.RECEIVED.value,
+                reports.c.requested_at < before,
+                sa.or_(reports.c.resubmitted_at.is_(None), reports.c.resubmitted_at < before),
+            )
+            .order_by(reports.c.requested_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_row_to_report(r, []) for r in rows]
+
+    async def mark_resubmitted(self, report_ids: Sequence[UUID]) -> None:
+        await self.conn.execute(
+            reports.update()
+            .where(reports.c.id.in_(report_ids))
+            .values(resubmitted_at=sa.func.now())
+        )
 
     async def get_many_for_update(self, report_ids: Sequence[UUID]) -> dict[UUID, Report]:
         """Current state of several reports, locked, without their history (for batches that
@@ -192,6 +371,7 @@ class UnitOfWork:
     """One transaction over intake's reports, its outbox and its inbox."""
 
     def __init__(self, tx: Transaction) -> None:
+        self.conn = tx.conn
         self.reports = ReportRepository(tx.conn)
         self.publish = tx.publish
         self.first_delivery = tx.first_delivery

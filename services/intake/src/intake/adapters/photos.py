@@ -68,7 +68,8 @@ def _jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes, int]:
     rest from SOS to EOI, and the number of bytes after EOI."""
     if not data.startswith(b"\xff\xd8"):
         raise PhotoRejected("not_an_image", "not a JPEG file")
-    pos, segments = 2, []
+    pos = 2
+    segments: list[tuple[int, bytes]] = []
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise PhotoRejected("truncated", "the JPEG structure is broken")
@@ -165,7 +166,7 @@ def process_photo(data: bytes) -> ProcessedPhoto:
     # One decode, at the smallest scale that still gives the display size; it also proves the
     # whole file decodes (a truncated one fails here).
     try:
-        decoded = Image.open(io.BytesIO(original))
+        decoded: Image.Image = Image.open(io.BytesIO(original))
         # draft() keeps both sides at least this size: ask for the display box scaled to the
         # picture's aspect, or a 4:3 picture would be decoded at full size.
         scale = DISPLAY_SIZE / max(decoded.size)
@@ -233,6 +234,8 @@ class FileSystemPhotoStore:
         if not path.exists():
             return None
         content_type = (
-            (self._dir(digest) / "content-type").read_text() if variant == "original" else "image/jpeg"
+            (self._dir(digest) / "content-type").read_text()
+            if variant == "original"
+            else "image/jpeg"
         )
         return path.read_bytes(), content_type

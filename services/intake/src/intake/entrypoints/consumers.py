@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from intake import handlers
+from intake.adapters.boundaries import Boundaries
 from intake.settings import IntakeSettings
-from mm_shared.events import ReportRouted, ReportRoutingFailed, Topic
+from mm_shared.events import JurisdictionBoundaryChanged, ReportRouted, ReportRoutingFailed, Topic
 from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
 from mm_shared.outbox import Outbox
 
@@ -21,7 +23,9 @@ INPUTS: dict[str, type[ReportRouted | ReportRoutingFailed]] = {
 }
 
 
-def register_consumers(broker: KafkaBroker, outbox: Outbox, settings: IntakeSettings) -> None:
+def register_consumers(
+    broker: KafkaBroker, outbox: Outbox, boundaries: Boundaries, settings: IntakeSettings
+) -> None:
     @broker.subscriber(
         *INPUTS,
         group_id=settings.consumer_group,
@@ -37,3 +41,14 @@ def register_consumers(broker: KafkaBroker, outbox: Outbox, settings: IntakeSett
         events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
         if events:
             await handlers.record_routing_results(outbox, events)
+
+    @broker.subscriber(
+        Topic.JURISDICTION_BOUNDARY.value,
+        fetch_max_wait_ms=100,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        description="The city's outline, for refusing reports from outside (no group: every "
+        "instance reads the whole compacted topic)",
+    )
+    async def on_boundary(event: JurisdictionBoundaryChanged) -> None:
+        await boundaries.update(event)

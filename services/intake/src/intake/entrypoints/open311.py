@@ -1,104 +1,212 @@
-"""Open311 GeoReport v2 under ``/open311/v2/``: what city apps and civic tools speak."""
+"""Open311 GeoReport v2 under ``/open311/v2/``, in JSON and XML: what city apps, CRMs and civic
+tools speak. Errors follow the spec: a list of ``{code, description}``, 403 for a missing or
+wrong api_key, 404 for unknown ids and service codes, 400 for everything else."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from intake import handlers
-from intake.adapters.db import SubmissionWriter
+from intake.adapters.boundaries import Boundaries
+from intake.adapters.db import SubmissionWriter, unit_of_work
+from intake.catalogue import definition
 from intake.domain import Contact, InvalidReport, Report, find_problems
+from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
+from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 
-
-def errors(status: int, *descriptions: str) -> JSONResponse:
-    """Open311 errors: always a list of ``{code, description}``, one per problem."""
-    return JSONResponse(
-        [{"code": status, "description": d} for d in descriptions], status_code=status
-    )
+MAX_SPAN = timedelta(days=90)
+ATTRIBUTE_FIELD = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
+def photo_url(settings: IntakeSettings, digest: str, variant: str = "display") -> str:
+    return f"{settings.public_base_url}/api/v1/photos/{digest}/{variant}"
 
 
-def _public_status_note(report: Report) -> str | None:
+def status_notes(report: Report) -> str | None:
+    """Open311 knows only open and closed: the notes say which kind of closed, and why."""
     notes = [c.public_note for c in report.history if c.public_note]
     if report.status.is_closed:
         return f"{report.status.value}: {notes[-1]}" if notes else report.status.value
     return notes[-1] if notes else None
 
 
-def report_to_open311(report: Report) -> dict[str, Any]:
+def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) -> dict[str, Any]:
     category = CATEGORIES_BY_CODE.get(report.service_code)
+
+    def iso(value: datetime | None) -> str | None:
+        return value.astimezone(tz).isoformat(timespec="seconds") if value else None
+
+    media = photo_url(settings, report.photos[0].digest) if report.photos else report.media_url
     return {
         "service_request_id": str(report.id),
         "status": "closed" if report.status.is_closed else "open",
-        "status_notes": _public_status_note(report),
+        "status_notes": status_notes(report),
         "service_name": category.name_de if category else None,
         "service_code": report.service_code,
         "description": report.description,
         "agency_responsible": report.office.name if report.office else None,
         "service_notice": None,
-        "requested_datetime": _iso(report.requested_at),
-        "updated_datetime": _iso(report.updated_at),
+        "requested_datetime": iso(report.requested_at),
+        "updated_datetime": iso(report.updated_at),
         "expected_datetime": None,
-        "address": None,
+        "address": report.address,
         "zipcode": None,
         "lat": report.lat,
         "long": report.long,
-        "media_url": None,
+        "media_url": media,
     }
 
 
-def _float_field(form: dict[str, str], name: str, problems: list[str]) -> float | None:
+def _parse_float(form: dict[str, str], name: str, problems: list[str]) -> float | None:
     raw = form.get(name, "").strip()
     if not raw:
         return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         problems.append(f"{name} must be a number in WGS84 degrees, got {raw!r}")
         return None
-    return value
 
 
-def router(outbox: Outbox, writer: SubmissionWriter, settings: IntakeSettings) -> APIRouter:
+def _parse_datetime(raw: str | None, name: str, problems: list[str]) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(f"{name} must be an ISO 8601 date-time, e.g. 2026-11-27T00:00:00Z")
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def router(
+    outbox: Outbox, writer: SubmissionWriter, boundaries: Boundaries, settings: IntakeSettings
+) -> APIRouter:
     api = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
+    tz = ZoneInfo(settings.timezone)
+    base = f"{settings.public_base_url}/open311/v2"
 
-    @api.get("/services.json")
-    async def list_services() -> list[dict[str, Any]]:
-        """The service catalogue (categories a report can be filed under)."""
-        return [
+    @api.get("/discovery.{fmt}")
+    async def discovery(fmt: Format) -> Response:
+        """Where this GeoReport v2 endpoint is and what it speaks."""
+        return render(
+            fmt,
             {
-                "service_code": c.code,
-                "service_name": c.name_de,
-                "description": c.description_de,
-                "metadata": False,
-                "type": "realtime",
-                "keywords": c.name_en,
-                "group": c.group,
-            }
-            for c in CATEGORIES
-        ]
+                "changeset": "2026-11-27T00:00:00+01:00",
+                "contact": settings.contact,
+                "key_service": settings.key_service,
+                "endpoints": [
+                    {
+                        "specification": "http://wiki.open311.org/GeoReport_v2",
+                        "url": base,
+                        "changeset": "2026-11-27T00:00:00+01:00",
+                        "type": settings.endpoint_type,
+                        "formats": ["text/xml", "application/json"],
+                    }
+                ],
+            },
+            root="discovery",
+            item="endpoint",
+        )
 
-    @api.post("/requests.json", status_code=201)
-    async def create_request(request: Request) -> JSONResponse:
-        """Submit a report (form-encoded, as the GeoReport v2 spec prescribes)."""
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    @api.get("/services.{fmt}")
+    async def list_services(fmt: Format, jurisdiction_id: str | None = None) -> Response:
+        """The categories a report can be filed under (German names; English in keywords)."""
+        return render(
+            fmt,
+            [
+                {
+                    "service_code": c.code,
+                    "service_name": c.name_de,
+                    "description": f"{c.description_de} / {c.name_en}: {c.description_en}",
+                    "metadata": bool(definition(c.code) and definition(c.code).attributes),  # type: ignore[union-attr]
+                    "type": "realtime",
+                    "keywords": c.name_en,
+                    "group": c.group,
+                }
+                for c in CATEGORIES
+            ],
+            root="services",
+            item="service",
+        )
+
+    @api.get("/services/{service_code}.{fmt}")
+    async def service_definition(service_code: str, fmt: Format) -> Response:
+        """The extra questions of one category (its attributes)."""
+        found = definition(service_code)
+        if found is None:
+            return errors(fmt, 404, f"no service with service_code {service_code!r}")
+        return render(
+            fmt,
+            {
+                "service_code": found.service_code,
+                "attributes": [
+                    {
+                        "variable": a.variable,
+                        "code": a.code,
+                        "datatype": a.datatype,
+                        "required": a.required,
+                        "datatype_description": a.datatype_description or None,
+                        "order": a.order,
+                        "description": a.description,
+                        **(
+                            {"values": [{"key": k, "name": n} for k, n in a.values]}
+                            if a.values
+                            else {}
+                        ),
+                    }
+                    for a in found.attributes
+                ],
+            },
+            root="service_definition",
+            item="attribute",
+        )
+
+    @api.post("/requests.{fmt}", status_code=201)
+    async def create_request(fmt: Format, request: Request) -> Response:
+        """Submit a report: form-encoded, as the spec prescribes."""
+        raw = await request.form()
+        form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if form.get("api_key", "") not in settings.api_keys:
-            return errors(403, "api_key is missing or not valid")
+            return errors(fmt, 403, "api_key is missing or not valid")
+        attributes: dict[str, list[str]] = {}
+        for key, value in raw.multi_items():
+            match = ATTRIBUTE_FIELD.match(key)
+            if match and isinstance(value, str):
+                attributes.setdefault(match.group(1), []).append(value)
         problems: list[str] = []
-        lat = _float_field(form, "lat", problems)
-        long = _float_field(form, "long", problems)
+        lat = _parse_float(form, "lat", problems)
+        long = _parse_float(form, "long", problems)
+        address = form.get("address_string", "").strip() or None
+        if (lat is None or long is None) and address and not problems:
+            problems.append(
+                "address_string alone cannot be located yet (no geocoder is configured): "
+                "send lat and long as well"
+            )
         service_code = form.get("service_code", "").strip()
         email = form.get("email", "").strip()
+        if email and ("@" not in email or len(email) > 254):
+            problems.append("email is not a valid e-mail address")
+        if problems:
+            problems += find_problems(
+                service_code,
+                lat,
+                long,
+                form.get("description"),
+                check_location=False,
+                attributes=attributes,
+            )
+            return errors(fmt, 400, *problems)
         contact = (
             Contact(
                 email=email,
@@ -110,41 +218,130 @@ def router(outbox: Outbox, writer: SubmissionWriter, settings: IntakeSettings) -
             if email
             else None
         )
-        if email and ("@" not in email or len(email) > 254):
-            problems.append("email is not a valid e-mail address")
-        if problems:
-            # A coordinate did not parse: still report every other problem in the same answer.
-            problems += find_problems(
-                service_code, lat, long, form.get("description"), check_location=False
-            )
-            return errors(400, *problems)
         try:
             report = await handlers.submit_report(
                 writer,
-                jurisdiction=settings.jurisdiction,
-                service_code=service_code,
-                lat=lat,
-                long=long,
-                description=form.get("description"),
-                contact=contact,
+                boundaries,
+                handlers.Submission(
+                    jurisdiction=settings.jurisdiction,
+                    service_code=service_code,
+                    lat=lat,
+                    long=long,
+                    description=form.get("description"),
+                    contact=contact,
+                    address=address,
+                    media_url=form.get("media_url") or None,
+                    attributes=attributes,
+                ),
             )
         except InvalidReport as invalid:
-            return errors(400, *invalid.problems)
-        return JSONResponse(
-            [{"service_request_id": str(report.id), "service_notice": None, "account_id": None}],
+            return errors(fmt, 400, *invalid.problems)
+        return render(
+            fmt,
+            [
+                {
+                    "service_request_id": str(report.id),
+                    "token": report.token,
+                    "service_notice": None,
+                    "account_id": None,
+                }
+            ],
+            root="service_requests",
+            item="request",
             status_code=201,
         )
 
-    @api.get("/requests/{service_request_id}.json")
-    async def get_request(service_request_id: str) -> JSONResponse:
+    @api.get("/requests.{fmt}")
+    async def list_requests(
+        fmt: Format,
+        service_request_id: str | None = None,
+        service_code: str | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        status: str | None = None,
+        jurisdiction_id: str | None = None,
+    ) -> Response:
+        """Reports by id (a comma list, overriding the other filters), category, time span
+        (at most 90 days; the last 90 days by default) and status; newest first, 1,000 at most."""
+        problems: list[str] = []
+        ids: list[UUID] = []
+        for raw_id in (service_request_id or "").split(","):
+            if raw_id.strip():
+                try:
+                    ids.append(UUID(raw_id.strip()))
+                except ValueError:
+                    problems.append(f"service_request_id {raw_id.strip()!r} is not a valid id")
+        start = _parse_datetime(start_date, "start_date", problems)
+        end = _parse_datetime(end_date, "end_date", problems)
+        statuses: list[ReportStatus] = []
+        if status:
+            for s in status.split(","):
+                if s == "open":
+                    statuses += [
+                        ReportStatus.RECEIVED,
+                        ReportStatus.ASSIGNED,
+                        ReportStatus.IN_PROGRESS,
+                    ]
+                elif s == "closed":
+                    statuses += [
+                        ReportStatus.RESOLVED,
+                        ReportStatus.REJECTED,
+                        ReportStatus.DUPLICATE,
+                    ]
+                else:
+                    problems.append(f"status must be open or closed, got {s!r}")
+        if not ids:
+            if start and end and end - start > MAX_SPAN:
+                problems.append("start_date and end_date may be at most 90 days apart")
+            if start and end and end < start:
+                problems.append("end_date is before start_date")
+            if start is None and end is None:
+                end = datetime.now(tz)
+                start = end - MAX_SPAN
+            elif start is None and end is not None:
+                start = end - MAX_SPAN
+            elif end is None and start is not None:
+                end = start + MAX_SPAN
+        if problems:
+            return errors(fmt, 400, *problems)
+        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
+        async with unit_of_work(outbox) as uow:
+            found = await uow.reports.search(
+                ids=ids, service_codes=codes, start=start, end=end, statuses=statuses
+            )
+        return render(
+            fmt,
+            [report_to_open311(r, settings, tz) for r in found],
+            root="service_requests",
+            item="request",
+        )
+
+    @api.get("/requests/{service_request_id}.{fmt}")
+    async def get_request(service_request_id: str, fmt: Format) -> Response:
         """One report's public status."""
         try:
             report_id = UUID(service_request_id)
         except ValueError:
-            return errors(404, f"no service request {service_request_id!r}")
+            return errors(fmt, 404, f"no service request {service_request_id!r}")
         report = await handlers.get_report(outbox, report_id)
         if report is None:
-            return errors(404, f"no service request {service_request_id!r}")
-        return JSONResponse([report_to_open311(report)])
+            return errors(fmt, 404, f"no service request {service_request_id!r}")
+        return render(
+            fmt, [report_to_open311(report, settings, tz)], root="service_requests", item="request"
+        )
+
+    @api.get("/tokens/{token}.{fmt}")
+    async def get_token(token: str, fmt: Format) -> Response:
+        """The service_request_id behind a token."""
+        async with unit_of_work(outbox) as uow:
+            report_id = await uow.reports.id_for_token(token)
+        if report_id is None:
+            return errors(fmt, 404, f"no service request for token {token!r}")
+        return render(
+            fmt,
+            [{"service_request_id": str(report_id), "token": token}],
+            root="service_requests",
+            item="request",
+        )
 
     return api

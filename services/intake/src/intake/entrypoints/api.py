@@ -1,0 +1,313 @@
+"""The city app's own API under ``/api/v1/``: multipart submissions with photos, public status,
+the map's GeoJSON, duplicate hints and "me too". Errors are JSON:
+``{"errors": [{"code": "...", "field": "...", "message": "..."}]}``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
+from pydantic import BaseModel, EmailStr, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from intake import handlers
+from intake.adapters.boundaries import Boundaries
+from intake.adapters.db import SubmissionWriter, unit_of_work
+from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
+from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
+from intake.settings import IntakeSettings
+from mm_shared.categories import CATEGORIES_BY_CODE
+from mm_shared.outbox import Outbox
+
+MAX_PHOTOS = 5
+PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
+
+
+class ReportIn(BaseModel):
+    """A submission as JSON (photos need multipart/form-data with the same field names)."""
+
+    service_code: str
+    lat: float
+    long: float
+    description: str = Field(default="", max_length=4000)
+    email: EmailStr | None = None
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    locale: Literal["de", "en"] = "de"
+    address: str | None = Field(default=None, max_length=500)
+    attributes: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class FollowerIn(BaseModel):
+    email: EmailStr
+    first_name: str | None = None
+    locale: Literal["de", "en"] = "de"
+
+
+def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"code": c, "field": f, "message": m} for c, f, m in errors]},
+        status_code=status,
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def router(
+    outbox: Outbox,
+    writer: SubmissionWriter,
+    boundaries: Boundaries,
+    store: PhotoStore,
+    settings: IntakeSettings,
+) -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["city app"])
+
+    def tracking_url(report_id: UUID) -> str:
+        return f"{settings.public_base_url}/api/v1/reports/{report_id}"
+
+    def photo_links(photo: Photo) -> dict[str, str]:
+        base = f"{settings.public_base_url}/api/v1/photos/{photo.digest}"
+        return {
+            "url": f"{base}/display",
+            "original_url": f"{base}/original",
+            "thumbnail_url": f"{base}/thumbnail",
+        }
+
+    def public(report: Report) -> dict[str, Any]:
+        category = CATEGORIES_BY_CODE.get(report.service_code)
+        return {
+            "id": str(report.id),
+            "tracking_url": tracking_url(report.id),
+            "service_code": report.service_code,
+            "service_name": {"de": category.name_de, "en": category.name_en} if category else None,
+            "status": report.status.value,
+            "office": report.office.model_dump() if report.office else None,
+            "lat": report.lat,
+            "long": report.long,
+            "address": report.address,
+            "description": report.description,
+            "requested_at": _iso(report.requested_at),
+            "updated_at": _iso(report.updated_at),
+            "photos": [photo_links(p) for p in report.photos],
+            "history": [
+                {"status": c.status.value, "at": _iso(c.changed_at), "note": c.public_note}
+                for c in report.history
+            ],
+        }
+
+    async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            return ReportIn.model_validate(json.loads(await request.body() or b"null")), []
+        form = await request.form(max_files=MAX_PHOTOS + 1, max_fields=100)
+        uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        attributes: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if key.startswith("attribute[") and isinstance(value, str):
+                attributes.setdefault(key[len("attribute[") :].split("]")[0], []).append(value)
+        fields["attributes"] = attributes
+        return ReportIn.model_validate(fields), uploads
+
+    async def process_uploads(uploads: list[UploadFile]) -> tuple[list[Photo], JSONResponse | None]:
+        if len(uploads) > MAX_PHOTOS:
+            PHOTOS.labels("too_many").inc(len(uploads))
+            return [], problem(422, ("too_many_photos", "photos", f"at most {MAX_PHOTOS} photos"))
+        processed, failures = [], []
+        for i, upload in enumerate(uploads):
+            data = await upload.read(MAX_BYTES + 1)
+            try:
+                # Decoding is CPU work: off the event loop, so other requests keep flowing.
+                photo = await asyncio.to_thread(process_photo, data)
+            except PhotoRejected as rejected:
+                PHOTOS.labels(rejected.reason).inc()
+                failures.append((f"photo_{rejected.reason}", f"photos[{i}]", str(rejected)))
+                continue
+            await store.put(photo)
+            PHOTOS.labels("accepted").inc()
+            processed.append(Photo(photo.digest, photo.content_type, photo.width, photo.height))
+        if failures:
+            status = 413 if all(code == "photo_too_large" for code, _, _ in failures) else 422
+            return [], problem(status, *failures)
+        return processed, None
+
+    @api.post("/reports", status_code=201, responses={409: {"description": "possible duplicates"}})
+    async def submit(
+        request: Request,
+        idempotency_key: str | None = Header(default=None, max_length=200),
+        x_acknowledge_duplicate: bool = Header(default=False),
+    ) -> Response:
+        """Submit a report (JSON, or multipart/form-data with up to 5 files named ``photos``).
+
+        Open reports of the same category within ~50 m come back as ``409 possible_duplicates``
+        unless ``X-Acknowledge-Duplicate: true`` says this one is new; to join an existing
+        report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
+        ``Idempotency-Key`` returns the report created the first time.
+        """
+        try:
+            data, uploads = await read_submission(request)
+        except ValidationError as invalid:
+            return problem(
+                422,
+                *[
+                    ("invalid_field", ".".join(map(str, e["loc"])) or None, e["msg"])
+                    for e in invalid.errors()
+                ],
+            )
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return problem(400, ("invalid_json", None, "the body is not valid JSON"))
+        if not x_acknowledge_duplicate and data.service_code in CATEGORIES_BY_CODE:
+            async with unit_of_work(outbox) as uow:
+                nearby = await uow.reports.open_nearby(
+                    data.service_code, data.lat, data.long, settings.duplicate_radius_m
+                )
+            if nearby:
+                return JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "code": "possible_duplicates",
+                                "field": None,
+                                "message": "open reports of this kind are very close by: send "
+                                "X-Acknowledge-Duplicate: true if yours is a new one, or "
+                                "follow one of them",
+                            }
+                        ],
+                        "duplicates": [
+                            {
+                                **{k: v for k, v in public(r).items() if k != "history"},
+                                "distance_m": round(
+                                    distance_m(data.lat, data.long, r.lat, r.long), 1
+                                ),
+                                "follow_url": f"{tracking_url(r.id)}/followers",
+                            }
+                            for r in nearby
+                        ],
+                    },
+                    status_code=409,
+                )
+        photos, refusal = await process_uploads(uploads)
+        if refusal is not None:
+            return refusal
+        submission = handlers.Submission(
+            jurisdiction=settings.jurisdiction,
+            service_code=data.service_code,
+            lat=data.lat,
+            long=data.long,
+            description=data.description,
+            contact=Contact(str(data.email), data.first_name, data.last_name, None, data.locale)
+            if data.email
+            else None,
+            address=data.address,
+            attributes=data.attributes,
+            photos=tuple(photos),
+        )
+        try:
+            if idempotency_key:
+                report, created = await handlers.submit_report_once(
+                    outbox, boundaries, submission, idempotency_key
+                )
+            else:
+                report, created = await handlers.submit_report(writer, boundaries, submission), True
+        except handlers.OutsideJurisdiction as outside:
+            return problem(
+                422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems]
+            )
+        except InvalidReport as invalid:
+            return problem(422, *[("invalid_report", None, p) for p in invalid.problems])
+        except handlers.IdempotencyConflict as conflict:
+            return problem(422, ("idempotency_key_reused", "Idempotency-Key", str(conflict)))
+        return JSONResponse(
+            public(report),
+            status_code=201 if created else 200,
+            headers={"Location": tracking_url(report.id)}
+            | ({} if created else {"Idempotent-Replayed": "true"}),
+        )
+
+    @api.get("/reports/{report_id}")
+    async def get_report(report_id: UUID) -> Response:
+        """Public status of a report with its history and public notes (no personal data)."""
+        report = await handlers.get_report(outbox, report_id)
+        if report is None:
+            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
+        return JSONResponse(public(report))
+
+    @api.post("/reports/{report_id}/followers", status_code=202)
+    async def follow(report_id: UUID, follower: FollowerIn) -> Response:
+        """ "Me too": be told about every change of an existing report instead of filing a new one."""
+        contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
+        if not await handlers.follow(outbox, report_id, contact):
+            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
+        return JSONResponse({"following": str(report_id)}, status_code=202)
+
+    @api.get("/reports")
+    async def reports_in_box(
+        bbox: str = Query(description="min_long,min_lat,max_long,max_lat (WGS84)"),
+        status: Literal["open", "closed", "all"] = "open",
+    ) -> Response:
+        """Public reports in a bounding box as GeoJSON, for the app's map (1,000 at most)."""
+        try:
+            min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
+        except ValueError:
+            return problem(
+                400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
+            )
+        if (
+            min_long > max_long
+            or min_lat > max_lat
+            or max_long - min_long > 1
+            or max_lat - min_lat > 1
+        ):
+            return problem(
+                400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
+            )
+        from intake.adapters.db import OPEN_STATUSES
+        from mm_shared.events import ReportStatus
+
+        statuses = {
+            "open": [ReportStatus(s) for s in OPEN_STATUSES],
+            "closed": [ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE],
+            "all": [],
+        }[status]
+        async with unit_of_work(outbox) as uow:
+            found = await uow.reports.search(
+                bbox=(min_long, min_lat, max_long, max_lat), statuses=statuses
+            )
+        features = []
+        for r in found:
+            properties = {k: v for k, v in public(r).items() if k not in ("lat", "long", "history")}
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": str(r.id),
+                    "geometry": {"type": "Point", "coordinates": [r.long, r.lat]},
+                    "properties": properties,
+                }
+            )
+        return JSONResponse(
+            {"type": "FeatureCollection", "features": features},
+            media_type="application/geo+json",
+        )
+
+    @api.get("/photos/{digest}/{variant}")
+    async def photo(digest: str, variant: Literal["original", "display", "thumbnail"]) -> Response:
+        """A stored photo (metadata stripped). Content-addressed, so cacheable forever."""
+        found = await store.get(digest, variant)
+        if found is None:
+            return problem(404, ("not_found", "digest", "no such photo"))
+        content, content_type = found
+        return Response(
+            content,
+            media_type=content_type,
+            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
+    return api

@@ -1,0 +1,72 @@
+"""Open311 answers in JSON or XML, from the same Python structures."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from xml.etree.ElementTree import Element, SubElement, tostring
+
+from fastapi.responses import JSONResponse, Response
+
+
+class Format(StrEnum):
+    JSON = "json"
+    XML = "xml"
+
+
+def _fill(parent: Element, value: Any, item_names: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            _fill(SubElement(parent, key), child, item_names)
+    elif isinstance(value, list):
+        item = item_names.get(parent.tag, "item")
+        for child in value:
+            _fill(SubElement(parent, item), child, item_names)
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        parent.text = "true" if value else "false"
+    else:
+        parent.text = str(value)
+
+
+def render(
+    fmt: Format,
+    content: Any,
+    *,
+    root: str,
+    item: str,
+    status_code: int = 200,
+    item_names: dict[str, str] | None = None,
+) -> Response:
+    """``content`` (a list of ``item``s, or a dict) as JSON, or as XML under ``<root>``."""
+    if fmt is Format.JSON:
+        return JSONResponse(content, status_code=status_code)
+    names = {
+        root: item,
+        "attributes": "attribute",
+        "values": "value",
+        "endpoints": "endpoint",
+        "formats": "format",
+        **(item_names or {}),
+    }
+    element = Element(root)
+    if isinstance(content, list):
+        for entry in content:
+            _fill(SubElement(element, item), entry, names)
+    else:
+        for key, value in content.items():
+            _fill(SubElement(element, key), value, names)
+    body = tostring(element, encoding="utf-8", xml_declaration=True)
+    return Response(body, status_code=status_code, media_type="text/xml; charset=utf-8")
+
+
+def errors(fmt: Format, status: int, *descriptions: str) -> Response:
+    """Open311 errors: always a list of ``{code, description}``, one per problem."""
+    return render(
+        fmt,
+        [{"code": status, "description": d} for d in descriptions],
+        root="errors",
+        item="error",
+        status_code=status,
+    )
