@@ -118,6 +118,14 @@ async def submit_report_once(
     return report, True
 
 
+async def idempotency_key_used(outbox: Outbox, idempotency_key: str) -> bool:
+    async with unit_of_work(outbox) as uow:
+        found = await uow.conn.scalar(
+            sa.select(idempotency_keys.c.report_id).where(idempotency_keys.c.key == idempotency_key)
+        )
+    return found is not None
+
+
 def _create(
     boundaries: Boundaries, s: Submission
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:

@@ -164,7 +164,10 @@ def router(
             )
         except (json.JSONDecodeError, UnicodeDecodeError):
             return problem(400, ("invalid_json", None, "the body is not valid JSON"))
-        if not x_acknowledge_duplicate and data.service_code in CATEGORIES_BY_CODE:
+        retry = bool(idempotency_key) and await handlers.idempotency_key_used(
+            outbox, str(idempotency_key)
+        )
+        if not (x_acknowledge_duplicate or retry) and data.service_code in CATEGORIES_BY_CODE:
             async with unit_of_work(outbox) as uow:
                 nearby = await uow.reports.open_nearby(
                     data.service_code, data.lat, data.long, settings.duplicate_radius_m

@@ -1,0 +1,36 @@
+"""Generated test pictures: a 'phone photo' with GPS EXIF and a rotation, and bad files."""
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def phone_jpeg(width: int = 1200, height: int = 900, orientation: int = 6) -> bytes:
+    image = Image.new("RGB", (width, height))
+    # Left half red, right half blue: shows whether a rotation was applied.
+    image.paste((200, 30, 30), (0, 0, width // 2, height))
+    image.paste((30, 30, 200), (width // 2, 0, width, height))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (51.0, 20.0, 23.0), 3: "E", 4: (12.0, 22.0, 31.0)}
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif, comment=b"taken at home, Musterstr. 1")
+    return out.getvalue()
+
+
+def png_bomb() -> bytes:
+    """A tiny PNG whose header claims 100,000 x 100,000 pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1000)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )

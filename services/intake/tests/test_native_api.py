@@ -1,0 +1,232 @@
+"""The city app's API over the real database and broker: photos, duplicates, idempotency,
+outside-the-city refusal, privacy."""
+
+import io
+from uuid import UUID, uuid4
+
+import pytest
+from PIL import Image
+
+from conftest import Stack
+from devstack.pictures import phone_jpeg, png_bomb
+from devstack.testing import eventually
+from mm_shared.events import Topic
+
+HERE = {"lat": 51.3407, "long": 12.3747}
+
+
+def spot() -> dict[str, float]:
+    """A fresh place inside Leipzig for each test, so duplicate hints do not cross tests."""
+    import random
+
+    return {
+        "lat": round(random.uniform(51.30, 51.37), 6),
+        "long": round(random.uniform(12.33, 12.42), 6),
+    }
+
+
+async def test_photos_are_stripped_of_metadata_oriented_and_served(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        data={
+            "service_code": "011",
+            **{k: str(v) for k, v in spot().items()},
+            "description": "Graffiti",
+            "email": "photo@example.org",
+        },
+        files=[("photos", ("a.jpg", phone_jpeg(), "image/jpeg"))],
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    [photo] = body["photos"]
+    original = await stack.intake.get(photo["original_url"].removeprefix("http://127.0.0.1:8000"))
+    assert original.status_code == 200
+    assert original.headers["content-type"] == "image/jpeg"
+    data = original.content
+    for secret in (b"PhoneMaker", b"Musterstr", b"GPS"):
+        assert secret not in data
+    stored = Image.open(io.BytesIO(data))
+    assert dict(stored.getexif()) == {0x0112: 6}  # only the orientation survives
+    assert 0x8825 not in stored.getexif()
+    display = Image.open(
+        io.BytesIO(
+            (await stack.intake.get(photo["url"].removeprefix("http://127.0.0.1:8000"))).content
+        )
+    )
+    assert display.height > display.width  # rotated upright
+    assert not display.getexif()
+    thumb = await stack.intake.get(photo["thumbnail_url"].removeprefix("http://127.0.0.1:8000"))
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 320
+    public = await stack.intake.get(f"/api/v1/reports/{body['id']}")
+    assert "photo@example.org" not in public.text
+    open311 = await stack.intake.get(f"/open311/v2/requests/{body['id']}.json")
+    assert open311.json()[0]["media_url"] == photo["url"]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"definitely not a picture", 422, "photo_not_an_image"),
+        (png_bomb(), 422, "photo_decompression_bomb"),
+        (phone_jpeg()[:5000], 422, "photo_truncated"),
+        (phone_jpeg() + b"PK\x03\x04" + b"\x00" * 4096, 422, "photo_polyglot"),
+        (b"\xff\xd8" + b"\x00" * (10 * 1024 * 1024), 413, "photo_too_large"),
+    ],
+)
+async def test_bad_files_are_refused_with_a_clear_code(stack: Stack, content, status, code) -> None:  # type: ignore[no-untyped-def]
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        data={"service_code": "011", **{k: str(v) for k, v in spot().items()}},
+        files=[("photos", ("x.jpg", content, "image/jpeg"))],
+    )
+    assert response.status_code == status, response.text
+    [error] = response.json()["errors"]
+    assert error["code"] == code
+    assert error["field"] == "photos[0]"
+
+
+async def test_more_than_five_photos_are_refused(stack: Stack) -> None:
+    picture = phone_jpeg(64, 48)
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        data={"service_code": "011", **{k: str(v) for k, v in spot().items()}},
+        files=[("photos", (f"{i}.jpg", picture, "image/jpeg")) for i in range(6)],
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["code"] == "too_many_photos"
+
+
+async def test_nearby_open_report_comes_back_as_possible_duplicate(stack: Stack) -> None:
+    place = spot()
+    first = await stack.intake.post("/api/v1/reports", json={"service_code": "006", **place})
+    assert first.status_code == 201
+    near = {"lat": place["lat"] + 0.0002, "long": place["long"]}  # ~22 m north
+    second = await stack.intake.post("/api/v1/reports", json={"service_code": "006", **near})
+    assert second.status_code == 409
+    [duplicate] = second.json()["duplicates"]
+    assert duplicate["id"] == first.json()["id"]
+    assert 15 < duplicate["distance_m"] < 30
+    other_kind = await stack.intake.post("/api/v1/reports", json={"service_code": "007", **near})
+    assert other_kind.status_code == 201
+    confirmed = await stack.intake.post(
+        "/api/v1/reports",
+        json={"service_code": "006", **near},
+        headers={"X-Acknowledge-Duplicate": "true"},
+    )
+    assert confirmed.status_code == 201
+
+
+async def test_me_too_subscribes_the_follower_on_the_private_topic(stack: Stack) -> None:
+    created = await stack.intake.post("/api/v1/reports", json={"service_code": "006", **spot()})
+    report_id = UUID(created.json()["id"])
+    followed = await stack.intake.post(
+        f"/api/v1/reports/{report_id}/followers", json={"email": "metoo@example.org"}
+    )
+    assert followed.status_code == 202
+    [contact] = await eventually(lambda: _records(stack, report_id, Topic.REPORTER_CONTACT))
+    assert contact.json()["email"] == "metoo@example.org"
+    missing = await stack.intake.post(
+        f"/api/v1/reports/{uuid4()}/followers", json={"email": "x@example.org"}
+    )
+    assert missing.status_code == 404
+
+
+async def test_a_retry_with_the_same_idempotency_key_creates_nothing_new(stack: Stack) -> None:
+    key = str(uuid4())
+    body = {"service_code": "004", **spot()}
+    first = await stack.intake.post("/api/v1/reports", json=body, headers={"Idempotency-Key": key})
+    again = await stack.intake.post("/api/v1/reports", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    other = await stack.intake.post(
+        "/api/v1/reports", json={**body, "description": "changed"}, headers={"Idempotency-Key": key}
+    )
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["code"] == "idempotency_key_reused"
+    await eventually(lambda: _records(stack, UUID(first.json()["id"]), Topic.REPORT_SUBMITTED))
+    assert len(stack.tap.about(UUID(first.json()["id"]), Topic.REPORT_SUBMITTED)) == 1
+
+
+async def test_a_place_outside_the_city_is_refused_at_submission(stack: Stack) -> None:
+    await _boundary_known(stack)
+    berlin = {"lat": 52.52, "long": 13.405}
+    native = await stack.intake.post("/api/v1/reports", json={"service_code": "001", **berlin})
+    assert native.status_code == 422
+    assert native.json()["errors"][0]["code"] == "outside_jurisdiction"
+    open311 = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={"api_key": "test-key", "service_code": "001", "lat": "52.52", "long": "13.405"},
+    )
+    assert open311.status_code == 400
+    assert "outside the area of leipzig" in open311.json()[0]["description"]
+
+
+async def test_json_validation_errors_are_machine_readable(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/api/v1/reports", json={"service_code": "001", "lat": "north", "email": "nope"}
+    )
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert {"lat", "long", "email"} <= fields
+    broken = await stack.intake.post(
+        "/api/v1/reports", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+
+
+async def test_map_geojson_has_no_personal_data(stack: Stack) -> None:
+    place = spot()
+    created = await stack.intake.post(
+        "/api/v1/reports",
+        json={"service_code": "008", **place, "email": "secret@example.org", "first_name": "Erika"},
+    )
+    bbox = f"{place['long'] - 0.001},{place['lat'] - 0.001},{place['long'] + 0.001},{place['lat'] + 0.001}"
+    geojson = await stack.intake.get("/api/v1/reports", params={"bbox": bbox})
+    assert geojson.status_code == 200
+    assert geojson.headers["content-type"].startswith("application/geo+json")
+    ids = [f["id"] for f in geojson.json()["features"]]
+    assert created.json()["id"] in ids
+    assert "secret@example.org" not in geojson.text
+    assert "Erika" not in geojson.text
+    assert (await stack.intake.get("/api/v1/reports", params={"bbox": "1,2,3"})).status_code == 400
+
+
+async def test_no_public_topic_ever_carries_contact_data(stack: Stack) -> None:
+    await stack.intake.post(
+        "/api/v1/reports",
+        json={
+            "service_code": "001",
+            **spot(),
+            "email": "private@example.org",
+            "last_name": "Mustermann",
+        },
+    )
+    await eventually(lambda: _any_contact(stack, "private@example.org"))
+    for record in stack.tap.records:
+        if record.topic != Topic.REPORTER_CONTACT:
+            assert b"private@example.org" not in record.value
+            assert b"Mustermann" not in record.value
+
+
+async def _any_contact(stack: Stack, email: str):  # type: ignore[no-untyped-def]
+    return [
+        r
+        for r in stack.tap.records
+        if r.topic == Topic.REPORTER_CONTACT and email.encode() in r.value
+    ]
+
+
+async def _boundary_known(stack: Stack) -> None:
+    async def known():  # type: ignore[no-untyped-def]
+        response = await stack.intake.post(
+            "/api/v1/reports", json={"service_code": "001", "lat": 48.137, "long": 11.575}
+        )
+        return response.status_code == 422
+
+    await eventually(known)
+
+
+async def _records(stack: Stack, report_id, topic):  # type: ignore[no-untyped-def]
+    return stack.tap.about(report_id, topic)

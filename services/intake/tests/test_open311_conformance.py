@@ -1,0 +1,172 @@
+"""Every Open311 GeoReport v2 endpoint, in both formats, with its errors."""
+
+from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
+
+import pytest
+
+from conftest import API_KEY, Stack
+
+FORM = {"api_key": API_KEY, "service_code": "002", "lat": "51.3397", "long": "12.3731"}
+
+
+def xml(text: str) -> ElementTree.Element:
+    assert text.startswith("<?xml version='1.0' encoding='utf-8'?>")
+    return ElementTree.fromstring(text.encode())
+
+
+async def test_discovery_in_both_formats(stack: Stack) -> None:
+    body = (await stack.intake.get("/open311/v2/discovery.json")).json()
+    assert body["endpoints"][0]["specification"] == "http://wiki.open311.org/GeoReport_v2"
+    assert "application/json" in body["endpoints"][0]["formats"]
+    root = xml((await stack.intake.get("/open311/v2/discovery.xml")).text)
+    assert root.tag == "discovery"
+    assert root.find("endpoints/endpoint/formats/format") is not None
+
+
+async def test_services_list_keeps_codes_as_strings(stack: Stack) -> None:
+    services = (await stack.intake.get("/open311/v2/services.json")).json()
+    assert len(services) >= 10
+    assert services[0]["service_code"] == "001"
+    by_code = {s["service_code"]: s for s in services}
+    assert by_code["005"]["metadata"] is True
+    assert by_code["001"]["metadata"] is False
+    root = xml((await stack.intake.get("/open311/v2/services.xml")).text)
+    assert root.tag == "services"
+    assert root.find("service/service_code").text == "001"  # type: ignore[union-attr]
+
+
+async def test_service_definition_with_attributes_and_404(stack: Stack) -> None:
+    definition = (await stack.intake.get("/open311/v2/services/005.json")).json()
+    [waste_type, _] = definition["attributes"]
+    assert waste_type["code"] == "waste_type"
+    assert waste_type["required"] is True
+    assert {"key": "bulky", "name": "Sperrmüll / bulky waste"} in waste_type["values"]
+    root = xml((await stack.intake.get("/open311/v2/services/005.xml")).text)
+    assert root.tag == "service_definition"
+    assert root.find("attributes/attribute/values/value/key").text == "bulky"  # type: ignore[union-attr]
+    for fmt in ("json", "xml"):
+        missing = await stack.intake.get(f"/open311/v2/services/999.{fmt}")
+        assert missing.status_code == 404
+    assert (await stack.intake.get("/open311/v2/services/999.json")).json()[0]["code"] == 404
+    root = xml((await stack.intake.get("/open311/v2/services/999.xml")).text)
+    assert root.tag == "errors"
+    assert root.find("error/code").text == "404"  # type: ignore[union-attr]
+
+
+async def test_post_in_xml_and_get_by_id_and_token(stack: Stack) -> None:
+    created = await stack.intake.post("/open311/v2/requests.xml", data=FORM)
+    assert created.status_code == 201
+    request = xml(created.text).find("request")
+    assert request is not None
+    request_id = request.findtext("service_request_id")
+    token = request.findtext("token")
+    fetched = xml((await stack.intake.get(f"/open311/v2/requests/{request_id}.xml")).text)
+    assert fetched.findtext("request/service_code") == "002"
+    assert fetched.findtext("request/status") == "open"
+    requested = fetched.findtext("request/requested_datetime")
+    assert requested
+    assert requested.endswith(("+01:00", "+02:00"))
+    by_token = (await stack.intake.get(f"/open311/v2/tokens/{token}.json")).json()
+    assert by_token == [{"service_request_id": request_id, "token": token}]
+    assert (await stack.intake.get("/open311/v2/tokens/nope.json")).status_code == 404
+
+
+async def test_attributes_are_checked_against_the_definition(stack: Stack) -> None:
+    base = {**FORM, "service_code": "005"}
+    missing = await stack.intake.post("/open311/v2/requests.json", data=base)
+    assert missing.status_code == 400
+    assert "attribute[waste_type] is required" in missing.json()[0]["description"]
+    wrong = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={**base, "attribute[waste_type]": "plutonium", "attribute[colour]": "red"},
+    )
+    assert wrong.status_code == 400
+    assert len(wrong.json()) == 2
+    fine = await stack.intake.post(
+        "/open311/v2/requests.json", data={**base, "attribute[waste_type]": "bulky"}
+    )
+    assert fine.status_code == 201
+
+
+async def test_get_requests_filters(stack: Stack) -> None:
+    ids = []
+    for code in ("011", "011", "009"):
+        response = await stack.intake.post(
+            "/open311/v2/requests.json", data={**FORM, "service_code": code}
+        )
+        ids.append(response.json()[0]["service_request_id"])
+    by_ids = (
+        await stack.intake.get(
+            "/open311/v2/requests.json",
+            params={"service_request_id": ",".join(ids[:2]), "service_code": "009"},
+        )
+    ).json()
+    assert {r["service_request_id"] for r in by_ids} == set(ids[:2])  # ids override the rest
+    by_code = (
+        await stack.intake.get(
+            "/open311/v2/requests.json", params={"service_code": "011,009", "status": "open"}
+        )
+    ).json()
+    assert set(ids) <= {r["service_request_id"] for r in by_code}
+    assert {r["service_code"] for r in by_code} <= {"011", "009"}
+    closed = (
+        await stack.intake.get(
+            "/open311/v2/requests.json", params={"service_code": "011", "status": "closed"}
+        )
+    ).json()
+    assert not set(ids) & {r["service_request_id"] for r in closed}
+    now = datetime.now(UTC)
+    window = {"start_date": (now - timedelta(hours=1)).isoformat(), "end_date": now.isoformat()}
+    recent = (await stack.intake.get("/open311/v2/requests.json", params=window)).json()
+    assert set(ids) <= {r["service_request_id"] for r in recent}
+    old = (
+        await stack.intake.get(
+            "/open311/v2/requests.json",
+            params={"start_date": "2020-01-01T00:00:00Z", "end_date": "2020-02-01T00:00:00Z"},
+        )
+    ).json()
+    assert old == []
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"start_date": "2020-01-01T00:00:00Z", "end_date": "2020-06-01T00:00:00Z"}, "90 days"),
+        ({"start_date": "yesterday"}, "ISO 8601"),
+        ({"status": "pending"}, "open or closed"),
+        ({"service_request_id": "x,y"}, "not a valid id"),
+    ],
+)
+async def test_get_requests_refuses_bad_filters(stack: Stack, params, fragment) -> None:  # type: ignore[no-untyped-def]
+    response = await stack.intake.get("/open311/v2/requests.json", params=params)
+    assert response.status_code == 400
+    assert any(fragment in e["description"] for e in response.json())
+
+
+async def test_errors_in_xml_list_every_problem(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.xml",
+        data={"api_key": API_KEY, "service_code": "999", "lat": "5700000", "long": "320000"},
+    )
+    assert response.status_code == 400
+    root = xml(response.text)
+    assert root.tag == "errors"
+    descriptions = [e.findtext("description") for e in root.findall("error")]
+    assert len(descriptions) == 2
+    assert any("projected metres" in (d or "") for d in descriptions)
+
+
+async def test_missing_api_key_is_403_in_xml_too(stack: Stack) -> None:
+    response = await stack.intake.post("/open311/v2/requests.xml", data={**FORM, "api_key": ""})
+    assert response.status_code == 403
+    assert xml(response.text).findtext("error/code") == "403"
+
+
+async def test_address_string_alone_gets_a_clear_answer(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={"api_key": API_KEY, "service_code": "001", "address_string": "Augustusplatz 1"},
+    )
+    assert response.status_code == 400
+    assert "geocoder" in response.json()[0]["description"]
