@@ -1,4 +1,4 @@
-"""The baseline for intake's figure: a bare FastAPI endpoint that takes the same form and does one
+"""The baseline for intake's figure: a bare FastAPI endpoint that takes the same JSON and does one
 INSERT through an asyncpg pool. Run by bench/intake_api.py:
     uvicorn --app-dir bench bare_insert_app:app  (BARE_DSN=postgresql://…)"""
 
@@ -30,17 +30,17 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
-@app.post("/open311/v2/requests.json", status_code=201)
+@app.post("/api/v1/reports", status_code=201)
 async def create(request: Request) -> JSONResponse:
-    form = await request.form()
+    body = await request.json()
     report_id = uuid.uuid4()
     assert pool is not None
     await pool.execute(
         "INSERT INTO bare_reports VALUES ($1, $2, $3, $4, $5)",
         report_id,
-        form.get("service_code"),
-        float(str(form.get("lat"))),
-        float(str(form.get("long"))),
-        form.get("description"),
+        body["service_code"],
+        float(body["lat"]),
+        float(body["long"]),
+        body.get("description", ""),
     )
-    return JSONResponse([{"service_request_id": str(report_id)}], status_code=201)
+    return JSONResponse({"id": str(report_id)}, status_code=201)

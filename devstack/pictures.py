@@ -34,3 +34,29 @@ def png_bomb() -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+def camera_jpeg(target_bytes: int = 3_000_000, seed: int = 1) -> bytes:
+    """A 12-megapixel (4000 x 3000) JPEG of about ``target_bytes`` with camera-like EXIF (GPS,
+    make, rotation): smooth gradients plus sensor-like noise, tuned to the size."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:3000, 0:4000]
+    base = np.stack(
+        [(x / 4000 * 200 + 30), (y / 3000 * 180 + 40), ((x + y) / 7000 * 150 + 50)], axis=-1
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"
+    exif[0x8825] = {1: "N", 2: (51.0, 20.0, 23.0), 3: "E", 4: (12.0, 22.0, 31.0)}
+    noise_level, data = 6.0, b""
+    for _ in range(8):
+        pixels = (base + rng.normal(0, noise_level, base.shape)).clip(0, 255).astype("uint8")
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, "JPEG", quality=88, exif=exif)
+        data = out.getvalue()
+        if abs(len(data) - target_bytes) < target_bytes * 0.1:
+            break
+        noise_level *= (target_bytes / len(data)) ** 1.5
+    return data
