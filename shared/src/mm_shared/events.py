@@ -152,6 +152,8 @@ class ReportRouted(ReportEvent):
     office: OfficeRef
     areas: tuple[MatchedArea, ...]
     rule: str
+    #: True when staff chose the office (ReportReassigned) rather than the rules.
+    override: bool = False
 
 
 class RoutingFailureReason(StrEnum):
@@ -178,6 +180,9 @@ class ReportStatusChanged(ReportEvent):
     office: OfficeRef | None = None
     public_note: str | None = None
     changed_by: str
+    #: With status ``duplicate``: the report this one was merged into. Its reporters follow
+    #: that report from now on.
+    duplicate_of: UUID | None = None
 
 
 class ReportReassigned(ReportEvent):

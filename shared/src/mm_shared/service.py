@@ -7,7 +7,7 @@ FastStream 0.7 deprecates its FastAPI plugin; the two apps run side by side in o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +20,7 @@ from mm_shared.kafka import keep_broker_connected
 from mm_shared.observability import instrument
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+Step = Callable[[], Awaitable[None]]
 
 
 def create_service_app(
@@ -30,9 +31,9 @@ def create_service_app(
     broker: KafkaBroker,
     engine: AsyncEngine,
     routers: Sequence[APIRouter],
-    startup: Sequence[BackgroundLoop] = (),
+    startup: Sequence[Step] = (),
     background: Sequence[BackgroundLoop] = (),
-    on_shutdown: Sequence[BackgroundLoop] = (),
+    on_shutdown: Sequence[Step] = (),
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

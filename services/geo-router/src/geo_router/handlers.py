@@ -159,6 +159,7 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
             office=OfficeRef(code=office.code, name=office.public_name),
             areas=areas,
             rule=f"Manuelle Zuweisung durch {event.reassigned_by}{note}",
+            override=True,
         )
         await uow.decisions.record([announcement])
         await uow.publish(announcement)

@@ -9,10 +9,10 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.db import create_engine
-from mm_shared.kafka import create_broker
+from mm_shared.kafka import create_broker, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.service import create_service_app
-from notifier.adapters.mail import SmtpSender
+from notifier.adapters.senders import SmtpSender, WebhookSender
 from notifier.entrypoints import http
 from notifier.entrypoints.consumers import register_consumers
 from notifier.handlers import Dispatcher
@@ -26,7 +26,12 @@ def create_messaging(
 ) -> tuple[KafkaBroker, AsyncEngine, Dispatcher]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    dispatcher = Dispatcher(engine, SmtpSender(settings), settings)
+    mail_senders = [SmtpSender(settings) for _ in range(settings.workers)]
+    hook_sender = WebhookSender(settings) if settings.webhook_url else None
+    dispatcher = Dispatcher(engine, list(mail_senders), hook_sender, settings)
+    dispatcher.closers.extend(s.close for s in mail_senders)
+    if hook_sender is not None:
+        dispatcher.closers.append(hook_sender.close)
     register_consumers(broker, engine, dispatcher, settings)
     return broker, engine, dispatcher
 
@@ -42,8 +47,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         description="Tells reporters about every status change of their reports.",
         broker=broker,
         engine=engine,
-        routers=[http.router(engine)],
-        background=[dispatcher.run],
+        routers=[http.router(engine, settings)],
+        background=[dispatcher.run, lambda: track_consumer_lag(broker, SERVICE)],
+        on_shutdown=dispatcher.closers,
     )
 
 

@@ -34,6 +34,7 @@ class Mail:
     text: str
     html: str
     message_id: str
+    unsubscribe_url: str
 
 
 STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {
@@ -43,7 +44,7 @@ STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {
         ReportStatus.IN_PROGRESS: "in Bearbeitung",
         ReportStatus.RESOLVED: "erledigt",
         ReportStatus.REJECTED: "abgelehnt",
-        ReportStatus.DUPLICATE: "als Duplikat zusammengeführt",
+        ReportStatus.DUPLICATE: "mit einer gleichen Meldung zusammengeführt",
     },
     "en": {
         ReportStatus.RECEIVED: "received",

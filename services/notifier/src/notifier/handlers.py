@@ -1,4 +1,5 @@
-"""The notifier's use cases: remember contacts, queue notifications, deliver them."""
+"""The notifier's use cases: remember contacts, turn status changes into notifications, deliver
+them — e-mail to each contact, and one signed webhook per change."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.events import ReporterContactSubmitted, ReportStatusChanged
+from mm_shared.events import ReporterContactSubmitted, ReportStatus, ReportStatusChanged
 from mm_shared.outbox import first_delivery
-from notifier.adapters.db import contacts, inbox, notifications
-from notifier.adapters.mail import render
+from notifier.adapters.db import contacts, inbox, notifications, status_events
+from notifier.adapters.senders import render
 from notifier.domain import STATUS_LABELS, Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
 
@@ -33,15 +35,51 @@ DELIVERY_LATENCY = Histogram(
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+EMAIL, WEBHOOK = "email", "webhook"
 
 
 class MailSender(Protocol):
     async def send(self, mail: Mail) -> None: ...
 
 
+class HookSender(Protocol):
+    async def send(self, payload: dict[str, Any], event_id: str) -> None: ...
+
+
+async def _queue_for_contacts(
+    conn: AsyncConnection, report_id: Any, since: datetime | None, contact_ids: list[int] | None
+) -> None:
+    """Queue e-mails: each stored status change of the report × each contact subscribed before
+    it happened. Restricting to new contacts or to a moment keeps this idempotent and cheap."""
+    s, c = status_events, contacts
+    query = (
+        sa.select(
+            s.c.event_id,
+            s.c.report_id,
+            c.c.id.label("contact_id"),
+            sa.literal(EMAIL),
+            s.c.event,
+            sa.literal("pending"),
+        )
+        .select_from(s.join(c, c.c.report_id == s.c.report_id))
+        .where(s.c.report_id == report_id, c.c.subscribed_at <= s.c.occurred_at)
+    )
+    if since is not None:
+        query = query.where(s.c.occurred_at >= since)
+    if contact_ids is not None:
+        query = query.where(c.c.id.in_(contact_ids))
+    await conn.execute(
+        pg.insert(notifications)
+        .from_select(["event_id", "report_id", "contact_id", "channel", "event", "state"], query)
+        .on_conflict_do_nothing()
+    )
+
+
 async def record_contact(engine: AsyncEngine, event: ReporterContactSubmitted) -> None:
+    """A reporter (or a follower): tell them of every change from now on — including changes
+    that happened after they subscribed but reached us before their contact did."""
     async with engine.begin() as conn:
-        await conn.execute(
+        contact_id = await conn.scalar(
             pg.insert(contacts)
             .values(
                 report_id=event.report_id,
@@ -51,99 +89,197 @@ async def record_contact(engine: AsyncEngine, event: ReporterContactSubmitted) -
                 locale=event.locale,
                 preference=Preference.EVERY_CHANGE.value,
                 unsubscribe_token=secrets.token_urlsafe(24),
+                subscribed_at=event.occurred_at,
             )
             .on_conflict_do_nothing()
+            .returning(contacts.c.id)
         )
+        if contact_id is not None:
+            await _queue_for_contacts(conn, event.report_id, None, [contact_id])
 
 
-async def record_status_change(engine: AsyncEngine, event: ReportStatusChanged) -> None:
-    """Queue one e-mail notification per status-change event (a redelivery adds nothing)."""
+async def record_status_change(
+    engine: AsyncEngine, event: ReportStatusChanged, with_webhook: bool
+) -> None:
+    """Queue one notification per contact and channel (a redelivery adds nothing). A report
+    merged as a duplicate hands its reporters on to the original."""
     async with engine.begin() as conn:
         if not await first_delivery(conn, inbox, event.event_id):
             return
+        payload = event.model_dump(mode="json")
         await conn.execute(
-            pg.insert(notifications)
+            pg.insert(status_events)
             .values(
                 event_id=event.event_id,
                 report_id=event.report_id,
-                channel="email",
-                event=event.model_dump(mode="json"),
-                state="pending",
+                occurred_at=event.occurred_at,
+                event=payload,
             )
             .on_conflict_do_nothing()
         )
+        await _queue_for_contacts(conn, event.report_id, event.occurred_at, None)
+        if with_webhook:
+            await conn.execute(
+                pg.insert(notifications)
+                .values(
+                    event_id=event.event_id,
+                    report_id=event.report_id,
+                    channel=WEBHOOK,
+                    event=payload,
+                    state="pending",
+                )
+                .on_conflict_do_nothing()
+            )
+        if event.status is ReportStatus.DUPLICATE and event.duplicate_of is not None:
+            c = contacts
+            await conn.execute(
+                pg.insert(contacts)
+                .from_select(
+                    [
+                        "report_id",
+                        "email",
+                        "first_name",
+                        "last_name",
+                        "locale",
+                        "preference",
+                        "unsubscribe_token",
+                        "subscribed_at",
+                    ],
+                    sa.select(
+                        sa.literal(event.duplicate_of, pg.UUID(as_uuid=True)),
+                        c.c.email,
+                        c.c.first_name,
+                        c.c.last_name,
+                        c.c.locale,
+                        c.c.preference,
+                        sa.func.md5(c.c.unsubscribe_token + sa.literal(str(event.duplicate_of))),
+                        sa.literal(event.occurred_at, sa.DateTime(timezone=True)),
+                    ).where(c.c.report_id == event.report_id),
+                )
+                .on_conflict_do_nothing()
+            )
 
 
-async def unsubscribe(engine: AsyncEngine, token: str) -> bool:
+async def set_preference(engine: AsyncEngine, token: str, preference: Preference) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(
             contacts.update()
             .where(contacts.c.unsubscribe_token == token)
-            .values(preference=Preference.NONE.value)
+            .values(preference=preference.value)
+        )
+        return bool(result.rowcount)
+
+
+async def parked(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
+    n = notifications
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(
+                n.c.id,
+                n.c.event_id,
+                n.c.report_id,
+                n.c.channel,
+                n.c.attempts,
+                n.c.last_error,
+                n.c.created_at,
+            )
+            .where(n.c.state == "parked")
+            .order_by(n.c.id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def retry(engine: AsyncEngine, notification_id: int) -> bool:
+    """Send a parked notification again (after the cause was fixed)."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            notifications.update()
+            .where(notifications.c.id == notification_id, notifications.c.state == "parked")
+            .values(state="pending", attempts=0, next_attempt_at=sa.func.now())
         )
         return bool(result.rowcount)
 
 
 class Dispatcher:
-    """Delivers pending notifications; failures back off and are parked after ``max_attempts``
-    without holding up the others."""
+    """Delivers pending notifications, each in its own transaction, several at once. Failures
+    back off and are parked after ``max_attempts`` without holding up the others."""
 
     def __init__(
-        self, engine: AsyncEngine, sender: MailSender, settings: NotifierSettings, batch: int = 50
+        self,
+        engine: AsyncEngine,
+        mail_senders: list[MailSender],
+        hook_sender: HookSender | None,
+        settings: NotifierSettings,
     ) -> None:
         self._engine = engine
-        self._sender = sender
+        self._mail_senders = mail_senders
+        self._hook_sender = hook_sender
         self._settings = settings
-        self._batch = batch
         self._wakeup = asyncio.Event()
+        #: Closes the senders' connections at shutdown.
+        self.closers: list[Callable[[], Awaitable[None]]] = []
 
     def notify(self) -> None:
         self._wakeup.set()
 
     def _mail(self, event: ReportStatusChanged, contact: Any) -> Mail:
-        locale = str(contact.locale)
+        locale = "en" if contact.locale == "en" else "de"
         category = CATEGORIES_BY_CODE.get(event.service_code)
+        tracking = f"{self._settings.tracking_base_url}/{event.report_id}"
+        unsubscribe = f"{self._settings.public_base_url}/v1/unsubscribe/{contact.unsubscribe_token}"
         subject, text, html = render(
             "status_changed",
             locale,
             first_name=contact.first_name,
             status=event.status.value,
-            status_label=STATUS_LABELS[locale if locale == "en" else "de"][event.status],
+            status_label=STATUS_LABELS[locale][event.status],
             category=category.name(locale) if category else event.service_code,
             office=event.office.name if event.office else "",
             public_note=event.public_note,
-            tracking_url=f"{self._settings.tracking_base_url}/{event.report_id}.json",
-            unsubscribe_url=f"{self._settings.public_base_url}/v1/unsubscribe/{contact.unsubscribe_token}",
+            tracking_url=tracking,
+            original_url=f"{self._settings.tracking_base_url}/{event.duplicate_of}"
+            if event.duplicate_of
+            else None,
+            unsubscribe_url=unsubscribe,
+            preferences_url=f"{self._settings.public_base_url}/v1/preferences/{contact.unsubscribe_token}",
         )
         return Mail(
             to=str(contact.email),
             subject=subject,
             text=text,
             html=html,
-            message_id=f"<{event.event_id}@maengelmelder>",
+            message_id=f"<{event.event_id}.{contact.contact_id}@maengelmelder>",
+            unsubscribe_url=unsubscribe,
         )
 
     async def deliver_due(self) -> int:
-        """Deliver the due notifications, each in its own transaction; returns how many."""
+        """Deliver the due notifications; returns how many were handled."""
         n = notifications
-        now = datetime.now(UTC)
         async with self._engine.connect() as conn:
             due = (
                 await conn.scalars(
                     sa.select(n.c.id)
-                    .where(n.c.state == "pending", n.c.next_attempt_at <= now)
+                    .where(n.c.state == "pending", n.c.next_attempt_at <= datetime.now(UTC))
                     .order_by(n.c.id)
-                    .limit(self._batch)
+                    .limit(200)
                 )
             ).all()
+        queue: asyncio.Queue[int] = asyncio.Queue()
         for notification_id in due:
-            try:
-                await self._deliver(notification_id)
-            except Exception as exc:
-                # A notification that cannot even be attempted (a bug, bad data) is parked so
-                # that it never holds up the others.
-                log.exception("notification %s parked", notification_id)
-                await self._park(notification_id, exc)
+            queue.put_nowait(notification_id)
+
+        async def worker(sender: MailSender) -> None:
+            while not queue.empty():
+                notification_id = queue.get_nowait()
+                try:
+                    await self._deliver(notification_id, sender)
+                except Exception as exc:
+                    # Cannot even be attempted (a bug, bad data): parked, never blocking.
+                    log.exception("notification %s parked", notification_id)
+                    await self._park(notification_id, exc)
+
+        await asyncio.gather(*(worker(s) for s in self._mail_senders))
         return len(due)
 
     async def _park(self, notification_id: int, exc: Exception) -> None:
@@ -153,10 +289,11 @@ class Dispatcher:
                 .where(notifications.c.id == notification_id)
                 .values(state="parked", last_error=repr(exc)[:2000])
             )
-        NOTIFICATIONS.labels("email", "parked").inc()
+        NOTIFICATIONS.labels("unknown", "parked").inc()
 
-    async def _deliver(self, notification_id: int) -> None:
-        # One transaction per notification: a crash can repeat at most the mail in flight.
+    async def _deliver(self, notification_id: int, mail_sender: MailSender) -> None:
+        # Its own transaction with the row locked: a crash can repeat at most the one message
+        # in flight, and two notifier instances never send the same one.
         n, c = notifications, contacts
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
@@ -164,16 +301,16 @@ class Dispatcher:
                 await conn.execute(
                     sa.select(
                         n.c.event,
+                        n.c.channel,
                         n.c.attempts,
-                        n.c.created_at,
-                        c.c.report_id.label("contact_id"),
+                        n.c.contact_id,
                         c.c.email,
                         c.c.first_name,
                         c.c.locale,
                         c.c.preference,
                         c.c.unsubscribe_token,
                     )
-                    .select_from(n.outerjoin(c, c.c.report_id == n.c.report_id))
+                    .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
                     .where(n.c.id == notification_id, n.c.state == "pending")
                     .with_for_update(of=n, skip_locked=True)
                 )
@@ -182,22 +319,17 @@ class Dispatcher:
                 return
             update = n.update().where(n.c.id == notification_id)
             event = ReportStatusChanged.model_validate(row.event)
-            if row.contact_id is None:
-                # The contact travels on another topic and may still be on its way; a report
-                # without contact data (anonymous) is allowed and simply gets no mail.
-                grace = timedelta(seconds=self._settings.contact_grace_s)
-                if row.created_at < now - grace:
-                    await conn.execute(update.values(state="skipped"))
-                    NOTIFICATIONS.labels("email", "no_contact").inc()
-                else:
-                    await conn.execute(update.values(next_attempt_at=now + timedelta(seconds=1)))
-                return
-            if not wants(Preference(row.preference), event.status):
+            channel = row.channel
+            if channel == EMAIL and not wants(Preference(row.preference), event.status):
                 await conn.execute(update.values(state="skipped"))
-                NOTIFICATIONS.labels("email", "skipped").inc()
+                NOTIFICATIONS.labels(channel, "skipped").inc()
                 return
             try:
-                await self._sender.send(self._mail(event, row))
+                if channel == EMAIL:
+                    await mail_sender.send(self._mail(event, row))
+                else:
+                    assert self._hook_sender is not None, "webhook not configured"
+                    await self._hook_sender.send(row.event, str(event.event_id))
             except Exception as exc:
                 attempts = row.attempts + 1
                 parked = attempts >= self._settings.max_attempts
@@ -209,14 +341,14 @@ class Dispatcher:
                         next_attempt_at=now + timedelta(seconds=retry_delay_s(attempts)),
                     )
                 )
-                NOTIFICATIONS.labels("email", "parked" if parked else "failed").inc()
+                NOTIFICATIONS.labels(channel, "parked" if parked else "failed").inc()
                 log.warning(
-                    "notification %s failed (attempt %d): %r", notification_id, attempts, exc
+                    "%s %s failed (attempt %d): %r", channel, notification_id, attempts, exc
                 )
                 return
             await conn.execute(update.values(state="sent", sent_at=datetime.now(UTC)))
-        NOTIFICATIONS.labels("email", "sent").inc()
-        DELIVERY_LATENCY.labels("email").observe(
+        NOTIFICATIONS.labels(channel, "sent").inc()
+        DELIVERY_LATENCY.labels(channel).observe(
             (datetime.now(UTC) - event.occurred_at).total_seconds()
         )
 

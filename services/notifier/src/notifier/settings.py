@@ -17,11 +17,15 @@ class NotifierSettings(ServiceSettings):
     #: "none", "starttls" or "tls" (implicit TLS, usually port 465).
     smtp_security: str = "none"
     mail_from: str = "Mängelmelder Leipzig <noreply@maengelmelder.leipzig.example>"
-    #: Where citizens reach the notifier's public links (unsubscribe).
+    #: Where citizens reach the notifier's public links (unsubscribe, preferences).
     public_base_url: str = "http://127.0.0.1:8002"
     #: Where citizens follow their report.
-    tracking_base_url: str = "http://127.0.0.1:8000/open311/v2/requests"
+    tracking_base_url: str = "http://127.0.0.1:8000/api/v1/reports"
+    #: The city app's push backend: every status change is POSTed there, signed.
+    webhook_url: str | None = None
+    webhook_secret: str = ""
+    #: Bearer token for the operators' endpoints (parked notifications); empty disables them.
+    ops_token: str = ""
     max_attempts: int = 8
-    #: A status change for a report whose contact has not arrived after this long is dropped as
-    #: anonymous (reports without contact data are allowed).
-    contact_grace_s: float = 60.0
+    #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
+    workers: int = 4

@@ -1,4 +1,5 @@
-"""The notifier's tables (schema ``notifier``): reporter contacts and the notifications queue."""
+"""The notifier's tables (schema ``notifier``): contacts, the status events they hear about, and
+one notification per event × contact × channel."""
 
 from __future__ import annotations
 
@@ -13,25 +14,38 @@ metadata = sa.MetaData(schema=SCHEMA)
 contacts = sa.Table(
     "contacts",
     metadata,
-    sa.Column("report_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("first_name", sa.Text),
     sa.Column("last_name", sa.Text),
     sa.Column("locale", sa.Text, nullable=False),
     sa.Column("preference", sa.Text, nullable=False),
     sa.Column("unsubscribe_token", sa.Text, nullable=False, unique=True),
+    #: Changes from this moment on are told to this contact (a follower hears no old news).
+    sa.Column("subscribed_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+)
+
+status_events = sa.Table(
+    "status_events",
+    metadata,
+    sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("event", pg.JSONB, nullable=False),
 )
 
 notifications = sa.Table(
     "notifications",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    #: The status-change event this notification announces: one notification per event.
-    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
-    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False),
+    #: NULL for the webhook, which tells the city app's push backend, not a person.
+    sa.Column("contact_id", sa.BigInteger, sa.ForeignKey(contacts.c.id)),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("event", pg.JSONB, nullable=False),
     #: pending → sent | skipped | parked

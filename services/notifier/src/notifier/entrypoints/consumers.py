@@ -40,5 +40,7 @@ def register_consumers(
         if isinstance(event, ReporterContactSubmitted):
             await handlers.record_contact(engine, event)
         else:
-            await handlers.record_status_change(engine, event)
+            await handlers.record_status_change(
+                engine, event, with_webhook=bool(settings.webhook_url)
+            )
         dispatcher.notify()
