@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
 RUN := $(UV) run --locked
 
-.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci
+.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci staff-token
 
 setup:
 	@bash deploy/local/setup.sh
@@ -41,3 +41,7 @@ asyncapi:  ## AsyncAPI documents of the three services under var/asyncapi/
 	done
 
 ci: setup lint typecheck compose-config test
+
+staff-token:  ## make staff-token OFFICE=VTA-OST: a staff account for the local stack; the token is the last line
+	@test -n "$(OFFICE)" || { echo "usage: make staff-token OFFICE=<office code, e.g. VTA-OST>"; exit 2; }
+	@$(RUN) intake staff-token --office $(OFFICE)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -80,6 +81,40 @@ def smtp() -> Iterator[RecordingSmtp]:
 
 
 @dataclass
+class WebhookReceiver:
+    url: str
+    received: list[tuple[dict[str, str], bytes]]
+
+
+@pytest.fixture(scope="session")
+async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    """A real HTTP endpoint standing in for the city app's push backend."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.01)
+    yield WebhookReceiver(f"http://127.0.0.1:{port}/push", received)
+    server.should_exit = True
+    await task
+
+
+@dataclass
 class Stack:
     apps: dict[str, FastAPI]
     intake: httpx.AsyncClient
@@ -89,9 +124,15 @@ class Stack:
     kafka: str
     database_url: str
     smtp: RecordingSmtp
+    webhooks: WebhookReceiver
 
 
-def service_settings(kafka: str, database_url: str, smtp_port: int) -> dict[str, object]:
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def service_settings(
+    kafka: str, database_url: str, smtp_port: int, webhook_url: str | None = None
+) -> dict[str, object]:
     common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
     return {
         "intake": IntakeSettings(  # type: ignore[arg-type]
@@ -99,16 +140,21 @@ def service_settings(kafka: str, database_url: str, smtp_port: int) -> dict[str,
         ),
         "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
         "notifier": NotifierSettings(  # type: ignore[call-arg]
-            **common, smtp_port=smtp_port, contact_grace_s=30
+            **common,
+            smtp_port=smtp_port,
+            webhook_url=webhook_url,
+            webhook_secret=WEBHOOK_SECRET,
+            ops_token="test-ops",
+            max_attempts=3,
         ),
     }
 
 
 @pytest.fixture(scope="session")
 async def stack(
-    kafka_bootstrap: str, database_url: str, smtp: RecordingSmtp
+    kafka_bootstrap: str, database_url: str, smtp: RecordingSmtp, webhook_receiver: WebhookReceiver
 ) -> AsyncIterator[Stack]:
-    settings = service_settings(kafka_bootstrap, database_url, smtp.port)
+    settings = service_settings(kafka_bootstrap, database_url, smtp.port, webhook_receiver.url)
     apps = {
         "intake": create_intake(settings["intake"]),  # type: ignore[arg-type]
         "geo_router": create_geo_router(settings["geo_router"]),  # type: ignore[arg-type]
@@ -134,6 +180,7 @@ async def stack(
             kafka=kafka_bootstrap,
             database_url=database_url,
             smtp=smtp,
+            webhooks=webhook_receiver,
         )
         for client in clients.values():
             await client.aclose()

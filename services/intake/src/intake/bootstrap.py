@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -16,7 +16,8 @@ from intake import handlers
 from intake.adapters import db
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.photos import FileSystemPhotoStore
-from intake.entrypoints import api, open311
+from intake.entrypoints import api, open311, staff
+from intake.entrypoints.api import problem
 from intake.entrypoints.consumers import register_consumers
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine
@@ -63,7 +64,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             except Exception:
                 log.exception("resubmitting unrouted reports failed; trying again later")
 
-    return create_service_app(
+    app = create_service_app(
         service=SERVICE,
         title="Mängelmelder intake",
         description="Accepts citizens' reports (Open311 GeoReport v2 and the city app's API) "
@@ -73,6 +74,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[
             open311.router(outbox, writer, boundaries, settings),
             api.router(outbox, writer, boundaries, store, settings),
+            staff.router(outbox, settings),
         ],
         startup=[boundaries.load],
         background=[
@@ -83,6 +85,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ],
         on_shutdown=[outbox.close],
     )
+
+    @app.exception_handler(staff.Unauthorized)
+    async def unauthorized(_: Request, __: staff.Unauthorized) -> Response:
+        return problem(
+            401, ("unauthorized", "Authorization", "a valid staff bearer token is required")
+        )
+
+    return app
 
 
 def asyncapi_app() -> FastStream:

@@ -1,16 +1,32 @@
-"""``intake migrate`` and ``intake serve``."""
+"""``intake migrate | serve | staff-token | revoke-token``."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from intake.adapters import staff
 from intake.settings import IntakeSettings
-from mm_shared.db import upgrade
+from mm_shared.db import create_engine, upgrade
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+T = TypeVar("T")
+
+
+async def _staff(database_url: str, action: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            return await action(conn)
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:
@@ -18,10 +34,34 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply the database migrations of intake's schema")
     sub.add_parser("serve", help="run the HTTP API, the consumers and the outbox relay")
+    token = sub.add_parser(
+        "staff-token", help="create a staff account (or add offices to one) and print a new token"
+    )
+    token.add_argument("--office", action="append", default=[], help="office code (repeatable)")
+    token.add_argument("--name", help="account name (default: staff-<office>)")
+    token.add_argument("--admin", action="store_true", help="sees every office's tickets")
+    revoke = sub.add_parser("revoke-token", help="revoke a staff token")
+    revoke.add_argument("token")
     args = parser.parse_args()
     settings = IntakeSettings()
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
+    elif args.command == "staff-token":
+        if not args.office and not args.admin:
+            sys.exit("name at least one --office, or --admin")
+        name = args.name or "staff-" + "-".join(args.office or ["admin"]).lower()
+        account_id, new_token = asyncio.run(
+            _staff(
+                settings.database_url,
+                lambda c: staff.create_account(c, name, args.office, is_admin=args.admin),
+            )
+        )
+        print(f"account {name} (id {account_id}), offices: {', '.join(args.office) or 'all'}")
+        print(new_token)
+    elif args.command == "revoke-token":
+        if not asyncio.run(_staff(settings.database_url, lambda c: staff.revoke(c, args.token))):
+            sys.exit("no such active token")
+        print("revoked")
     else:
         uvicorn.run(
             "intake.bootstrap:create_app",

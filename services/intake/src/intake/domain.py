@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 from intake.catalogue import check_attributes
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
+    MatchedArea,
     OfficeRef,
     ReporterContactSubmitted,
     ReportStatus,
@@ -37,7 +38,13 @@ TRANSITIONS: dict[ReportStatus, frozenset[ReportStatus]] = {
         }
     ),
     ReportStatus.IN_PROGRESS: frozenset(
-        {ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
+        # → assigned: staff handed it to another office.
+        {
+            ReportStatus.ASSIGNED,
+            ReportStatus.RESOLVED,
+            ReportStatus.REJECTED,
+            ReportStatus.DUPLICATE,
+        }
     ),
     ReportStatus.RESOLVED: frozenset({ReportStatus.IN_PROGRESS}),
     ReportStatus.REJECTED: frozenset({ReportStatus.IN_PROGRESS}),
@@ -103,6 +110,8 @@ class Report:
     #: Open311's ``token``: a second handle on the report, for clients that poll by token.
     token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     photos: list[Photo] = field(default_factory=list)
+    areas: list[MatchedArea] = field(default_factory=list)
+    duplicate_of: UUID | None = None
 
     @property
     def public_notes(self) -> list[StatusChange]:
@@ -117,9 +126,14 @@ class Report:
         public_note: str | None = None,
         internal_note: str | None = None,
         correlation_id: UUID | None = None,
+        duplicate_of: UUID | None = None,
     ) -> ReportStatusChanged:
         if status not in TRANSITIONS[self.status]:
             raise TransitionNotAllowed(f"{self.status} → {status} is not allowed")
+        if status is ReportStatus.DUPLICATE:
+            if duplicate_of is None or duplicate_of == self.id:
+                raise InvalidReport(["a duplicate needs duplicate_of: the id of another report"])
+            self.duplicate_of = duplicate_of
         now = utcnow()
         change = StatusChange(status, self.status, now, changed_by, public_note, internal_note)
         self.history.append(change)
@@ -136,6 +150,7 @@ class Report:
             office=self.office,
             public_note=public_note,
             changed_by=changed_by,
+            duplicate_of=self.duplicate_of if status is ReportStatus.DUPLICATE else None,
         )
 
 
@@ -252,3 +267,32 @@ def distance_m(lat1: float, long1: float, lat2: float, long2: float) -> float:
     dp, dl = p2 - p1, math.radians(long2 - long1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+
+
+#: What staff may set by hand; ``assigned`` to another office goes through geo-router.
+STAFF_STATUSES = frozenset(
+    {ReportStatus.IN_PROGRESS, ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
+)
+
+
+def staff_transition(
+    report: Report,
+    status: ReportStatus,
+    by: str,
+    *,
+    public_note: str | None,
+    internal_note: str | None,
+    duplicate_of: UUID | None,
+) -> ReportStatusChanged:
+    """A change made by office staff, with the rules users asked for: a rejection says why."""
+    if status not in STAFF_STATUSES:
+        raise InvalidReport([f"staff cannot set {status.value} directly"])
+    if status is ReportStatus.REJECTED and not (public_note and public_note.strip()):
+        raise InvalidReport(["a rejection needs a public_note saying why"])
+    return report.change_status(
+        status,
+        by,
+        public_note=public_note,
+        internal_note=internal_note,
+        duplicate_of=duplicate_of,
+    )

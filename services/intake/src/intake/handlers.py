@@ -13,11 +13,22 @@ import sqlalchemy as sa
 from prometheus_client import Counter
 from sqlalchemy.dialects import postgresql as pg
 
+from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, idempotency_keys, unit_of_work
-from intake.domain import Contact, InvalidReport, Photo, Report, TransitionNotAllowed, submit
+from intake.adapters.staff import StaffMember
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Photo,
+    Report,
+    TransitionNotAllowed,
+    staff_transition,
+    submit,
+)
 from mm_shared.events import (
     ReporterContactSubmitted,
+    ReportReassigned,
     ReportRouted,
     ReportRoutingFailed,
     ReportStatus,
@@ -178,11 +189,15 @@ RoutingResult = ReportRouted | ReportRoutingFailed
 
 
 def _apply_routing(report: Report, event: RoutingResult) -> ReportStatusChanged | None:
-    """The transition a routing result implies, or None if it changes nothing."""
+    """The transition a routing result implies, or None if it changes nothing. The rules only
+    ever route a new report; a staff override (``override``) moves an assigned one."""
     try:
         if isinstance(event, ReportRouted):
-            if report.status == ReportStatus.ASSIGNED and report.office == event.office:
+            if report.office == event.office:
                 return None
+            if not event.override and report.status is not ReportStatus.RECEIVED:
+                return None
+            report.areas = list(event.areas) or report.areas
             areas = ", ".join(f"{a.level} {a.name}" for a in event.areas)
             return report.change_status(
                 ReportStatus.ASSIGNED,
@@ -250,3 +265,78 @@ async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
     RESUBMITTED.inc(len(stale))
     log.warning("re-published %d reports not routed within %s", len(stale), older_than)
     return len(stale)
+
+
+TRANSITIONS = Counter(
+    "mm_ticket_transitions_total", "Status transitions made by staff", ["status", "office"]
+)
+
+
+class TicketNotFound(LookupError):
+    """No such ticket, or not one of the asking staff member's offices (they look the same)."""
+
+
+async def authenticate(outbox: Outbox, token: str) -> StaffMember | None:
+    async with outbox.transaction() as tx:
+        return await staff.authenticate(tx.conn, token)
+
+
+async def staff_ticket(outbox: Outbox, member: StaffMember, report_id: UUID) -> Report:
+    report = await get_report(outbox, report_id)
+    if report is None or not member.may_handle(report.office.code if report.office else None):
+        raise TicketNotFound(report_id)
+    return report
+
+
+async def change_ticket(
+    outbox: Outbox,
+    member: StaffMember,
+    report_id: UUID,
+    status: ReportStatus,
+    *,
+    public_note: str | None = None,
+    internal_note: str | None = None,
+    office_code: str | None = None,
+    duplicate_of: UUID | None = None,
+) -> Report | None:
+    """A staff transition. Handing a ticket to another office (``assigned`` with an
+    ``office_code``) is asked of geo-router, which announces the new office; None then."""
+    async with unit_of_work(outbox) as uow:
+        report = await uow.reports.get(report_id, for_update=True)
+        if report is None or not member.may_handle(report.office.code if report.office else None):
+            raise TicketNotFound(report_id)
+        if status is ReportStatus.ASSIGNED:
+            if not office_code:
+                raise InvalidReport(["assigning to another office needs an office_code"])
+            if report.status not in (ReportStatus.ASSIGNED, ReportStatus.IN_PROGRESS):
+                raise TransitionNotAllowed(f"a {report.status.value} ticket cannot be reassigned")
+            await uow.publish(
+                ReportReassigned(
+                    report_id=report.id,
+                    correlation_id=report.id,
+                    jurisdiction=report.jurisdiction,
+                    office_code=office_code,
+                    reassigned_by=member.label,
+                    reason=internal_note or public_note,
+                )
+            )
+            return None
+        if status is ReportStatus.DUPLICATE:
+            original = await uow.reports.get(duplicate_of) if duplicate_of else None
+            if original is None or original.status is ReportStatus.DUPLICATE:
+                raise InvalidReport(
+                    ["duplicate_of must name an existing report that is no duplicate"]
+                )
+        seen = len(report.history)
+        change = staff_transition(
+            report,
+            status,
+            member.label,
+            public_note=public_note,
+            internal_note=internal_note,
+            duplicate_of=duplicate_of,
+        )
+        await uow.reports.save_changes(report, report.history[seen:])
+        await uow.publish(change)
+    TRANSITIONS.labels(status.value, report.office.code if report.office else "none").inc()
+    return report

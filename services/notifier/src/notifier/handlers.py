@@ -256,11 +256,23 @@ class Dispatcher:
     async def deliver_due(self) -> int:
         """Deliver the due notifications; returns how many were handled."""
         n = notifications
+        earlier = n.alias("earlier")
         async with self._engine.connect() as conn:
             due = (
                 await conn.scalars(
                     sa.select(n.c.id)
                     .where(n.c.state == "pending", n.c.next_attempt_at <= datetime.now(UTC))
+                    # In order per recipient: "resolved" never overtakes a retried "in progress".
+                    .where(
+                        ~sa.exists().where(
+                            earlier.c.state == "pending",
+                            earlier.c.channel == n.c.channel,
+                            earlier.c.report_id == n.c.report_id,
+                            sa.func.coalesce(earlier.c.contact_id, 0)
+                            == sa.func.coalesce(n.c.contact_id, 0),
+                            earlier.c.id < n.c.id,
+                        )
+                    )
                     .order_by(n.c.id)
                     .limit(200)
                 )

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import Photo, Report, StatusChange, distance_m
-from mm_shared.events import Event, OfficeRef, ReportStatus
+from mm_shared.events import Event, MatchedArea, OfficeRef, ReportStatus
 from mm_shared.outbox import Outbox, Transaction, inbox_table, outbox_table
 
 SCHEMA = "intake"
@@ -40,6 +40,8 @@ reports = sa.Table(
     sa.Column("attributes", pg.JSONB, nullable=False),
     sa.Column("token", sa.Text),
     sa.Column("resubmitted_at", sa.DateTime(timezone=True)),
+    sa.Column("areas", pg.JSONB, nullable=False),
+    sa.Column("duplicate_of", pg.UUID(as_uuid=True)),
 )
 
 photos = sa.Table(
@@ -120,6 +122,8 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
         media_url=m["media_url"],
         attributes=m["attributes"] or {},
         token=m["token"] or "",
+        areas=[MatchedArea.model_validate(a) for a in m["areas"] or []],
+        duplicate_of=m["duplicate_of"],
     )
 
 
@@ -150,6 +154,8 @@ class ReportRepository:
                     "media_url": r.media_url,
                     "attributes": r.attributes,
                     "token": r.token,
+                    "areas": [a.model_dump() for a in r.areas],
+                    "duplicate_of": r.duplicate_of,
                 }
                 for r in new_reports
             ],
@@ -266,6 +272,49 @@ class ReportRepository:
                 found[p.report_id].photos.append(Photo(p.digest, p.content_type, p.width, p.height))
         return [found[row.id] for row in rows]
 
+    async def for_offices(
+        self,
+        offices: frozenset[str] | None,
+        *,
+        statuses: Sequence[ReportStatus] = (),
+        service_codes: Sequence[str] = (),
+        area: str | None = None,
+        older_than: datetime | None = None,
+        sort: str = "-requested_at",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Report], int]:
+        """Tickets of the given offices (all when None), filtered, sorted, one page of them,
+        and how many there are in all."""
+        conditions: list[sa.ColumnElement[bool]] = []
+        if offices is not None:
+            conditions.append(reports.c.office_code.in_(sorted(offices)))
+        if statuses:
+            conditions.append(reports.c.status.in_([s.value for s in statuses]))
+        if service_codes:
+            conditions.append(reports.c.service_code.in_(service_codes))
+        if area:
+            conditions.append(
+                sa.or_(
+                    reports.c.areas.contains([{"code": area}]),
+                    reports.c.areas.contains([{"name": area}]),
+                )
+            )
+        if older_than:
+            conditions.append(reports.c.requested_at < older_than)
+        column = reports.c[sort.lstrip("-")]
+        rows = await self.conn.execute(
+            sa.select(reports)
+            .where(*conditions)
+            .order_by(column.desc() if sort.startswith("-") else column.asc(), reports.c.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        total = await self.conn.scalar(
+            sa.select(sa.func.count()).select_from(reports).where(*conditions)
+        )
+        return [_row_to_report(r, []) for r in rows], int(total or 0)
+
     async def open_nearby(
         self, service_code: str, lat: float, long: float, radius_m: float
     ) -> list[Report]:
@@ -333,6 +382,8 @@ class ReportRepository:
                 office_code=sa.bindparam("new_office_code"),
                 office_name=sa.bindparam("new_office_name"),
                 updated_at=sa.bindparam("new_updated_at"),
+                areas=sa.bindparam("new_areas", type_=pg.JSONB),
+                duplicate_of=sa.bindparam("new_duplicate_of"),
             ),
             [
                 {
@@ -341,6 +392,8 @@ class ReportRepository:
                     "new_office_code": r.office.code if r.office else None,
                     "new_office_name": r.office.name if r.office else None,
                     "new_updated_at": r.updated_at,
+                    "new_areas": [a.model_dump() for a in r.areas],
+                    "new_duplicate_of": r.duplicate_of,
                 }
                 for r, _ in changed
             ],

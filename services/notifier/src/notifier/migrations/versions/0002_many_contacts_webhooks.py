@@ -44,8 +44,9 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO notifier.status_events (event_id, report_id, occurred_at, event) "
-        "SELECT event_id, report_id, (event->>'occurred_at')::timestamptz, event "
-        "FROM notifier.notifications ON CONFLICT DO NOTHING"
+        "SELECT event_id, report_id, coalesce((event->>'occurred_at')::timestamptz, created_at), "
+        "event FROM notifier.notifications WHERE jsonb_typeof(event) = 'object' "
+        "ON CONFLICT DO NOTHING"
     )
     op.add_column(
         "notifications",

@@ -1,0 +1,110 @@
+"""Staff accounts and bearer tokens. Tokens are stored only as SHA-256 hashes and can be
+revoked. ``authenticate`` is the one seam an OIDC provider would replace: anything that turns a
+bearer credential into a :class:`StaffMember` fits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from intake.adapters.db import metadata
+
+staff_accounts = sa.Table(
+    "staff_accounts",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+staff_offices = sa.Table(
+    "staff_offices",
+    metadata,
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey(staff_accounts.c.id), primary_key=True),
+    sa.Column("office_code", sa.Text, primary_key=True),
+)
+staff_tokens = sa.Table(
+    "staff_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("account_id", sa.BigInteger, sa.ForeignKey(staff_accounts.c.id), nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    account_id: int
+    name: str
+    offices: frozenset[str]
+    is_admin: bool = False
+
+    def may_handle(self, office_code: str | None) -> bool:
+        return self.is_admin or (office_code is not None and office_code in self.offices)
+
+    @property
+    def label(self) -> str:
+        return f"staff:{self.name}"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_account(
+    conn: AsyncConnection, name: str, offices: Iterable[str], *, is_admin: bool = False
+) -> tuple[int, str]:
+    """A new account (or more offices for an existing one) with a fresh token; the token is
+    returned once and never stored in clear."""
+    account_id = await conn.scalar(
+        sa.dialects.postgresql.insert(staff_accounts)
+        .values(name=name, is_admin=is_admin)
+        .on_conflict_do_update(index_elements=["name"], set_={"is_admin": is_admin})
+        .returning(staff_accounts.c.id)
+    )
+    assert account_id is not None
+    for office in offices:
+        await conn.execute(
+            sa.dialects.postgresql.insert(staff_offices)
+            .values(account_id=account_id, office_code=office)
+            .on_conflict_do_nothing()
+        )
+    token = "mm_" + secrets.token_urlsafe(32)
+    await conn.execute(staff_tokens.insert().values(account_id=account_id, token_hash=_hash(token)))
+    return int(account_id), token
+
+
+async def revoke(conn: AsyncConnection, token: str) -> bool:
+    result = await conn.execute(
+        staff_tokens.update()
+        .where(staff_tokens.c.token_hash == _hash(token), staff_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+    )
+    return bool(result.rowcount)
+
+
+async def authenticate(conn: AsyncConnection, token: str) -> StaffMember | None:
+    row = (
+        await conn.execute(
+            sa.select(staff_accounts.c.id, staff_accounts.c.name, staff_accounts.c.is_admin)
+            .join(staff_tokens, staff_tokens.c.account_id == staff_accounts.c.id)
+            .where(staff_tokens.c.token_hash == _hash(token), staff_tokens.c.revoked_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        return None
+    offices = await conn.scalars(
+        sa.select(staff_offices.c.office_code).where(staff_offices.c.account_id == row.id)
+    )
+    return StaffMember(row.id, row.name, frozenset(offices), row.is_admin)
