@@ -299,3 +299,48 @@ async def test_parked_notifications_need_the_ops_token(stack: Stack, token: str)
         "/v1/notifications/parked", headers={"Authorization": "Bearer test-ops"}
     )
     assert ok.status_code == 200
+
+
+async def test_offices_get_a_daily_summary_of_waiting_tickets(stack: Stack) -> None:
+    from datetime import date, timedelta
+
+    from intake import handlers
+    from intake.adapters import db
+    from mm_shared.db import create_engine
+    from mm_shared.outbox import KafkaPublisher, Outbox
+
+    report_id = await submit(stack, "remind@example.org", code="006")
+    await assigned(stack, report_id, office="SRL")
+    engine = create_engine(stack.database_url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE intake.reports SET updated_at = now() - interval '12 days' WHERE id = :id"
+            ),
+            {"id": report_id},
+        )
+    # The session's intake relay publishes what this stages.
+    outbox = Outbox(engine, db.outbox, db.inbox, KafkaPublisher(stack.kafka, "test"), "test")
+    day = date(2099, 1, 1) + timedelta(days=random.randrange(10_000))
+    reminded = await handlers.send_office_reminders(
+        outbox, day, accept_within_working_days=3, work_within_days=14
+    )
+    assert reminded >= 1
+    assert (
+        await handlers.send_office_reminders(
+            outbox, day, accept_within_working_days=3, work_within_days=14
+        )
+        == 0
+    )  # once per day
+    await engine.dispose()
+
+    async def summary():  # type: ignore[no-untyped-def]
+        return [
+            m
+            for m in stack.smtp.to("stadtreinigung@leipzig.example")
+            if day.isoformat() in m["Subject"]
+        ]
+
+    [mail] = await eventually(summary)
+    assert "Stadtreinigung Leipzig" in mail["Subject"]
+    assert str(report_id) in body_text(mail)

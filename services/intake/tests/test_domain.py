@@ -78,3 +78,37 @@ def test_status_follows_the_lifecycle_and_records_history() -> None:
     ]
     with pytest.raises(TransitionNotAllowed):
         report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+
+
+def test_working_days_skip_weekends() -> None:
+    from datetime import date
+
+    from intake.domain import working_days_between
+
+    friday, monday = date(2026, 11, 27), date(2026, 11, 30)
+    assert working_days_between(friday, monday) == 1
+    assert working_days_between(friday, friday) == 0
+    assert working_days_between(date(2026, 11, 23), date(2026, 12, 7)) == 10
+
+
+def test_overdue_tickets_are_grouped_per_office() -> None:
+    from datetime import timedelta
+
+    from intake.domain import overdue
+    from mm_shared.events import utcnow
+
+    now = utcnow()
+    office = OfficeRef(code="SRL", name="Stadtreinigung")
+    waiting, _ = new_report()
+    waiting.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    waiting.updated_at = now - timedelta(days=10)
+    working, _ = new_report()
+    working.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    working.change_status(ReportStatus.IN_PROGRESS, "staff")
+    working.updated_at = now - timedelta(days=20)
+    fresh, _ = new_report()
+    fresh.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    due = overdue([waiting, working, fresh], now, accept_within_working_days=3, work_within_days=14)
+    not_accepted, stalled = due["SRL"]
+    assert [t.report_id for t in not_accepted] == [waiting.id]
+    assert [t.report_id for t in stalled] == [working.id]

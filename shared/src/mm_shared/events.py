@@ -11,7 +11,7 @@ fields they do not know. Anything else is a new version on a new topic (``….v2
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID, uuid4
@@ -34,6 +34,8 @@ class Topic(StrEnum):
     REPORT_REASSIGNED = "reports.reassigned.v1"
     ROUTING_CONFIG_CHANGED = "geo.routing-config-changed.v1"
     JURISDICTION_BOUNDARY = "geo.jurisdiction-boundaries.v1"
+    OFFICE_DIRECTORY = "geo.office-directory.v1"
+    OFFICE_REMINDER_DUE = "offices.reminders.v1"
     DEAD_LETTER = "dead-letter.v1"
 
 
@@ -47,11 +49,13 @@ TOPIC_PARTITIONS: dict[Topic, int] = {
     Topic.REPORT_REASSIGNED: 4,
     Topic.ROUTING_CONFIG_CHANGED: 1,
     Topic.JURISDICTION_BOUNDARY: 1,
+    Topic.OFFICE_DIRECTORY: 1,
+    Topic.OFFICE_REMINDER_DUE: 1,
     Topic.DEAD_LETTER: 1,
 }
 
 #: Topics that keep only the latest event per key (Kafka log compaction).
-COMPACTED_TOPICS = frozenset({Topic.JURISDICTION_BOUNDARY})
+COMPACTED_TOPICS = frozenset({Topic.JURISDICTION_BOUNDARY, Topic.OFFICE_DIRECTORY})
 
 
 class Event(BaseModel):
@@ -226,6 +230,55 @@ class JurisdictionBoundaryChanged(Event):
         return self.jurisdiction.encode()
 
 
+class OfficeContact(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    name: str
+    email: str
+
+
+class OfficeDirectoryChanged(Event):
+    """The offices of a jurisdiction and where they are reached. Compacted topic: the latest
+    event per jurisdiction is the current directory."""
+
+    topic: ClassVar[Topic] = Topic.OFFICE_DIRECTORY
+    event_type: Literal["OfficeDirectoryChanged"] = "OfficeDirectoryChanged"
+    jurisdiction: str
+    offices: tuple[OfficeContact, ...]
+
+    @property
+    def key(self) -> bytes:
+        return self.jurisdiction.encode()
+
+
+class OverdueTicket(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    report_id: UUID
+    service_code: str
+    status: ReportStatus
+    since: datetime
+    days: float
+
+
+class OfficeReminderDue(Event):
+    """The daily summary of an office's tickets that wait too long (from intake, the owner of
+    the tickets); the notifier mails it to the office."""
+
+    topic: ClassVar[Topic] = Topic.OFFICE_REMINDER_DUE
+    event_type: Literal["OfficeReminderDue"] = "OfficeReminderDue"
+    jurisdiction: str
+    office_code: str
+    day: date
+    not_accepted: tuple[OverdueTicket, ...]
+    stalled: tuple[OverdueTicket, ...]
+
+    @property
+    def key(self) -> bytes:
+        return self.office_code.encode()
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ReportSubmitted,
     ReporterContactSubmitted,
@@ -235,6 +288,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ReportReassigned,
     RoutingConfigChanged,
     JurisdictionBoundaryChanged,
+    OfficeDirectoryChanged,
+    OfficeReminderDue,
 )
 
 E = TypeVar("E", bound=Event)

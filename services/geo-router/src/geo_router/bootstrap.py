@@ -17,7 +17,12 @@ from geo_router.entrypoints import http
 from geo_router.entrypoints.consumers import register_consumers
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine
-from mm_shared.events import JurisdictionBoundaryChanged, ReportRouted, ReportRoutingFailed
+from mm_shared.events import (
+    JurisdictionBoundaryChanged,
+    OfficeDirectoryChanged,
+    ReportRouted,
+    ReportRoutingFailed,
+)
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import KafkaPublisher, Outbox
@@ -39,7 +44,13 @@ def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, 
     )
     cache = RoutingCache(engine)
     register_consumers(broker, outbox, cache, settings)
-    document_publications(broker, ReportRouted, ReportRoutingFailed, JurisdictionBoundaryChanged)
+    document_publications(
+        broker,
+        ReportRouted,
+        ReportRoutingFailed,
+        JurisdictionBoundaryChanged,
+        OfficeDirectoryChanged,
+    )
     return broker, outbox, cache
 
 

@@ -17,6 +17,8 @@ from geo_router.domain import Decision
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
     MatchedArea,
+    OfficeContact,
+    OfficeDirectoryChanged,
     OfficeRef,
     ReportReassigned,
     ReportRouted,
@@ -168,20 +170,27 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
 async def reload_and_announce(
     outbox: Outbox, cache: RoutingCache, jurisdiction: str | None = None
 ) -> None:
-    """Rebuild the routing index and publish each reloaded jurisdiction's outline."""
+    """Rebuild the routing index; announce each reloaded jurisdiction's outline (for intake)
+    and office directory (for the notifier)."""
     indexes = await cache.reload(jurisdiction)
-    async with outbox.transaction() as tx:
-        await tx.publish(
-            *(
+    async with unit_of_work(outbox) as uow:
+        for index in indexes:
+            directory = await uow.geography.offices(index.code)
+            await uow.publish(
                 JurisdictionBoundaryChanged(
-                    jurisdiction=i.code,
-                    name=i.name,
-                    version=i.version,
-                    boundary=i.boundary_geojson(),
-                )
-                for i in indexes
+                    jurisdiction=index.code,
+                    name=index.name,
+                    version=index.version,
+                    boundary=index.boundary_geojson(),
+                ),
+                OfficeDirectoryChanged(
+                    jurisdiction=index.code,
+                    offices=tuple(
+                        OfficeContact(code=o["code"], name=o["public_name"], email=o["email"])
+                        for o in directory
+                    ),
+                ),
             )
-        )
     for index in indexes:
         log.info("routing index for %s loaded (version %s)", index.code, index.version)
 

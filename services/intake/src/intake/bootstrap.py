@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request, Response
 from faststream import FastStream
@@ -21,7 +22,13 @@ from intake.entrypoints.api import problem
 from intake.entrypoints.consumers import register_consumers
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine
-from mm_shared.events import ReporterContactSubmitted, ReportStatusChanged, ReportSubmitted
+from mm_shared.events import (
+    OfficeReminderDue,
+    ReporterContactSubmitted,
+    ReportReassigned,
+    ReportStatusChanged,
+    ReportSubmitted,
+)
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import KafkaPublisher, Outbox
@@ -43,7 +50,14 @@ def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox, Bou
     )
     boundaries = Boundaries(engine)
     register_consumers(broker, outbox, boundaries, settings)
-    document_publications(broker, ReportSubmitted, ReporterContactSubmitted, ReportStatusChanged)
+    document_publications(
+        broker,
+        ReportSubmitted,
+        ReporterContactSubmitted,
+        ReportStatusChanged,
+        ReportReassigned,
+        OfficeReminderDue,
+    )
     return broker, outbox, boundaries
 
 
@@ -64,6 +78,24 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             except Exception:
                 log.exception("resubmitting unrouted reports failed; trying again later")
 
+    async def remind_offices() -> None:
+        """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
+        tz = ZoneInfo(settings.timezone)
+        while True:
+            now = datetime.now(tz)
+            try:
+                await handlers.measure_open_tickets(outbox)
+                if now.hour >= settings.reminder_hour:
+                    await handlers.send_office_reminders(
+                        outbox,
+                        now.date(),
+                        accept_within_working_days=settings.reminder_accept_within_working_days,
+                        work_within_days=settings.reminder_work_within_days,
+                    )
+            except Exception:
+                log.exception("office reminders failed; trying again later")
+            await asyncio.sleep(60)
+
     app = create_service_app(
         service=SERVICE,
         title="Mängelmelder intake",
@@ -81,6 +113,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             writer.run,
             outbox.run_relay,
             sweep_unrouted,
+            remind_offices,
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=[outbox.close],

@@ -6,7 +6,7 @@ import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID, uuid4
 
 from intake.catalogue import check_attributes
@@ -14,6 +14,7 @@ from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
     MatchedArea,
     OfficeRef,
+    OverdueTicket,
     ReporterContactSubmitted,
     ReportStatus,
     ReportStatusChanged,
@@ -296,3 +297,48 @@ def staff_transition(
         internal_note=internal_note,
         duplicate_of=duplicate_of,
     )
+
+
+def working_days_between(start: date, end: date) -> int:
+    """Monday-to-Friday days after ``start`` up to and including ``end`` (public holidays are
+    not known here and count as working days)."""
+    if end <= start:
+        return 0
+    days = (end - start).days
+    weeks, rest = divmod(days, 7)
+    count = weeks * 5
+    for offset in range(1, rest + 1):
+        if (start.weekday() + offset) % 7 < 5:
+            count += 1
+    return count
+
+
+def overdue(
+    tickets: Sequence[Report],
+    now: datetime,
+    *,
+    accept_within_working_days: int,
+    work_within_days: float,
+) -> dict[str, tuple[list[OverdueTicket], list[OverdueTicket]]]:
+    """Per office: tickets not accepted (still ``assigned``) after N working days, and tickets
+    ``in_progress`` for more than M days. ``updated_at`` is when they entered that status."""
+    found: dict[str, tuple[list[OverdueTicket], list[OverdueTicket]]] = {}
+    for ticket in tickets:
+        if ticket.office is None or ticket.updated_at is None:
+            continue
+        since = ticket.updated_at
+        days = (now - since).total_seconds() / 86400
+        entry = OverdueTicket(
+            report_id=ticket.id,
+            service_code=ticket.service_code,
+            status=ticket.status,
+            since=since,
+            days=round(days, 1),
+        )
+        not_accepted, stalled = found.setdefault(ticket.office.code, ([], []))
+        if ticket.status is ReportStatus.ASSIGNED:
+            if working_days_between(since.date(), now.date()) > accept_within_working_days:
+                not_accepted.append(entry)
+        elif ticket.status is ReportStatus.IN_PROGRESS and days > work_within_days:
+            stalled.append(entry)
+    return {office: lists for office, lists in found.items() if lists[0] or lists[1]}

@@ -6,11 +6,11 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from uuid import UUID
 
 import sqlalchemy as sa
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 
 from intake.adapters import staff
@@ -23,10 +23,12 @@ from intake.domain import (
     Photo,
     Report,
     TransitionNotAllowed,
+    overdue,
     staff_transition,
     submit,
 )
 from mm_shared.events import (
+    OfficeReminderDue,
     ReporterContactSubmitted,
     ReportReassigned,
     ReportRouted,
@@ -340,3 +342,53 @@ async def change_ticket(
         await uow.publish(change)
     TRANSITIONS.labels(status.value, report.office.code if report.office else "none").inc()
     return report
+
+
+OPEN_TICKET_AGE = Gauge(
+    "mm_open_ticket_age_seconds",
+    "Age of the oldest open ticket per office (for SLAs)",
+    ["office"],
+)
+OPEN_TICKETS = Gauge("mm_open_tickets", "Open tickets per office", ["office"])
+
+
+async def measure_open_tickets(outbox: Outbox) -> None:
+    async with unit_of_work(outbox) as uow:
+        for office, count, oldest in await uow.reports.open_by_office():
+            OPEN_TICKETS.labels(office).set(count)
+            OPEN_TICKET_AGE.labels(office).set((utcnow() - oldest).total_seconds())
+
+
+async def send_office_reminders(
+    outbox: Outbox,
+    day: date,
+    *,
+    accept_within_working_days: int,
+    work_within_days: float,
+) -> int:
+    """Once per day (across all intake instances): one summary per office that has tickets
+    waiting too long. Returns how many offices are reminded."""
+    async with unit_of_work(outbox) as uow:
+        if not await uow.reports.claim_reminder_day(day):
+            return 0
+        tickets = await uow.reports.open_tickets()
+        due = overdue(
+            tickets,
+            utcnow(),
+            accept_within_working_days=accept_within_working_days,
+            work_within_days=work_within_days,
+        )
+        jurisdiction = {t.office.code: t.jurisdiction for t in tickets if t.office}
+        await uow.publish(
+            *(
+                OfficeReminderDue(
+                    jurisdiction=jurisdiction[office],
+                    office_code=office,
+                    day=day,
+                    not_accepted=tuple(not_accepted),
+                    stalled=tuple(stalled),
+                )
+                for office, (not_accepted, stalled) in sorted(due.items())
+            )
+        )
+    return len(due)

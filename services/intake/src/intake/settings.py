@@ -27,3 +27,8 @@ class IntakeSettings(ServiceSettings):
     resubmit_after_s: float = 120.0
     #: Open reports of the same category closer than this are offered as duplicates.
     duplicate_radius_m: float = 50.0
+    #: Office reminders: sent daily at this local hour, about tickets not accepted within
+    #: N working days and tickets in progress for more than M days.
+    reminder_hour: int = 7
+    reminder_accept_within_working_days: int = 3
+    reminder_work_within_days: float = 14.0

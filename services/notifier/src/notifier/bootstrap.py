@@ -32,7 +32,9 @@ def create_messaging(
     dispatcher.closers.extend(s.close for s in mail_senders)
     if hook_sender is not None:
         dispatcher.closers.append(hook_sender.close)
-    register_consumers(broker, engine, dispatcher, settings)
+    reminder_sender = SmtpSender(settings)
+    dispatcher.closers.append(reminder_sender.close)
+    register_consumers(broker, engine, dispatcher, reminder_sender, settings)
     return broker, engine, dispatcher
 
 

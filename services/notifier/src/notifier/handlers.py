@@ -17,9 +17,15 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.events import ReporterContactSubmitted, ReportStatus, ReportStatusChanged
+from mm_shared.events import (
+    OfficeDirectoryChanged,
+    OfficeReminderDue,
+    ReporterContactSubmitted,
+    ReportStatus,
+    ReportStatusChanged,
+)
 from mm_shared.outbox import first_delivery
-from notifier.adapters.db import contacts, inbox, notifications, status_events
+from notifier.adapters.db import contacts, inbox, notifications, offices, status_events
 from notifier.adapters.senders import render
 from notifier.domain import STATUS_LABELS, Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
@@ -378,3 +384,76 @@ class Dispatcher:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll_interval_s)
+
+
+async def record_office_directory(engine: AsyncEngine, event: OfficeDirectoryChanged) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(offices.delete().where(offices.c.jurisdiction == event.jurisdiction))
+        if event.offices:
+            await conn.execute(
+                offices.insert(),
+                [
+                    {
+                        "jurisdiction": event.jurisdiction,
+                        "code": o.code,
+                        "name": o.name,
+                        "email": o.email,
+                    }
+                    for o in event.offices
+                ],
+            )
+
+
+async def send_office_reminder(
+    engine: AsyncEngine, sender: MailSender, settings: NotifierSettings, event: OfficeReminderDue
+) -> None:
+    """The daily summary to the office's address. The inbox row commits only after the mail
+    was accepted, so a failure is retried by redelivery (at worst one summary twice)."""
+    async with engine.begin() as conn:
+        if not await first_delivery(conn, inbox, event.event_id):
+            return
+        office = (
+            await conn.execute(
+                sa.select(offices.c.name, offices.c.email).where(
+                    offices.c.jurisdiction == event.jurisdiction,
+                    offices.c.code == event.office_code,
+                )
+            )
+        ).first()
+        if office is None:
+            log.warning("no address for office %s: reminder dropped", event.office_code)
+            return
+
+        def items(tickets: tuple[Any, ...]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "category": CATEGORIES_BY_CODE[t.service_code].name_de
+                    if t.service_code in CATEGORIES_BY_CODE
+                    else t.service_code,
+                    "days": t.days,
+                    "url": f"{settings.tracking_base_url}/{t.report_id}",
+                }
+                for t in tickets
+            ]
+
+        subject, text, html = render(
+            "office_reminder",
+            "de",
+            office=office.name,
+            day=event.day.isoformat(),
+            not_accepted=items(event.not_accepted),
+            stalled=items(event.stalled),
+            accept_days=settings.reminder_accept_within_working_days,
+            work_days=settings.reminder_work_within_days,
+        )
+        await sender.send(
+            Mail(
+                to=office.email,
+                subject=subject,
+                text=text,
+                html=html,
+                message_id=f"<{event.event_id}@maengelmelder>",
+                unsubscribe_url=f"{settings.public_base_url}/v1/unsubscribe/office",
+            )
+        )
+    NOTIFICATIONS.labels("office_reminder", "sent").inc()

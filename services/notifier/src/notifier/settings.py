@@ -27,5 +27,8 @@ class NotifierSettings(ServiceSettings):
     #: Bearer token for the operators' endpoints (parked notifications); empty disables them.
     ops_token: str = ""
     max_attempts: int = 8
+    #: Named in the offices' reminders (the thresholds themselves are intake's settings).
+    reminder_accept_within_working_days: int = 3
+    reminder_work_within_days: float = 14.0
     #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
     workers: int = 4

@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -64,6 +64,13 @@ idempotency_keys = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+)
+
+reminder_runs = sa.Table(
+    "reminder_runs",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("ran_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 jurisdiction_boundaries = sa.Table(
@@ -314,6 +321,31 @@ class ReportRepository:
             sa.select(sa.func.count()).select_from(reports).where(*conditions)
         )
         return [_row_to_report(r, []) for r in rows], int(total or 0)
+
+    async def open_tickets(self) -> list[Report]:
+        rows = await self.conn.execute(
+            sa.select(reports).where(
+                reports.c.status.in_([ReportStatus.ASSIGNED.value, ReportStatus.IN_PROGRESS.value])
+            )
+        )
+        return [_row_to_report(r, []) for r in rows]
+
+    async def open_by_office(self) -> list[tuple[str, int, datetime]]:
+        rows = await self.conn.execute(
+            sa.select(reports.c.office_code, sa.func.count(), sa.func.min(reports.c.requested_at))
+            .where(reports.c.status.in_(OPEN_STATUSES), reports.c.office_code.is_not(None))
+            .group_by(reports.c.office_code)
+        )
+        return [(r[0], int(r[1]), r[2]) for r in rows]
+
+    async def claim_reminder_day(self, day: date) -> bool:
+        claimed = await self.conn.scalar(
+            pg.insert(reminder_runs)
+            .values(day=day)
+            .on_conflict_do_nothing()
+            .returning(reminder_runs.c.day)
+        )
+        return claimed is not None
 
     async def open_nearby(
         self, service_code: str, lat: float, long: float, radius_m: float

@@ -62,3 +62,12 @@ notifications = sa.Table(
 )
 
 inbox = inbox_table(metadata)
+
+offices = sa.Table(
+    "offices",
+    metadata,
+    sa.Column("jurisdiction", sa.Text, primary_key=True),
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+)
