@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from mm_shared.events import (
     ReportStatus,
     ReportStatusChanged,
 )
-from mm_shared.outbox import first_delivery
+from mm_shared.outbox import first_deliveries, first_delivery
 from notifier.adapters.db import contacts, inbox, notifications, offices, status_events
 from notifier.adapters.senders import render
 from notifier.domain import STATUS_LABELS, Mail, Preference, retry_delay_s, wants
@@ -52,13 +52,11 @@ class HookSender(Protocol):
     async def send(self, payload: dict[str, Any], event_id: str) -> None: ...
 
 
-async def _queue_for_contacts(
-    conn: AsyncConnection, report_id: Any, since: datetime | None, contact_ids: list[int] | None
-) -> None:
-    """Queue e-mails: each stored status change of the report × each contact subscribed before
-    it happened. Restricting to new contacts or to a moment keeps this idempotent and cheap."""
+def _email_queue(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """(event × contact) pairs to notify: every stored status change of a report and every
+    contact who subscribed to that report before the change happened."""
     s, c = status_events, contacts
-    query = (
+    return (
         sa.select(
             s.c.event_id,
             s.c.report_id,
@@ -68,102 +66,126 @@ async def _queue_for_contacts(
             sa.literal("pending"),
         )
         .select_from(s.join(c, c.c.report_id == s.c.report_id))
-        .where(s.c.report_id == report_id, c.c.subscribed_at <= s.c.occurred_at)
+        .where(c.c.subscribed_at <= s.c.occurred_at, *conditions)
     )
-    if since is not None:
-        query = query.where(s.c.occurred_at >= since)
-    if contact_ids is not None:
-        query = query.where(c.c.id.in_(contact_ids))
+
+
+async def _queue(conn: AsyncConnection, pairs: sa.Select[Any]) -> None:
     await conn.execute(
         pg.insert(notifications)
-        .from_select(["event_id", "report_id", "contact_id", "channel", "event", "state"], query)
+        .from_select(["event_id", "report_id", "contact_id", "channel", "event", "state"], pairs)
         .on_conflict_do_nothing()
     )
 
 
-async def record_contact(engine: AsyncEngine, event: ReporterContactSubmitted) -> None:
-    """A reporter (or a follower): tell them of every change from now on — including changes
-    that happened after they subscribed but reached us before their contact did."""
-    async with engine.begin() as conn:
-        contact_id = await conn.scalar(
-            pg.insert(contacts)
-            .values(
-                report_id=event.report_id,
-                email=str(event.email),
-                first_name=event.first_name,
-                last_name=event.last_name,
-                locale=event.locale,
-                preference=Preference.EVERY_CHANGE.value,
-                unsubscribe_token=secrets.token_urlsafe(24),
-                subscribed_at=event.occurred_at,
-            )
-            .on_conflict_do_nothing()
-            .returning(contacts.c.id)
-        )
-        if contact_id is not None:
-            await _queue_for_contacts(conn, event.report_id, None, [contact_id])
+async def record_contacts(
+    conn: AsyncConnection, events: Sequence[ReporterContactSubmitted]
+) -> None:
+    """Reporters (or followers): tell them of every change from their subscription on —
+    including changes that reached us before their contact did."""
+    if not events:
+        return
+    inserted = await conn.execute(
+        pg.insert(contacts).on_conflict_do_nothing().returning(contacts.c.id),
+        [
+            {
+                "report_id": e.report_id,
+                "email": str(e.email),
+                "first_name": e.first_name,
+                "last_name": e.last_name,
+                "locale": e.locale,
+                "preference": Preference.EVERY_CHANGE.value,
+                "unsubscribe_token": secrets.token_urlsafe(24),
+                "subscribed_at": e.occurred_at,
+            }
+            for e in events
+        ],
+    )
+    new_ids = list(inserted.scalars())
+    if new_ids:
+        await _queue(conn, _email_queue(contacts.c.id.in_(new_ids)))
 
 
-async def record_status_change(
-    engine: AsyncEngine, event: ReportStatusChanged, with_webhook: bool
+async def record_status_changes(
+    conn: AsyncConnection, events: Sequence[ReportStatusChanged], with_webhook: bool
 ) -> None:
     """Queue one notification per contact and channel (a redelivery adds nothing). A report
     merged as a duplicate hands its reporters on to the original."""
-    async with engine.begin() as conn:
-        if not await first_delivery(conn, inbox, event.event_id):
-            return
-        payload = event.model_dump(mode="json")
+    fresh_ids = await first_deliveries(conn, inbox, [e.event_id for e in events])
+    fresh = [e for e in events if e.event_id in fresh_ids]
+    if not fresh:
+        return
+    rows = [
+        {
+            "event_id": e.event_id,
+            "report_id": e.report_id,
+            "occurred_at": e.occurred_at,
+            "event": e.model_dump(mode="json"),
+        }
+        for e in fresh
+    ]
+    await conn.execute(pg.insert(status_events).on_conflict_do_nothing(), rows)
+    await _queue(conn, _email_queue(status_events.c.event_id.in_([e.event_id for e in fresh])))
+    if with_webhook:
         await conn.execute(
-            pg.insert(status_events)
-            .values(
-                event_id=event.event_id,
-                report_id=event.report_id,
-                occurred_at=event.occurred_at,
-                event=payload,
-            )
-            .on_conflict_do_nothing()
+            pg.insert(notifications).on_conflict_do_nothing(),
+            [
+                {
+                    "event_id": r["event_id"],
+                    "report_id": r["report_id"],
+                    "channel": WEBHOOK,
+                    "event": r["event"],
+                    "state": "pending",
+                }
+                for r in rows
+            ],
         )
-        await _queue_for_contacts(conn, event.report_id, event.occurred_at, None)
-        if with_webhook:
-            await conn.execute(
-                pg.insert(notifications)
-                .values(
-                    event_id=event.event_id,
-                    report_id=event.report_id,
-                    channel=WEBHOOK,
-                    event=payload,
-                    state="pending",
-                )
-                .on_conflict_do_nothing()
-            )
+    for event in fresh:
         if event.status is ReportStatus.DUPLICATE and event.duplicate_of is not None:
-            c = contacts
-            await conn.execute(
-                pg.insert(contacts)
-                .from_select(
-                    [
-                        "report_id",
-                        "email",
-                        "first_name",
-                        "last_name",
-                        "locale",
-                        "preference",
-                        "unsubscribe_token",
-                        "subscribed_at",
-                    ],
-                    sa.select(
-                        sa.literal(event.duplicate_of, pg.UUID(as_uuid=True)),
-                        c.c.email,
-                        c.c.first_name,
-                        c.c.last_name,
-                        c.c.locale,
-                        c.c.preference,
-                        sa.func.md5(c.c.unsubscribe_token + sa.literal(str(event.duplicate_of))),
-                        sa.literal(event.occurred_at, sa.DateTime(timezone=True)),
-                    ).where(c.c.report_id == event.report_id),
-                )
-                .on_conflict_do_nothing()
-            )
+            await _hand_on_contacts(conn, event)
+
+
+async def _hand_on_contacts(conn: AsyncConnection, event: ReportStatusChanged) -> None:
+    c = contacts
+    await conn.execute(
+        pg.insert(contacts)
+        .from_select(
+            [
+                "report_id",
+                "email",
+                "first_name",
+                "last_name",
+                "locale",
+                "preference",
+                "unsubscribe_token",
+                "subscribed_at",
+            ],
+            sa.select(
+                sa.literal(event.duplicate_of, pg.UUID(as_uuid=True)),
+                c.c.email,
+                c.c.first_name,
+                c.c.last_name,
+                c.c.locale,
+                c.c.preference,
+                sa.func.md5(c.c.unsubscribe_token + sa.literal(str(event.duplicate_of))),
+                sa.literal(event.occurred_at, sa.DateTime(timezone=True)),
+            ).where(c.c.report_id == event.report_id),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def record_batch(
+    engine: AsyncEngine,
+    events: Sequence[ReporterContactSubmitted | ReportStatusChanged],
+    with_webhook: bool,
+) -> None:
+    """A consumed batch of contacts and status changes, in one transaction."""
+    async with engine.begin() as conn:
+        await record_contacts(conn, [e for e in events if isinstance(e, ReporterContactSubmitted)])
+        await record_status_changes(
+            conn, [e for e in events if isinstance(e, ReportStatusChanged)], with_webhook
+        )
 
 
 async def set_preference(engine: AsyncEngine, token: str, preference: Preference) -> bool:
@@ -260,18 +282,39 @@ class Dispatcher:
         )
 
     async def deliver_due(self) -> int:
-        """Deliver the due notifications; returns how many were handled."""
-        n = notifications
+        """Claim a batch of due notifications, deliver them over several connections at once,
+        and record each outcome as soon as it is known. Returns how many were claimed."""
+        claimed = await self._claim(200)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for row in claimed:
+            queue.put_nowait(row)
+
+        async def worker(sender: MailSender) -> None:
+            while not queue.empty():
+                row = queue.get_nowait()
+                try:
+                    await self._deliver(row, sender)
+                except Exception as exc:
+                    # Cannot even be attempted (a bug, bad data): parked, never blocking.
+                    log.exception("notification %s parked", row.id)
+                    await self._finish(row.id, state="parked", last_error=repr(exc)[:2000])
+
+        await asyncio.gather(*(worker(s) for s in self._mail_senders))
+        return len(claimed)
+
+    async def _claim(self, limit: int) -> list[Any]:
+        n, c = notifications, contacts
         earlier = n.alias("earlier")
-        async with self._engine.connect() as conn:
-            due = (
+        now = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            ids = (
                 await conn.scalars(
                     sa.select(n.c.id)
-                    .where(n.c.state == "pending", n.c.next_attempt_at <= datetime.now(UTC))
+                    .where(n.c.state == "pending", n.c.next_attempt_at <= now)
                     # In order per recipient: "resolved" never overtakes a retried "in progress".
                     .where(
                         ~sa.exists().where(
-                            earlier.c.state == "pending",
+                            earlier.c.state.in_(["pending", "sending"]),
                             earlier.c.channel == n.c.channel,
                             earlier.c.report_id == n.c.report_id,
                             sa.func.coalesce(earlier.c.contact_id, 0)
@@ -280,97 +323,91 @@ class Dispatcher:
                         )
                     )
                     .order_by(n.c.id)
-                    .limit(200)
+                    .limit(limit)
+                    .with_for_update(of=n, skip_locked=True)
                 )
             ).all()
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for notification_id in due:
-            queue.put_nowait(notification_id)
+            if not ids:
+                return []
+            await conn.execute(
+                n.update().where(n.c.id.in_(ids)).values(state="sending", claimed_at=now)
+            )
+            return list(
+                (
+                    await conn.execute(
+                        sa.select(
+                            n.c.id,
+                            n.c.event,
+                            n.c.channel,
+                            n.c.attempts,
+                            n.c.contact_id,
+                            c.c.email,
+                            c.c.first_name,
+                            c.c.locale,
+                            c.c.preference,
+                            c.c.unsubscribe_token,
+                        )
+                        .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
+                        .where(n.c.id.in_(ids))
+                        .order_by(n.c.id)
+                    )
+                ).all()
+            )
 
-        async def worker(sender: MailSender) -> None:
-            while not queue.empty():
-                notification_id = queue.get_nowait()
-                try:
-                    await self._deliver(notification_id, sender)
-                except Exception as exc:
-                    # Cannot even be attempted (a bug, bad data): parked, never blocking.
-                    log.exception("notification %s parked", notification_id)
-                    await self._park(notification_id, exc)
+    async def _finish(self, notification_id: int, **values: Any) -> None:
+        # One statement, autocommitted right after the send: a crash repeats at most the
+        # message in flight on each connection.
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                notifications.update().where(notifications.c.id == notification_id).values(**values)
+            )
 
-        await asyncio.gather(*(worker(s) for s in self._mail_senders))
-        return len(due)
-
-    async def _park(self, notification_id: int, exc: Exception) -> None:
+    async def release_stale_claims(self, older_than: timedelta = timedelta(minutes=5)) -> None:
+        """Claims left by an instance that stopped mid-batch go back to the queue."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 notifications.update()
-                .where(notifications.c.id == notification_id)
-                .values(state="parked", last_error=repr(exc)[:2000])
+                .where(
+                    notifications.c.state == "sending",
+                    notifications.c.claimed_at < datetime.now(UTC) - older_than,
+                )
+                .values(state="pending")
             )
-        NOTIFICATIONS.labels("unknown", "parked").inc()
 
-    async def _deliver(self, notification_id: int, mail_sender: MailSender) -> None:
-        # Its own transaction with the row locked: a crash can repeat at most the one message
-        # in flight, and two notifier instances never send the same one.
-        n, c = notifications, contacts
-        now = datetime.now(UTC)
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(
-                        n.c.event,
-                        n.c.channel,
-                        n.c.attempts,
-                        n.c.contact_id,
-                        c.c.email,
-                        c.c.first_name,
-                        c.c.locale,
-                        c.c.preference,
-                        c.c.unsubscribe_token,
-                    )
-                    .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
-                    .where(n.c.id == notification_id, n.c.state == "pending")
-                    .with_for_update(of=n, skip_locked=True)
-                )
-            ).first()
-            if row is None:
-                return
-            update = n.update().where(n.c.id == notification_id)
-            event = ReportStatusChanged.model_validate(row.event)
-            channel = row.channel
-            if channel == EMAIL and not wants(Preference(row.preference), event.status):
-                await conn.execute(update.values(state="skipped"))
-                NOTIFICATIONS.labels(channel, "skipped").inc()
-                return
-            try:
-                if channel == EMAIL:
-                    await mail_sender.send(self._mail(event, row))
-                else:
-                    assert self._hook_sender is not None, "webhook not configured"
-                    await self._hook_sender.send(row.event, str(event.event_id))
-            except Exception as exc:
-                attempts = row.attempts + 1
-                parked = attempts >= self._settings.max_attempts
-                await conn.execute(
-                    update.values(
-                        attempts=attempts,
-                        state="parked" if parked else "pending",
-                        last_error=repr(exc)[:2000],
-                        next_attempt_at=now + timedelta(seconds=retry_delay_s(attempts)),
-                    )
-                )
-                NOTIFICATIONS.labels(channel, "parked" if parked else "failed").inc()
-                log.warning(
-                    "%s %s failed (attempt %d): %r", channel, notification_id, attempts, exc
-                )
-                return
-            await conn.execute(update.values(state="sent", sent_at=datetime.now(UTC)))
+    async def _deliver(self, row: Any, mail_sender: MailSender) -> None:
+        event = ReportStatusChanged.model_validate(row.event)
+        channel = row.channel
+        if channel == EMAIL and not wants(Preference(row.preference), event.status):
+            await self._finish(row.id, state="skipped")
+            NOTIFICATIONS.labels(channel, "skipped").inc()
+            return
+        try:
+            if channel == EMAIL:
+                await mail_sender.send(self._mail(event, row))
+            else:
+                assert self._hook_sender is not None, "webhook not configured"
+                await self._hook_sender.send(row.event, str(event.event_id))
+        except Exception as exc:
+            attempts = row.attempts + 1
+            parked = attempts >= self._settings.max_attempts
+            await self._finish(
+                row.id,
+                attempts=attempts,
+                state="parked" if parked else "pending",
+                last_error=repr(exc)[:2000],
+                next_attempt_at=datetime.now(UTC) + timedelta(seconds=retry_delay_s(attempts)),
+            )
+            NOTIFICATIONS.labels(channel, "parked" if parked else "failed").inc()
+            log.warning("%s %s failed (attempt %d): %r", channel, row.id, attempts, exc)
+            return
+        await self._finish(row.id, state="sent", sent_at=datetime.now(UTC))
         NOTIFICATIONS.labels(channel, "sent").inc()
         DELIVERY_LATENCY.labels(channel).observe(
             (datetime.now(UTC) - event.occurred_at).total_seconds()
         )
 
     async def run(self, poll_interval_s: float = 0.5) -> None:
+        await self.release_stale_claims()
         while True:
             try:
                 while await self.deliver_due():

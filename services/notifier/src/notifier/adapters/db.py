@@ -48,7 +48,7 @@ notifications = sa.Table(
     sa.Column("contact_id", sa.BigInteger, sa.ForeignKey(contacts.c.id)),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("event", pg.JSONB, nullable=False),
-    #: pending → sent | skipped | parked
+    #: pending → sending (claimed) → sent | skipped | parked
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column(
@@ -59,6 +59,7 @@ notifications = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
 )
 
 inbox = inbox_table(metadata)

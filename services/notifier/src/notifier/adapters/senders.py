@@ -8,7 +8,10 @@ import hashlib
 import hmac
 import json
 import time
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +49,26 @@ class SmtpSender:
         self._settings = settings
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
+        name, self._sender = parseaddr(settings.mail_from)
+        self._from = (
+            formataddr((str(Header(name, "utf-8")), self._sender)) if name else self._sender
+        )
 
-    def _message(self, mail: Mail) -> EmailMessage:
-        msg = EmailMessage()
-        msg["From"] = self._settings.mail_from
+    def _message(self, mail: Mail) -> bytes:
+        # The legacy email.mime classes: several times faster to build and serialise than
+        # EmailMessage, which mattered at a thousand mails per second.
+        msg = MIMEMultipart("alternative")
+        msg["From"] = self._from
         msg["To"] = mail.to
-        msg["Subject"] = mail.subject
+        msg["Subject"] = Header(mail.subject, "utf-8")  # type: ignore[assignment]
+        msg["Date"] = formatdate(localtime=False)
         # Deterministic per event and contact: should a mail ever go out twice, mail clients
         # show it once.
         msg["Message-ID"] = mail.message_id
         msg["List-Unsubscribe"] = f"<{mail.unsubscribe_url}>"
-        msg.set_content(mail.text)
-        msg.add_alternative(mail.html, subtype="html")
-        return msg
+        msg.attach(MIMEText(mail.text, "plain", "utf-8"))
+        msg.attach(MIMEText(mail.html, "html", "utf-8"))
+        return msg.as_bytes()
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is None or not self._client.is_connected:
@@ -81,12 +91,12 @@ class SmtpSender:
         async with self._lock:
             try:
                 client = await self._connected()
-                await client.send_message(message)
+                await client.sendmail(self._sender, [mail.to], message)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 # A reused connection the server closed meanwhile: one fresh attempt.
                 self._client = None
                 client = await self._connected()
-                await client.send_message(message)
+                await client.sendmail(self._sender, [mail.to], message)
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:

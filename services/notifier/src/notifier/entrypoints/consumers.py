@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.events import (
@@ -21,14 +20,16 @@ from mm_shared.events import (
     ReportStatusChanged,
     Topic,
 )
-from mm_shared.kafka import CONSUMER_DEFAULTS
+from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
 from notifier import handlers
 from notifier.settings import NotifierSettings
 
-NotifierInput = Annotated[
-    ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue,
-    Field(discriminator="event_type"),
-]
+SERVICE = "notifier"
+INPUTS: dict[str, type[ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue]] = {
+    Topic.REPORTER_CONTACT.value: ReporterContactSubmitted,
+    Topic.REPORT_STATUS_CHANGED.value: ReportStatusChanged,
+    Topic.OFFICE_REMINDER_DUE.value: OfficeReminderDue,
+}
 
 
 def register_consumers(
@@ -39,26 +40,29 @@ def register_consumers(
     settings: NotifierSettings,
 ) -> None:
     @broker.subscriber(
-        Topic.REPORTER_CONTACT.value,
-        Topic.REPORT_STATUS_CHANGED.value,
-        Topic.OFFICE_REMINDER_DUE.value,
+        *INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        batch=True,
+        max_records=500,
+        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
+        decoder=raw_records,
+        description="Contacts (private), status changes and office reminders, in batches",
         **CONSUMER_DEFAULTS,
     )
-    async def on_reporter_event(event: NotifierInput) -> None:
-        """Keep the reporter's contact (only the notifier stores it); queue notifications for
-        each status change; mail the offices' daily reminders."""
-        if isinstance(event, ReporterContactSubmitted):
-            await handlers.record_contact(engine, event)
-        elif isinstance(event, ReportStatusChanged):
-            await handlers.record_status_change(
-                engine, event, with_webhook=bool(settings.webhook_url)
-            )
-        else:
-            await handlers.send_office_reminder(engine, reminder_sender, settings, event)
-            return
+    async def on_reporter_events(records: list[Any]) -> None:
+        """Keep reporters' contacts (only the notifier stores them), queue notifications for
+        status changes (one transaction per batch), mail the offices' daily reminders."""
+        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
+        await handlers.record_batch(
+            engine,
+            [e for e in events if not isinstance(e, OfficeReminderDue)],
+            with_webhook=bool(settings.webhook_url),
+        )
         dispatcher.notify()
+        for event in events:
+            if isinstance(event, OfficeReminderDue):
+                await handlers.send_office_reminder(engine, reminder_sender, settings, event)
 
     @broker.subscriber(
         Topic.OFFICE_DIRECTORY.value,

@@ -1,0 +1,172 @@
+"""Notifier figures (issue 5), in one run on this machine:
+
+1. notifications/s delivered to the local SMTP server (aiosmtpd storing a Maildir, as in the
+   local stack) for a backlog of status changes;
+2. status change → message in the Maildir, p50/p99, at a fixed 100 changes/s.
+
+    uv run python bench/notifications.py [--backlog 5000] [--rate 100] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID, uuid4
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aiokafka import AIOKafkaProducer
+from common import LOGS, broker, database, free_port, percentile, report, service, service_env
+
+from devstack.processes import python_module, spawn, wait_for_port
+from mm_shared.events import (
+    OfficeRef,
+    ReporterContactSubmitted,
+    ReportStatus,
+    ReportStatusChanged,
+)
+
+
+def change(report_id: UUID) -> ReportStatusChanged:
+    return ReportStatusChanged(
+        report_id=report_id,
+        service_code="005",
+        previous_status=ReportStatus.RECEIVED,
+        status=ReportStatus.ASSIGNED,
+        office=OfficeRef(code="SRL", name="Stadtreinigung Leipzig"),
+        changed_by="bench",
+    )
+
+
+async def send(producer: AIOKafkaProducer, *events: object) -> None:
+    acks = [
+        await producer.send(e.topic.value, e.model_dump_json().encode(), key=e.key)  # type: ignore[attr-defined]
+        for e in events
+    ]
+    await asyncio.gather(*acks)
+
+
+def delivered(maildir: Path) -> list[Path]:
+    return list((maildir / "new").iterdir())
+
+
+async def run(
+    bootstrap: str, database_url: str, backlog: int, rate: float, seconds: float
+) -> dict[str, object]:
+    maildir = LOGS / f"maildir-{os.getpid()}"
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True, exist_ok=True)
+    smtp_port, port = free_port(), free_port()
+    smtp = spawn(
+        f"smtp-{smtp_port}",
+        python_module(
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{smtp_port}",
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            str(maildir),
+        ),
+        log_dir=LOGS,
+    )
+    wait_for_port(smtp_port, what="smtp")
+    env = service_env("NOTIFIER", database_url, bootstrap, port, smtp_port=str(smtp_port))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    figures: dict[str, object] = {}
+    try:
+        # Backlog: contacts and status changes already waiting when the notifier starts.
+        reports = [uuid4() for _ in range(backlog)]
+        await send(
+            producer,
+            *(
+                ReporterContactSubmitted(report_id=r, email=f"b{i}@example.org")
+                for i, r in enumerate(reports)
+            ),
+        )
+        await send(producer, *(change(r) for r in reports))
+        async with service("notifier", "notifier.cli", port, env):
+            deadline = time.monotonic() + 600
+            first = last = 0.0
+            while time.monotonic() < deadline:
+                count = len(delivered(maildir))
+                now = time.monotonic()
+                if count and not first:
+                    first, first_count = now, count
+                if count >= backlog:
+                    last = now
+                    break
+                await asyncio.sleep(0.05)
+            sent = len(delivered(maildir))
+            figures["backlog"] = {
+                "notifications": backlog,
+                "delivered": sent,
+                "per_s": round((sent - first_count) / (last - first)) if last > first else None,
+            }
+
+            # Fixed rate: contacts first (as intake publishes them at submission), then one
+            # status change every 1/rate s; latency from the event's time to the file.
+            total = int(rate * seconds)
+            live = [uuid4() for _ in range(total)]
+            await send(
+                producer,
+                *(
+                    ReporterContactSubmitted(report_id=r, email=f"l{i}@example.org")
+                    for i, r in enumerate(live)
+                ),
+            )
+            changed_at: dict[str, float] = {}
+            start = time.monotonic()
+            for i, r in enumerate(live):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                event = change(r)
+                changed_at[str(event.event_id)] = event.occurred_at.timestamp()
+                await producer.send(
+                    event.topic.value, event.model_dump_json().encode(), key=event.key
+                )
+            await producer.flush()
+            deadline = time.monotonic() + 60
+            while len(delivered(maildir)) < backlog + total and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        latencies = []
+        for path in delivered(maildir):
+            message = email.message_from_bytes(path.read_bytes())
+            event_id = (message["Message-ID"] or "").strip("<>").split(".")[0]
+            if event_id in changed_at:
+                latencies.append((path.stat().st_mtime - changed_at[event_id]) * 1000)
+        figures["fixed_rate"] = {
+            "rate_per_s": rate,
+            "changes": total,
+            "delivered": len(latencies),
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+        }
+    finally:
+        await producer.stop()
+        smtp.terminate()
+        smtp.wait(10)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backlog", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    database_url = database("mangelmelder_bench", jurisdictions=())
+    with broker() as bootstrap:
+        figures = asyncio.run(run(bootstrap, database_url, args.backlog, args.rate, args.seconds))
+    figures["targets"] = {"notifications_per_s": 1000, "p99_ms_at_100_per_s": 1000}
+    figures["when_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report("notifications", figures)
+
+
+if __name__ == "__main__":
+    main()
