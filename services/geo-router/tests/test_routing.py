@@ -226,3 +226,50 @@ async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) 
 
 async def _equals(probe, expected):  # type: ignore[no-untyped-def]
     return await probe() == expected
+
+
+async def test_areas_rules_and_offices_are_published_for_people(stack: Stack) -> None:
+    areas = await stack.geo_router.get("/v1/areas", params={"level": "stadtbezirk"})
+    assert areas.headers["content-type"].startswith("application/geo+json")
+    features = areas.json()["features"]
+    assert len(features) == 10
+    assert {f["properties"]["name"] for f in features} >= {"Mitte", "Süd", "Nordwest"}
+    one = await stack.geo_router.get("/v1/areas/ortsteil/41")
+    assert one.json()["properties"]["name"] == "Connewitz"
+    assert one.json()["geometry"]["type"] == "MultiPolygon"
+    assert (await stack.geo_router.get("/v1/areas/ortsteil/99")).status_code == 404
+    rules = (await stack.geo_router.get("/v1/rules")).json()
+    assert any(
+        r["office"]["code"] == "ASG-INNENSTADT" and r["area_code"] == "00" and r["priority"] == 20
+        for r in rules
+    )
+    assert all(r["explanation"].startswith(f"Regel {r['id']}:") for r in rules)
+
+
+async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack) -> None:
+    from geo_router.cli import import_areas
+
+    summary = await import_areas(
+        stack.database_url,
+        DATA / "koeln" / "stadtteile.geojson",
+        jurisdiction="koeln",
+        jurisdiction_name="Stadt Köln",
+        level="stadtteil",
+        level_name="Stadtteil",
+        rank=1,
+        code_property="STT_NR",
+        name_property="STT_NAME",
+    )
+    assert "86 areas of koeln level stadtteil" in summary
+    assert "repaired: 202 Marienburg: Ring Self-intersection" in summary
+    params = {"lat": 50.89639, "long": 6.97585, "service_code": "001", "jurisdiction": "koeln"}
+
+    async def routed_to_marienburg():  # type: ignore[no-untyped-def]
+        body = (await stack.geo_router.get("/v1/route", params=params)).json()
+        return [a for a in body.get("areas", []) if a["name"] == "Marienburg"]
+
+    await eventually(routed_to_marienburg)
+    # No offices for Köln: the answer says why, and names the area it found.
+    response = await stack.geo_router.get("/v1/route", params=params)
+    assert response.status_code == 404
+    assert response.json()["error"] == "no_responsible_office"

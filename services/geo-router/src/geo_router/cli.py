@@ -1,4 +1,4 @@
-"""``geo-router migrate | serve | load MANIFEST``."""
+"""``geo-router migrate | serve | load MANIFEST | import-areas FILE``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,48 @@ async def load_jurisdiction(
     return "\n".join(lines)
 
 
+async def import_areas(
+    database_url: str,
+    path: Path,
+    *,
+    jurisdiction: str,
+    jurisdiction_name: str | None,
+    level: str,
+    level_name: str | None,
+    rank: int,
+    code_property: str,
+    name_property: str,
+    source_crs: str | None = None,
+    dry_run: bool = False,
+    progress: bool = False,
+) -> str:
+    """Replace one level of a jurisdiction's areas from a GeoJSON file, in one transaction."""
+    features, repaired = importer.read_areas(
+        path, code_property, name_property, source_crs=source_crs, progress=progress
+    )
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await importer.ensure_jurisdiction(
+                conn, jurisdiction, jurisdiction_name or jurisdiction
+            )
+            version = await importer.replace_areas(
+                conn, jurisdiction, level, level_name or level, rank, features
+            )
+            await stage(conn, db.outbox, [RoutingConfigChanged(jurisdiction=jurisdiction)])
+            lines = [f"{len(features)} areas of {jurisdiction} level {level} (version {version})"]
+            lines += [f"  repaired: {r}" for r in repaired]
+            if dry_run:
+                await transaction.rollback()
+                lines.append("dry run: nothing was changed")
+            else:
+                await transaction.commit()
+    finally:
+        await engine.dispose()
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="geo-router")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,10 +118,43 @@ def main() -> None:
     load.add_argument(
         "--if-empty", action="store_true", help="do nothing if the jurisdiction has areas already"
     )
+    areas = sub.add_parser("import-areas", help="replace one level of areas from a GeoJSON file")
+    areas.add_argument("file", type=Path)
+    areas.add_argument("--jurisdiction", required=True)
+    areas.add_argument("--jurisdiction-name")
+    areas.add_argument("--level", required=True, help="e.g. ortsteil")
+    areas.add_argument("--level-name", help="e.g. Ortsteil")
+    areas.add_argument("--rank", type=int, default=1, help="1 = coarsest level")
+    areas.add_argument("--code-property", required=True, help="feature property with the code")
+    areas.add_argument("--name-property", required=True, help="feature property with the name")
+    areas.add_argument("--source-crs", help="CRS when the file does not say, e.g. EPSG:25833")
+    areas.add_argument("--dry-run", action="store_true", help="validate and report, change nothing")
     args = parser.parse_args()
     settings = GeoRouterSettings()
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
+    elif args.command == "import-areas":
+        try:
+            print(
+                asyncio.run(
+                    import_areas(
+                        settings.database_url,
+                        args.file,
+                        jurisdiction=args.jurisdiction,
+                        jurisdiction_name=args.jurisdiction_name,
+                        level=args.level,
+                        level_name=args.level_name,
+                        rank=args.rank,
+                        code_property=args.code_property,
+                        name_property=args.name_property,
+                        source_crs=args.source_crs,
+                        dry_run=args.dry_run,
+                        progress=sys.stderr.isatty(),
+                    )
+                )
+            )
+        except importer.InvalidImport as invalid:
+            sys.exit(f"import refused:\n{invalid}")
     elif args.command == "load":
         try:
             summary = load_jurisdiction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -147,6 +148,42 @@ class Geography:
                 area_level=r.area_level,
                 area_code=r.area_code,
             )
+            for r in await self.conn.execute(query)
+        ]
+
+    async def areas_geojson(
+        self, jurisdiction: str, level: str | None = None, code: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Current areas as GeoJSON features (geometry from PostGIS, WGS84)."""
+        query = (
+            sa.select(
+                areas.c.level,
+                areas.c.code,
+                areas.c.name,
+                areas.c.version,
+                areas.c.valid_from,
+                sa.func.ST_AsGeoJSON(areas.c.geom, 6).label("geometry"),
+            )
+            .where(areas.c.jurisdiction == jurisdiction, areas.c.valid_to.is_(None))
+            .order_by(areas.c.level, areas.c.code)
+        )
+        if level is not None:
+            query = query.where(areas.c.level == level)
+        if code is not None:
+            query = query.where(areas.c.code == code)
+        return [
+            {
+                "type": "Feature",
+                "id": f"{r.level}/{r.code}",
+                "properties": {
+                    "level": r.level,
+                    "code": r.code,
+                    "name": r.name,
+                    "version": r.version,
+                    "valid_from": r.valid_from.isoformat(timespec="seconds"),
+                },
+                "geometry": json.loads(r.geometry),
+            }
             for r in await self.conn.execute(query)
         ]
 

@@ -28,6 +28,16 @@ class RouteOut(BaseModel):
     rule: RuleOut
 
 
+class RuleListed(BaseModel):
+    id: int
+    service_code: str
+    area_level: str | None
+    area_code: str | None
+    priority: int
+    office: OfficeRef
+    explanation: str
+
+
 class OfficeOut(BaseModel):
     code: str
     name: str
@@ -65,6 +75,45 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
                 id=rule.id, priority=rule.priority, explanation=route.decision.explanation
             ),
         )
+
+    @api.get("/areas", responses={200: {"content": {"application/geo+json": {}}}})
+    async def list_areas(jurisdiction: str = default_jurisdiction, level: str | None = None) -> Any:
+        """The current areas (all levels, or one) as a GeoJSON FeatureCollection."""
+        async with unit_of_work(outbox) as uow:
+            features = await uow.geography.areas_geojson(jurisdiction, level)
+        return JSONResponse(
+            {"type": "FeatureCollection", "features": features}, media_type="application/geo+json"
+        )
+
+    @api.get("/areas/{level}/{code}", responses={404: {"description": "no such area"}})
+    async def get_area(level: str, code: str, jurisdiction: str = default_jurisdiction) -> Any:
+        """One current area as a GeoJSON Feature."""
+        async with unit_of_work(outbox) as uow:
+            features = await uow.geography.areas_geojson(jurisdiction, level, code)
+        if not features:
+            return JSONResponse(
+                {"error": "not_found", "detail": f"no area {level} {code} in {jurisdiction}"},
+                status_code=404,
+            )
+        return JSONResponse(features[0], media_type="application/geo+json")
+
+    @api.get("/rules", response_model=list[RuleListed])
+    async def list_rules(jurisdiction: str = default_jurisdiction) -> Any:
+        """The responsibility rules in force, each with its explanation."""
+        async with unit_of_work(outbox) as uow:
+            rules = await uow.geography.rules(jurisdiction)
+        return [
+            RuleListed(
+                id=r.id,
+                service_code=r.service_code,
+                area_level=r.area_level,
+                area_code=r.area_code,
+                priority=r.priority,
+                office=r.office,
+                explanation=r.explain([]),
+            )
+            for r in rules
+        ]
 
     @api.get("/offices", response_model=list[OfficeOut])
     async def list_offices(jurisdiction: str = default_jurisdiction) -> Any:
