@@ -37,6 +37,7 @@ class JurisdictionIndex:
     geometries: np.ndarray[Any, Any]
     rules: dict[str, list[Rule]]
     version: str
+    #: When the database was read: the index holds every change committed before.
     loaded_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -116,6 +117,7 @@ class JurisdictionIndex:
 
 
 async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionIndex | None:
+    read_at = time.time()
     async with engine.connect() as conn:
         geography = Geography(conn)
         name = await conn.scalar(
@@ -154,6 +156,7 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
         geometries=shapely.from_wkb([bytes(r.wkb) for r in rows]),
         rules=by_service,
         version=fingerprint,
+        loaded_at=read_at,
     )
 
 
