@@ -63,12 +63,17 @@ def run(cmd: list[str], env: dict[str, str]) -> None:
 
 
 def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
+    """Until the service is healthy and its consumers have joined their groups (so that the
+    first report flows through at once)."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                return dict(json.load(r))
+                health = dict(json.load(r))
+            if health.get("consumers") == "assigned":
+                return health
+            last = health
         except Exception as exc:
             last = exc
             time.sleep(0.2)

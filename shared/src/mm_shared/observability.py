@@ -74,8 +74,14 @@ class _MetricsMiddleware:
             HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
-def instrument(app: FastAPI, service: str, health_checks: Mapping[str, HealthCheck]) -> None:
-    """Add request metrics, ``GET /metrics`` and ``GET /healthz`` to a service's app."""
+def instrument(
+    app: FastAPI,
+    service: str,
+    health_checks: Mapping[str, HealthCheck],
+    details: Callable[[], dict[str, str]] | None = None,
+) -> None:
+    """Add request metrics, ``GET /metrics`` and ``GET /healthz`` to a service's app.
+    ``details`` adds information that does not decide health (e.g. consumers still joining)."""
     app.add_middleware(_MetricsMiddleware, service=service, fastapi_app=app)
 
     @app.get("/metrics", include_in_schema=False)
@@ -94,6 +100,11 @@ def instrument(app: FastAPI, service: str, health_checks: Mapping[str, HealthChe
                 checks[name] = f"failing: {type(exc).__name__}"
         healthy = all(v == "ok" for v in checks.values())
         return JSONResponse(
-            {"service": service, "status": "ok" if healthy else "degraded", "checks": checks},
+            {
+                "service": service,
+                "status": "ok" if healthy else "degraded",
+                "checks": checks,
+                **(details() if details else {}),
+            },
             status_code=200 if healthy else 503,
         )

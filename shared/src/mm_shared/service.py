@@ -62,5 +62,17 @@ def create_service_app(
     app.state.broker = broker
     for router in routers:
         app.include_router(router)
-    instrument(app, service, {"database": lambda: ping(engine), "broker": broker_reachable})
+
+    def consumers() -> dict[str, str]:
+        members = [s for s in broker.subscribers if getattr(s, "group_id", None)]
+        clients = [getattr(s, "consumer", None) for s in members]
+        joined = all(c is not None and c.assignment() for c in clients)
+        return {"consumers": "assigned" if joined else "joining"}
+
+    instrument(
+        app,
+        service,
+        {"database": lambda: ping(engine), "broker": broker_reachable},
+        details=consumers,
+    )
     return app
