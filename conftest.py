@@ -9,30 +9,25 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from devstack.databases import fresh_database
 from devstack.processes import ROOT, free_port, start_broker
 from devstack.testing import EventTap, RecordingSmtp
 from geo_router.bootstrap import create_app as create_geo_router
-from geo_router.cli import MIGRATIONS as GEO_ROUTER_MIGRATIONS
 from geo_router.cli import load_jurisdiction
 from geo_router.settings import GeoRouterSettings
 from intake.bootstrap import create_app as create_intake
-from intake.cli import MIGRATIONS as INTAKE_MIGRATIONS
 from intake.settings import IntakeSettings
-from mm_shared.db import upgrade
 from mm_shared.events import Topic
 from mm_shared.kafka import ensure_topics, wait_for_broker
 from notifier.bootstrap import create_app as create_notifier
-from notifier.cli import MIGRATIONS as NOTIFIER_MIGRATIONS
 from notifier.settings import NotifierSettings
 
-PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
 API_KEY = "test-key"
 
@@ -53,21 +48,9 @@ def kafka_bootstrap() -> Iterator[str]:
     broker.wait(10)
 
 
-async def _recreate_database(name: str) -> None:
-    conn = await asyncpg.connect(f"{PG_DSN}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    url = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{TEST_DATABASE}"
-    asyncio.run(_recreate_database(TEST_DATABASE))
-    for migrations in (INTAKE_MIGRATIONS, GEO_ROUTER_MIGRATIONS, NOTIFIER_MIGRATIONS):
-        upgrade(migrations, url)
+    url = asyncio.run(fresh_database(TEST_DATABASE))
     asyncio.run(load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml"))
     return url
 

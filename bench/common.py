@@ -8,20 +8,19 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
+from devstack.databases import PG_DSN, fresh_database
 from devstack.processes import ROOT, free_port, spawn, start_broker, wait_for_port
-from mm_shared.db import upgrade
 from mm_shared.kafka import ensure_topics, wait_for_broker
 
-PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "var" / "bench-log"
 
@@ -69,26 +68,23 @@ def database(
     name: str = "mangelmelder_bench", jurisdictions: tuple[str, ...] = ("leipzig",)
 ) -> str:
     """A fresh database with every schema migrated and the given jurisdictions loaded."""
-    from geo_router.cli import MIGRATIONS as GEO
     from geo_router.cli import load_jurisdiction
-    from intake.cli import MIGRATIONS as INTAKE
-    from notifier.cli import MIGRATIONS as NOTIFIER
 
-    async def recreate() -> None:
-        conn = await asyncpg.connect(f"{PG_DSN}/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(recreate())
-    url = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    for migrations in (INTAKE, GEO, NOTIFIER):
-        upgrade(migrations, url)
+    url = asyncio.run(fresh_database(name))
     for code in jurisdictions:
         asyncio.run(load_jurisdiction(url, ROOT / "data" / code / "jurisdiction.yaml"))
     return url
+
+
+async def run_tool(*cmd: str) -> str:
+    """A load generator's output (wrk, hey: Debian packages)."""
+    if not shutil.which(cmd[0]):
+        raise SystemExit(f"{cmd[0]} is needed: apt-get install -y {cmd[0]}")
+    process = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    return out.decode()
 
 
 @contextlib.asynccontextmanager
@@ -124,4 +120,4 @@ def service_env(
     return env
 
 
-__all__ = ["ROOT", "Path", "free_port"]
+__all__ = ["PG_DSN", "ROOT", "Path", "free_port"]

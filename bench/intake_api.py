@@ -18,14 +18,13 @@ import asyncio
 import io
 import json
 import re
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LOGS, PG_DSN, broker, database, free_port, report, service, service_env
+from common import LOGS, PG_DSN, broker, database, free_port, report, run_tool, service, service_env
 
 from devstack.pictures import camera_jpeg
 from devstack.processes import spawn, wait_for_port
@@ -40,29 +39,19 @@ wrk.headers["X-Acknowledge-Duplicate"] = "true"
 """
 
 
-async def run(*cmd: str) -> str:
-    if not shutil.which(cmd[0]):
-        raise SystemExit(f"{cmd[0]} is needed: apt-get install -y {cmd[0]}")
-    process = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await process.communicate()
-    return out.decode()
-
-
 async def load(url: str, seconds: float, rate: float) -> dict[str, float]:
     script = LOGS / "post.lua"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(WRK_SCRIPT.format(body=json.dumps(BODY)))
     # Warm-up (connection pools, statement caches), not measured.
-    await run("wrk", "-t2", "-c16", "-d2s", "-s", str(script), url)
-    wrk = await run("wrk", "-t2", "-c32", f"-d{int(seconds)}s", "-s", str(script), url)
+    await run_tool("wrk", "-t2", "-c16", "-d2s", "-s", str(script), url)
+    wrk = await run_tool("wrk", "-t2", "-c32", f"-d{int(seconds)}s", "-s", str(script), url)
     if "Requests/sec" not in wrk:
         raise SystemExit(f"wrk failed:\n{wrk}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
     workers = 50
-    hey = await run(
+    hey = await run_tool(
         "hey",
         "-z",
         f"{int(seconds)}s",

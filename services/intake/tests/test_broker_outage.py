@@ -1,23 +1,21 @@
 """Nothing accepted is lost: reports are taken while the broker is down and published once it is
 back; a report that stays unrouted is published again by the sweeper."""
 
-import asyncio
 from datetime import timedelta
 from uuid import UUID
 
-import asyncpg
 import httpx
 from asgi_lifespan import LifespanManager
 
-from conftest import API_KEY, PG_DSN
+from conftest import API_KEY
+from devstack.databases import fresh_database
 from devstack.processes import ROOT, free_port, start_broker
 from devstack.testing import EventTap, eventually
 from intake import handlers
 from intake.adapters import db
 from intake.bootstrap import create_app
-from intake.cli import MIGRATIONS
 from intake.settings import IntakeSettings
-from mm_shared.db import create_engine, upgrade
+from mm_shared.db import create_engine
 from mm_shared.events import Topic
 from mm_shared.kafka import ensure_topics, wait_for_broker
 from mm_shared.outbox import KafkaPublisher, Outbox
@@ -25,20 +23,8 @@ from mm_shared.outbox import KafkaPublisher, Outbox
 DATABASE = "mangelmelder_test_outage"
 
 
-async def fresh_intake_database() -> str:
-    conn = await asyncpg.connect(f"{PG_DSN}/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await conn.close()
-    url = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{DATABASE}"
-    await asyncio.to_thread(upgrade, MIGRATIONS, url)
-    return url
-
-
 async def test_reports_accepted_while_the_broker_is_down_are_delivered_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    url = await fresh_intake_database()
+    url = await fresh_database(DATABASE, services=("intake",))
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     logs = ROOT / "var" / "test-log"

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from mm_shared.events import COMPACTED_TOPICS, TOPIC_PARTITIONS, Event, Topic
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=Event)
 
 DEAD_LETTERED = Counter(
     "mm_messages_dead_lettered_total",
@@ -110,9 +111,6 @@ async def raw_records(msg: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]
     return list(raw) if isinstance(raw, tuple | list) else [raw]
 
 
-E = TypeVar("E", bound=Event)
-
-
 async def decode_or_dead_letter(
     broker: KafkaBroker,
     service: str,
@@ -142,6 +140,45 @@ def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
         # One log line per consumed message is too much at thousands per second: DEBUG.
         log_level=logging.DEBUG,
     )
+
+
+def batch_subscriber(
+    broker: KafkaBroker,
+    service: str,
+    inputs: Mapping[str, type[E]],
+    *,
+    group_id: str,
+    fetch_max_wait_ms: int,
+    max_records: int = 500,
+    description: str | None = None,
+) -> Callable[[Callable[[list[E]], Awaitable[None]]], Callable[[list[E]], Awaitable[None]]]:
+    """Register ``handle(events)`` as the service's consumer of ``inputs`` (topic → event type):
+    one group member, batches (one transaction each, in the handler), each record decoded on
+    its own so that a bad one is dead-lettered alone."""
+
+    def register(
+        handle: Callable[[list[E]], Awaitable[None]],
+    ) -> Callable[[list[E]], Awaitable[None]]:
+        @broker.subscriber(  # type: ignore[untyped-decorator]
+            *inputs,
+            group_id=group_id,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=fetch_max_wait_ms,
+            decoder=raw_records,
+            title=f"{service}:{handle.__name__}",
+            description=description or handle.__doc__,
+            **CONSUMER_DEFAULTS,
+        )
+        async def consume(records: list[Any]) -> None:
+            events = await decode_or_dead_letter(broker, service, records, inputs)
+            if events:
+                await handle(events)
+
+        return handle
+
+    return register
 
 
 def document_publications(broker: KafkaBroker, *events: type[Event]) -> None:

@@ -170,6 +170,20 @@ class Outbox:
         self._max_backoff_s = max_backoff_s
         self._wakeup = asyncio.Event()
 
+    @classmethod
+    def for_kafka(
+        cls, engine: AsyncEngine, metadata: sa.MetaData, bootstrap_servers: str, service: str
+    ) -> Outbox:
+        """The service's outbox and inbox tables (from its metadata), relayed to Kafka."""
+        schema = metadata.schema
+        return cls(
+            engine,
+            metadata.tables[f"{schema}.outbox"],
+            metadata.tables[f"{schema}.processed_events"],
+            KafkaPublisher(bootstrap_servers, service),
+            service,
+        )
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.engine.begin() as conn:

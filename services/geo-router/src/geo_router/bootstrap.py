@@ -25,7 +25,7 @@ from mm_shared.events import (
 )
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
-from mm_shared.outbox import KafkaPublisher, Outbox
+from mm_shared.outbox import Outbox
 from mm_shared.service import create_service_app
 
 SERVICE = "geo-router"
@@ -35,13 +35,7 @@ CACHE_AGE = Gauge("mm_routing_cache_age_seconds", "Age of the oldest loaded rout
 def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, RoutingCache]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    outbox = Outbox(
-        engine,
-        db.outbox,
-        db.inbox,
-        KafkaPublisher(settings.kafka_bootstrap_servers, SERVICE),
-        SERVICE,
-    )
+    outbox = Outbox.for_kafka(engine, db.metadata, settings.kafka_bootstrap_servers, SERVICE)
     cache = RoutingCache(engine)
     register_consumers(broker, outbox, cache, settings)
     document_publications(

@@ -31,7 +31,7 @@ from mm_shared.events import (
 )
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
-from mm_shared.outbox import KafkaPublisher, Outbox
+from mm_shared.outbox import Outbox
 from mm_shared.service import create_service_app
 
 SERVICE = "intake"
@@ -41,13 +41,7 @@ log = logging.getLogger(__name__)
 def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox, Boundaries]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    outbox = Outbox(
-        engine,
-        db.outbox,
-        db.inbox,
-        KafkaPublisher(settings.kafka_bootstrap_servers, SERVICE),
-        SERVICE,
-    )
+    outbox = Outbox.for_kafka(engine, db.metadata, settings.kafka_bootstrap_servers, SERVICE)
     boundaries = Boundaries(engine)
     register_consumers(broker, outbox, boundaries, settings)
     document_publications(

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
@@ -22,7 +20,7 @@ from mm_shared.events import (
     RoutingConfigChanged,
     Topic,
 )
-from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
+from mm_shared.kafka import batch_subscriber
 from mm_shared.outbox import Outbox
 
 SERVICE = "geo-router"
@@ -35,21 +33,17 @@ INPUTS: dict[str, type[ReportSubmitted | ReportReassigned]] = {
 def register_consumers(
     broker: KafkaBroker, outbox: Outbox, cache: RoutingCache, settings: GeoRouterSettings
 ) -> None:
-    @broker.subscriber(
-        Topic.REPORT_SUBMITTED.value,
-        Topic.REPORT_REASSIGNED.value,
+    @batch_subscriber(
+        broker,
+        SERVICE,
+        INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        batch=True,
         max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
-        decoder=raw_records,
-        description="ReportSubmitted (route it) and ReportReassigned (staff override), in batches",
-        **CONSUMER_DEFAULTS,
     )
-    async def on_reports(records: list[Any]) -> None:
+    async def on_reports(events: list[ReportSubmitted | ReportReassigned]) -> None:
+        """ReportSubmitted: route it. ReportReassigned: a staff override."""
         await cache.ready.wait()
-        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
         submitted = [e for e in events if isinstance(e, ReportSubmitted)]
         if submitted:
             await handlers.route_reports(outbox, cache, submitted)

@@ -4,8 +4,6 @@ each). One subscriber per service and group: every extra consumer in a group cos
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
@@ -13,7 +11,7 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.settings import IntakeSettings
 from mm_shared.events import JurisdictionBoundaryChanged, ReportRouted, ReportRoutingFailed, Topic
-from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
+from mm_shared.kafka import batch_subscriber
 from mm_shared.outbox import Outbox
 
 SERVICE = "intake"
@@ -26,21 +24,16 @@ INPUTS: dict[str, type[ReportRouted | ReportRoutingFailed]] = {
 def register_consumers(
     broker: KafkaBroker, outbox: Outbox, boundaries: Boundaries, settings: IntakeSettings
 ) -> None:
-    @broker.subscriber(
-        *INPUTS,
+    @batch_subscriber(
+        broker,
+        SERVICE,
+        INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
-        decoder=raw_records,
-        description="ReportRouted makes a report assigned; ReportRoutingFailed rejects it",
-        **CONSUMER_DEFAULTS,
     )
-    async def on_routing_results(records: list[Any]) -> None:
-        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
-        if events:
-            await handlers.record_routing_results(outbox, events)
+    async def on_routing_results(events: list[ReportRouted | ReportRoutingFailed]) -> None:
+        """ReportRouted makes a report assigned; ReportRoutingFailed rejects it."""
+        await handlers.record_routing_results(outbox, events)
 
     @broker.subscriber(
         Topic.JURISDICTION_BOUNDARY.value,

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +18,7 @@ from mm_shared.events import (
     ReportStatusChanged,
     Topic,
 )
-from mm_shared.kafka import CONSUMER_DEFAULTS, decode_or_dead_letter, raw_records
+from mm_shared.kafka import batch_subscriber
 from notifier import handlers
 from notifier.settings import NotifierSettings
 
@@ -39,21 +37,18 @@ def register_consumers(
     reminder_sender: handlers.MailSender,
     settings: NotifierSettings,
 ) -> None:
-    @broker.subscriber(
-        *INPUTS,
+    @batch_subscriber(
+        broker,
+        SERVICE,
+        INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        batch=True,
-        max_records=500,
-        batch_timeout_ms=settings.kafka_fetch_max_wait_ms,
-        decoder=raw_records,
-        description="Contacts (private), status changes and office reminders, in batches",
-        **CONSUMER_DEFAULTS,
     )
-    async def on_reporter_events(records: list[Any]) -> None:
+    async def on_reporter_events(
+        events: list[ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue],
+    ) -> None:
         """Keep reporters' contacts (only the notifier stores them), queue notifications for
         status changes (one transaction per batch), mail the offices' daily reminders."""
-        events = await decode_or_dead_letter(broker, SERVICE, records, INPUTS)
         await handlers.record_batch(
             engine,
             [e for e in events if not isinstance(e, OfficeReminderDue)],
