@@ -37,10 +37,15 @@ def configure_logging(level: str) -> None:
 
 def _route_template(app: Any, scope: Scope) -> str:
     # Label by route template, never by raw path: ids in paths would explode the cardinality.
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "other"))
+    # The router records the route it chose in the scope; included routers nest, so fall back
+    # to matching only when it did not.
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    for candidate in app.router.routes:
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL and hasattr(candidate, "path"):
+            return str(candidate.path)
     return "unmatched"
 
 
