@@ -163,6 +163,18 @@ async def test_a_place_outside_the_city_is_refused_at_submission(stack: Stack) -
     assert "outside the area of leipzig" in open311.json()[0]["description"]
 
 
+async def test_swapped_coordinates_get_a_hint(stack: Stack) -> None:
+    await _boundary_known(stack)
+    response = await stack.intake.post(
+        "/api/v1/reports", json={"service_code": "001", "lat": 12.3731, "long": 51.3397}
+    )
+    assert response.status_code == 422
+    assert (
+        "look swapped: did you mean lat=51.3397, long=12.3731"
+        in response.json()["errors"][0]["message"]
+    )
+
+
 async def test_json_validation_errors_are_machine_readable(stack: Stack) -> None:
     response = await stack.intake.post(
         "/api/v1/reports", json={"service_code": "001", "lat": "north", "email": "nope"}

@@ -78,12 +78,13 @@ class Submission:
 def check_location(boundaries: Boundaries, jurisdiction: str, lat: float, long: float) -> None:
     if boundaries.covers(jurisdiction, lat, long) is False:
         REFUSED.labels("outside_jurisdiction").inc()
-        raise OutsideJurisdiction(
-            [
-                f"the location ({lat}, {long}) is outside the area of {jurisdiction}: "
-                "reports can only be taken for places inside the city"
-            ]
+        problem = (
+            f"the location ({lat}, {long}) is outside the area of {jurisdiction}: "
+            "reports can only be taken for places inside the city"
         )
+        if boundaries.covers(jurisdiction, long, lat):
+            problem += f"; lat and long look swapped: did you mean lat={long}, long={lat}?"
+        raise OutsideJurisdiction([problem])
 
 
 async def submit_report(
