@@ -229,7 +229,12 @@ def router(
         except handlers.IdempotencyConflict as conflict:
             return problem(422, ("idempotency_key_reused", "Idempotency-Key", str(conflict)))
         return JSONResponse(
-            public(report),
+            {
+                "id": str(report.id),
+                "tracking_url": tracking_url(report.id),
+                "status": report.status.value,
+                "photos": [photo_links(p) for p in report.photos],
+            },
             status_code=201 if created else 200,
             headers={"Location": tracking_url(report.id)}
             | ({} if created else {"Idempotent-Replayed": "true"}),
