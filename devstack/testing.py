@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], timeout_s: float = 15.0, interval_s: float = 0.05
+    probe: Callable[[], Awaitable[T]], timeout_s: float = 30.0, interval_s: float = 0.05
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail with its last value otherwise."""
     deadline = asyncio.get_running_loop().time() + timeout_s
