@@ -82,7 +82,9 @@ async def test_unsubscribe_stops_further_mails(stack: Stack) -> None:
         async def state() -> str | None:
             async with engine.connect() as conn:
                 return await conn.scalar(  # type: ignore[no-any-return]
-                    sa.text("SELECT state FROM notifier.notifications WHERE event_id = :id"),
+                    sa.text(
+                        "SELECT state FROM notifier.notifications WHERE event_id = :id AND channel = 'email'"
+                    ),
                     {"id": resolved.event_id},
                 )
 

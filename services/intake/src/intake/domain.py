@@ -188,12 +188,11 @@ def find_problems(
         problems.append(f"unknown service_code {service_code!r}")
     else:
         problems.extend(check_attributes(service_code, attributes or {}))
-    if not check_location:
-        pass
-    elif lat is None or long is None:
-        problems.append("a location is required: lat and long (WGS84 degrees)")
-    else:
-        problems.extend(check_coordinates(lat, long))
+    if check_location:
+        if lat is None or long is None:
+            problems.append("a location is required: lat and long (WGS84 degrees)")
+        else:
+            problems.extend(check_coordinates(lat, long))
     if description and len(description) > MAX_DESCRIPTION:
         problems.append(f"description is longer than {MAX_DESCRIPTION} characters")
     return problems

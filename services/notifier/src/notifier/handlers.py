@@ -284,7 +284,7 @@ class Dispatcher:
     async def deliver_due(self) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
         and record each outcome as soon as it is known. Returns how many were claimed."""
-        claimed = await self._claim(200)
+        claimed = await self._claim(100)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for row in claimed:
             queue.put_nowait(row)
@@ -297,7 +297,11 @@ class Dispatcher:
                 except Exception as exc:
                     # Cannot even be attempted (a bug, bad data): parked, never blocking.
                     log.exception("notification %s parked", row.id)
-                    await self._finish(row.id, state="parked", last_error=repr(exc)[:2000])
+                    try:
+                        await self._finish(row.id, state="parked", last_error=repr(exc)[:2000])
+                    except Exception:
+                        # The database is away: the claim expires and the row is retried.
+                        log.exception("could not park notification %s", row.id)
 
         await asyncio.gather(*(worker(s) for s in self._mail_senders))
         return len(claimed)
@@ -407,9 +411,15 @@ class Dispatcher:
         )
 
     async def run(self, poll_interval_s: float = 0.5) -> None:
-        await self.release_stale_claims()
+        loop = asyncio.get_running_loop()
+        next_release = 0.0
         while True:
             try:
+                if loop.time() >= next_release:
+                    # Claims whose outcome was never recorded (a crash, a lost connection)
+                    # would otherwise hold up their recipient's later notifications for good.
+                    await self.release_stale_claims()
+                    next_release = loop.time() + 30
                 while await self.deliver_due():
                     pass
             except asyncio.CancelledError:

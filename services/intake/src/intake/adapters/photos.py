@@ -10,6 +10,7 @@ reduced scale (JPEG draft mode), which is most of the speed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import struct
@@ -210,8 +211,6 @@ class FileSystemPhotoStore:
         return self._root / digest[:2] / digest
 
     async def put(self, photo: ProcessedPhoto) -> None:
-        import asyncio
-
         await asyncio.to_thread(self._write, photo)
 
     def _write(self, photo: ProcessedPhoto) -> None:

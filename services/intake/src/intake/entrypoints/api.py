@@ -18,11 +18,12 @@ from starlette.datastructures import UploadFile
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
-from intake.adapters.db import SubmissionWriter, unit_of_work
+from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
 from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
+from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 
 MAX_PHOTOS = 5
@@ -277,9 +278,6 @@ def router(
             return problem(
                 400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
             )
-        from intake.adapters.db import OPEN_STATUSES
-        from mm_shared.events import ReportStatus
-
         statuses = {
             "open": [ReportStatus(s) for s in OPEN_STATUSES],
             "closed": [ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE],
