@@ -77,13 +77,17 @@ async def test_the_whole_lifecycle_one_mail_per_change_in_the_reporters_language
     await assigned(stack, report_id)
     await eventually(mails_to(stack, "life@example.org", 1))
 
+    ortsteil = (
+        await stack.intake.get(f"/api/v1/staff/tickets/{report_id}", headers=office)
+    ).json()["areas"][-1]
     listed = await stack.intake.get(
         "/api/v1/staff/tickets",
-        params={"status": "assigned", "area": "Zentrum", "page_size": 200},
+        params={"status": "assigned", "area": ortsteil["name"], "page_size": 200},
         headers=office,
     )
     assert listed.status_code == 200
     assert str(report_id) in [t["id"] for t in listed.json()["items"]]
+    assert all(ortsteil in t["areas"] for t in listed.json()["items"])
 
     started = await move(
         stack,
