@@ -87,6 +87,31 @@ async def run_tool(*cmd: str) -> str:
     return out.decode()
 
 
+async def hey_post(
+    url: str, rate: float, seconds: float, content_type: str, body: str, *headers: str
+) -> str:
+    """POSTs at a fixed total rate for ``seconds`` (50 workers), with hey's latency report."""
+    workers = 50
+    extra = [arg for header in headers for arg in ("-H", header)]
+    return await run_tool(
+        "hey",
+        "-z",
+        f"{int(seconds)}s",
+        "-c",
+        str(workers),
+        "-q",
+        str(rate / workers),
+        "-m",
+        "POST",
+        "-T",
+        content_type,
+        *extra,
+        "-d",
+        body,
+        url,
+    )
+
+
 @contextlib.asynccontextmanager
 async def service(
     name: str, module: str, port: int, env: dict[str, str]

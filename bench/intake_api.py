@@ -24,7 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LOGS, PG_DSN, broker, database, free_port, report, run_tool, service, service_env
+from common import (
+    LOGS,
+    PG_DSN,
+    broker,
+    database,
+    free_port,
+    hey_post,
+    report,
+    run_tool,
+    service,
+    service_env,
+)
 
 from devstack.pictures import camera_jpeg
 from devstack.processes import spawn, wait_for_port
@@ -50,24 +61,8 @@ async def load(url: str, seconds: float, rate: float) -> dict[str, float]:
         raise SystemExit(f"wrk failed:\n{wrk}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", wrk).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", wrk)
-    workers = 50
-    hey = await run_tool(
-        "hey",
-        "-z",
-        f"{int(seconds)}s",
-        "-c",
-        str(workers),
-        "-q",
-        str(rate / workers),
-        "-m",
-        "POST",
-        "-T",
-        "application/json",
-        "-H",
-        "X-Acknowledge-Duplicate: true",
-        "-d",
-        json.dumps(BODY),
-        url,
+    hey = await hey_post(
+        url, rate, seconds, "application/json", json.dumps(BODY), "X-Acknowledge-Duplicate: true"
     )
     p50 = float(re.search(r"50%+ in ([\d.]+) secs", hey).group(1)) * 1000  # type: ignore[union-attr]
     p99 = float(re.search(r"99%+ in ([\d.]+) secs", hey).group(1)) * 1000  # type: ignore[union-attr]

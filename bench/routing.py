@@ -29,7 +29,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import broker, database, free_port, percentile, report, run_tool, service, service_env
+from common import (
+    broker,
+    database,
+    free_port,
+    hey_post,
+    percentile,
+    report,
+    service,
+    service_env,
+)
 
 from geo_router.adapters.index import load_index
 from mm_shared.events import ReportSubmitted, Topic, utcnow
@@ -194,23 +203,7 @@ async def latency(
                 await asyncio.sleep(0.1)
         async with engine.connect() as conn:
             measured_from = await conn.scalar(text("SELECT now()"))
-        workers = 50
-        await run_tool(
-            "hey",
-            "-z",
-            f"{seconds}s",
-            "-c",
-            str(workers),
-            "-q",
-            str(rate / workers),
-            "-m",
-            "POST",
-            "-T",
-            FORM["content-type"],
-            "-d",
-            body,
-            url,
-        )
+        await hey_post(url, rate, seconds, FORM["content-type"], body)
         await asyncio.sleep(5)  # let the last reports through
         async with engine.connect() as conn:
             rows = (
