@@ -1,6 +1,8 @@
 # The README's two commands are `make up` and `make test`; the rest is for developers and CI.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo $$HOME/.local/bin/uv)
+# uv as installed by deploy/local/setup.sh: on PATH, or (pip into a Python whose scripts are not
+# on PATH, e.g. under pyenv before a rehash) as a module.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
 
 .PHONY: setup up down status test lint format typecheck compose-config asyncapi ci staff-token

@@ -45,10 +45,11 @@ if ! command -v python3.11 >/dev/null; then
   echo "setup: installing Python 3.11"
   apt_install python3.11 python3.11-venv
 fi
-if ! command -v uv >/dev/null; then
+if ! command -v uv >/dev/null && ! python3 -m uv --version >/dev/null 2>&1; then
   echo "setup: installing uv"
   python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
   python3 -m pip install -q uv 2>/dev/null || python3 -m pip install -q --break-system-packages uv
-  export PATH="$HOME/.local/bin:$PATH"
+  command -v pyenv >/dev/null && pyenv rehash || true
 fi
-uv sync --locked --python "$(command -v python3.11)" -q
+if command -v uv >/dev/null; then UV=(uv); else UV=(python3 -m uv); fi
+"${UV[@]}" sync --locked --python "$(command -v python3.11)" -q
