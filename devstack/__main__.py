@@ -10,8 +10,7 @@ import subprocess
 import time
 import urllib.request
 
-import asyncpg
-
+from devstack.databases import database_url, ensure_database
 from devstack.processes import (
     LOGS,
     ROOT,
@@ -27,9 +26,8 @@ from devstack.processes import (
 )
 from mm_shared.kafka import ensure_topics, wait_for_broker
 
-PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
 DATABASE = os.environ.get("MM_DATABASE", "mangelmelder")
-DATABASE_URL = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{DATABASE}"
+DATABASE_URL = database_url(DATABASE)
 KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
@@ -47,15 +45,6 @@ def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
     env["INTAKE_API_KEYS"] = '["local-dev"]'
     env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
     return env
-
-
-async def ensure_database(pg_dsn: str, database: str) -> None:
-    conn = await asyncpg.connect(f"{pg_dsn}/postgres")
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
-            await conn.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await conn.close()
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
@@ -82,7 +71,7 @@ def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
 
 def up() -> None:
     env = service_env()
-    asyncio.run(ensure_database(PG_DSN, DATABASE))
+    asyncio.run(ensure_database(DATABASE))
     print(f"database   {DATABASE_URL}")
 
     if not port_open(KAFKA_PORT):

@@ -13,6 +13,21 @@ from mm_shared.db import upgrade
 PG_DSN = os.environ.get("MM_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432")
 
 
+async def ensure_database(name: str) -> str:
+    """Create ``name`` unless it exists (the local stack's database); returns its URL."""
+    conn = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return database_url(name)
+
+
+def database_url(name: str) -> str:
+    return PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+
+
 def migrations_of(*services: str) -> list[Path]:
     from geo_router.cli import MIGRATIONS as GEO_ROUTER
     from intake.cli import MIGRATIONS as INTAKE
@@ -32,7 +47,7 @@ async def fresh_database(
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = PG_DSN.replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    url = database_url(name)
     for migrations in migrations_of(*services):
         await asyncio.to_thread(upgrade, migrations, url)
     return url

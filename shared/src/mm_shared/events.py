@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -291,11 +291,3 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     OfficeDirectoryChanged,
     OfficeReminderDue,
 )
-
-E = TypeVar("E", bound=Event)
-
-
-def decode(event_class: type[E], body: bytes | str | dict[str, Any]) -> E:
-    if isinstance(body, dict):
-        return event_class.model_validate(body)
-    return event_class.model_validate_json(body)

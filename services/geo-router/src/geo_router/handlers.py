@@ -8,10 +8,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
 
-from geo_router.adapters.db import offices, unit_of_work
+from geo_router.adapters.db import unit_of_work
 from geo_router.adapters.index import JurisdictionIndex, RoutingCache
 from geo_router.domain import Decision
 from mm_shared.events import (
@@ -19,7 +18,6 @@ from mm_shared.events import (
     MatchedArea,
     OfficeContact,
     OfficeDirectoryChanged,
-    OfficeRef,
     ReportReassigned,
     ReportRouted,
     ReportRoutingFailed,
@@ -140,14 +138,7 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
     async with unit_of_work(outbox) as uow:
         if not await uow.first_delivery(event.event_id):
             return
-        office = (
-            await uow.geography.conn.execute(
-                sa.select(offices.c.code, offices.c.public_name).where(
-                    offices.c.jurisdiction == event.jurisdiction,
-                    offices.c.code == event.office_code,
-                )
-            )
-        ).first()
+        office = await uow.geography.office(event.jurisdiction, event.office_code)
         if office is None:
             raise PermanentFailure(
                 f"reassignment of {event.report_id} to unknown office {event.office_code!r}"
@@ -158,7 +149,7 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
         announcement = ReportRouted(
             report_id=event.report_id,
             correlation_id=event.correlation_id,
-            office=OfficeRef(code=office.code, name=office.public_name),
+            office=office,
             areas=areas,
             rule=f"Manuelle Zuweisung durch {event.reassigned_by}{note}",
             override=True,

@@ -114,10 +114,6 @@ class Report:
     areas: list[MatchedArea] = field(default_factory=list)
     duplicate_of: UUID | None = None
 
-    @property
-    def public_notes(self) -> list[StatusChange]:
-        return [c for c in self.history if c.public_note]
-
     def change_status(
         self,
         status: ReportStatus,

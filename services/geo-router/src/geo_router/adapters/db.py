@@ -187,6 +187,16 @@ class Geography:
             for r in await self.conn.execute(query)
         ]
 
+    async def office(self, jurisdiction: str, code: str) -> OfficeRef | None:
+        row = (
+            await self.conn.execute(
+                sa.select(offices.c.code, offices.c.public_name).where(
+                    offices.c.jurisdiction == jurisdiction, offices.c.code == code
+                )
+            )
+        ).first()
+        return OfficeRef(code=row.code, name=row.public_name) if row else None
+
     async def offices(self, jurisdiction: str) -> list[dict[str, Any]]:
         result = await self.conn.execute(
             sa.select(offices)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,6 @@ class InvalidImport(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-@dataclass
-class AreaImportReport:
-    level: str
-    imported: int = 0
-    repaired: list[str] = field(default_factory=list)
-    version: int = 0
 
 
 def _as_multipolygon(geom: Any) -> MultiPolygon:

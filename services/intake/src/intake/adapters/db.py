@@ -190,30 +190,33 @@ class ReportRepository:
         row = (await self.conn.execute(query)).first()
         if row is None:
             return None
-        history_rows = await self.conn.execute(
-            sa.select(status_history)
-            .where(status_history.c.report_id == report_id)
-            .order_by(status_history.c.id)
-        )
-        history = [
-            StatusChange(
-                status=ReportStatus(h.status),
-                previous_status=ReportStatus(h.previous_status) if h.previous_status else None,
-                changed_at=h.changed_at,
-                changed_by=h.changed_by,
-                public_note=h.public_note,
-                internal_note=h.internal_note,
-            )
-            for h in history_rows
-        ]
-        report = _row_to_report(row, history)
-        report.photos = [
-            Photo(p.digest, p.content_type, p.width, p.height)
-            for p in await self.conn.execute(
-                sa.select(photos).where(photos.c.report_id == report_id).order_by(photos.c.position)
-            )
-        ]
+        report = _row_to_report(row, [])
+        await self._add_details({report.id: report})
         return report
+
+    async def _add_details(self, found: dict[UUID, Report]) -> None:
+        """Fill in the history and photos of already loaded reports (two queries in all)."""
+        if not found:
+            return
+        for h in await self.conn.execute(
+            sa.select(status_history)
+            .where(status_history.c.report_id.in_(list(found)))
+            .order_by(status_history.c.id)
+        ):
+            found[h.report_id].history.append(
+                StatusChange(
+                    status=ReportStatus(h.status),
+                    previous_status=ReportStatus(h.previous_status) if h.previous_status else None,
+                    changed_at=h.changed_at,
+                    changed_by=h.changed_by,
+                    public_note=h.public_note,
+                    internal_note=h.internal_note,
+                )
+            )
+        for p in await self.conn.execute(
+            sa.select(photos).where(photos.c.report_id.in_(list(found))).order_by(photos.c.position)
+        ):
+            found[p.report_id].photos.append(Photo(p.digest, p.content_type, p.width, p.height))
 
     async def id_for_token(self, token: str) -> UUID | None:
         found: UUID | None = await self.conn.scalar(
@@ -253,30 +256,7 @@ class ReportRepository:
                 )
         rows = (await self.conn.execute(query)).all()
         found = {row.id: _row_to_report(row, []) for row in rows}
-        if found:
-            for h in await self.conn.execute(
-                sa.select(status_history)
-                .where(status_history.c.report_id.in_(list(found)))
-                .order_by(status_history.c.id)
-            ):
-                found[h.report_id].history.append(
-                    StatusChange(
-                        status=ReportStatus(h.status),
-                        previous_status=ReportStatus(h.previous_status)
-                        if h.previous_status
-                        else None,
-                        changed_at=h.changed_at,
-                        changed_by=h.changed_by,
-                        public_note=h.public_note,
-                        internal_note=h.internal_note,
-                    )
-                )
-            for p in await self.conn.execute(
-                sa.select(photos)
-                .where(photos.c.report_id.in_(list(found)))
-                .order_by(photos.c.position)
-            ):
-                found[p.report_id].photos.append(Photo(p.digest, p.content_type, p.width, p.height))
+        await self._add_details(found)
         return [found[row.id] for row in rows]
 
     async def for_offices(

@@ -58,6 +58,16 @@ def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
     )
 
 
+def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:
+    """Where a stored photo is served (see ``GET /api/v1/photos/{digest}/{variant}``)."""
+    base = f"{public_base_url}/api/v1/photos/{photo.digest}"
+    return {
+        "url": f"{base}/display",
+        "original_url": f"{base}/original",
+        "thumbnail_url": f"{base}/thumbnail",
+    }
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
@@ -74,14 +84,6 @@ def router(
     def tracking_url(report_id: UUID) -> str:
         return f"{settings.public_base_url}/api/v1/reports/{report_id}"
 
-    def photo_links(photo: Photo) -> dict[str, str]:
-        base = f"{settings.public_base_url}/api/v1/photos/{photo.digest}"
-        return {
-            "url": f"{base}/display",
-            "original_url": f"{base}/original",
-            "thumbnail_url": f"{base}/thumbnail",
-        }
-
     def public(report: Report) -> dict[str, Any]:
         category = CATEGORIES_BY_CODE.get(report.service_code)
         return {
@@ -97,7 +99,7 @@ def router(
             "description": report.description,
             "requested_at": _iso(report.requested_at),
             "updated_at": _iso(report.updated_at),
-            "photos": [photo_links(p) for p in report.photos],
+            "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
             "history": [
                 {"status": c.status.value, "at": _iso(c.changed_at), "note": c.public_note}
                 for c in report.history
@@ -234,7 +236,7 @@ def router(
                 "id": str(report.id),
                 "tracking_url": tracking_url(report.id),
                 "status": report.status.value,
-                "photos": [photo_links(p) for p in report.photos],
+                "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
             },
             status_code=201 if created else 200,
             headers={"Location": tracking_url(report.id)}

@@ -18,6 +18,7 @@ from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.catalogue import definition
 from intake.domain import Contact, InvalidReport, Report, find_problems
+from intake.entrypoints.api import photo_links
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
@@ -26,10 +27,6 @@ from mm_shared.outbox import Outbox
 
 MAX_SPAN = timedelta(days=90)
 ATTRIBUTE_FIELD = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
-
-
-def photo_url(settings: IntakeSettings, digest: str, variant: str = "display") -> str:
-    return f"{settings.public_base_url}/api/v1/photos/{digest}/{variant}"
 
 
 def status_notes(report: Report) -> str | None:
@@ -46,7 +43,11 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
     def iso(value: datetime | None) -> str | None:
         return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
-    media = photo_url(settings, report.photos[0].digest) if report.photos else report.media_url
+    media = (
+        photo_links(settings.public_base_url, report.photos[0])["url"]
+        if report.photos
+        else report.media_url
+    )
     return {
         "service_request_id": str(report.id),
         "status": "closed" if report.status.is_closed else "open",

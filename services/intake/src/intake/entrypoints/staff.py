@@ -17,7 +17,7 @@ from intake import handlers
 from intake.adapters.db import unit_of_work
 from intake.adapters.staff import StaffMember
 from intake.domain import InvalidReport, Report, TransitionNotAllowed
-from intake.entrypoints.api import problem
+from intake.entrypoints.api import photo_links, problem
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
@@ -60,16 +60,9 @@ def ticket(report: Report, settings: IntakeSettings, *, detail: bool = False) ->
         "duplicate_of": str(report.duplicate_of) if report.duplicate_of else None,
     }
     if detail:
-        base = f"{settings.public_base_url}/api/v1/photos"
         summary["attributes"] = report.attributes
         summary["photos"] = [
-            {
-                "url": f"{base}/{p.digest}/display",
-                "original_url": f"{base}/{p.digest}/original",
-                "thumbnail_url": f"{base}/{p.digest}/thumbnail",
-                "width": p.width,
-                "height": p.height,
-            }
+            {**photo_links(settings.public_base_url, p), "width": p.width, "height": p.height}
             for p in report.photos
         ]
         summary["history"] = [
