@@ -159,11 +159,15 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
 
 
 async def reload_and_announce(
-    outbox: Outbox, cache: RoutingCache, jurisdiction: str | None = None
+    outbox: Outbox,
+    cache: RoutingCache,
+    jurisdiction: str | None = None,
+    *,
+    if_changed: bool = False,
 ) -> None:
     """Rebuild the routing index; announce each reloaded jurisdiction's outline (for intake)
     and office directory (for the notifier)."""
-    indexes = await cache.reload(jurisdiction)
+    indexes = await cache.reload(jurisdiction, if_changed=if_changed)
     async with unit_of_work(outbox) as uow:
         for index in indexes:
             directory = await uow.geography.offices(index.code)

@@ -105,6 +105,27 @@ class Geography:
 
     conn: AsyncConnection
 
+    async def version(self, jurisdiction: str) -> str:
+        """A fingerprint of what routing reads (current areas, rules, offices, levels): equal
+        fingerprints mean an index built from either is the same."""
+        return str(
+            await self.conn.scalar(
+                sa.text(
+                    "SELECT md5(concat_ws('|',"
+                    " (SELECT name FROM geo_router.jurisdictions WHERE code = :j),"
+                    " (SELECT string_agg(code || '@' || rank, ',' ORDER BY rank)"
+                    "    FROM geo_router.area_levels WHERE jurisdiction = :j),"
+                    " (SELECT string_agg(id::text, ',' ORDER BY id)"
+                    "    FROM geo_router.areas WHERE jurisdiction = :j AND valid_to IS NULL),"
+                    " (SELECT string_agg(id::text, ',' ORDER BY id)"
+                    "    FROM geo_router.rules WHERE jurisdiction = :j AND valid_to IS NULL),"
+                    " (SELECT string_agg(concat_ws(':', code, public_name, email), ','"
+                    "    ORDER BY code) FROM geo_router.offices WHERE jurisdiction = :j)))"
+                ),
+                {"j": jurisdiction},
+            )
+        )
+
     async def level_order(self, jurisdiction: str) -> list[str]:
         result = await self.conn.execute(
             sa.select(area_levels.c.code)

@@ -5,7 +5,6 @@ RoutingConfigChanged event says a jurisdiction changed (and checked against it i
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,6 +119,7 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
     read_at = time.time()
     async with engine.connect() as conn:
         geography = Geography(conn)
+        version = await geography.version(jurisdiction)
         name = await conn.scalar(
             sa.select(jurisdictions.c.name).where(jurisdictions.c.code == jurisdiction)
         )
@@ -143,9 +143,6 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
     by_service: dict[str, list[Rule]] = {}
     for rule in rules:
         by_service.setdefault(rule.service_code, []).append(rule)
-    fingerprint = hashlib.sha256(
-        repr(([r.id for r in rows], [r.id for r in rules])).encode()
-    ).hexdigest()[:16]
     # Building the lookup grid takes about a second at country scale: off the event loop.
     return await asyncio.to_thread(
         JurisdictionIndex,
@@ -155,7 +152,7 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
         areas=[MatchedArea(level=r.level, code=r.code, name=r.name) for r in rows],
         geometries=shapely.from_wkb([bytes(r.wkb) for r in rows]),
         rules=by_service,
-        version=fingerprint,
+        version=version,
         loaded_at=read_at,
     )
 
@@ -182,10 +179,22 @@ class RoutingCache:
     def oldest_load(self) -> float:
         return min((i.loaded_at for i in self._indexes.values()), default=time.time())
 
-    async def reload(self, jurisdiction: str | None = None) -> list[JurisdictionIndex]:
+    async def reload(
+        self, jurisdiction: str | None = None, *, if_changed: bool = False
+    ) -> list[JurisdictionIndex]:
+        """Rebuild the indexes of one or all jurisdictions. ``if_changed``: skip a jurisdiction
+        whose data still has the version in memory (a change event can arrive after the
+        index already holds it, e.g. at start-up, or be delivered twice)."""
         codes = [jurisdiction] if jurisdiction else await jurisdiction_codes(self._engine)
         loaded = []
         for code in codes:
+            current = self._indexes.get(code)
+            if if_changed and current is not None:
+                checked_at = time.time()
+                async with self._engine.connect() as conn:
+                    if await Geography(conn).version(code) == current.version:
+                        current.loaded_at = checked_at
+                        continue
             index = await load_index(self._engine, code)
             if index is None:
                 self._indexes.pop(code, None)

@@ -55,16 +55,11 @@ def register_consumers(
         Topic.ROUTING_CONFIG_CHANGED.value,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         # From the start, so that no change slips between start-up and the first fetch;
-        # changes older than the index in memory are skipped, which keeps the replay cheap.
+        # changes the index in memory already holds are skipped, which keeps the replay cheap.
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
     )
     async def on_routing_config_changed(event: RoutingConfigChanged) -> None:
         """Areas or rules changed: rebuild this instance's routing index from PostGIS."""
         await cache.ready.wait()
-        index = cache.get(event.jurisdiction)
-        # The margin covers the loader's own transaction, which commits after it stamped the
-        # event: only changes well before this index was read are known to be in it.
-        if index is not None and index.loaded_at - 300 > event.occurred_at.timestamp():
-            return
-        await handlers.reload_and_announce(outbox, cache, event.jurisdiction)
+        await handlers.reload_and_announce(outbox, cache, event.jurisdiction, if_changed=True)
