@@ -1,0 +1,21 @@
+"""Outbox rows carry a lease: the process that staged them publishes them from memory.
+
+Revision ID: 0003
+"""
+
+from alembic import op
+
+from mm_shared.outbox import add_outbox_lease
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    add_outbox_lease(op, "geo_router")
+
+
+def downgrade() -> None:
+    op.drop_column("outbox", "lease_until", schema="geo_router")

@@ -1,0 +1,131 @@
+"""The outbox against real PostgreSQL, with a recording stand-in for Kafka: what a process
+commits it publishes from memory; rows of other writers and of failed publishes are read back;
+nothing is lost, nothing rolled back is published, and order holds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from devstack.databases import ensure_database
+from devstack.testing import eventually
+from mm_shared.events import RoutingConfigChanged
+from mm_shared.outbox import Outbox, inbox_table, outbox_table, stage
+
+
+class RecordingKafka:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.failures_left = 0
+
+    async def __call__(
+        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Any]:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise ConnectionError("broker away")
+        self.published.append(headers["event_id"])
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def outbox() -> AsyncIterator[tuple[Outbox, RecordingKafka]]:
+    url = await ensure_database("mangelmelder_outbox_test")
+    metadata = sa.MetaData(schema="outbox_test")
+    table, inbox = outbox_table(metadata), inbox_table(metadata)
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DROP SCHEMA IF EXISTS outbox_test CASCADE"))
+        await conn.execute(sa.text("CREATE SCHEMA outbox_test"))
+        await conn.run_sync(metadata.create_all)
+    kafka = RecordingKafka()
+    box = Outbox(engine, table, inbox, kafka, "test", poll_interval_s=0.05, max_backoff_s=0.05)
+    relay = asyncio.create_task(box.run_relay())
+    yield box, kafka
+    relay.cancel()
+    await engine.dispose()
+
+
+def changes(n: int) -> list[RoutingConfigChanged]:
+    return [RoutingConfigChanged(jurisdiction=f"j{i}") for i in range(n)]
+
+
+async def published_exactly(kafka: RecordingKafka, events: list[RoutingConfigChanged]) -> None:
+    async def probe() -> bool:
+        return kafka.published == [str(e.event_id) for e in events]
+
+    await eventually(probe)
+
+
+async def table_empty(box: Outbox) -> None:
+    async def probe() -> bool:
+        async with box.engine.connect() as conn:
+            return await conn.scalar(sa.select(sa.func.count()).select_from(box.table)) == 0
+
+    await eventually(probe)
+
+
+async def test_committed_events_are_published_in_order_and_removed(
+    outbox: tuple[Outbox, RecordingKafka],
+) -> None:
+    box, kafka = outbox
+    events = changes(5)
+    async with box.transaction() as tx:
+        await tx.publish(*events[:3])
+    async with box.transaction() as tx:
+        await tx.publish(*events[3:])
+    await published_exactly(kafka, events)
+    await table_empty(box)
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(
+    outbox: tuple[Outbox, RecordingKafka],
+) -> None:
+    box, kafka = outbox
+    rolled_back, kept = changes(2)
+
+    async def failing_handler() -> None:
+        async with box.transaction() as tx:
+            await tx.publish(rolled_back)
+            raise RuntimeError("handler failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_handler()
+    async with box.transaction() as tx:
+        await tx.publish(kept)
+    await published_exactly(kafka, [kept])
+    await table_empty(box)
+
+
+async def test_rows_staged_by_another_writer_are_picked_up(
+    outbox: tuple[Outbox, RecordingKafka],
+) -> None:
+    box, kafka = outbox
+    from_cli = changes(2)
+    async with box.engine.begin() as conn:  # a CLI: no lease, no relay of its own
+        await stage(conn, box.table, from_cli)
+    await published_exactly(kafka, from_cli)
+    await table_empty(box)
+
+
+async def test_after_a_failed_publish_nothing_is_lost_and_order_holds(
+    outbox: tuple[Outbox, RecordingKafka],
+) -> None:
+    box, kafka = outbox
+    kafka.failures_left = 3
+    events = changes(6)
+    for event in events:
+        async with box.transaction() as tx:
+            await tx.publish(event)
+    await published_exactly(kafka, events)
+    await table_empty(box)
