@@ -3,10 +3,12 @@ announce a jurisdiction when its areas or rules change, explain a route."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 
@@ -25,7 +27,7 @@ from mm_shared.events import (
     RoutingFailureReason,
 )
 from mm_shared.kafka import PermanentFailure
-from mm_shared.outbox import Outbox
+from mm_shared.outbox import Message, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,6 @@ def find_routes(
 
 def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | ReportRoutingFailed:
     if route.decision is not None:
-        ROUTED.labels(event.jurisdiction, route.decision.office.code).inc()
         return ReportRouted(
             report_id=event.report_id,
             correlation_id=event.correlation_id,
@@ -89,7 +90,6 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
             rule=route.decision.explanation,
         )
     assert route.failure is not None
-    ROUTING_FAILED.labels(route.failure.value).inc()
     log.info("report %s not routed: %s", event.report_id, route.detail)
     return ReportRoutingFailed(
         report_id=event.report_id,
@@ -99,37 +99,48 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
     )
 
 
+def _count(jurisdiction: str, routes: Sequence[Route]) -> None:
+    # Counted per batch: a labelled metric per report costs more than the lookup.
+    offices = collections.Counter(r.decision.office.code for r in routes if r.decision is not None)
+    failures = collections.Counter(r.failure.value for r in routes if r.failure is not None)
+    for office, n in offices.items():
+        ROUTED.labels(jurisdiction, office).inc(n)
+    for reason, n in failures.items():
+        ROUTING_FAILED.labels(reason).inc(n)
+
+
 async def route_reports(
     outbox: Outbox, cache: RoutingCache, events: Sequence[ReportSubmitted]
 ) -> None:
-    """Decide once per report, for a whole consumed batch in one transaction. A redelivered
-    event changes nothing; a resubmission re-announces the stored decision unchanged."""
+    """Decide once per report, for a whole consumed batch in one transaction. The stored
+    decision makes it idempotent: a redelivered event changes nothing; a resubmission (intake's
+    sweeper saw no answer) re-announces the stored decision unchanged, with its event id."""
     started = time.perf_counter()
     BATCH_SIZE.observe(len(events))
     async with unit_of_work(outbox) as uow:
-        fresh = await uow.first_deliveries([e.event_id for e in events])
-        events = [e for e in events if e.event_id in fresh]
-        decided = await uow.decisions.get_many([e.report_id for e in events])
-        announcements: list[ReportRouted | ReportRoutingFailed] = []
+        decided = await uow.decisions.decided([e.report_id for e in events])
+        resubmitted = sorted({e.report_id for e in events if e.resubmission} & decided)
         pending: dict[str, list[ReportSubmitted]] = {}
-        seen = set(decided)
         for event in events:
-            if event.report_id in decided:
-                if event.resubmission:
-                    announcements.append(decided[event.report_id])
-            elif event.report_id not in seen:
-                seen.add(event.report_id)
+            if event.report_id not in decided:
+                decided.add(event.report_id)
                 pending.setdefault(event.jurisdiction, []).append(event)
-        new: list[ReportRouted | ReportRoutingFailed] = []
+        announced: list[tuple[UUID, UUID, Message]] = []
         for jurisdiction, batch in pending.items():
             routes = find_routes(
                 cache.get(jurisdiction),
                 jurisdiction,
                 [(e.lat, e.long, e.service_code) for e in batch],
             )
-            new += [_announcement(e, r) for e, r in zip(batch, routes, strict=True)]
-        await uow.decisions.record(new)
-        await uow.publish(*announcements, *new)
+            _count(jurisdiction, routes)
+            for submitted, route in zip(batch, routes, strict=True):
+                announcement = _announcement(submitted, route)
+                announced.append(
+                    (announcement.report_id, announcement.event_id, Message.of(announcement))
+                )
+        await uow.decisions.record(announced)
+        repeated = (await uow.decisions.get_many(resubmitted)).values()
+        await uow.publish(*repeated, *(message for _, _, message in announced))
     ROUTING_LATENCY.observe(time.perf_counter() - started)
 
 
@@ -154,8 +165,9 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
             rule=f"Manuelle Zuweisung durch {event.reassigned_by}{note}",
             override=True,
         )
-        await uow.decisions.record([announcement])
-        await uow.publish(announcement)
+        message = Message.of(announcement)
+        await uow.decisions.record([(announcement.report_id, announcement.event_id, message)])
+        await uow.publish(message)
 
 
 async def reload_and_announce(
