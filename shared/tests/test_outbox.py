@@ -5,8 +5,7 @@ nothing is lost, nothing rolled back is published, and order holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.databases import ensure_database
 from devstack.testing import eventually
 from mm_shared.events import RoutingConfigChanged
-from mm_shared.outbox import Outbox, inbox_table, outbox_table, stage
+from mm_shared.outbox import Message, Outbox, inbox_table, outbox_table, stage
 
 
 class RecordingKafka:
@@ -23,16 +22,11 @@ class RecordingKafka:
         self.published: list[str] = []
         self.failures_left = 0
 
-    async def __call__(
-        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[Any]:
+    async def __call__(self, messages: Sequence[Message]) -> None:
         if self.failures_left:
             self.failures_left -= 1
             raise ConnectionError("broker away")
-        self.published.append(headers["event_id"])
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+        self.published += [m.headers["event_id"] for m in messages]
 
     async def stop(self) -> None:
         pass

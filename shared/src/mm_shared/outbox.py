@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +30,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -133,20 +134,20 @@ async def stage(
     ids = await conn.scalars(
         sa.text(
             f"INSERT INTO {outbox.schema}.{outbox.name} (topic, key, payload, headers, lease_until)"
-            " SELECT topic, key, payload, headers::jsonb, now() + CAST(:lease AS interval)"
-            " FROM unnest(CAST(:topics AS text[]), CAST(:keys AS bytea[]),"
-            " CAST(:payloads AS bytea[]), CAST(:headers AS text[]))"
+            " SELECT topic, key, payload, headers, now() + CAST(:lease AS interval)"
+            " FROM ROWS FROM (unnest(CAST(:topics AS text[])), unnest(CAST(:keys AS bytea[])),"
+            " unnest(CAST(:payloads AS bytea[])), jsonb_array_elements(CAST(:headers AS jsonb)))"
             " AS m(topic, key, payload, headers) RETURNING id"
         ),
         {
             "topics": [m.topic for m in messages],
             "keys": [m.key for m in messages],
             "payloads": [m.payload for m in messages],
-            "headers": [json.dumps(m.headers) for m in messages],
+            "headers": json.dumps([m.headers for m in messages]),
             "lease": lease,
         },
     )
-    # RETURNING follows the order of the rows produced by unnest.
+    # RETURNING follows the order of the rows produced by ROWS FROM.
     return [_StagedRow(i, m) for i, m in zip(ids, messages, strict=True)] if lease else []
 
 
@@ -175,10 +176,8 @@ async def first_delivery(conn: AsyncConnection, inbox: sa.Table, event_id: UUID)
 
 
 class RawPublisher(Protocol):
-    async def __call__(
-        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        """Hand a message to the producer; the returned awaitable resolves on broker ack."""
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        """Publish messages in order (per key); return once the broker acknowledged all."""
         ...
 
     async def stop(self) -> None: ...
@@ -255,10 +254,6 @@ class Outbox:
             self._committed += tx.staged
             self._wakeup.set()
 
-    async def _send(self, messages: Sequence[Message]) -> None:
-        acks = [await self._publish(m.topic, m.key, m.payload, m.headers) for m in messages]
-        await asyncio.gather(*acks)
-
     async def publish_committed(self) -> int:
         """Publish one batch of this process's committed rows from memory."""
         rows = self._committed[: self._batch_size]
@@ -266,7 +261,7 @@ class Outbox:
             return 0
         del self._committed[: len(rows)]
         try:
-            await self._send([r.message for r in rows])
+            await self._publish([r.message for r in rows])
         except BaseException:
             # The rows stay in the table; polling takes over, in order.
             self._draining = True
@@ -299,7 +294,7 @@ class Outbox:
             rows = (await conn.execute(query)).all()
             if not rows:
                 return 0
-            await self._send([Message(r.topic, r.key, r.payload, r.headers) for r in rows])
+            await self._publish([Message(r.topic, r.key, r.payload, r.headers) for r in rows])
             await conn.execute(t.delete().where(t.c.id.in_([r.id for r in rows])))
         OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
         return len(rows)
@@ -360,16 +355,18 @@ class Outbox:
 
 class KafkaPublisher:
     """The relay's own producer: plain aiokafka, no per-message framework overhead. Connects on
-    first use, so a service starts while the broker is away; the relay retries until it is back."""
+    first use, so a service starts while the broker is away; the relay retries until it is back.
+
+    Messages are packed into one record batch per partition (partitioned exactly like Kafka's
+    default partitioner, so keys land where every other producer puts them): a fraction of the
+    cost of one ``send`` per message at thousands per second."""
 
     def __init__(self, bootstrap_servers: str, client_id: str) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
 
-    async def __call__(
-        self, topic: str, key: bytes | None, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
+    async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap,
@@ -384,10 +381,31 @@ class KafkaPublisher:
                 await producer.stop()
                 raise
             self._producer = producer
-        future: Awaitable[Any] = await self._producer.send(
-            topic, payload, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
-        )
-        return future
+        return self._producer
+
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        producer = await self._started()
+        partitions: dict[str, list[int]] = {}
+        batches: dict[tuple[str, int], list[Any]] = {}
+        acks = []
+        for m in messages:
+            if m.topic not in partitions:
+                partitions[m.topic] = sorted(await producer.partitions_for(m.topic))
+            known = partitions[m.topic]
+            partition = (
+                known[(murmur2(m.key) & 0x7FFFFFFF) % len(known)] if m.key is not None else known[0]
+            )
+            open_batches = batches.setdefault((m.topic, partition), [producer.create_batch()])
+            headers = [(k, v.encode()) for k, v in m.headers.items()]
+            while (
+                open_batches[-1].append(key=m.key, value=m.payload, timestamp=None, headers=headers)
+                is None
+            ):
+                open_batches.append(producer.create_batch())
+        for (topic, partition), built in batches.items():
+            for batch in built:
+                acks.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*acks)
 
     async def stop(self) -> None:
         if self._producer is not None:

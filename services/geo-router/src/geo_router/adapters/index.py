@@ -40,6 +40,7 @@ class JurisdictionIndex:
     loaded_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        self._decisions: dict[tuple[str, ...], Decision | None] = {}
         shapely.prepare(self.geometries)
         self._tree = STRtree(self.geometries)
         self._build_grid()
@@ -103,7 +104,14 @@ class JurisdictionIndex:
         return results
 
     def decide(self, service_code: str, areas: Sequence[MatchedArea]) -> Decision | None:
-        return choose_office(service_code, areas, self.rules.get(service_code, ()))
+        # A city has a few hundred (category, areas) combinations: each is decided once.
+        key = (service_code, *(a.code for a in areas))
+        try:
+            return self._decisions[key]
+        except KeyError:
+            decision = choose_office(service_code, areas, self.rules.get(service_code, ()))
+            self._decisions[key] = decision
+            return decision
 
     def boundary_geojson(self) -> dict[str, Any]:
         coarsest = [
