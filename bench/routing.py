@@ -33,7 +33,7 @@ from common import (
     broker,
     database,
     free_port,
-    hey_post,
+    open_loop_post,
     percentile,
     report,
     service,
@@ -182,8 +182,8 @@ async def throughput(bootstrap: str, database_url: str, n: int) -> dict[str, obj
 async def latency(
     bootstrap: str, database_url: str, rate: float, seconds: float
 ) -> dict[str, object]:
-    """Load from ``hey`` (Go, little CPU) at a fixed rate; each report's latency is read from
-    intake's own records: acceptance (requested_at) → the ``assigned`` transition."""
+    """Reports at evenly spaced instants (``open_loop_post``); each report's latency is read
+    from intake's own records: acceptance (requested_at) → the ``assigned`` transition."""
     intake_port, geo_port = free_port(), free_port()
     intake_env = service_env("INTAKE", database_url, bootstrap, intake_port, api_keys='["bench"]')
     geo_env = service_env("GEO_ROUTER", database_url, bootstrap, geo_port)
@@ -203,7 +203,7 @@ async def latency(
                 await asyncio.sleep(0.1)
         async with engine.connect() as conn:
             measured_from = await conn.scalar(text("SELECT now()"))
-        await hey_post(url, rate, seconds, FORM["content-type"], body)
+        http = await open_loop_post(url, rate, seconds, FORM["content-type"], body)
         await asyncio.sleep(5)  # let the last reports through
         async with engine.connect() as conn:
             rows = (
@@ -221,7 +221,8 @@ async def latency(
     latencies = [float(ms) for _, ms in rows if ms is not None]
     return {
         "rate_per_s": rate,
-        "load_generator": "hey",
+        "load_generator": "open loop, evenly spaced",
+        "http": http,
         "reports": len(rows),
         "assigned": len(latencies),
         "p50_ms": round(percentile(latencies, 50), 1),

@@ -217,6 +217,7 @@ class Outbox:
         lease_s: float = 10.0,
     ) -> None:
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table = table
         self.inbox = inbox
         self.lease = timedelta(seconds=lease_s)
@@ -267,7 +268,8 @@ class Outbox:
             self._draining = True
             self._committed.clear()
             raise
-        async with self.engine.begin() as conn:
+        # One statement, no transaction around it: a round trip instead of three.
+        async with self._autocommit.connect() as conn:
             await conn.execute(
                 sa.text(
                     f"DELETE FROM {self.table.schema}.{self.table.name}"
