@@ -92,19 +92,8 @@ def up() -> None:
     )
 
     if not port_open(SMTP_PORT):
-        for sub in ("tmp", "new", "cur"):  # a Maildir; aiosmtpd expects it complete
-            (MAILDIR / sub).mkdir(parents=True, exist_ok=True)
         smtp = spawn(
-            "smtp",
-            python_module(
-                "aiosmtpd",
-                "-n",
-                "-l",
-                f"127.0.0.1:{SMTP_PORT}",
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-                str(MAILDIR),
-            ),
+            "smtp", python_module("devstack.mailserver", f"127.0.0.1:{SMTP_PORT}", str(MAILDIR))
         )
         write_pid("smtp", smtp)
         wait_for_port(SMTP_PORT, what="smtp")

@@ -31,4 +31,4 @@ class NotifierSettings(ServiceSettings):
     reminder_accept_within_working_days: int = 3
     reminder_work_within_days: float = 14.0
     #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
-    workers: int = 4
+    workers: int = 8

@@ -4,16 +4,16 @@ webhooks for the city app's push backend."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import time
 from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import aiosmtplib
 import httpx
@@ -42,6 +42,54 @@ def render(template: str, locale: str, **context: Any) -> tuple[str, str, str]:
     return subject, text, html
 
 
+def encoded_word(text: str) -> str:
+    """A header value as RFC 2047 encoded words (only if it is not plain ASCII), folded so that
+    no line exceeds 78 characters and no UTF-8 character is split between two words."""
+    if text.isascii():
+        return text
+    words, chunk = [], ""
+    for char in text:
+        if len((chunk + char).encode()) > 45:  # 45 bytes → 60 base64 chars, 72 with the frame
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words)
+
+
+def mime_message(sender: str, mail: Mail) -> bytes:
+    """The mail as a multipart/alternative MIME message (plain text and HTML, UTF-8, base64).
+
+    Written out directly rather than through :mod:`email`'s generator, which took two thirds
+    of the notifier's time per mail (header folding, boundary search). The tests parse what
+    this writes with :mod:`email` and compare subject, text and HTML."""
+    # "_" is outside the base64 alphabet: the boundary cannot occur in a base64 body.
+    boundary = f"=_mm_{uuid4().hex}"
+
+    def part(content_type: str, body: str) -> str:
+        encoded = base64.encodebytes(body.encode()).decode().replace("\n", "\r\n")
+        return (
+            f'--{boundary}\r\nContent-Type: {content_type}; charset="utf-8"\r\n'
+            f"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n{encoded}"
+        )
+
+    head = (
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+        "MIME-Version: 1.0\r\n"
+        f"From: {sender}\r\n"
+        f"To: {mail.to}\r\n"
+        f"Subject: {encoded_word(mail.subject)}\r\n"
+        f"Date: {formatdate(localtime=False)}\r\n"
+        # Deterministic per event and contact: should a mail ever go out twice, mail clients
+        # show it once.
+        f"Message-ID: {mail.message_id}\r\n"
+        f"List-Unsubscribe: <{mail.unsubscribe_url}>\r\n\r\n"
+    )
+    return (
+        head + part("text/plain", mail.text) + part("text/html", mail.html) + f"--{boundary}--\r\n"
+    ).encode()
+
+
 class SmtpSender:
     """One SMTP connection, reused for every mail and re-opened when the server dropped it."""
 
@@ -55,20 +103,7 @@ class SmtpSender:
         )
 
     def _message(self, mail: Mail) -> bytes:
-        # The legacy email.mime classes: several times faster to build and serialise than
-        # EmailMessage, which mattered at a thousand mails per second.
-        msg = MIMEMultipart("alternative")
-        msg["From"] = self._from
-        msg["To"] = mail.to
-        msg["Subject"] = Header(mail.subject, "utf-8")  # type: ignore[assignment]
-        msg["Date"] = formatdate(localtime=False)
-        # Deterministic per event and contact: should a mail ever go out twice, mail clients
-        # show it once.
-        msg["Message-ID"] = mail.message_id
-        msg["List-Unsubscribe"] = f"<{mail.unsubscribe_url}>"
-        msg.attach(MIMEText(mail.text, "plain", "utf-8"))
-        msg.attach(MIMEText(mail.html, "html", "utf-8"))
-        return msg.as_bytes()
+        return mime_message(self._from, mail)
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is None or not self._client.is_connected:
