@@ -112,7 +112,9 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
-class _StagedRow:
+class StagedRow:
+    """An outbox row written under a lease: the relay publishes it from memory after commit."""
+
     id: int
     message: Message
 
@@ -123,7 +125,7 @@ async def stage(
     events: Sequence[Event | Message],
     *,
     lease: timedelta | None = None,
-) -> list[_StagedRow]:
+) -> list[StagedRow]:
     """Write events to a service's outbox in the caller's transaction. Any writer may stage
     (a CLI too: no lease, the service's relay polls for them). With a lease, the rows are
     returned for the caller's relay to publish from memory once the transaction committed."""
@@ -148,7 +150,7 @@ async def stage(
         },
     )
     # RETURNING follows the order of the rows produced by ROWS FROM.
-    return [_StagedRow(i, m) for i, m in zip(ids, messages, strict=True)] if lease else []
+    return [StagedRow(i, m) for i, m in zip(ids, messages, strict=True)] if lease else []
 
 
 async def first_deliveries(
@@ -189,11 +191,16 @@ class Transaction:
     def __init__(self, conn: AsyncConnection, outbox: Outbox) -> None:
         self.conn = conn
         self._outbox = outbox
-        self.staged: list[_StagedRow] = []
+        self.staged: list[StagedRow] = []
+
+    @property
+    def lease(self) -> timedelta:
+        return self._outbox.lease
 
     async def publish(self, *events: Event | Message) -> None:
-        """Stage events; they reach Kafka only if this transaction commits."""
-        self.staged += await stage(self.conn, self._outbox.table, events, lease=self._outbox.lease)
+        """Stage events; they reach Kafka only if this transaction commits. (A service writing
+        outbox rows with its own SQL appends them, leased, to :attr:`staged` itself.)"""
+        self.staged += await stage(self.conn, self._outbox.table, events, lease=self.lease)
 
     async def first_delivery(self, event_id: UUID) -> bool:
         return await first_delivery(self.conn, self._outbox.inbox, event_id)
@@ -228,7 +235,7 @@ class Outbox:
         self._max_backoff_s = max_backoff_s
         self._wakeup = asyncio.Event()
         #: Committed rows of this process, in commit order, for the relay to publish.
-        self._committed: list[_StagedRow] = []
+        self._committed: list[StagedRow] = []
         #: Set after a failed publish: drain by polling, in id order, leases or not.
         self._draining = False
 

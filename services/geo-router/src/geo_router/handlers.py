@@ -117,30 +117,33 @@ async def route_reports(
     sweeper saw no answer) re-announces the stored decision unchanged, with its event id."""
     started = time.perf_counter()
     BATCH_SIZE.observe(len(events))
-    async with unit_of_work(outbox) as uow:
-        decided = await uow.decisions.decided([e.report_id for e in events])
-        resubmitted = sorted({e.report_id for e in events if e.resubmission} & decided)
-        pending: dict[str, list[ReportSubmitted]] = {}
-        for event in events:
-            if event.report_id not in decided:
-                decided.add(event.report_id)
-                pending.setdefault(event.jurisdiction, []).append(event)
-        announced: list[tuple[UUID, UUID, Message]] = []
-        for jurisdiction, batch in pending.items():
-            routes = find_routes(
-                cache.get(jurisdiction),
-                jurisdiction,
-                [(e.lat, e.long, e.service_code) for e in batch],
+    # Routed before asking the database what is decided already: redeliveries are rare, and
+    # the write below keeps only the first decision per report, in one statement.
+    pending: dict[str, dict[UUID, ReportSubmitted]] = {}
+    for event in events:
+        pending.setdefault(event.jurisdiction, {}).setdefault(event.report_id, event)
+    announced: list[tuple[UUID, UUID, Message]] = []
+    routed: dict[UUID, Route] = {}
+    for jurisdiction, batch in pending.items():
+        routes = find_routes(
+            cache.get(jurisdiction),
+            jurisdiction,
+            [(e.lat, e.long, e.service_code) for e in batch.values()],
+        )
+        for submitted, route in zip(batch.values(), routes, strict=True):
+            announcement = _announcement(submitted, route)
+            routed[submitted.report_id] = route
+            announced.append(
+                (announcement.report_id, announcement.event_id, Message.of(announcement))
             )
-            _count(jurisdiction, routes)
-            for submitted, route in zip(batch, routes, strict=True):
-                announcement = _announcement(submitted, route)
-                announced.append(
-                    (announcement.report_id, announcement.event_id, Message.of(announcement))
-                )
-        await uow.decisions.record(announced)
-        repeated = (await uow.decisions.get_many(resubmitted)).values()
-        await uow.publish(*repeated, *(message for _, _, message in announced))
+    resubmitted = {e.report_id for e in events if e.resubmission}
+    async with unit_of_work(outbox) as uow:
+        decided_now = await uow.decide_once(announced)
+        # A resubmission of a report decided earlier: announce the stored decision again.
+        repeated = (await uow.decisions.get_many(sorted(resubmitted - decided_now))).values()
+        await uow.publish(*repeated)
+    for jurisdiction, batch in pending.items():
+        _count(jurisdiction, [routed[r] for r in batch if r in decided_now])
     ROUTING_LATENCY.observe(time.perf_counter() - started)
 
 

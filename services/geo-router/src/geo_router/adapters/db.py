@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo_router.domain import Rule
 from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportRoutingFailed, Topic
-from mm_shared.outbox import Message, Outbox, Transaction, inbox_table, outbox_table
+from mm_shared.outbox import (
+    Message,
+    Outbox,
+    StagedRow,
+    Transaction,
+    inbox_table,
+    outbox_table,
+)
 
 SCHEMA = "geo_router"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -233,18 +240,6 @@ class Decisions:
 
     conn: AsyncConnection
 
-    async def decided(self, report_ids: Sequence[UUID]) -> set[UUID]:
-        if not report_ids:
-            return set()
-        found = await self.conn.scalars(
-            sa.text(
-                "SELECT report_id FROM geo_router.routing_decisions"
-                " WHERE report_id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"ids": list(report_ids)},
-        )
-        return set(found)
-
     async def get_many(
         self, report_ids: Sequence[UUID]
     ) -> dict[UUID, ReportRouted | ReportRoutingFailed]:
@@ -292,6 +287,44 @@ class UnitOfWork:
         self.decisions = Decisions(tx.conn)
         self.publish = tx.publish
         self.first_delivery = tx.first_delivery
+        self._tx = tx
+
+    async def decide_once(self, announced: Sequence[tuple[UUID, UUID, Message]]) -> set[UUID]:
+        """Store the decisions of reports not decided yet and stage their announcements, in
+        one statement; returns the reports decided now. A report decided before (a redelivery,
+        or a duplicate in flight) keeps its first decision and is not announced again."""
+        if not announced:
+            return set()
+        rows = await self._tx.conn.execute(
+            sa.text(
+                "WITH input AS (SELECT * FROM ROWS FROM ("
+                " unnest(CAST(:reports AS uuid[])), unnest(CAST(:events AS uuid[])),"
+                " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS text[])),"
+                " jsonb_array_elements(CAST(:headers AS jsonb)))"
+                " AS i(report_id, event_id, topic, payload, headers)),"
+                " decided AS (INSERT INTO geo_router.routing_decisions"
+                " (report_id, event_id, topic, event)"
+                " SELECT report_id, event_id, topic, payload FROM input"
+                " ON CONFLICT (report_id) DO NOTHING RETURNING report_id)"
+                " INSERT INTO geo_router.outbox (topic, key, payload, headers, lease_until)"
+                " SELECT i.topic, convert_to(i.report_id::text, 'UTF8'),"
+                " convert_to(i.payload, 'UTF8'), i.headers, now() + CAST(:lease AS interval)"
+                " FROM input i JOIN decided d USING (report_id)"
+                " RETURNING id, key"
+            ),
+            {
+                "reports": [report_id for report_id, _, _ in announced],
+                "events": [event_id for _, event_id, _ in announced],
+                "topics": [m.topic for _, _, m in announced],
+                "payloads": [m.payload.decode() for _, _, m in announced],
+                "headers": json.dumps([m.headers for _, _, m in announced]),
+                "lease": self._tx.lease,
+            },
+        )
+        by_key = {m.key: m for _, _, m in announced}
+        staged = [StagedRow(row.id, by_key[bytes(row.key)]) for row in rows]
+        self._tx.staged += staged
+        return {UUID(r.message.key.decode()) for r in staged if r.message.key}
 
 
 @asynccontextmanager
