@@ -5,16 +5,26 @@ nothing is lost, nothing rolled back is published, and order holds."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
+from uuid import uuid4
 
 import pytest
 import sqlalchemy as sa
+from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.databases import ensure_database
 from devstack.testing import eventually
 from mm_shared.events import RoutingConfigChanged
-from mm_shared.outbox import Message, Outbox, inbox_table, outbox_table, stage
+from mm_shared.outbox import (
+    Message,
+    Outbox,
+    inbox_table,
+    kafka_partitions,
+    outbox_table,
+    stage,
+)
 
 
 class RecordingKafka:
@@ -123,3 +133,11 @@ async def test_after_a_failed_publish_nothing_is_lost_and_order_holds(
             await tx.publish(event)
     await published_exactly(kafka, events)
     await table_empty(box)
+
+
+def test_partitions_match_kafkas_default_partitioner() -> None:
+    keys = [os.urandom(n) for n in (0, 1, 2, 3, 4, 5, 7, 36, 37, 64) for _ in range(20)]
+    keys += [str(uuid4()).encode() for _ in range(100)]  # the events' keys: report ids
+    for partitions in (1, 4, 12):
+        expected = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in keys]
+        assert kafka_partitions(keys, partitions) == expected

@@ -16,8 +16,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
+from uuid import UUID
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -51,7 +52,12 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 class PermanentFailure(Exception):
-    """Raised by a handler for a message that will never succeed, however often it is retried."""
+    """Raised by a handler for a message that will never succeed, however often it is retried.
+    ``event_ids``: which events of a batch failed (default: all of them)."""
+
+    def __init__(self, message: str, event_ids: Iterable[UUID | str] = ()) -> None:
+        super().__init__(message)
+        self.event_ids = {str(e) for e in event_ids}
 
 
 def _is_permanent(exc: BaseException) -> bool:
@@ -177,6 +183,88 @@ def batch_subscriber(
                 await handle(events)
 
         return handle
+
+    return register
+
+
+def pipelined_batch_subscriber(
+    broker: KafkaBroker,
+    service: str,
+    inputs: Mapping[str, type[E]],
+    *,
+    group_id: str,
+    fetch_max_wait_ms: int,
+    max_records: int = 500,
+    retry_pause_s: float = 1.0,
+) -> Callable[
+    [Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]],
+    Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
+]:
+    """Like :func:`batch_subscriber`, for a handler in two phases: ``prepare(events)`` computes
+    (no writes) and returns ``write()``, which stores the result. Batch N's write runs while
+    batch N+1 is fetched and prepared, so the database round trips of one overlap the
+    computing of the next. Offsets are committed by hand, per partition, once a write
+    succeeded; a write is retried until it does (it must be idempotent: after a crash or a
+    rebalance its batch is consumed again), and the next write waits for it, in order."""
+
+    def register(
+        prepare: Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
+    ) -> Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]:
+        subscriber = broker.subscriber(
+            *inputs,
+            group_id=group_id,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=fetch_max_wait_ms,
+            decoder=raw_records,
+            title=f"{service}:{prepare.__name__}",
+            description=prepare.__doc__,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+        )
+        in_flight: list[asyncio.Task[None]] = []
+
+        async def write_then_commit(
+            write: Callable[[], Awaitable[None]], records: Sequence[ConsumerRecord[Any, Any]]
+        ) -> None:
+            while True:
+                try:
+                    await write()
+                    break
+                except PermanentFailure as exc:
+                    for record in records:
+                        headers = dict(record.headers or ())
+                        event_id = headers.get("event_id", b"").decode(errors="replace")
+                        if not exc.event_ids or event_id in exc.event_ids:
+                            await dead_letter(broker, service, record, exc)
+                    break
+                except Exception as exc:
+                    HANDLER_RETRIES.labels(service, records[0].topic).inc()
+                    log.warning("write failed, retrying: %r", exc)
+                    await asyncio.sleep(retry_pause_s)
+            offsets: dict[TopicPartition, int] = {}
+            for record in records:
+                tp = TopicPartition(record.topic, record.partition)
+                offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+            consumer = subscriber.consumer
+            assert consumer is not None, "a started subscriber has its consumer"
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:
+                # Revoked meanwhile: the partition's new owner consumes the batch again.
+                log.info("offsets of a written batch not committed: %r", exc)
+
+        @subscriber
+        async def consume(records: list[Any]) -> None:
+            events = await decode_or_dead_letter(broker, service, records, inputs)
+            write = await prepare(events) if events else None
+            while in_flight:
+                await in_flight.pop()
+            if write is not None:
+                in_flight.append(asyncio.create_task(write_then_commit(write, records)))
+
+        return prepare
 
     return register
 

@@ -28,9 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
+import numpy as np
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -362,6 +362,41 @@ class Outbox:
                     await asyncio.wait_for(self._wakeup.wait(), max(next_poll - loop.time(), 0.001))
 
 
+def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
+    """Kafka's default partition of each key (murmur2, as the Java client computes it), for a
+    whole batch at once: aiokafka's pure-Python murmur2 was a tenth of the relay's time."""
+    m, seed = np.uint32(0x5BD1E995), 0x9747B28C
+    result = [0] * len(keys)
+    by_length: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(i)
+    with np.errstate(over="ignore"):  # uint32 arithmetic wraps, as in Java
+        for length, indexes in by_length.items():
+            data = np.frombuffer(b"".join(keys[i] for i in indexes), dtype=np.uint8)
+            data = data.reshape(len(indexes), length)
+            h = np.full(len(indexes), seed ^ length, dtype=np.uint32)
+            whole = length // 4 * 4
+            words = np.ascontiguousarray(data[:, :whole]).view("<u4")
+            for column in range(words.shape[1]):
+                k = words[:, column] * m
+                k ^= k >> np.uint32(24)
+                k *= m
+                h *= m
+                h ^= k
+            tail = length - whole
+            if tail:
+                for shift in range(tail - 1, -1, -1):
+                    h ^= data[:, whole + shift].astype(np.uint32) << np.uint32(8 * shift)
+                h *= m
+            h ^= h >> np.uint32(13)
+            h *= m
+            h ^= h >> np.uint32(15)
+            chosen = (h & np.uint32(0x7FFFFFFF)) % np.uint32(partitions)
+            for i, partition in zip(indexes, chosen.tolist(), strict=True):
+                result[i] = partition
+    return result
+
+
 class KafkaPublisher:
     """The relay's own producer: plain aiokafka, no per-message framework overhead. Connects on
     first use, so a service starts while the broker is away; the relay retries until it is back.
@@ -382,6 +417,9 @@ class KafkaPublisher:
                 client_id=f"{self._client_id}-outbox",
                 acks="all",
                 linger_ms=1,
+                # Large record batches: one per partition for a relay batch, instead of a
+                # round trip per 16 kB (below the broker's default 1 MB message limit).
+                max_batch_size=512 * 1024,
                 request_timeout_ms=10_000,
             )
             try:
@@ -394,16 +432,20 @@ class KafkaPublisher:
 
     async def __call__(self, messages: Sequence[Message]) -> None:
         producer = await self._started()
-        partitions: dict[str, list[int]] = {}
+        by_topic: dict[str, list[Message]] = {}
+        for m in messages:
+            by_topic.setdefault(m.topic, []).append(m)
+        chosen: dict[int, int] = {}
+        for topic, group in by_topic.items():
+            known = sorted(await producer.partitions_for(topic))
+            keys = [m.key or b"" for m in group]
+            for m, i in zip(group, kafka_partitions(keys, len(known)), strict=True):
+                # Every event has a key; a keyless message would go to the first partition.
+                chosen[id(m)] = known[i] if m.key is not None else known[0]
         batches: dict[tuple[str, int], list[Any]] = {}
         acks = []
         for m in messages:
-            if m.topic not in partitions:
-                partitions[m.topic] = sorted(await producer.partitions_for(m.topic))
-            known = partitions[m.topic]
-            partition = (
-                known[(murmur2(m.key) & 0x7FFFFFFF) % len(known)] if m.key is not None else known[0]
-            )
+            partition = chosen[id(m)]
             open_batches = batches.setdefault((m.topic, partition), [producer.create_batch()])
             headers = [(k, v.encode()) for k, v in m.headers.items()]
             while (

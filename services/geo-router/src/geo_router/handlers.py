@@ -4,11 +4,13 @@ announce a jurisdiction when its areas or rules change, explain a route."""
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from uuid import UUID
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 from prometheus_client import Counter, Histogram
 
@@ -20,11 +22,13 @@ from mm_shared.events import (
     MatchedArea,
     OfficeContact,
     OfficeDirectoryChanged,
+    OfficeRef,
     ReportReassigned,
     ReportRouted,
     ReportRoutingFailed,
     ReportSubmitted,
     RoutingFailureReason,
+    Topic,
 )
 from mm_shared.kafka import PermanentFailure
 from mm_shared.outbox import Message, Outbox
@@ -99,52 +103,137 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
     )
 
 
-def _count(jurisdiction: str, routes: Sequence[Route]) -> None:
+_SLOTS = {
+    "event_id": UUID(int=1),
+    "correlation_id": UUID(int=2),
+    "report_id": UUID(int=3),
+    "occurred_at": datetime(2000, 1, 1, tzinfo=UTC),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _routed_template(
+    office: OfficeRef, areas: tuple[MatchedArea, ...], rule: str
+) -> list[str | tuple[str]]:
+    """ReportRouted's JSON for one decision, as pydantic writes it, cut at the per-report
+    fields: literal text and ``(field,)`` slots. A city has a few hundred (office, areas, rule)
+    combinations; filling a slot is far cheaper than building and serialising the model."""
+    sample = ReportRouted(office=office, areas=areas, rule=rule, **_SLOTS).model_dump_json()
+    marks = {
+        f'"{value.isoformat().replace("+00:00", "Z")}"'
+        if isinstance(value, datetime)
+        else f'"{value}"': name
+        for name, value in _SLOTS.items()
+    }
+    parts: list[str | tuple[str]] = []
+    rest = sample
+    while True:
+        found = [(rest.find(mark), mark) for mark in marks if mark in rest]
+        if not found:
+            parts.append(rest)
+            return parts
+        at, mark = min(found)
+        parts += [rest[:at], (marks[mark],)]
+        rest = rest[at + len(mark) :]
+
+
+def routed_message(
+    event: ReportSubmitted, decision: Decision, areas: tuple[MatchedArea, ...]
+) -> tuple[UUID, Message]:
+    """The ReportRouted announcement of ``decision`` for ``event``'s report, serialised, and
+    its event id."""
+    event_id = uuid4()
+    values = {
+        "event_id": f'"{event_id}"',
+        "correlation_id": f'"{event.correlation_id}"',
+        "report_id": f'"{event.report_id}"',
+        "occurred_at": f'"{datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"',
+    }
+    payload = "".join(
+        part if isinstance(part, str) else values[part[0]]
+        for part in _routed_template(decision.office, areas, decision.explanation)
+    )
+    return event_id, Message(
+        Topic.REPORT_ROUTED.value,
+        values["report_id"][1:-1].encode(),
+        payload.encode(),
+        {
+            "event_type": "ReportRouted",
+            "schema_version": "1",
+            "event_id": values["event_id"][1:-1],
+            "correlation_id": values["correlation_id"][1:-1],
+        },
+    )
+
+
+def _count(routes: Sequence[tuple[str, Route]]) -> None:
     # Counted per batch: a labelled metric per report costs more than the lookup.
-    offices = collections.Counter(r.decision.office.code for r in routes if r.decision is not None)
-    failures = collections.Counter(r.failure.value for r in routes if r.failure is not None)
-    for office, n in offices.items():
+    offices = collections.Counter(
+        (jurisdiction, r.decision.office.code) for jurisdiction, r in routes if r.decision
+    )
+    failures = collections.Counter(r.failure.value for _, r in routes if r.failure is not None)
+    for (jurisdiction, office), n in offices.items():
         ROUTED.labels(jurisdiction, office).inc(n)
     for reason, n in failures.items():
         ROUTING_FAILED.labels(reason).inc(n)
 
 
-async def route_reports(
-    outbox: Outbox, cache: RoutingCache, events: Sequence[ReportSubmitted]
-) -> None:
-    """Decide once per report, for a whole consumed batch in one transaction. The stored
-    decision makes it idempotent: a redelivered event changes nothing; a resubmission (intake's
-    sweeper saw no answer) re-announces the stored decision unchanged, with its event id."""
+@dataclass
+class RoutedBatch:
+    """A consumed batch routed in memory; :func:`store_routes` makes it count."""
+
+    announced: list[tuple[UUID, UUID, Message]]
+    routes: dict[UUID, tuple[str, Route]]
+    resubmitted: set[UUID]
+    started: float
+
+
+def route_batch(cache: RoutingCache, events: Sequence[ReportSubmitted]) -> RoutedBatch:
+    """Route a batch in memory, one decision per report (no I/O)."""
     started = time.perf_counter()
     BATCH_SIZE.observe(len(events))
-    # Routed before asking the database what is decided already: redeliveries are rare, and
-    # the write below keeps only the first decision per report, in one statement.
     pending: dict[str, dict[UUID, ReportSubmitted]] = {}
     for event in events:
         pending.setdefault(event.jurisdiction, {}).setdefault(event.report_id, event)
     announced: list[tuple[UUID, UUID, Message]] = []
-    routed: dict[UUID, Route] = {}
+    routes: dict[UUID, tuple[str, Route]] = {}
     for jurisdiction, batch in pending.items():
-        routes = find_routes(
+        found = find_routes(
             cache.get(jurisdiction),
             jurisdiction,
             [(e.lat, e.long, e.service_code) for e in batch.values()],
         )
-        for submitted, route in zip(batch.values(), routes, strict=True):
-            announcement = _announcement(submitted, route)
-            routed[submitted.report_id] = route
-            announced.append(
-                (announcement.report_id, announcement.event_id, Message.of(announcement))
-            )
+        for submitted, route in zip(batch.values(), found, strict=True):
+            routes[submitted.report_id] = (jurisdiction, route)
+            if route.decision is not None:
+                event_id, message = routed_message(submitted, route.decision, route.areas)
+                announced.append((submitted.report_id, event_id, message))
+            else:
+                announcement = _announcement(submitted, route)
+                announced.append(
+                    (announcement.report_id, announcement.event_id, Message.of(announcement))
+                )
     resubmitted = {e.report_id for e in events if e.resubmission}
+    return RoutedBatch(announced, routes, resubmitted, started)
+
+
+async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
+    """Store and announce a routed batch in one transaction. The stored decision makes it
+    idempotent: a report decided before (a redelivery) keeps its first decision and is not
+    announced again; a resubmission (intake's sweeper saw no answer) re-announces the stored
+    decision unchanged, with its event id."""
     async with unit_of_work(outbox) as uow:
-        decided_now = await uow.decide_once(announced)
-        # A resubmission of a report decided earlier: announce the stored decision again.
-        repeated = (await uow.decisions.get_many(sorted(resubmitted - decided_now))).values()
-        await uow.publish(*repeated)
-    for jurisdiction, batch in pending.items():
-        _count(jurisdiction, [routed[r] for r in batch if r in decided_now])
-    ROUTING_LATENCY.observe(time.perf_counter() - started)
+        decided_now = await uow.decide_once(batch.announced)
+        repeated = await uow.decisions.get_many(sorted(batch.resubmitted - decided_now))
+        await uow.publish(*repeated.values())
+    _count([batch.routes[r] for r in decided_now])
+    ROUTING_LATENCY.observe(time.perf_counter() - batch.started)
+
+
+async def route_reports(
+    outbox: Outbox, cache: RoutingCache, events: Sequence[ReportSubmitted]
+) -> None:
+    await store_routes(outbox, route_batch(cache, events))
 
 
 async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
@@ -155,7 +244,8 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
         office = await uow.geography.office(event.jurisdiction, event.office_code)
         if office is None:
             raise PermanentFailure(
-                f"reassignment of {event.report_id} to unknown office {event.office_code!r}"
+                f"reassignment of {event.report_id} to unknown office {event.office_code!r}",
+                event_ids=[event.event_id],
             )
         previous = (await uow.decisions.get_many([event.report_id])).get(event.report_id)
         areas = previous.areas if isinstance(previous, ReportRouted) else ()

@@ -321,10 +321,10 @@ class UnitOfWork:
                 "lease": self._tx.lease,
             },
         )
-        by_key = {m.key: m for _, _, m in announced}
-        staged = [StagedRow(row.id, by_key[bytes(row.key)]) for row in rows]
-        self._tx.staged += staged
-        return {UUID(r.message.key.decode()) for r in staged if r.message.key}
+        by_key = {m.key: (report_id, m) for report_id, _, m in announced}
+        decided = [(row.id, *by_key[bytes(row.key)]) for row in rows]
+        self._tx.staged += [StagedRow(row_id, message) for row_id, _, message in decided]
+        return {report_id for _, report_id, _ in decided}
 
 
 @asynccontextmanager

@@ -1,0 +1,44 @@
+"""The fast ReportRouted serialisation says exactly what the model would."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from geo_router.domain import Decision, Rule
+from geo_router.handlers import routed_message
+from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportSubmitted, utcnow
+
+
+def test_a_routed_message_is_the_model_serialised() -> None:
+    office = OfficeRef(code="VTA", name='Verkehrs- und Tiefbauamt "Mitte" – Straßen')
+    areas = (
+        MatchedArea(level="stadtbezirk", code="0", name="Mitte"),
+        MatchedArea(level="ortsteil", code="00", name="Zentrum\\Nord"),
+    )
+    rule = Rule(id=7, service_code="001", office=office, priority=10, area_level="stadtbezirk")
+    decision = Decision(office, rule, "Regel 7: „Schlagloch“ → Verkehrs- und Tiefbauamt")
+    for _ in range(3):  # the second and third come from the cached template
+        submitted = ReportSubmitted(
+            report_id=uuid4(),
+            jurisdiction="leipzig",
+            service_code="001",
+            lat=51.34,
+            long=12.37,
+            submitted_at=utcnow(),
+        )
+        event_id, message = routed_message(submitted, decision, areas)
+        routed = ReportRouted.model_validate_json(message.payload)
+        expected = ReportRouted(
+            event_id=event_id,
+            correlation_id=submitted.correlation_id,
+            occurred_at=routed.occurred_at,
+            report_id=submitted.report_id,
+            office=office,
+            areas=areas,
+            rule=decision.explanation,
+        )
+        assert routed == expected
+        assert message.key == expected.key
+        assert message.headers == expected.headers()
+        assert message.topic == expected.topic.value
+        assert abs((utcnow() - routed.occurred_at).total_seconds()) < 5
