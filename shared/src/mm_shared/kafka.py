@@ -263,6 +263,8 @@ def pipelined_batch_subscriber(
                 await in_flight.pop()
             if write is not None:
                 in_flight.append(asyncio.create_task(write_then_commit(write, records)))
+                # Let the write send its statement before this task computes the next batch.
+                await asyncio.sleep(0)
 
         return prepare
 

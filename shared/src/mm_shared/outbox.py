@@ -254,8 +254,11 @@ class Outbox:
         )
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.engine.begin() as conn:
+    async def transaction(self, *, autocommit: bool = False) -> AsyncIterator[Transaction]:
+        """``autocommit``: every statement commits on its own (no BEGIN and COMMIT round
+        trips); for writers whose every statement is complete by itself."""
+        connection = self._autocommit.connect() if autocommit else self.engine.begin()
+        async with connection as conn:
             tx = Transaction(conn, self)
             yield tx
         if tx.staged:

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from prometheus_client import Counter, Histogram
 
-from geo_router.adapters.db import unit_of_work
+from geo_router.adapters.db import DecisionRows, unit_of_work
 from geo_router.adapters.index import JurisdictionIndex, RoutingCache
 from geo_router.domain import Decision
 from mm_shared.events import (
@@ -182,7 +182,7 @@ def _count(routes: Sequence[tuple[str, Route]]) -> None:
 class RoutedBatch:
     """A consumed batch routed in memory; :func:`store_routes` makes it count."""
 
-    announced: list[tuple[UUID, UUID, Message]]
+    rows: DecisionRows
     routes: dict[UUID, tuple[str, Route]]
     resubmitted: set[UUID]
     started: float
@@ -214,7 +214,7 @@ def route_batch(cache: RoutingCache, events: Sequence[ReportSubmitted]) -> Route
                     (announcement.report_id, announcement.event_id, Message.of(announcement))
                 )
     resubmitted = {e.report_id for e in events if e.resubmission}
-    return RoutedBatch(announced, routes, resubmitted, started)
+    return RoutedBatch(DecisionRows.of(announced), routes, resubmitted, started)
 
 
 async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
@@ -222,8 +222,9 @@ async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
     idempotent: a report decided before (a redelivery) keeps its first decision and is not
     announced again; a resubmission (intake's sweeper saw no answer) re-announces the stored
     decision unchanged, with its event id."""
-    async with unit_of_work(outbox) as uow:
-        decided_now = await uow.decide_once(batch.announced)
+    # Each statement is complete by itself: no transaction round trips around them.
+    async with unit_of_work(outbox, autocommit=True) as uow:
+        decided_now = await uow.decide_once(batch.rows)
         repeated = await uow.decisions.get_many(sorted(batch.resubmitted - decided_now))
         await uow.publish(*repeated.values())
     _count([batch.routes[r] for r in decided_now])

@@ -289,45 +289,61 @@ class UnitOfWork:
         self.first_delivery = tx.first_delivery
         self._tx = tx
 
-    async def decide_once(self, announced: Sequence[tuple[UUID, UUID, Message]]) -> set[UUID]:
+    async def decide_once(self, rows: DecisionRows) -> set[UUID]:
         """Store the decisions of reports not decided yet and stage their announcements, in
         one statement; returns the reports decided now. A report decided before (a redelivery,
         or a duplicate in flight) keeps its first decision and is not announced again."""
-        if not announced:
+        if not rows.by_key:
             return set()
-        rows = await self._tx.conn.execute(
-            sa.text(
-                "WITH input AS (SELECT * FROM ROWS FROM ("
-                " unnest(CAST(:reports AS uuid[])), unnest(CAST(:events AS uuid[])),"
-                " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS text[])),"
-                " jsonb_array_elements(CAST(:headers AS jsonb)))"
-                " AS i(report_id, event_id, topic, payload, headers)),"
-                " decided AS (INSERT INTO geo_router.routing_decisions"
-                " (report_id, event_id, topic, event)"
-                " SELECT report_id, event_id, topic, payload FROM input"
-                " ON CONFLICT (report_id) DO NOTHING RETURNING report_id)"
-                " INSERT INTO geo_router.outbox (topic, key, payload, headers, lease_until)"
-                " SELECT i.topic, convert_to(i.report_id::text, 'UTF8'),"
-                " convert_to(i.payload, 'UTF8'), i.headers, now() + CAST(:lease AS interval)"
-                " FROM input i JOIN decided d USING (report_id)"
-                " RETURNING id, key"
-            ),
+        result = await self._tx.conn.execute(
+            _DECIDE_ONCE, {**rows.parameters, "lease": self._tx.lease}
+        )
+        decided = [(row.id, *rows.by_key[bytes(row.key)]) for row in result]
+        self._tx.staged += [StagedRow(row_id, message) for row_id, _, message in decided]
+        return {report_id for _, report_id, _ in decided}
+
+
+_DECIDE_ONCE = sa.text(
+    "WITH input AS (SELECT * FROM ROWS FROM ("
+    " unnest(CAST(:reports AS uuid[])), unnest(CAST(:events AS uuid[])),"
+    " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS text[])),"
+    " jsonb_array_elements(CAST(:headers AS jsonb)))"
+    " AS i(report_id, event_id, topic, payload, headers)),"
+    " decided AS (INSERT INTO geo_router.routing_decisions"
+    " (report_id, event_id, topic, event)"
+    " SELECT report_id, event_id, topic, payload FROM input"
+    " ON CONFLICT (report_id) DO NOTHING RETURNING report_id)"
+    " INSERT INTO geo_router.outbox (topic, key, payload, headers, lease_until)"
+    " SELECT i.topic, convert_to(i.report_id::text, 'UTF8'),"
+    " convert_to(i.payload, 'UTF8'), i.headers, now() + CAST(:lease AS interval)"
+    " FROM input i JOIN decided d USING (report_id)"
+    " RETURNING id, key"
+)
+
+
+@dataclass(frozen=True)
+class DecisionRows:
+    """A batch's decisions as the parameters of one statement: built while the previous batch
+    is being written, so that the write itself only sends them."""
+
+    parameters: dict[str, Any]
+    by_key: dict[bytes | None, tuple[UUID, Message]]
+
+    @classmethod
+    def of(cls, announced: Sequence[tuple[UUID, UUID, Message]]) -> DecisionRows:
+        return cls(
             {
                 "reports": [report_id for report_id, _, _ in announced],
                 "events": [event_id for _, event_id, _ in announced],
                 "topics": [m.topic for _, _, m in announced],
                 "payloads": [m.payload.decode() for _, _, m in announced],
                 "headers": json.dumps([m.headers for _, _, m in announced]),
-                "lease": self._tx.lease,
             },
+            {m.key: (report_id, m) for report_id, _, m in announced},
         )
-        by_key = {m.key: (report_id, m) for report_id, _, m in announced}
-        decided = [(row.id, *by_key[bytes(row.key)]) for row in rows]
-        self._tx.staged += [StagedRow(row_id, message) for row_id, _, message in decided]
-        return {report_id for _, report_id, _ in decided}
 
 
 @asynccontextmanager
-async def unit_of_work(outbox_: Outbox) -> AsyncIterator[UnitOfWork]:
-    async with outbox_.transaction() as tx:
+async def unit_of_work(outbox_: Outbox, *, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
+    async with outbox_.transaction(autocommit=autocommit) as tx:
         yield UnitOfWork(tx)
