@@ -5,9 +5,13 @@ services running in-process with their consumers (started once: joining a group 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -17,7 +21,7 @@ from fastapi import FastAPI
 
 from devstack.databases import fresh_database
 from devstack.processes import ROOT, free_port, start_broker
-from devstack.testing import EventTap, RecordingSmtp
+from devstack.testing import EventTap, RecordingSmtp, eventually
 from geo_router.bootstrap import create_app as create_geo_router
 from geo_router.cli import load_jurisdiction
 from geo_router.settings import GeoRouterSettings
@@ -87,14 +91,53 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
+    async with serving(app) as base_url:
+        yield WebhookReceiver(f"{base_url}/push", received)
+
+
+#: The fake geocoder's gazetteer: Open311 address_string → (lat, long).
+GAZETTEER = {
+    "markt 1, leipzig": (51.3406, 12.3747),
+    "marienplatz 1, münchen": (48.1374, 11.5755),
+}
+
+
+@pytest.fixture(scope="session")
+async def geocoder() -> AsyncIterator[str]:
+    """A Nominatim-compatible search endpoint that knows the addresses in GAZETTEER."""
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        query = parse_qs(scope["query_string"].decode()).get("q", [""])[0].lower()
+        found = GAZETTEER.get(query)
+        body = json.dumps([{"lat": str(found[0]), "lon": str(found[1])}] if found else [])
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async with serving(app) as base_url:
+        yield base_url
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
-    yield WebhookReceiver(f"http://127.0.0.1:{port}/push", received)
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @dataclass
@@ -109,17 +152,35 @@ class Stack:
     smtp: RecordingSmtp
     webhooks: WebhookReceiver
 
+    async def boundary_known(self) -> None:
+        """Wait until intake holds the city's outline (it arrives from geo-router by event)."""
+
+        async def refuses_munich() -> bool:
+            response = await self.intake.post(
+                "/api/v1/reports", json={"service_code": "001", "lat": 48.137, "long": 11.575}
+            )
+            return response.status_code == 422
+
+        await eventually(refuses_munich)
+
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
 def service_settings(
-    kafka: str, database_url: str, smtp_port: int, webhook_url: str | None = None
+    kafka: str,
+    database_url: str,
+    smtp_port: int,
+    webhook_url: str | None = None,
+    geocoder_url: str | None = None,
 ) -> dict[str, object]:
     common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
     return {
         "intake": IntakeSettings(  # type: ignore[arg-type]
-            **common, api_keys=[API_KEY], photo_dir=str(ROOT / "var" / "test-photos")
+            **common,
+            api_keys=[API_KEY],
+            photo_dir=str(ROOT / "var" / "test-photos"),
+            geocoder_url=geocoder_url,
         ),
         "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
         "notifier": NotifierSettings(  # type: ignore[call-arg]
@@ -135,9 +196,15 @@ def service_settings(
 
 @pytest.fixture(scope="session")
 async def stack(
-    kafka_bootstrap: str, database_url: str, smtp: RecordingSmtp, webhook_receiver: WebhookReceiver
+    kafka_bootstrap: str,
+    database_url: str,
+    smtp: RecordingSmtp,
+    webhook_receiver: WebhookReceiver,
+    geocoder: str,
 ) -> AsyncIterator[Stack]:
-    settings = service_settings(kafka_bootstrap, database_url, smtp.port, webhook_receiver.url)
+    settings = service_settings(
+        kafka_bootstrap, database_url, smtp.port, webhook_receiver.url, geocoder
+    )
     apps = {
         "intake": create_intake(settings["intake"]),  # type: ignore[arg-type]
         "geo_router": create_geo_router(settings["geo_router"]),  # type: ignore[arg-type]

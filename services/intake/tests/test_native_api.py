@@ -150,7 +150,7 @@ async def test_a_retry_with_the_same_idempotency_key_creates_nothing_new(stack: 
 
 
 async def test_a_place_outside_the_city_is_refused_at_submission(stack: Stack) -> None:
-    await _boundary_known(stack)
+    await stack.boundary_known()
     berlin = {"lat": 52.52, "long": 13.405}
     native = await stack.intake.post("/api/v1/reports", json={"service_code": "001", **berlin})
     assert native.status_code == 422
@@ -164,7 +164,7 @@ async def test_a_place_outside_the_city_is_refused_at_submission(stack: Stack) -
 
 
 async def test_swapped_coordinates_get_a_hint(stack: Stack) -> None:
-    await _boundary_known(stack)
+    await stack.boundary_known()
     response = await stack.intake.post(
         "/api/v1/reports", json={"service_code": "001", "lat": 12.3731, "long": 51.3397}
     )
@@ -228,16 +228,6 @@ async def _any_contact(stack: Stack, email: str):  # type: ignore[no-untyped-def
         for r in stack.tap.records
         if r.topic == Topic.REPORTER_CONTACT and email.encode() in r.value
     ]
-
-
-async def _boundary_known(stack: Stack) -> None:
-    async def known():  # type: ignore[no-untyped-def]
-        response = await stack.intake.post(
-            "/api/v1/reports", json={"service_code": "001", "lat": 48.137, "long": 11.575}
-        )
-        return response.status_code == 422
-
-    await eventually(known)
 
 
 async def _records(stack: Stack, report_id, topic):  # type: ignore[no-untyped-def]

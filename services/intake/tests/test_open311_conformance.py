@@ -163,10 +163,33 @@ async def test_missing_api_key_is_403_in_xml_too(stack: Stack) -> None:
     assert xml(response.text).findtext("error/code") == "403"
 
 
-async def test_address_string_alone_gets_a_clear_answer(stack: Stack) -> None:
+async def test_an_address_alone_is_located_by_the_geocoder(stack: Stack) -> None:
     response = await stack.intake.post(
         "/open311/v2/requests.json",
-        data={"api_key": API_KEY, "service_code": "001", "address_string": "Augustusplatz 1"},
+        data={"api_key": API_KEY, "service_code": "001", "address_string": "Markt 1"},
     )
-    assert response.status_code == 400
-    assert "geocoder" in response.json()[0]["description"]
+    assert response.status_code == 201, response.text
+    request_id = response.json()[0]["service_request_id"]
+    found = (await stack.intake.get(f"/open311/v2/requests/{request_id}.json")).json()[0]
+    assert (found["lat"], found["long"]) == (51.3406, 12.3747)
+    assert found["address"] == "Markt 1"
+
+
+async def test_an_address_nobody_knows_or_outside_the_city_is_refused(stack: Stack) -> None:
+    await stack.boundary_known()
+    unknown = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={"api_key": API_KEY, "service_code": "001", "address_string": "Nirgendwo 99"},
+    )
+    assert unknown.status_code == 400
+    assert "was not found" in unknown.json()[0]["description"]
+    outside = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": API_KEY,
+            "service_code": "001",
+            "address_string": "Marienplatz 1, München",
+        },
+    )
+    assert outside.status_code == 400
+    assert "outside" in outside.json()[0]["description"]

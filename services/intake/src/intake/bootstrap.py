@@ -16,6 +16,7 @@ from faststream.specification import AsyncAPI
 from intake import handlers
 from intake.adapters import db
 from intake.adapters.boundaries import Boundaries
+from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.photos import FileSystemPhotoStore
 from intake.entrypoints import api, open311, staff
 from intake.entrypoints.api import problem
@@ -90,6 +91,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 log.exception("office reminders failed; trying again later")
             await asyncio.sleep(60)
 
+    geocoder = (
+        NominatimGeocoder(
+            settings.geocoder_url,
+            city=settings.geocoder_city,
+            # Nominatim's usage policy asks for an identifying User-Agent (ASCII only).
+            user_agent=f"Maengelmelder-intake/1.0 (+{settings.public_base_url})",
+            timeout_s=settings.geocoder_timeout_s,
+        )
+        if settings.geocoder_url
+        else None
+    )
+
     app = create_service_app(
         service=SERVICE,
         title="Mängelmelder intake",
@@ -98,7 +111,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         broker=broker,
         engine=outbox.engine,
         routers=[
-            open311.router(outbox, writer, boundaries, settings),
+            open311.router(outbox, writer, boundaries, settings, geocoder),
             api.router(outbox, writer, boundaries, store, settings),
             staff.router(outbox, settings),
         ],
@@ -110,7 +123,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             remind_offices,
             lambda: track_consumer_lag(broker, SERVICE),
         ],
-        on_shutdown=[outbox.close],
+        on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
     )
 
     @app.exception_handler(staff.Unauthorized)

@@ -21,6 +21,13 @@ class IntakeSettings(ServiceSettings):
     contact: str = "Stadt Leipzig, Mängelmelder, maengelmelder@leipzig.example"
     key_service: str = "Stadt Leipzig, Amt für Digitalisierung (API-Schlüssel auf Anfrage)"
     endpoint_type: str = "production"
+    #: A Nominatim-compatible search service for Open311 reports that bring only an
+    #: address_string (e.g. https://nominatim.openstreetmap.org); unset: such reports are
+    #: refused with a clear error asking for coordinates.
+    geocoder_url: str | None = None
+    #: Appended to an address without a comma, so that "Markt 1" is found in this city.
+    geocoder_city: str = "Leipzig"
+    geocoder_timeout_s: float = 3.0
     #: Where uploaded photos are kept (content-addressed files).
     photo_dir: str = "var/photos"
     #: A report still ``received`` after this long is published again.

@@ -4,6 +4,7 @@ wrong api_key, 404 for unknown ids and service codes, 400 for everything else.""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
+from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
 from intake.catalogue import definition
 from intake.domain import Contact, InvalidReport, Report, find_problems
 from intake.entrypoints.api import photo_links
@@ -27,6 +29,8 @@ from mm_shared.outbox import Outbox
 
 MAX_SPAN = timedelta(days=90)
 ATTRIBUTE_FIELD = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
+
+log = logging.getLogger(__name__)
 
 
 def status_notes(report: Report) -> str | None:
@@ -91,7 +95,11 @@ def _parse_datetime(raw: str | None, name: str, problems: list[str]) -> datetime
 
 
 def router(
-    outbox: Outbox, writer: SubmissionWriter, boundaries: Boundaries, settings: IntakeSettings
+    outbox: Outbox,
+    writer: SubmissionWriter,
+    boundaries: Boundaries,
+    settings: IntakeSettings,
+    geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
     api = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
     tz = ZoneInfo(settings.timezone)
@@ -190,10 +198,28 @@ def router(
         long = _parse_float(form, "long", problems)
         address = form.get("address_string", "").strip() or None
         if (lat is None or long is None) and address and not problems:
-            problems.append(
-                "address_string alone cannot be located yet (no geocoder is configured): "
-                "send lat and long as well"
-            )
+            if geocoder is None:
+                problems.append(
+                    "address_string alone cannot be located here (no geocoder is "
+                    "configured): send lat and long as well"
+                )
+            else:
+                try:
+                    found = await geocoder.locate(address)
+                except GeocoderUnavailable:
+                    log.warning("geocoder unavailable for %r", address, exc_info=True)
+                    return errors(
+                        fmt,
+                        503,
+                        "the address cannot be located right now: try again later "
+                        "or send lat and long",
+                    )
+                if found is None:
+                    problems.append(
+                        f"address_string {address!r} was not found: check it or send lat and long"
+                    )
+                else:
+                    lat, long = found
         service_code = form.get("service_code", "").strip()
         email = form.get("email", "").strip()
         if email and ("@" not in email or len(email) > 254):
