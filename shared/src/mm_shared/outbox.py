@@ -419,7 +419,9 @@ class KafkaPublisher:
                 bootstrap_servers=self._bootstrap,
                 client_id=f"{self._client_id}-outbox",
                 acks="all",
-                linger_ms=1,
+                # No lingering: the relay hands over whole batches already, and each
+                # millisecond waited is added to every hop of a report's way.
+                linger_ms=0,
                 # Large record batches: one per partition for a relay batch, instead of a
                 # round trip per 16 kB (below the broker's default 1 MB message limit).
                 max_batch_size=512 * 1024,
