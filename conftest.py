@@ -8,15 +8,18 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import jwt
 import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
 from devstack.databases import fresh_database
@@ -125,6 +128,39 @@ async def geocoder() -> AsyncIterator[str]:
         yield base_url
 
 
+@dataclass
+class OidcProvider:
+    """A stand-in for the city's identity provider: publishes its key set, signs tokens."""
+
+    issuer: str
+    jwks_url: str
+    private_key: Any
+
+    def token(self, subject: str, *, key: Any = None, **claims: Any) -> dict[str, str]:
+        now = int(time.time())
+        payload = {"iss": self.issuer, "aud": "maengelmelder", "sub": subject, "iat": now}
+        payload |= {"exp": now + 300, **claims}
+        signed = jwt.encode(payload, key or self.private_key, "RS256", headers={"kid": "k1"})
+        return {"Authorization": f"Bearer {signed}"}
+
+
+@pytest.fixture(scope="session")
+async def oidc() -> AsyncIterator[OidcProvider]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async with serving(app) as base_url:
+        yield OidcProvider(f"{base_url}/realms/leipzig", f"{base_url}/jwks", key)
+
+
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port; yields its base URL."""
@@ -173,6 +209,7 @@ def service_settings(
     smtp_port: int,
     webhook_url: str | None = None,
     geocoder_url: str | None = None,
+    oidc: OidcProvider | None = None,
 ) -> dict[str, object]:
     common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
     return {
@@ -181,6 +218,8 @@ def service_settings(
             api_keys=[API_KEY],
             photo_dir=str(ROOT / "var" / "test-photos"),
             geocoder_url=geocoder_url,
+            oidc_issuer=oidc.issuer if oidc else None,
+            oidc_jwks_url=oidc.jwks_url if oidc else None,
         ),
         "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
         "notifier": NotifierSettings(  # type: ignore[call-arg]
@@ -201,9 +240,10 @@ async def stack(
     smtp: RecordingSmtp,
     webhook_receiver: WebhookReceiver,
     geocoder: str,
+    oidc: OidcProvider,
 ) -> AsyncIterator[Stack]:
     settings = service_settings(
-        kafka_bootstrap, database_url, smtp.port, webhook_receiver.url, geocoder
+        kafka_bootstrap, database_url, smtp.port, webhook_receiver.url, geocoder, oidc
     )
     apps = {
         "intake": create_intake(settings["intake"]),  # type: ignore[arg-type]

@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import time
 from typing import Any
 from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conftest import WEBHOOK_SECRET, Stack
+from conftest import WEBHOOK_SECRET, OidcProvider, Stack
 from devstack.testing import body_text, eventually
 from intake.adapters import staff
 
@@ -156,6 +158,34 @@ async def test_staff_only_ever_see_and_touch_their_own_offices_tickets(stack: St
     assert (
         await stack.intake.get(f"/api/v1/staff/tickets/{report_id}", headers=mine)
     ).status_code == 200
+
+
+async def test_staff_signed_in_at_the_city_s_identity_provider(
+    stack: Stack, oidc: OidcProvider
+) -> None:
+    report_id = await submit(stack, "oidc@example.org")
+    await assigned(stack, report_id)
+    ticket = f"/api/v1/staff/tickets/{report_id}"
+    mine = oidc.token("anna", offices=["VTA-OST"], preferred_username="anna.schmidt")
+    assert (await stack.intake.get(ticket, headers=mine)).status_code == 200
+    moved = await move(stack, mine, report_id, status="in_progress", public_note="Wir kommen")
+    assert moved.status_code == 200
+    history = (await stack.intake.get(ticket, headers=mine)).json()["history"]
+    assert history[-1]["by"] == "staff:anna.schmidt"
+    theirs = oidc.token("bernd", offices=["SRL"])
+    assert (await stack.intake.get(ticket, headers=theirs)).status_code == 404
+    admin = oidc.token("chef", roles=["maengelmelder-admin"])
+    assert (await stack.intake.get(ticket, headers=admin)).status_code == 200
+
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = [
+        oidc.token("anna", offices=["VTA-OST"], exp=int(time.time()) - 60),
+        oidc.token("anna", offices=["VTA-OST"], aud="another-app"),
+        oidc.token("anna", offices=["VTA-OST"], iss="https://elsewhere.example"),
+        oidc.token("anna", offices=["VTA-OST"], key=other_key),
+    ]
+    for headers in refused:
+        assert (await stack.intake.get(ticket, headers=headers)).status_code == 401
 
 
 async def test_revoked_tokens_stop_working(stack: Stack) -> None:

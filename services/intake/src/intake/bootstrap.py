@@ -17,6 +17,7 @@ from intake import handlers
 from intake.adapters import db
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.geocoder import NominatimGeocoder
+from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import FileSystemPhotoStore
 from intake.entrypoints import api, open311, staff
 from intake.entrypoints.api import problem
@@ -103,6 +104,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         else None
     )
 
+    oidc = (
+        JwtAuthenticator(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            offices_claim=settings.oidc_offices_claim,
+            roles_claim=settings.oidc_roles_claim,
+            admin_role=settings.oidc_admin_role,
+        )
+        if settings.oidc_issuer and settings.oidc_jwks_url
+        else None
+    )
+
     app = create_service_app(
         service=SERVICE,
         title="Mängelmelder intake",
@@ -113,7 +127,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[
             open311.router(outbox, writer, boundaries, settings, geocoder),
             api.router(outbox, writer, boundaries, store, settings),
-            staff.router(outbox, settings),
+            staff.router(outbox, settings, oidc),
         ],
         startup=[boundaries.load],
         background=[

@@ -28,6 +28,15 @@ class IntakeSettings(ServiceSettings):
     #: Appended to an address without a comma, so that "Markt 1" is found in this city.
     geocoder_city: str = "Leipzig"
     geocoder_timeout_s: float = 3.0
+    #: Staff signing in at the city's OIDC provider: its issuer, the audience of the access
+    #: tokens and the JWKS address. All three set: bearer JWTs are accepted beside local tokens.
+    oidc_issuer: str | None = None
+    oidc_audience: str = "maengelmelder"
+    oidc_jwks_url: str | None = None
+    #: Token claims naming the member's office codes and roles; the role that sees everything.
+    oidc_offices_claim: str = "offices"
+    oidc_roles_claim: str = "roles"
+    oidc_admin_role: str = "maengelmelder-admin"
     #: Where uploaded photos are kept (content-addressed files).
     photo_dir: str = "var/photos"
     #: A report still ``received`` after this long is published again.

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from intake import handlers
 from intake.adapters.db import unit_of_work
+from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember
 from intake.domain import InvalidReport, Report, TransitionNotAllowed
 from intake.entrypoints.api import photo_links, problem
@@ -79,10 +80,17 @@ def ticket(report: Report, settings: IntakeSettings, *, detail: bool = False) ->
     return summary
 
 
-def router(outbox: Outbox, settings: IntakeSettings) -> APIRouter:
+def router(
+    outbox: Outbox, settings: IntakeSettings, oidc: JwtAuthenticator | None = None
+) -> APIRouter:
     async def current_staff(authorization: str | None = Header(default=None)) -> StaffMember:
         scheme, _, token = (authorization or "").partition(" ")
-        member = await handlers.authenticate(outbox, token) if scheme.lower() == "bearer" else None
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized
+        if oidc is not None and oidc.looks_like_jwt(token):
+            member = await oidc.authenticate(token)
+        else:
+            member = await handlers.authenticate(outbox, token)
         if member is None:
             raise Unauthorized
         return member
