@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyogrio.raw
 import pytest
 import shapely
 from pyproj import Transformer
@@ -109,3 +110,40 @@ def test_every_rule_problem_is_reported_at_once() -> None:
     assert "unknown category '999'" in problems
     assert "unknown area l '7'" in problems
     assert "2 rules of equal priority 0 for category 005" in problems
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp"])
+def test_geopackage_and_shapefile_in_a_projected_crs_are_read(tmp_path: Path, suffix: str) -> None:
+    source = json.loads((DATA / "leipzig" / "stadtbezirke.geojson").read_text())
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:25833", always_xy=True)
+    originals = {f["properties"]["SBZ"]: shape(f["geometry"]) for f in source["features"]}
+    utm = [
+        shapely.transform(
+            shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g,
+            lambda xy: np.column_stack(to_utm.transform(xy[:, 0], xy[:, 1])),
+        )
+        for g in originals.values()
+    ]
+    path = tmp_path / f"stadtbezirke{suffix}"
+    pyogrio.raw.write(
+        path,
+        geometry=np.array([g.wkb for g in utm], dtype=object),
+        field_data=[np.array(list(originals)), np.array([f"Bezirk {c}" for c in originals])],
+        fields=["SBZ", "Name"],
+        geometry_type="MultiPolygon",
+        crs="EPSG:25833",
+    )
+
+    features, _ = read_areas(path, "SBZ", "Name")
+
+    assert {code for code, _, _ in features} == set(originals)
+    for code, name, geom in features:
+        assert name == f"Bezirk {code}"
+        assert geom.symmetric_difference(originals[code]).area < 1e-9
+
+
+def test_a_file_gdal_cannot_read_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "broken.gpkg"
+    path.write_bytes(b"not a geopackage")
+    with pytest.raises(InvalidImport, match="not a readable GIS file"):
+        read_areas(path, "SBZ", "Name")

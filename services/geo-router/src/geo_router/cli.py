@@ -80,7 +80,8 @@ async def import_areas(
     dry_run: bool = False,
     progress: bool = False,
 ) -> str:
-    """Replace one level of a jurisdiction's areas from a GeoJSON file, in one transaction."""
+    """Replace one level of a jurisdiction's areas from a GeoJSON, GeoPackage or Shapefile, in
+    one transaction."""
     features, repaired = importer.read_areas(
         path, code_property, name_property, source_crs=source_crs, progress=progress
     )
@@ -118,7 +119,9 @@ def main() -> None:
     load.add_argument(
         "--if-empty", action="store_true", help="do nothing if the jurisdiction has areas already"
     )
-    areas = sub.add_parser("import-areas", help="replace one level of areas from a GeoJSON file")
+    areas = sub.add_parser(
+        "import-areas", help="replace one level of areas from a GeoJSON, GeoPackage or Shapefile"
+    )
     areas.add_argument("file", type=Path)
     areas.add_argument("--jurisdiction", required=True)
     areas.add_argument("--jurisdiction-name")

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyogrio
+import pyogrio.errors
+import pyogrio.raw
 import shapely
 import sqlalchemy as sa
 import yaml
@@ -52,16 +55,46 @@ def _as_multipolygon(geom: Any) -> MultiPolygon:
     return MultiPolygon(polygons)
 
 
-def _source_crs(data: dict[str, Any], override: str | None) -> str:
+def _source_crs(name: str | None, override: str | None) -> str:
     if override:
         return override
-    name: str | None = (data.get("crs") or {}).get("properties", {}).get("name")
     if not name or name in WGS84_NAMES:
         return "EPSG:4326"
     # "urn:ogc:def:crs:EPSG::25832" → "EPSG:25832"
     if name.startswith("urn:ogc:def:crs:EPSG:"):
         return "EPSG:" + name.rsplit(":", 1)[-1]
     return name
+
+
+def _read_features(path: Path) -> tuple[str | None, list[tuple[dict[str, Any], Any]]]:
+    """The file's CRS (None: not stated) and its features as (properties, shapely geometry).
+    GeoJSON is read as it is; GeoPackage, Shapefile and whatever else GDAL reads go through
+    pyogrio (GDAL in a wheel, no system library)."""
+    if path.suffix.lower() in {".geojson", ".json"}:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        name = (data.get("crs") or {}).get("properties", {}).get("name")
+        return name, [
+            (f.get("properties") or {}, shape(f["geometry"]) if f.get("geometry") else None)
+            for f in data.get("features", [])
+        ]
+    try:
+        meta, _, geometries, columns = pyogrio.raw.read(path)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        raise InvalidImport([f"{path.name}: not a readable GIS file: {exc}"]) from exc
+    names = list(meta["fields"])
+    rows = [
+        {name: _plain(column[i]) for name, column in zip(names, columns, strict=True)}
+        for i in range(len(geometries))
+    ]
+    shapes = [shapely.from_wkb(g) if g is not None else None for g in geometries]
+    return meta.get("crs"), list(zip(rows, shapes, strict=True))
+
+
+def _plain(value: Any) -> Any:
+    """Codes read as numbers (Shapefile fields often are) compare as the text they show."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value.item() if hasattr(value, "item") else value
 
 
 def read_areas(
@@ -72,11 +105,11 @@ def read_areas(
     source_crs: str | None = None,
     progress: bool = False,
 ) -> tuple[list[tuple[str, str, MultiPolygon]], list[str]]:
-    """Features of a GeoJSON file as (code, name, WGS84 geometry). The CRS comes from the file
-    (or ``source_crs``) and is transformed to WGS84; invalid geometry is repaired and every
-    repair is reported."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    crs = _source_crs(data, source_crs)
+    """Features of a GeoJSON, GeoPackage or Shapefile as (code, name, WGS84 geometry). The CRS
+    comes from the file (or ``source_crs``) and is transformed to WGS84; invalid geometry is
+    repaired and every repair is reported."""
+    stated_crs, rows = _read_features(path)
+    crs = _source_crs(stated_crs, source_crs)
     transformer = None
     if crs != "EPSG:4326":
         try:
@@ -84,14 +117,15 @@ def read_areas(
         except CRSError as exc:
             raise InvalidImport([f"{path.name}: unknown CRS {crs!r}: {exc}"]) from exc
     features, repaired, problems = [], [], []
-    items = list(enumerate(data.get("features", [])))
-    for i, feature in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
-        props = feature.get("properties") or {}
+    items = list(enumerate(rows))
+    for i, (props, geom) in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
         code, name = props.get(code_property), props.get(name_property)
         if code is None or name is None:
             problems.append(f"feature {i}: property {code_property!r} or {name_property!r} missing")
             continue
-        geom = shape(feature["geometry"])
+        if geom is None:
+            problems.append(f"feature {i} ({code}): no geometry")
+            continue
         if transformer is not None:
             geom = shapely.transform(
                 geom, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
