@@ -353,9 +353,19 @@ async def test_offices_get_a_daily_summary_of_waiting_tickets(stack: Stack) -> N
             ),
             {"id": report_id},
         )
-    # The session's intake relay publishes what this stages.
-    outbox = Outbox(engine, db.outbox, db.inbox, KafkaPublisher(stack.kafka, "test"), "test")
-    day = date(2099, 1, 1) + timedelta(days=random.randrange(10_000))
+    # The session's intake relay publishes what this stages (no lease: not held in memory here).
+    outbox = Outbox(
+        engine, db.outbox, db.inbox, KafkaPublisher(stack.kafka, "test"), "test", lease_s=0
+    )
+    monday = date(2099, 1, 5) + timedelta(weeks=random.randrange(1500))
+    saturday = monday - timedelta(days=2)
+    assert (
+        await handlers.send_office_reminders(
+            outbox, saturday, accept_within_working_days=3, work_within_days=14
+        )
+        == 0
+    )  # offices do not work at weekends
+    day = monday
     reminded = await handlers.send_office_reminders(
         outbox, day, accept_within_working_days=3, work_within_days=14
     )

@@ -91,6 +91,21 @@ def test_working_days_skip_weekends() -> None:
     assert working_days_between(date(2026, 11, 23), date(2026, 12, 7)) == 10
 
 
+def test_public_holidays_are_not_working_days() -> None:
+    from datetime import date
+
+    import holidays
+
+    from intake.domain import is_working_day, working_days_between
+
+    saxony = holidays.country_holidays("DE", subdiv="SN")
+    # Buß- und Bettag (Saxony only) is Wednesday 18 November 2026; Christmas on Friday.
+    assert not is_working_day(date(2026, 11, 18), saxony)
+    assert is_working_day(date(2026, 11, 18), holidays.country_holidays("DE", subdiv="BE"))
+    assert working_days_between(date(2026, 11, 16), date(2026, 11, 20), saxony) == 3
+    assert working_days_between(date(2026, 12, 23), date(2026, 12, 28), saxony) == 2
+
+
 def test_overdue_tickets_are_grouped_per_office() -> None:
     from datetime import timedelta
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import holidays
 from fastapi import FastAPI, Request, Response
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -77,6 +78,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def remind_offices() -> None:
         """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
         tz = ZoneInfo(settings.timezone)
+        public_holidays = holidays.country_holidays(
+            settings.holidays_country, subdiv=settings.holidays_subdivision
+        )
         while True:
             now = datetime.now(tz)
             try:
@@ -87,6 +91,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                         now.date(),
                         accept_within_working_days=settings.reminder_accept_within_working_days,
                         work_within_days=settings.reminder_work_within_days,
+                        holidays=public_holidays,
                     )
             except Exception:
                 log.exception("office reminders failed; trying again later")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from intake.catalogue import check_attributes
@@ -294,18 +294,17 @@ def staff_transition(
     )
 
 
-def working_days_between(start: date, end: date) -> int:
-    """Monday-to-Friday days after ``start`` up to and including ``end`` (public holidays are
-    not known here and count as working days)."""
+def is_working_day(day: date, holidays: Container[date] = ()) -> bool:
+    return day.weekday() < 5 and day not in holidays
+
+
+def working_days_between(start: date, end: date, holidays: Container[date] = ()) -> int:
+    """Working days (Monday to Friday, not a public holiday) after ``start`` up to and
+    including ``end``."""
     if end <= start:
         return 0
     days = (end - start).days
-    weeks, rest = divmod(days, 7)
-    count = weeks * 5
-    for offset in range(1, rest + 1):
-        if (start.weekday() + offset) % 7 < 5:
-            count += 1
-    return count
+    return sum(is_working_day(start + timedelta(days=n), holidays) for n in range(1, days + 1))
 
 
 def overdue(
@@ -314,6 +313,7 @@ def overdue(
     *,
     accept_within_working_days: int,
     work_within_days: float,
+    holidays: Container[date] = (),
 ) -> dict[str, tuple[list[OverdueTicket], list[OverdueTicket]]]:
     """Per office: tickets not accepted (still ``assigned``) after N working days, and tickets
     ``in_progress`` for more than M days. ``updated_at`` is when they entered that status."""
@@ -332,7 +332,8 @@ def overdue(
         )
         not_accepted, stalled = found.setdefault(ticket.office.code, ([], []))
         if ticket.status is ReportStatus.ASSIGNED:
-            if working_days_between(since.date(), now.date()) > accept_within_working_days:
+            waited = working_days_between(since.date(), now.date(), holidays)
+            if waited > accept_within_working_days:
                 not_accepted.append(entry)
         elif ticket.status is ReportStatus.IN_PROGRESS and days > work_within_days:
             stalled.append(entry)

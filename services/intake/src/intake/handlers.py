@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from uuid import UUID
@@ -23,6 +23,7 @@ from intake.domain import (
     Photo,
     Report,
     TransitionNotAllowed,
+    is_working_day,
     overdue,
     staff_transition,
     submit,
@@ -366,9 +367,12 @@ async def send_office_reminders(
     *,
     accept_within_working_days: int,
     work_within_days: float,
+    holidays: Container[date] = (),
 ) -> int:
-    """Once per day (across all intake instances): one summary per office that has tickets
-    waiting too long. Returns how many offices are reminded."""
+    """Once per working day (across all intake instances): one summary per office that has
+    tickets waiting too long. Returns how many offices are reminded."""
+    if not is_working_day(day, holidays):
+        return 0
     async with unit_of_work(outbox) as uow:
         if not await uow.reports.claim_reminder_day(day):
             return 0
@@ -378,6 +382,7 @@ async def send_office_reminders(
             utcnow(),
             accept_within_working_days=accept_within_working_days,
             work_within_days=work_within_days,
+            holidays=holidays,
         )
         jurisdiction = {t.office.code: t.jurisdiction for t in tickets if t.office}
         await uow.publish(

@@ -48,3 +48,7 @@ class IntakeSettings(ServiceSettings):
     reminder_hour: int = 7
     reminder_accept_within_working_days: int = 3
     reminder_work_within_days: float = 14.0
+    #: Public holidays (the `holidays` package's country and subdivision codes: Saxony for
+    #: Leipzig) do not count as working days, and no reminders go out on them or at weekends.
+    holidays_country: str = "DE"
+    holidays_subdivision: str | None = "SN"
