@@ -38,7 +38,9 @@ class MaildirHandler:
         name = f"{time.time_ns()}.M{next(self._sequence)}P{self._unique}"
         content = envelope.original_content or b""
         recipients = ", ".join(envelope.rcpt_tos)
-        (self._tmp / name).write_bytes(f"Delivered-To: {recipients}\r\n".encode() + content)
+        # Maildir files have Unix line ends; SMTP carries CRLF.
+        message = f"Delivered-To: {recipients}\r\n".encode() + content
+        (self._tmp / name).write_bytes(message.replace(b"\r\n", b"\n"))
         os.replace(self._tmp / name, self._new / name)
         return "250 OK"
 
