@@ -335,7 +335,11 @@ class Dispatcher:
             if not ids:
                 return []
             await conn.execute(
-                n.update().where(n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))).values(state="sending", claimed_at=now)
+                n.update()
+                .where(
+                    n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
+                )
+                .values(state="sending", claimed_at=now)
             )
             return list(
                 (
@@ -353,7 +357,10 @@ class Dispatcher:
                             c.c.unsubscribe_token,
                         )
                         .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
-                        .where(n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger))))
+                        .where(
+                            n.c.id
+                            == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
+                        )
                         .order_by(n.c.id)
                     )
                 ).all()
