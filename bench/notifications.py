@@ -174,8 +174,8 @@ def main() -> None:
     args = parser.parse_args()
     # The Maildir costs a file creation and a rename per mail; where the project's disk manages
     # about a thousand of those a second, the disk, not the notifier, would be measured. So the
-    # headline run keeps the Maildir in memory (tmpfs); a second run on the disk and the disk's
-    # own rate are reported beside it.
+    # headline run keeps the Maildir in memory (tmpfs), as the local stack does; a second run on
+    # the disk and the disk's own rate are reported beside it.
     memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else LOGS
     on_memory, on_disk = memory / f"maildir-{os.getpid()}", LOGS / f"maildir-{os.getpid()}"
     figures: dict[str, object] = {

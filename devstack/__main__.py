@@ -9,6 +9,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 from devstack.databases import database_url, ensure_database
 from devstack.processes import (
@@ -32,6 +33,26 @@ KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
 MAILDIR = VAR / "mail"
+
+
+def memory_maildir() -> Path:
+    """Where the local mail server keeps mail: in memory (tmpfs) when the machine has one, as
+    the local broker keeps its messages, with ``var/mail`` pointing there. A Maildir costs a
+    file creation per mail, and some disks manage only about a thousand a second."""
+    shm = Path("/dev/shm")  # noqa: S108 - a folder of the user's own below, mode 700
+    if MAILDIR.is_dir() and not MAILDIR.is_symlink():
+        return MAILDIR  # a Maildir from before: keep using it
+    if not shm.is_dir():
+        MAILDIR.mkdir(parents=True, exist_ok=True)
+        return MAILDIR
+    target = shm / f"mangelmelder-mail-{os.getuid()}"
+    target.mkdir(mode=0o700, exist_ok=True)
+    if MAILDIR.is_symlink() and MAILDIR.resolve() != target:
+        MAILDIR.unlink()
+    if not MAILDIR.is_symlink():
+        MAILDIR.parent.mkdir(parents=True, exist_ok=True)
+        MAILDIR.symlink_to(target)
+    return target
 
 
 def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
@@ -93,11 +114,13 @@ def up() -> None:
 
     if not port_open(SMTP_PORT):
         smtp = spawn(
-            "smtp", python_module("devstack.mailserver", f"127.0.0.1:{SMTP_PORT}", str(MAILDIR))
+            "smtp",
+            python_module("devstack.mailserver", f"127.0.0.1:{SMTP_PORT}", str(memory_maildir())),
         )
         write_pid("smtp", smtp)
         wait_for_port(SMTP_PORT, what="smtp")
-    print(f"smtp       127.0.0.1:{SMTP_PORT} → Maildir {MAILDIR.relative_to(ROOT)}/")
+    where = f" (→ {MAILDIR.resolve()})" if MAILDIR.is_symlink() else ""
+    print(f"smtp       127.0.0.1:{SMTP_PORT} → Maildir {MAILDIR.relative_to(ROOT)}/{where}")
 
     for service, port in SERVICES.items():
         if not port_open(port):
