@@ -1,5 +1,6 @@
-"""The pipelined batch subscriber over the real broker: a write that fails is retried until it
-succeeds, each batch is written once, and the group's committed offsets follow the writes."""
+"""The pipelined batch subscriber over the real broker: a batch whose preparation fails is
+fetched again, a write that fails is retried until it succeeds, each event is written once, and
+the group's committed offsets follow the writes."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ async def test_failed_writes_are_retried_and_offsets_follow_the_writes(
     broker = create_broker(kafka_bootstrap, "pipeline-test")
     written: list[str] = []
     failures_left = [3]
+    prepare_failures_left = [1]
 
     @pipelined_batch_subscriber(
         broker,
@@ -40,6 +42,9 @@ async def test_failed_writes_are_retried_and_offsets_follow_the_writes(
         retry_pause_s=0.05,
     )
     async def prepare(events: list[RoutingConfigChanged]) -> Callable[[], Awaitable[None]]:
+        if prepare_failures_left[0]:  # e.g. the routing index not readable yet
+            prepare_failures_left[0] -= 1
+            raise ConnectionError("not ready")
         names = [e.jurisdiction for e in events]
 
         async def write() -> None:
@@ -65,6 +70,7 @@ async def test_failed_writes_are_retried_and_offsets_follow_the_writes(
 
         await eventually(all_written)
         assert failures_left == [0]
+        assert prepare_failures_left == [0]
 
         async def offsets_committed() -> bool:
             checker = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group)

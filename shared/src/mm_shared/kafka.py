@@ -258,17 +258,34 @@ def pipelined_batch_subscriber(
         @subscriber
         async def consume(records: list[Any]) -> None:
             events = await decode_or_dead_letter(broker, service, records, inputs)
-            write = await prepare(events) if events else None
+            try:
+                write = await prepare(events) if events else _nothing
+            except Exception as exc:
+                if not _is_permanent(exc):
+                    # Manual offsets: nobody else rewinds, so fetch this batch again.
+                    consumer = subscriber.consumer
+                    assert consumer is not None, "a started subscriber has its consumer"
+                    first: dict[TopicPartition, int] = {}
+                    for record in records:
+                        tp = TopicPartition(record.topic, record.partition)
+                        first[tp] = min(first.get(tp, record.offset), record.offset)
+                    for tp, offset in first.items():
+                        consumer.seek(tp, offset)
+                raise
             while in_flight:
                 await in_flight.pop()
-            if write is not None:
-                in_flight.append(asyncio.create_task(write_then_commit(write, records)))
-                # Let the write send its statement before this task computes the next batch.
-                await asyncio.sleep(0)
+            # Also for a batch that was all dead letters: its offsets get committed.
+            in_flight.append(asyncio.create_task(write_then_commit(write, records)))
+            # Let the write send its statement before this task computes the next batch.
+            await asyncio.sleep(0)
 
         return prepare
 
     return register
+
+
+async def _nothing() -> None:
+    pass
 
 
 def document_publications(broker: KafkaBroker, *events: type[Event]) -> None:
