@@ -148,6 +148,28 @@ def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
     )
 
 
+def _batch_subscription(
+    broker: KafkaBroker,
+    inputs: Mapping[str, type[Event]],
+    *,
+    group_id: str,
+    fetch_max_wait_ms: int,
+    max_records: int,
+    **options: Any,
+) -> Any:
+    """A group member receiving raw records in batches (each decoded by the caller)."""
+    return broker.subscriber(
+        *inputs,
+        group_id=group_id,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=fetch_max_wait_ms,
+        decoder=raw_records,
+        **options,
+    )
+
+
 def batch_subscriber(
     broker: KafkaBroker,
     service: str,
@@ -165,14 +187,12 @@ def batch_subscriber(
     def register(
         handle: Callable[[list[E]], Awaitable[None]],
     ) -> Callable[[list[E]], Awaitable[None]]:
-        @broker.subscriber(  # type: ignore[untyped-decorator]
-            *inputs,
+        @_batch_subscription(  # type: ignore[untyped-decorator]
+            broker,
+            inputs,
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
-            batch=True,
             max_records=max_records,
-            batch_timeout_ms=fetch_max_wait_ms,
-            decoder=raw_records,
             title=f"{service}:{handle.__name__}",
             description=description or handle.__doc__,
             **CONSUMER_DEFAULTS,
@@ -210,17 +230,15 @@ def pipelined_batch_subscriber(
     def register(
         prepare: Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
     ) -> Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]:
-        subscriber = broker.subscriber(
-            *inputs,
+        subscriber = _batch_subscription(
+            broker,
+            inputs,
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
-            batch=True,
             max_records=max_records,
-            batch_timeout_ms=fetch_max_wait_ms,
-            decoder=raw_records,
             title=f"{service}:{prepare.__name__}",
             description=prepare.__doc__,
-            auto_offset_reset="earliest",
+            auto_offset_reset=CONSUMER_DEFAULTS["auto_offset_reset"],
             ack_policy=AckPolicy.MANUAL,
         )
         in_flight: list[asyncio.Task[None]] = []
@@ -255,7 +273,7 @@ def pipelined_batch_subscriber(
                 # Revoked meanwhile: the partition's new owner consumes the batch again.
                 log.info("offsets of a written batch not committed: %r", exc)
 
-        @subscriber
+        @subscriber  # type: ignore[untyped-decorator]
         async def consume(records: list[Any]) -> None:
             events = await decode_or_dead_letter(broker, service, records, inputs)
             try:
