@@ -81,8 +81,8 @@ def dead_letter_middleware(
                     await asyncio.sleep(retry_pause_s)
                     raise
                 raw = msg.raw_message
-                for record in raw if isinstance(raw, tuple | list) else [raw]:
-                    await dead_letter(self.context.get("broker"), service, record, exc)
+                records = raw if isinstance(raw, tuple | list) else [raw]
+                await dead_letter_failed(self.context.get("broker"), service, records, exc)
                 return None
 
     return DeadLetterMiddleware
@@ -108,6 +108,21 @@ async def dead_letter(
     )
     DEAD_LETTERED.labels(service, record.topic, type(exc).__name__).inc()
     log.error("dead-lettered %s[%s]@%s: %r", record.topic, record.partition, record.offset, exc)
+
+
+async def dead_letter_failed(
+    broker: KafkaBroker,
+    service: str,
+    records: Sequence[ConsumerRecord[Any, Any]],
+    exc: BaseException,
+) -> None:
+    """Dead-letter the records of a batch that failed for good: those a
+    :class:`PermanentFailure` names by event id, else all of them."""
+    named = exc.event_ids if isinstance(exc, PermanentFailure) else set()
+    for record in records:
+        event_id = dict(record.headers or ()).get("event_id", b"").decode(errors="replace")
+        if not named or event_id in named:
+            await dead_letter(broker, service, record, exc)
 
 
 async def raw_records(msg: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]:
@@ -251,11 +266,7 @@ def pipelined_batch_subscriber(
                     await write()
                     break
                 except PermanentFailure as exc:
-                    for record in records:
-                        headers = dict(record.headers or ())
-                        event_id = headers.get("event_id", b"").decode(errors="replace")
-                        if not exc.event_ids or event_id in exc.event_ids:
-                            await dead_letter(broker, service, record, exc)
+                    await dead_letter_failed(broker, service, records, exc)
                     break
                 except Exception as exc:
                     HANDLER_RETRIES.labels(service, records[0].topic).inc()

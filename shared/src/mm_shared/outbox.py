@@ -440,24 +440,23 @@ class KafkaPublisher:
         by_topic: dict[str, list[Message]] = {}
         for m in messages:
             by_topic.setdefault(m.topic, []).append(m)
-        chosen: dict[int, int] = {}
+        batches: dict[tuple[str, int], list[Any]] = {}
+        acks = []
         for topic, group in by_topic.items():
             known = sorted(await producer.partitions_for(topic))
             keys = [m.key or b"" for m in group]
             for m, i in zip(group, kafka_partitions(keys, len(known)), strict=True):
                 # Every event has a key; a keyless message would go to the first partition.
-                chosen[id(m)] = known[i] if m.key is not None else known[0]
-        batches: dict[tuple[str, int], list[Any]] = {}
-        acks = []
-        for m in messages:
-            partition = chosen[id(m)]
-            open_batches = batches.setdefault((m.topic, partition), [producer.create_batch()])
-            headers = [(k, v.encode()) for k, v in m.headers.items()]
-            while (
-                open_batches[-1].append(key=m.key, value=m.payload, timestamp=None, headers=headers)
-                is None
-            ):
-                open_batches.append(producer.create_batch())
+                partition = known[i] if m.key is not None else known[0]
+                open_batches = batches.setdefault((topic, partition), [producer.create_batch()])
+                headers = [(k, v.encode()) for k, v in m.headers.items()]
+                while (
+                    open_batches[-1].append(
+                        key=m.key, value=m.payload, timestamp=None, headers=headers
+                    )
+                    is None
+                ):
+                    open_batches.append(producer.create_batch())
         for (topic, partition), built in batches.items():
             for batch in built:
                 acks.append(await producer.send_batch(batch, topic, partition=partition))

@@ -231,12 +231,6 @@ async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
     ROUTING_LATENCY.observe(time.perf_counter() - batch.started)
 
 
-async def route_reports(
-    outbox: Outbox, cache: RoutingCache, events: Sequence[ReportSubmitted]
-) -> None:
-    await store_routes(outbox, route_batch(cache, events))
-
-
 async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
     """A staff reassignment overrides the rules for that report from now on."""
     async with unit_of_work(outbox) as uow:

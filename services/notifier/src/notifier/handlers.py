@@ -334,13 +334,8 @@ class Dispatcher:
             ).all()
             if not ids:
                 return []
-            await conn.execute(
-                n.update()
-                .where(
-                    n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
-                )
-                .values(state="sending", claimed_at=now)
-            )
+            claimed = n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
+            await conn.execute(n.update().where(claimed).values(state="sending", claimed_at=now))
             return list(
                 (
                     await conn.execute(
@@ -357,10 +352,7 @@ class Dispatcher:
                             c.c.unsubscribe_token,
                         )
                         .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
-                        .where(
-                            n.c.id
-                            == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
-                        )
+                        .where(claimed)
                         .order_by(n.c.id)
                     )
                 ).all()
