@@ -1,7 +1,8 @@
 """Kafka conventions of the platform, in one place.
 
-- One consumer group per service; offsets are committed only after the handler succeeded
-  (``AckPolicy.NACK_ON_ERROR``: a failing handler seeks back and the message comes again).
+- One consumer group per service, consuming in batches; offsets are committed by hand, only
+  after the handler's write succeeded (a failing write is retried; a crash or rebalance
+  redelivers, which idempotent handlers absorb), and at most every 0.2 s.
 - A message that can never succeed (undecodable, fails validation, or the handler raises
   :class:`PermanentFailure`) is copied to the dead-letter topic with the reason in its headers,
   then acknowledged, so it does not block its partition.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,6 +26,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.kafka import KafkaBroker
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
@@ -43,12 +46,6 @@ HANDLER_RETRIES = Counter(
     "Messages whose handler failed transiently and will be redelivered",
     ["service", "topic"],
 )
-
-#: Subscriber options every consumer of the platform uses.
-CONSUMER_DEFAULTS: dict[str, Any] = {
-    "ack_policy": AckPolicy.NACK_ON_ERROR,
-    "auto_offset_reset": "earliest",
-}
 
 
 class PermanentFailure(Exception):
@@ -163,6 +160,24 @@ def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
     )
 
 
+class _PromptBatchSubscriber(BatchSubscriber):
+    """FastStream's batch subscriber, without its pause after an empty poll.
+
+    FastStream 0.7 sleeps ``batch_timeout_ms`` after ``getmany`` came back empty, although
+    ``getmany`` had already waited that long for records. A record arriving during the sleep
+    waited up to one more timeout at every hop (measured on the local broker at a 10 ms
+    timeout: p50 from producer to handler 9.0 ms with the pause, 3.3 ms without).
+    """
+
+    __slots__ = ()
+
+    async def get_msg(self, consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        batches = await consumer.getmany(
+            timeout_ms=self.batch_timeout_ms, max_records=self.max_records
+        )
+        return tuple(record for records in batches.values() for record in records)
+
+
 def _batch_subscription(
     broker: KafkaBroker,
     inputs: Mapping[str, type[Event]],
@@ -173,7 +188,7 @@ def _batch_subscription(
     **options: Any,
 ) -> Any:
     """A group member receiving raw records in batches (each decoded by the caller)."""
-    return broker.subscriber(
+    subscriber = broker.subscriber(
         *inputs,
         group_id=group_id,
         fetch_max_wait_ms=fetch_max_wait_ms,
@@ -183,6 +198,9 @@ def _batch_subscription(
         decoder=raw_records,
         **options,
     )
+    assert type(subscriber) is BatchSubscriber, type(subscriber)
+    subscriber.__class__ = _PromptBatchSubscriber
+    return subscriber
 
 
 def batch_subscriber(
@@ -197,26 +215,26 @@ def batch_subscriber(
 ) -> Callable[[Callable[[list[E]], Awaitable[None]]], Callable[[list[E]], Awaitable[None]]]:
     """Register ``handle(events)`` as the service's consumer of ``inputs`` (topic → event type):
     one group member, batches (one transaction each, in the handler), each record decoded on
-    its own so that a bad one is dead-lettered alone."""
+    its own so that a bad one is dead-lettered alone. Runs as a :func:`pipelined_batch_subscriber`
+    with nothing to prepare: the next batch is fetched while this one is handled, and offsets
+    are committed every so often rather than after every batch."""
 
     def register(
         handle: Callable[[list[E]], Awaitable[None]],
     ) -> Callable[[list[E]], Awaitable[None]]:
-        @_batch_subscription(  # type: ignore[untyped-decorator]
+        async def prepare(events: list[E]) -> Callable[[], Awaitable[None]]:
+            return functools.partial(handle, events)
+
+        prepare.__name__ = handle.__name__
+        prepare.__doc__ = description or handle.__doc__
+        pipelined_batch_subscriber(
             broker,
+            service,
             inputs,
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
             max_records=max_records,
-            title=f"{service}:{handle.__name__}",
-            description=description or handle.__doc__,
-            **CONSUMER_DEFAULTS,
-        )
-        async def consume(records: list[Any]) -> None:
-            events = await decode_or_dead_letter(broker, service, records, inputs)
-            if events:
-                await handle(events)
-
+        )(prepare)
         return handle
 
     return register
@@ -231,6 +249,7 @@ def pipelined_batch_subscriber(
     fetch_max_wait_ms: int,
     max_records: int = 500,
     retry_pause_s: float = 1.0,
+    commit_interval_s: float = 0.2,
 ) -> Callable[
     [Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]],
     Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
@@ -238,9 +257,10 @@ def pipelined_batch_subscriber(
     """Like :func:`batch_subscriber`, for a handler in two phases: ``prepare(events)`` computes
     (no writes) and returns ``write()``, which stores the result. Batch N's write runs while
     batch N+1 is fetched and prepared, so the database round trips of one overlap the
-    computing of the next. Offsets are committed by hand, per partition, once a write
-    succeeded; a write is retried until it does (it must be idempotent: after a crash or a
-    rebalance its batch is consumed again), and the next write waits for it, in order."""
+    computing of the next. Offsets are committed by hand once a write succeeded, at most every
+    ``commit_interval_s``; a write is retried until it does (it must be idempotent: after a
+    crash or a rebalance its batch is consumed again), and the next write waits for it, in
+    order."""
 
     def register(
         prepare: Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
@@ -253,10 +273,11 @@ def pipelined_batch_subscriber(
             max_records=max_records,
             title=f"{service}:{prepare.__name__}",
             description=prepare.__doc__,
-            auto_offset_reset=CONSUMER_DEFAULTS["auto_offset_reset"],
+            auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
         )
         in_flight: list[asyncio.Task[None]] = []
+        commits = _ThrottledCommits(subscriber, commit_interval_s)
 
         async def write_then_commit(
             write: Callable[[], Awaitable[None]], records: Sequence[ConsumerRecord[Any, Any]]
@@ -272,17 +293,7 @@ def pipelined_batch_subscriber(
                     HANDLER_RETRIES.labels(service, records[0].topic).inc()
                     log.warning("write failed, retrying: %r", exc)
                     await asyncio.sleep(retry_pause_s)
-            offsets: dict[TopicPartition, int] = {}
-            for record in records:
-                tp = TopicPartition(record.topic, record.partition)
-                offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
-            consumer = subscriber.consumer
-            assert consumer is not None, "a started subscriber has its consumer"
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:
-                # Revoked meanwhile: the partition's new owner consumes the batch again.
-                log.info("offsets of a written batch not committed: %r", exc)
+            commits.add(records)
 
         @subscriber  # type: ignore[untyped-decorator]
         async def consume(records: list[Any]) -> None:
@@ -311,6 +322,38 @@ def pipelined_batch_subscriber(
         return prepare
 
     return register
+
+
+class _ThrottledCommits:
+    """Offsets of written batches, committed together at most every ``interval_s``. At a few
+    records per batch, a commit per batch cost the local broker about a sixth of a core; a
+    redelivery after a crash or a rebalance now covers at most the interval, which idempotent
+    writers absorb like any other."""
+
+    def __init__(self, subscriber: Any, interval_s: float) -> None:
+        self._subscriber = subscriber
+        self._interval_s = interval_s
+        self._offsets: dict[TopicPartition, int] = {}
+        self._flush: asyncio.Task[None] | None = None
+
+    def add(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._offsets[tp] = max(self._offsets.get(tp, 0), record.offset + 1)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._commit_soon())
+
+    async def _commit_soon(self) -> None:
+        await asyncio.sleep(self._interval_s)
+        offsets, self._offsets = self._offsets, {}
+        consumer = self._subscriber.consumer
+        if consumer is None:  # stopped meanwhile: the batches come again, idempotently
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Revoked meanwhile: the partition's new owner consumes the batches again.
+            log.info("offsets of written batches not committed: %r", exc)
 
 
 async def _nothing() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -119,29 +119,42 @@ class StagedRow:
     message: Message
 
 
+@dataclass(frozen=True)
+class Writes:
+    """A service's own changes as data-modifying CTEs (``name AS (INSERT …)``, comma-separated)
+    with their bound parameters, to run in the statement that stages their events."""
+
+    ctes: str
+    parameters: Mapping[str, Any]
+
+
 async def stage(
     conn: AsyncConnection,
     outbox: sa.Table,
     events: Sequence[Event | Message],
     *,
     lease: timedelta | None = None,
+    along_with: Writes | None = None,
 ) -> list[StagedRow]:
-    """Write events to a service's outbox in the caller's transaction. Any writer may stage
-    (a CLI too: no lease, the service's relay polls for them). With a lease, the rows are
+    """Write events to a service's outbox in the caller's transaction, together with the
+    changes ``along_with`` that imply them: one statement, one round trip. Any writer may
+    stage (a CLI too: no lease, the service's relay polls for them). With a lease, the rows are
     returned for the caller's relay to publish from memory once the transaction committed."""
-    if not events:
+    if not events and along_with is None:
         return []
     messages = [e if isinstance(e, Message) else Message.of(e) for e in events]
     # One statement over arrays: far cheaper than a many-row VALUES list or executemany.
     ids = await conn.scalars(
         sa.text(
-            f"INSERT INTO {outbox.schema}.{outbox.name} (topic, key, payload, headers, lease_until)"
+            (f"WITH {along_with.ctes} " if along_with else "")
+            + f"INSERT INTO {outbox.schema}.{outbox.name} (topic, key, payload, headers, lease_until)"
             " SELECT topic, key, payload, headers, now() + CAST(:lease AS interval)"
             " FROM ROWS FROM (unnest(CAST(:topics AS text[])), unnest(CAST(:keys AS bytea[])),"
             " unnest(CAST(:payloads AS bytea[])), jsonb_array_elements(CAST(:headers AS jsonb)))"
             " AS m(topic, key, payload, headers) RETURNING id"
         ),
         {
+            **(along_with.parameters if along_with else {}),
             "topics": [m.topic for m in messages],
             "keys": [m.key for m in messages],
             "payloads": [m.payload for m in messages],
@@ -197,10 +210,13 @@ class Transaction:
     def lease(self) -> timedelta:
         return self._outbox.lease
 
-    async def publish(self, *events: Event | Message) -> None:
-        """Stage events; they reach Kafka only if this transaction commits. (A service writing
-        outbox rows with its own SQL appends them, leased, to :attr:`staged` itself.)"""
-        self.staged += await stage(self.conn, self._outbox.table, events, lease=self.lease)
+    async def publish(self, *events: Event | Message, along_with: Writes | None = None) -> None:
+        """Stage events (with the changes that imply them, in the same statement); they reach
+        Kafka only if this transaction commits. (A service writing outbox rows with its own SQL
+        appends them, leased, to :attr:`staged` itself.)"""
+        self.staged += await stage(
+            self.conn, self._outbox.table, events, lease=self.lease, along_with=along_with
+        )
 
     async def first_delivery(self, event_id: UUID) -> bool:
         return await first_delivery(self.conn, self._outbox.inbox, event_id)

@@ -14,4 +14,8 @@ class ServiceSettings(BaseSettings):
     #: How long a waiting fetch may idle at the broker; small keeps latency low (Tansu answers a
     #: waiting fetch only when this runs out).
     kafka_fetch_max_wait_ms: int = 10
+    #: The same for topics of rare events (configuration, outlines, office directory). Every
+    #: waiting consumer costs the broker and the client a fetch per wait: at 10 ms about a sixth
+    #: of a core between them on the local broker, for events that come a few times a day.
+    kafka_rare_events_fetch_max_wait_ms: int = 500
     log_level: str = "INFO"

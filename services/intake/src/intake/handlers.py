@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
-from intake.adapters.db import SubmissionWriter, idempotency_keys, unit_of_work
+from intake.adapters.db import SubmissionWriter, added, idempotency_keys, saved, unit_of_work
 from intake.adapters.staff import StaffMember
 from intake.domain import (
     Contact,
@@ -122,8 +122,7 @@ async def submit_report_once(
             assert existing is not None
             return existing, False
         report, events = _create(boundaries, submission)
-        await uow.reports.add(report)
-        await uow.publish(*events)
+        await uow.publish(*events, along_with=added([report]))
         await uow.conn.execute(
             pg.insert(idempotency_keys).values(
                 key=idempotency_key, request_hash=fingerprint, report_id=report.id
@@ -239,8 +238,8 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
             change = _apply_routing(report, event)
             if change is not None:
                 announcements.append(change)
-        await uow.reports.save_many([(r, r.history) for r in reports.values() if r.history])
-        await uow.publish(*announcements)
+        changed = [(r, r.history) for r in reports.values() if r.history]
+        await uow.publish(*announcements, along_with=saved(changed) if changed else None)
 
 
 async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
@@ -340,8 +339,7 @@ async def change_ticket(
             internal_note=internal_note,
             duplicate_of=duplicate_of,
         )
-        await uow.reports.save_changes(report, report.history[seen:])
-        await uow.publish(change)
+        await uow.publish(change, along_with=saved([(report, report.history[seen:])]))
     TRANSITIONS.labels(status.value, report.office.code if report.office else "none").inc()
     return report
 

@@ -70,7 +70,7 @@ def register_consumers(
 
     @broker.subscriber(
         Topic.ROUTING_CONFIG_CHANGED.value,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
         # From the start, so that no change slips between start-up and the first fetch;
         # changes the index in memory already holds are skipped, which keeps the replay cheap.
         auto_offset_reset="earliest",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import Photo, Report, StatusChange, distance_m
 from mm_shared.events import Event, MatchedArea, OfficeRef, ReportStatus
-from mm_shared.outbox import Outbox, Transaction, inbox_table, outbox_table
+from mm_shared.outbox import Outbox, Transaction, Writes, inbox_table, outbox_table
 
 SCHEMA = "intake"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -137,51 +139,6 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
 @dataclass
 class ReportRepository:
     conn: AsyncConnection
-
-    async def add(self, report: Report) -> None:
-        await self.add_many([report])
-
-    async def add_many(self, new_reports: Sequence[Report]) -> None:
-        await self.conn.execute(
-            reports.insert(),
-            [
-                {
-                    "id": r.id,
-                    "jurisdiction": r.jurisdiction,
-                    "service_code": r.service_code,
-                    "lat": r.lat,
-                    "long": r.long,
-                    "description": r.description,
-                    "status": r.status.value,
-                    "office_code": r.office.code if r.office else None,
-                    "office_name": r.office.name if r.office else None,
-                    "requested_at": r.requested_at,
-                    "updated_at": r.updated_at or r.requested_at,
-                    "address": r.address,
-                    "media_url": r.media_url,
-                    "attributes": r.attributes,
-                    "token": r.token,
-                    "areas": [a.model_dump() for a in r.areas],
-                    "duplicate_of": r.duplicate_of,
-                }
-                for r in new_reports
-            ],
-        )
-        await self._add_history_many([(r.id, r.history) for r in new_reports])
-        photo_rows = [
-            {
-                "report_id": r.id,
-                "position": i,
-                "digest": p.digest,
-                "content_type": p.content_type,
-                "width": p.width,
-                "height": p.height,
-            }
-            for r in new_reports
-            for i, p in enumerate(r.photos)
-        ]
-        if photo_rows:
-            await self.conn.execute(photos.insert(), photo_rows)
 
     async def get(self, report_id: UUID, *, for_update: bool = False) -> Report | None:
         query = sa.select(reports).where(reports.c.id == report_id)
@@ -379,57 +336,110 @@ class ReportRepository:
         )
         return {row.id: _row_to_report(row, []) for row in rows}
 
-    async def save_changes(self, report: Report, new_changes: Sequence[StatusChange]) -> None:
-        await self.save_many([(report, new_changes)])
 
-    async def save_many(self, changed: Sequence[tuple[Report, Sequence[StatusChange]]]) -> None:
-        """Write the new state and the new history entries of several reports."""
-        if not changed:
-            return
-        await self.conn.execute(
-            reports.update()
-            .where(reports.c.id == sa.bindparam("report_id"))
-            .values(
-                status=sa.bindparam("new_status"),
-                office_code=sa.bindparam("new_office_code"),
-                office_name=sa.bindparam("new_office_name"),
-                updated_at=sa.bindparam("new_updated_at"),
-                areas=sa.bindparam("new_areas", type_=pg.JSONB),
-                duplicate_of=sa.bindparam("new_duplicate_of"),
+def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    # UUIDs and datetimes as their text forms, which PostgreSQL reads back exactly.
+    return json.dumps(rows, default=str)
+
+
+def _history_rows(
+    changes_by_report: Iterable[tuple[UUID, Sequence[StatusChange]]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "report_id": report_id,
+            "status": c.status.value,
+            "previous_status": c.previous_status.value if c.previous_status else None,
+            "changed_at": c.changed_at,
+            "changed_by": c.changed_by,
+            "public_note": c.public_note,
+            "internal_note": c.internal_note,
+        }
+        for report_id, changes in changes_by_report
+        for c in changes
+    ]
+
+
+def _report_row(r: Report) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "jurisdiction": r.jurisdiction,
+        "service_code": r.service_code,
+        "lat": r.lat,
+        "long": r.long,
+        "description": r.description,
+        "status": r.status.value,
+        "office_code": r.office.code if r.office else None,
+        "office_name": r.office.name if r.office else None,
+        "requested_at": r.requested_at,
+        "updated_at": r.updated_at or r.requested_at,
+        "address": r.address,
+        "media_url": r.media_url,
+        "attributes": r.attributes,
+        "token": r.token,
+        "areas": [a.model_dump() for a in r.areas],
+        "duplicate_of": r.duplicate_of,
+    }
+
+
+# Rows travel as one JSON array per table, read back into the table's own row type:
+# a batch of any size is one statement with a handful of parameters.
+_NEW_HISTORY = (
+    "new_history AS (INSERT INTO intake.status_history"
+    " (report_id, status, previous_status, changed_at, changed_by, public_note, internal_note)"
+    " SELECT report_id, status, previous_status, changed_at, changed_by, public_note,"
+    " internal_note FROM jsonb_populate_recordset(NULL::intake.status_history,"
+    " CAST(:history AS jsonb)))"
+)
+_ADD_REPORTS = (
+    "new_reports AS (INSERT INTO intake.reports SELECT * FROM"
+    " jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb))),"
+    " new_photos AS (INSERT INTO intake.photos SELECT * FROM"
+    " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb))), " + _NEW_HISTORY
+)
+_SAVE_REPORTS = (
+    "saved_reports AS (UPDATE intake.reports r SET status = c.status,"
+    " office_code = c.office_code, office_name = c.office_name, updated_at = c.updated_at,"
+    " areas = c.areas, duplicate_of = c.duplicate_of"
+    " FROM jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb)) c"
+    " WHERE r.id = c.id), " + _NEW_HISTORY
+)
+
+
+def added(new_reports: Sequence[Report]) -> Writes:
+    """New reports with their history and photos."""
+    return Writes(
+        _ADD_REPORTS,
+        {
+            "reports": _json_rows([_report_row(r) for r in new_reports]),
+            "history": _json_rows(_history_rows((r.id, r.history) for r in new_reports)),
+            "photos": _json_rows(
+                [
+                    {
+                        "report_id": r.id,
+                        "position": i,
+                        "digest": p.digest,
+                        "content_type": p.content_type,
+                        "width": p.width,
+                        "height": p.height,
+                    }
+                    for r in new_reports
+                    for i, p in enumerate(r.photos)
+                ]
             ),
-            [
-                {
-                    "report_id": r.id,
-                    "new_status": r.status.value,
-                    "new_office_code": r.office.code if r.office else None,
-                    "new_office_name": r.office.name if r.office else None,
-                    "new_updated_at": r.updated_at,
-                    "new_areas": [a.model_dump() for a in r.areas],
-                    "new_duplicate_of": r.duplicate_of,
-                }
-                for r, _ in changed
-            ],
-        )
-        await self._add_history_many([(r.id, changes) for r, changes in changed])
+        },
+    )
 
-    async def _add_history_many(
-        self, changes_by_report: Sequence[tuple[UUID, Sequence[StatusChange]]]
-    ) -> None:
-        rows = [
-            {
-                "report_id": report_id,
-                "status": c.status.value,
-                "previous_status": c.previous_status.value if c.previous_status else None,
-                "changed_at": c.changed_at,
-                "changed_by": c.changed_by,
-                "public_note": c.public_note,
-                "internal_note": c.internal_note,
-            }
-            for report_id, changes in changes_by_report
-            for c in changes
-        ]
-        if rows:
-            await self.conn.execute(status_history.insert(), rows)
+
+def saved(changed: Sequence[tuple[Report, Sequence[StatusChange]]]) -> Writes:
+    """The new state of changed reports and their new history entries."""
+    return Writes(
+        _SAVE_REPORTS,
+        {
+            "reports": _json_rows([_report_row(r) for r, _ in changed]),
+            "history": _json_rows(_history_rows((r.id, changes) for r, changes in changed)),
+        },
+    )
 
 
 class UnitOfWork:
@@ -480,9 +490,12 @@ class SubmissionWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._outbox.transaction() as tx:
-                    await ReportRepository(tx.conn).add_many([p.report for p in batch])
-                    await tx.publish(*(e for p in batch for e in p.events))
+                # One statement: autocommitted, no BEGIN and COMMIT round trips.
+                async with self._outbox.transaction(autocommit=True) as tx:
+                    await tx.publish(
+                        *(e for p in batch for e in p.events),
+                        along_with=added([p.report for p in batch]),
+                    )
             except Exception as exc:
                 for pending in batch:
                     if not pending.done.done():

@@ -37,7 +37,7 @@ def register_consumers(
 
     @broker.subscriber(
         Topic.JURISDICTION_BOUNDARY.value,
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
         description="The city's outline, for refusing reports from outside (no group: every "

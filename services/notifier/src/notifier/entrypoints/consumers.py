@@ -61,7 +61,7 @@ def register_consumers(
 
     @broker.subscriber(
         Topic.OFFICE_DIRECTORY.value,
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.ACK_FIRST,
     )
