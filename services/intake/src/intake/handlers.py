@@ -226,9 +226,10 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
     """Geo-router's decisions become status transitions, a consumed batch in one transaction;
     a redelivered decision changes nothing."""
     async with unit_of_work(outbox) as uow:
-        fresh = await uow.first_deliveries([e.event_id for e in events])
+        fresh, reports = await uow.reports.lock_first_deliveries(
+            [(e.event_id, e.report_id) for e in events]
+        )
         events = [e for e in events if e.event_id in fresh]
-        reports = await uow.reports.get_many_for_update([e.report_id for e in events])
         announcements = []
         for event in events:
             report = reports.get(event.report_id)

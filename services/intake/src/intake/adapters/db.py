@@ -323,18 +323,37 @@ class ReportRepository:
             .values(resubmitted_at=sa.func.now())
         )
 
-    async def get_many_for_update(self, report_ids: Sequence[UUID]) -> dict[UUID, Report]:
-        """Current state of several reports, locked, without their history (for batches that
-        only append to it)."""
-        if not report_ids:
-            return {}
-        rows = await self.conn.execute(
-            sa.select(reports)
-            .where(reports.c.id.in_(report_ids))
-            .order_by(reports.c.id)
-            .with_for_update()
-        )
-        return {row.id: _row_to_report(row, []) for row in rows}
+    async def lock_first_deliveries(
+        self, deliveries: Sequence[tuple[UUID, UUID]]
+    ) -> tuple[set[UUID], dict[UUID, Report]]:
+        """For (event id, report id) pairs: records the events as processed and locks the
+        reports they concern, in one statement. Returns the events not seen before and the
+        current state of the reports (without history: for batches that only append to it)."""
+        if not deliveries:
+            return set(), {}
+        rows = (
+            await self.conn.execute(
+                _LOCK_FIRST_DELIVERIES,
+                {
+                    "events": [event_id for event_id, _ in deliveries],
+                    "reports": [report_id for _, report_id in deliveries],
+                },
+            )
+        ).all()
+        fresh = {row.event_id for row in rows}
+        return fresh, {row.id: _row_to_report(row, []) for row in rows if row.id is not None}
+
+
+_LOCK_FIRST_DELIVERIES = sa.text(
+    "WITH delivered AS (SELECT * FROM ROWS FROM (unnest(CAST(:events AS uuid[])),"
+    " unnest(CAST(:reports AS uuid[]))) AS d(event_id, report_id)),"
+    " fresh AS (INSERT INTO intake.processed_events (event_id)"
+    " SELECT event_id FROM delivered ON CONFLICT DO NOTHING RETURNING event_id),"
+    " locked AS (SELECT * FROM intake.reports WHERE id IN (SELECT report_id FROM delivered)"
+    " ORDER BY id FOR UPDATE)"
+    " SELECT fresh.event_id, locked.* FROM fresh JOIN delivered USING (event_id)"
+    " LEFT JOIN locked ON locked.id = delivered.report_id"
+)
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
