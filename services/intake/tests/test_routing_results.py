@@ -1,15 +1,17 @@
 """Geo-router's decisions as intake stores them (real PostgreSQL, no broker): one statement
-claims the deliveries and locks the reports, one writes the transitions with their events."""
+reads what is unprocessed, one writes the transitions with their events and the deliveries,
+unless the report changed meanwhile."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from uuid import uuid4
 
+import pytest
 import sqlalchemy as sa
 
 from devstack.databases import fresh_database
 from intake import handlers
 from intake.adapters import db
-from intake.domain import Photo, submit
+from intake.domain import Photo, Report, submit
 from mm_shared.db import create_engine
 from mm_shared.events import (
     MatchedArea,
@@ -31,10 +33,8 @@ class Unpublished:
         pass
 
 
-async def test_a_routing_result_assigns_once_however_often_it_comes() -> None:
-    url = await fresh_database("mangelmelder_test_routing_results", services=("intake",))
-    engine = create_engine(url)
-    outbox = Outbox(engine, db.outbox, db.inbox, Unpublished(), "intake")
+async def submitted(outbox: Outbox) -> tuple[Report, ReportRouted]:
+    """A new report, stored, and geo-router's decision for it."""
     report, events = submit(
         jurisdiction="leipzig",
         service_code="001",
@@ -53,6 +53,20 @@ async def test_a_routing_result_assigns_once_however_often_it_comes() -> None:
         areas=(MatchedArea(level="ortsteil", code="00", name="Zentrum"),),
         rule="Straßenschäden im Stadtbezirk Mitte",
     )
+    return report, routed
+
+
+@pytest.fixture
+async def outbox() -> AsyncIterator[Outbox]:
+    url = await fresh_database("mangelmelder_test_routing_results", services=("intake",))
+    engine = create_engine(url)
+    yield Outbox(engine, db.outbox, db.inbox, Unpublished(), "intake")
+    await engine.dispose()
+
+
+async def test_a_routing_result_assigns_once_however_often_it_comes(outbox: Outbox) -> None:
+    engine = outbox.engine
+    report, routed = await submitted(outbox)
     unknown = routed.model_copy(update={"event_id": uuid4(), "report_id": uuid4()})
     to_parks, to_cleaning = (
         routed.model_copy(
@@ -86,4 +100,41 @@ async def test_a_routing_result_assigns_once_however_often_it_comes() -> None:
         assert list(staged) == [Topic.REPORT_SUBMITTED.value] + 3 * [
             Topic.REPORT_STATUS_CHANGED.value
         ]
-    await engine.dispose()
+
+
+async def test_a_transition_is_not_written_over_a_change_made_since_it_was_read(
+    outbox: Outbox,
+) -> None:
+    report, routed = await submitted(outbox)
+    delivery = [(routed.event_id, report.id)]
+    async with db.unit_of_work(outbox, autocommit=True) as uow:
+        _, reports = await uow.reports.unprocessed(delivery)
+    read = reports[report.id]
+    read_updated_at = {read.id: read.updated_at}
+    change = handlers._apply_routing(read, routed)
+    assert change is not None
+    async with outbox.engine.begin() as conn:  # meanwhile, someone else changes the report
+        await conn.execute(
+            db.reports.update().where(db.reports.c.id == report.id).values(updated_at=sa.func.now())
+        )
+
+    async with db.unit_of_work(outbox, autocommit=True) as uow:
+        staged = await uow.publish(
+            change,
+            along_with=db.saved(
+                [(read, read.history)], unless_changed_since=read_updated_at, deliveries=delivery
+            ),
+        )
+
+    assert staged == []
+    stored = await handlers.get_report(outbox, report.id)
+    assert stored is not None
+    assert stored.status is ReportStatus.RECEIVED
+    assert len(stored.history) == 1
+    async with db.unit_of_work(outbox, autocommit=True) as uow:
+        fresh, _ = await uow.reports.unprocessed(delivery)
+    assert fresh == {routed.event_id}  # not recorded: it comes again
+    await handlers.record_routing_results(outbox, [routed])  # read again, decided again
+    stored = await handlers.get_report(outbox, report.id)
+    assert stored is not None
+    assert stored.status is ReportStatus.ASSIGNED

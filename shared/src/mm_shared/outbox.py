@@ -122,10 +122,13 @@ class StagedRow:
 @dataclass(frozen=True)
 class Writes:
     """A service's own changes as data-modifying CTEs (``name AS (INSERT …)``, comma-separated)
-    with their bound parameters, to run in the statement that stages their events."""
+    with their bound parameters, to run in the statement that stages their events.
+    ``stage_for``: the name of a CTE with an ``id`` column; then only events whose key is the
+    text of one of those ids are staged (those of the changes that took place)."""
 
     ctes: str
     parameters: Mapping[str, Any]
+    stage_for: str | None = None
 
 
 async def stage(
@@ -144,14 +147,20 @@ async def stage(
         return []
     messages = [e if isinstance(e, Message) else Message.of(e) for e in events]
     # One statement over arrays: far cheaper than a many-row VALUES list or executemany.
-    ids = await conn.scalars(
+    rows = await conn.execute(
         sa.text(
             (f"WITH {along_with.ctes} " if along_with else "")
             + f"INSERT INTO {outbox.schema}.{outbox.name} (topic, key, payload, headers, lease_until)"
             " SELECT topic, key, payload, headers, now() + CAST(:lease AS interval)"
             " FROM ROWS FROM (unnest(CAST(:topics AS text[])), unnest(CAST(:keys AS bytea[])),"
             " unnest(CAST(:payloads AS bytea[])), jsonb_array_elements(CAST(:headers AS jsonb)))"
-            " AS m(topic, key, payload, headers) RETURNING id"
+            " AS m(topic, key, payload, headers)"
+            + (
+                f" WHERE key IN (SELECT convert_to(id::text, 'UTF8') FROM {along_with.stage_for})"
+                if along_with and along_with.stage_for
+                else ""
+            )
+            + " RETURNING id, key"
         ),
         {
             **(along_with.parameters if along_with else {}),
@@ -162,8 +171,12 @@ async def stage(
             "lease": lease,
         },
     )
-    # RETURNING follows the order of the rows produced by ROWS FROM.
-    return [StagedRow(i, m) for i, m in zip(ids, messages, strict=True)] if lease else []
+    # RETURNING follows the order of the rows produced by ROWS FROM, skipping those filtered.
+    by_key: dict[bytes | None, list[Message]] = {}
+    for m in reversed(messages):
+        by_key.setdefault(m.key, []).append(m)
+    staged = [StagedRow(row.id, by_key[row.key].pop()) for row in rows]
+    return staged if lease else []
 
 
 async def first_deliveries(
@@ -210,13 +223,17 @@ class Transaction:
     def lease(self) -> timedelta:
         return self._outbox.lease
 
-    async def publish(self, *events: Event | Message, along_with: Writes | None = None) -> None:
+    async def publish(
+        self, *events: Event | Message, along_with: Writes | None = None
+    ) -> list[StagedRow]:
         """Stage events (with the changes that imply them, in the same statement); they reach
-        Kafka only if this transaction commits. (A service writing outbox rows with its own SQL
-        appends them, leased, to :attr:`staged` itself.)"""
-        self.staged += await stage(
+        Kafka only if this transaction commits. Returns the rows staged. (A service writing
+        outbox rows with its own SQL appends them, leased, to :attr:`staged` itself.)"""
+        staged = await stage(
             self.conn, self._outbox.table, events, lease=self.lease, along_with=along_with
         )
+        self.staged += staged
+        return staged
 
     async def first_delivery(self, event_id: UUID) -> bool:
         return await first_delivery(self.conn, self._outbox.inbox, event_id)

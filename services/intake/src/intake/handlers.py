@@ -223,24 +223,45 @@ def _apply_routing(report: Report, event: RoutingResult) -> ReportStatusChanged 
 
 
 async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]) -> None:
-    """Geo-router's decisions become status transitions, a consumed batch in one transaction;
-    a redelivered decision changes nothing."""
-    async with unit_of_work(outbox) as uow:
-        fresh, reports = await uow.reports.lock_first_deliveries(
-            [(e.event_id, e.report_id) for e in events]
-        )
-        events = [e for e in events if e.event_id in fresh]
-        announcements = []
-        for event in events:
-            report = reports.get(event.report_id)
-            if report is None:
-                log.warning("routing result for unknown report %s ignored", event.report_id)
-                continue
-            change = _apply_routing(report, event)
-            if change is not None:
-                announcements.append(change)
-        changed = [(r, r.history) for r in reports.values() if r.history]
-        await uow.publish(*announcements, along_with=saved(changed) if changed else None)
+    """Geo-router's decisions become status transitions; a redelivered decision changes
+    nothing. Without locks or a transaction around it (two round trips for a batch): the
+    transitions are written only where the report is unchanged since it was read, with their
+    events and the deliveries recorded, in one statement. A report someone changed meanwhile
+    (staff at work) is read and decided again."""
+    pending = list(events)
+    for _ in range(_RACES_BEFORE_GIVING_UP):
+        if not pending:
+            return
+        async with unit_of_work(outbox, autocommit=True) as uow:
+            deliveries = [(e.event_id, e.report_id) for e in pending]
+            fresh, reports = await uow.reports.unprocessed(deliveries)
+            read_updated_at = {r.id: r.updated_at for r in reports.values()}
+            announcements = []
+            for event in pending:
+                if event.event_id not in fresh:
+                    continue
+                report = reports.get(event.report_id)
+                if report is None:
+                    log.warning("routing result for unknown report %s ignored", event.report_id)
+                    continue
+                change = _apply_routing(report, event)
+                if change is not None:
+                    announcements.append(change)
+            changed = [(r, r.history) for r in reports.values() if r.history]
+            staged = await uow.publish(
+                *announcements,
+                along_with=saved(
+                    changed, unless_changed_since=read_updated_at, deliveries=deliveries
+                ),
+            )
+        done = {row.message.key for row in staged}
+        conflicts = {r.id for r, _ in changed if str(r.id).encode() not in done}
+        pending = [e for e in pending if e.report_id in conflicts]
+    if pending:  # the consumer retries the batch after a pause
+        raise RuntimeError(f"{len(pending)} routing results kept racing with other changes")
+
+
+_RACES_BEFORE_GIVING_UP = 5
 
 
 async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:

@@ -323,37 +323,35 @@ class ReportRepository:
             .values(resubmitted_at=sa.func.now())
         )
 
-    async def lock_first_deliveries(
+    async def unprocessed(
         self, deliveries: Sequence[tuple[UUID, UUID]]
     ) -> tuple[set[UUID], dict[UUID, Report]]:
-        """For (event id, report id) pairs: records the events as processed and locks the
-        reports they concern, in one statement. Returns the events not seen before and the
-        current state of the reports (without history: for batches that only append to it)."""
+        """For (event id, report id) pairs: the events not processed yet, and the current state
+        of the reports they concern (without history: for batches that only append to it)."""
         if not deliveries:
             return set(), {}
-        rows = (
-            await self.conn.execute(
-                _LOCK_FIRST_DELIVERIES,
-                {
-                    "events": [event_id for event_id, _ in deliveries],
-                    "reports": [report_id for _, report_id in deliveries],
-                },
-            )
-        ).all()
+        rows = (await self.conn.execute(_UNPROCESSED, _delivery_arrays(deliveries))).all()
         fresh = {row.event_id for row in rows}
         return fresh, {row.id: _row_to_report(row, []) for row in rows if row.id is not None}
 
 
-_LOCK_FIRST_DELIVERIES = sa.text(
-    "WITH delivered AS (SELECT * FROM ROWS FROM (unnest(CAST(:events AS uuid[])),"
-    " unnest(CAST(:reports AS uuid[]))) AS d(event_id, report_id)),"
-    " fresh AS (INSERT INTO intake.processed_events (event_id)"
-    " SELECT event_id FROM delivered ON CONFLICT DO NOTHING RETURNING event_id),"
-    " locked AS (SELECT * FROM intake.reports WHERE id IN (SELECT report_id FROM delivered)"
-    " ORDER BY id FOR UPDATE)"
-    " SELECT fresh.event_id, locked.* FROM fresh JOIN delivered USING (event_id)"
-    " LEFT JOIN locked ON locked.id = delivered.report_id"
+_DELIVERED = (
+    "delivered AS (SELECT * FROM ROWS FROM (unnest(CAST(:events AS uuid[])),"
+    " unnest(CAST(:delivered_reports AS uuid[]))) AS d(event_id, report_id))"
 )
+_UNPROCESSED = sa.text(
+    f"WITH {_DELIVERED} SELECT delivered.event_id, r.* FROM delivered"
+    " LEFT JOIN intake.reports r ON r.id = delivered.report_id"
+    " WHERE NOT EXISTS (SELECT FROM intake.processed_events p"
+    " WHERE p.event_id = delivered.event_id)"
+)
+
+
+def _delivery_arrays(deliveries: Sequence[tuple[UUID, UUID]]) -> dict[str, list[UUID]]:
+    return {
+        "events": [event_id for event_id, _ in deliveries],
+        "delivered_reports": [report_id for _, report_id in deliveries],
+    }
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -408,20 +406,31 @@ _NEW_HISTORY = (
     " (report_id, status, previous_status, changed_at, changed_by, public_note, internal_note)"
     " SELECT report_id, status, previous_status, changed_at, changed_by, public_note,"
     " internal_note FROM jsonb_populate_recordset(NULL::intake.status_history,"
-    " CAST(:history AS jsonb)))"
+    " CAST(:history AS jsonb)) WHERE report_id IN (SELECT id FROM saved_reports))"
 )
 _ADD_REPORTS = (
     "new_reports AS (INSERT INTO intake.reports SELECT * FROM"
     " jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb))),"
     " new_photos AS (INSERT INTO intake.photos SELECT * FROM"
-    " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb))), " + _NEW_HISTORY
+    " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb))),"
+    " saved_reports AS (SELECT id FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS r(id uuid)),"
+    + _NEW_HISTORY
 )
 _SAVE_REPORTS = (
-    "saved_reports AS (UPDATE intake.reports r SET status = c.status,"
+    "changed AS (SELECT * FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS c(id uuid,"
+    " read_updated_at timestamptz, status text, office_code text, office_name text,"
+    " updated_at timestamptz, areas jsonb, duplicate_of uuid)),"
+    " saved_reports AS (UPDATE intake.reports r SET status = c.status,"
     " office_code = c.office_code, office_name = c.office_name, updated_at = c.updated_at,"
-    " areas = c.areas, duplicate_of = c.duplicate_of"
-    " FROM jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb)) c"
-    " WHERE r.id = c.id), " + _NEW_HISTORY
+    " areas = c.areas, duplicate_of = c.duplicate_of FROM changed c"
+    " WHERE r.id = c.id AND (c.read_updated_at IS NULL OR r.updated_at = c.read_updated_at)"
+    " RETURNING r.id), " + _NEW_HISTORY
+)
+# Deliveries are recorded as processed unless their report's change did not take place.
+_SAVE_DELIVERED = (
+    f", {_DELIVERED}, processed AS (INSERT INTO intake.processed_events (event_id)"
+    " SELECT event_id FROM delivered WHERE report_id IN (SELECT id FROM saved_reports)"
+    " OR report_id NOT IN (SELECT id FROM changed) ON CONFLICT DO NOTHING)"
 )
 
 
@@ -450,14 +459,30 @@ def added(new_reports: Sequence[Report]) -> Writes:
     )
 
 
-def saved(changed: Sequence[tuple[Report, Sequence[StatusChange]]]) -> Writes:
-    """The new state of changed reports and their new history entries."""
+def saved(
+    changed: Sequence[tuple[Report, Sequence[StatusChange]]],
+    *,
+    unless_changed_since: Mapping[UUID, datetime | None] | None = None,
+    deliveries: Sequence[tuple[UUID, UUID]] = (),
+) -> Writes:
+    """The new state of changed reports, their new history entries and their events.
+
+    ``unless_changed_since`` (report id → ``updated_at`` as read): a report changed by someone
+    else since is left alone, its events are not staged and the ``deliveries`` (event id, report
+    id) concerning it are not recorded as processed; the others are, in the same statement."""
+    rows = []
+    for report, _ in changed:
+        row = _report_row(report)
+        row["read_updated_at"] = (unless_changed_since or {}).get(report.id)
+        rows.append(row)
     return Writes(
-        _SAVE_REPORTS,
+        _SAVE_REPORTS + (_SAVE_DELIVERED if deliveries else ""),
         {
-            "reports": _json_rows([_report_row(r) for r, _ in changed]),
+            "reports": _json_rows(rows),
             "history": _json_rows(_history_rows((r.id, changes) for r, changes in changed)),
+            **(_delivery_arrays(deliveries) if deliveries else {}),
         },
+        stage_for="saved_reports" if unless_changed_since is not None else None,
     )
 
 
@@ -473,8 +498,8 @@ class UnitOfWork:
 
 
 @asynccontextmanager
-async def unit_of_work(outbox_: Outbox) -> AsyncIterator[UnitOfWork]:
-    async with outbox_.transaction() as tx:
+async def unit_of_work(outbox_: Outbox, *, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
+    async with outbox_.transaction(autocommit=autocommit) as tx:
         yield UnitOfWork(tx)
 
 
