@@ -59,4 +59,5 @@ class Boundaries:
         outline = self._outlines.get(jurisdiction)
         if outline is None:
             return None
-        return bool(shapely.covers(outline, shapely.Point(long, lat)))
+        # For a point, "intersects" is "covers" (the edge counts), without building a Point.
+        return bool(shapely.intersects_xy(outline, long, lat))
