@@ -413,6 +413,7 @@ _ADD_REPORTS = (
     " jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb))),"
     " new_photos AS (INSERT INTO intake.photos SELECT * FROM"
     " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb))),"
+    # Every new report counts as saved (the history's filter asks).
     " saved_reports AS (SELECT id FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS r(id uuid)),"
     + _NEW_HISTORY
 )
