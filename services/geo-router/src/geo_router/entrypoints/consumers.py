@@ -1,7 +1,7 @@
 """Geo-router's Kafka subscribers.
 
 - Reports and reassignments: one consumer in the ``geo-router`` group, in batches, pipelined:
-  a batch is routed in memory while the previous one is being stored (one transaction each),
+  a batch is routed in memory while the previous one is being stored (one statement each),
   which is what makes tens of thousands of reports per second possible.
 - Routing configuration changes: every instance must see them, so that subscriber has no group.
 """

@@ -1,4 +1,4 @@
-"""Intake's Kafka subscriber: routing results from geo-router, in batches (one transaction
+"""Intake's Kafka subscriber: routing results from geo-router, in batches (two statements
 each). One subscriber per service and group: every extra consumer in a group costs a rebalance.
 """
 
