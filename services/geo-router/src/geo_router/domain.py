@@ -19,6 +19,8 @@ class Rule:
     priority: int = 0
     area_level: str | None = None
     area_code: str | None = None
+    #: The level as staff call it ("Stadtbezirk"), for explanations.
+    area_level_name: str | None = None
 
     def applies_to(self, service_code: str, areas: Sequence[MatchedArea]) -> bool:
         if self.service_code != service_code:
@@ -36,7 +38,8 @@ class Rule:
             area = next(
                 (a for a in areas if a.level == self.area_level and a.code == self.area_code), None
             )
-            where = f"im {self.area_level} {area.name if area else self.area_code}"
+            level = self.area_level_name or self.area_level
+            where = f"im {level} {area.name if area else self.area_code}"
         return f"Regel {self.id}: {what} {where} → {self.office.name} (Priorität {self.priority})"
 
 

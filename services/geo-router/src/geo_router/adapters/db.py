@@ -154,12 +154,19 @@ class Geography:
 
     async def rules(self, jurisdiction: str, service_code: str | None = None) -> list[Rule]:
         query = (
-            sa.select(rules, offices.c.public_name)
+            sa.select(rules, offices.c.public_name, area_levels.c.name.label("area_level_name"))
             .join(
                 offices,
                 sa.and_(
                     offices.c.jurisdiction == rules.c.jurisdiction,
                     offices.c.code == rules.c.office_code,
+                ),
+            )
+            .outerjoin(
+                area_levels,
+                sa.and_(
+                    area_levels.c.jurisdiction == rules.c.jurisdiction,
+                    area_levels.c.code == rules.c.area_level,
                 ),
             )
             .where(rules.c.jurisdiction == jurisdiction, rules.c.valid_to.is_(None))
@@ -175,6 +182,7 @@ class Geography:
                 priority=r.priority,
                 area_level=r.area_level,
                 area_code=r.area_code,
+                area_level_name=r.area_level_name,
             )
             for r in await self.conn.execute(query)
         ]
