@@ -178,31 +178,6 @@ class _PromptBatchSubscriber(BatchSubscriber):
         return tuple(record for records in batches.values() for record in records)
 
 
-def _batch_subscription(
-    broker: KafkaBroker,
-    inputs: Mapping[str, type[Event]],
-    *,
-    group_id: str,
-    fetch_max_wait_ms: int,
-    max_records: int,
-    **options: Any,
-) -> Any:
-    """A group member receiving raw records in batches (each decoded by the caller)."""
-    subscriber = broker.subscriber(
-        *inputs,
-        group_id=group_id,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=fetch_max_wait_ms,
-        decoder=raw_records,
-        **options,
-    )
-    assert type(subscriber) is BatchSubscriber, type(subscriber)
-    subscriber.__class__ = _PromptBatchSubscriber
-    return subscriber
-
-
 def batch_subscriber(
     broker: KafkaBroker,
     service: str,
@@ -214,7 +189,7 @@ def batch_subscriber(
     description: str | None = None,
 ) -> Callable[[Callable[[list[E]], Awaitable[None]]], Callable[[list[E]], Awaitable[None]]]:
     """Register ``handle(events)`` as the service's consumer of ``inputs`` (topic → event type):
-    one group member, batches (one transaction each, in the handler), each record decoded on
+    one group member, batches (one write each, in the handler), each record decoded on
     its own so that a bad one is dead-lettered alone. Runs as a :func:`pipelined_batch_subscriber`
     with nothing to prepare: the next batch is fetched while this one is handled, and offsets
     are committed every so often rather than after every batch."""
@@ -265,17 +240,22 @@ def pipelined_batch_subscriber(
     def register(
         prepare: Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
     ) -> Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]:
-        subscriber = _batch_subscription(
-            broker,
-            inputs,
+        # Raw records, each decoded here, so that a bad one is dead-lettered alone.
+        subscriber = broker.subscriber(
+            *inputs,
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            batch=True,
             max_records=max_records,
+            batch_timeout_ms=fetch_max_wait_ms,
+            decoder=raw_records,
             title=f"{service}:{prepare.__name__}",
             description=prepare.__doc__,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
         )
+        assert type(subscriber) is BatchSubscriber, type(subscriber)
+        subscriber.__class__ = _PromptBatchSubscriber
         in_flight: list[asyncio.Task[None]] = []
         commits = _ThrottledCommits(subscriber, commit_interval_s)
 
@@ -295,7 +275,7 @@ def pipelined_batch_subscriber(
                     await asyncio.sleep(retry_pause_s)
             commits.add(records)
 
-        @subscriber  # type: ignore[untyped-decorator]
+        @subscriber
         async def consume(records: list[Any]) -> None:
             events = await decode_or_dead_letter(broker, service, records, inputs)
             try:

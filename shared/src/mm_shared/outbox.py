@@ -238,9 +238,6 @@ class Transaction:
     async def first_delivery(self, event_id: UUID) -> bool:
         return await first_delivery(self.conn, self._outbox.inbox, event_id)
 
-    async def first_deliveries(self, event_ids: Sequence[UUID]) -> set[UUID]:
-        return await first_deliveries(self.conn, self._outbox.inbox, event_ids)
-
 
 class Outbox:
     def __init__(

@@ -494,8 +494,6 @@ class UnitOfWork:
         self.conn = tx.conn
         self.reports = ReportRepository(tx.conn)
         self.publish = tx.publish
-        self.first_delivery = tx.first_delivery
-        self.first_deliveries = tx.first_deliveries
 
 
 @asynccontextmanager
