@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from geo_router.domain import Decision, Rule
-from geo_router.handlers import routed_message
+from geo_router.handlers import random_event_ids, routed_messages
 from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportSubmitted, utcnow
 
 
@@ -26,10 +26,10 @@ def test_a_routed_message_is_the_model_serialised() -> None:
             long=12.37,
             submitted_at=utcnow(),
         )
-        event_id, message = routed_message(submitted, decision, areas)
+        [(event_id, message)] = routed_messages([(submitted, decision, areas)])
         routed = ReportRouted.model_validate_json(message.payload)
         expected = ReportRouted(
-            event_id=event_id,
+            event_id=UUID(event_id),
             correlation_id=submitted.correlation_id,
             occurred_at=routed.occurred_at,
             report_id=submitted.report_id,
@@ -42,3 +42,13 @@ def test_a_routed_message_is_the_model_serialised() -> None:
         assert message.headers == expected.headers()
         assert message.topic == expected.topic.value
         assert abs((utcnow() - routed.occurred_at).total_seconds()) < 5
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = random_event_ids(10_000)
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == "specified in RFC 4122"

@@ -338,7 +338,7 @@ class DecisionRows:
     by_key: dict[bytes | None, tuple[UUID, Message]]
 
     @classmethod
-    def of(cls, announced: Sequence[tuple[UUID, UUID, Message]]) -> DecisionRows:
+    def of(cls, announced: Sequence[tuple[UUID, UUID | str, Message]]) -> DecisionRows:
         return cls(
             {
                 "reports": [report_id for report_id, _, _ in announced],
