@@ -1,5 +1,5 @@
 """The baseline for geo-router's Kafka → Kafka figure: consume, republish, commit — nothing else.
-Run by bench/geo_router.py as its own process: python bench/bare_passthrough.py BOOTSTRAP IN OUT"""
+Run by bench/routing.py as its own process: python bench/bare_passthrough.py BOOTSTRAP IN OUT"""
 
 import asyncio
 import sys

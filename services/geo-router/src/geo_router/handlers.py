@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
@@ -50,8 +51,7 @@ BATCH_SIZE = Histogram(
 )
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):  # one per report: a tuple is built several times faster
     areas: tuple[MatchedArea, ...]
     decision: Decision | None
     failure: RoutingFailureReason | None
@@ -158,7 +158,10 @@ def routed_messages(
     for (event, decision, areas), event_id in zip(
         decided, random_event_ids(len(decided)), strict=True
     ):
-        report_id, correlation_id = str(event.report_id), str(event.correlation_id)
+        report_id = str(event.report_id)
+        correlation_id = (
+            report_id if event.correlation_id == event.report_id else str(event.correlation_id)
+        )
         payload = _routed_format(decision, areas).format(
             event_id, correlation_id, report_id, occurred_at
         )

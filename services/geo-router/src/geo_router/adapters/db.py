@@ -314,16 +314,16 @@ class UnitOfWork:
 _DECIDE_ONCE = sa.text(
     "WITH input AS (SELECT * FROM ROWS FROM ("
     " unnest(CAST(:reports AS uuid[])), unnest(CAST(:events AS uuid[])),"
-    " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS text[])),"
+    " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS bytea[])),"
     " jsonb_array_elements(CAST(:headers AS jsonb)))"
     " AS i(report_id, event_id, topic, payload, headers)),"
     " decided AS (INSERT INTO geo_router.routing_decisions"
     " (report_id, event_id, topic, event)"
-    " SELECT report_id, event_id, topic, payload FROM input"
+    " SELECT report_id, event_id, topic, convert_from(payload, 'UTF8') FROM input"
     " ON CONFLICT (report_id) DO NOTHING RETURNING report_id)"
     " INSERT INTO geo_router.outbox (topic, key, payload, headers, lease_until)"
     " SELECT i.topic, convert_to(i.report_id::text, 'UTF8'),"
-    " convert_to(i.payload, 'UTF8'), i.headers, now() + CAST(:lease AS interval)"
+    " i.payload, i.headers, now() + CAST(:lease AS interval)"
     " FROM input i JOIN decided d USING (report_id)"
     " RETURNING id, key"
 )
@@ -344,7 +344,7 @@ class DecisionRows:
                 "reports": [report_id for report_id, _, _ in announced],
                 "events": [event_id for _, event_id, _ in announced],
                 "topics": [m.topic for _, _, m in announced],
-                "payloads": [m.payload.decode() for _, _, m in announced],
+                "payloads": [m.payload for _, _, m in announced],  # bytes: no decoding twice
                 "headers": json.dumps([m.headers for _, _, m in announced]),
             },
             {m.key: (report_id, m) for report_id, _, m in announced},
