@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -187,6 +188,7 @@ def batch_subscriber(
     fetch_max_wait_ms: int,
     max_records: int = 500,
     description: str | None = None,
+    concurrent_writes: int = 1,
 ) -> Callable[[Callable[[list[E]], Awaitable[None]]], Callable[[list[E]], Awaitable[None]]]:
     """Register ``handle(events)`` as the service's consumer of ``inputs`` (topic → event type):
     one group member, batches (one write each, in the handler), each record decoded on
@@ -209,6 +211,7 @@ def batch_subscriber(
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
             max_records=max_records,
+            concurrent_writes=concurrent_writes,
         )(prepare)
         return handle
 
@@ -225,6 +228,7 @@ def pipelined_batch_subscriber(
     max_records: int = 500,
     retry_pause_s: float = 1.0,
     commit_interval_s: float = 0.2,
+    concurrent_writes: int = 1,
 ) -> Callable[
     [Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]]],
     Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
@@ -235,7 +239,8 @@ def pipelined_batch_subscriber(
     computing of the next. Offsets are committed by hand once a write succeeded, at most every
     ``commit_interval_s``; a write is retried until it does (it must be idempotent: after a
     crash or a rebalance its batch is consumed again), and the next write waits for it, in
-    order."""
+    order. ``concurrent_writes`` > 1 lets writes of batches with other keys overlap
+    (:class:`OrderedWrites`); for writers that tolerate a concurrent writer of other keys."""
 
     def register(
         prepare: Callable[[list[E]], Awaitable[Callable[[], Awaitable[None]]]],
@@ -256,12 +261,9 @@ def pipelined_batch_subscriber(
         )
         assert type(subscriber) is BatchSubscriber, type(subscriber)
         subscriber.__class__ = _PromptBatchSubscriber
-        in_flight: list[asyncio.Task[None]] = []
         commits = _ThrottledCommits(subscriber, commit_interval_s)
 
-        async def write_then_commit(
-            write: Callable[[], Awaitable[None]], records: Sequence[ConsumerRecord[Any, Any]]
-        ) -> None:
+        async def write_until_done(write: Callable[[], Awaitable[None]], records: Records) -> None:
             while True:
                 try:
                     await write()
@@ -273,7 +275,8 @@ def pipelined_batch_subscriber(
                     HANDLER_RETRIES.labels(service, records[0].topic).inc()
                     log.warning("write failed, retrying: %r", exc)
                     await asyncio.sleep(retry_pause_s)
-            commits.add(records)
+
+        writes = OrderedWrites(write_until_done, commits.add, concurrent_writes)
 
         @subscriber
         async def consume(records: list[Any]) -> None:
@@ -292,16 +295,62 @@ def pipelined_batch_subscriber(
                     for tp, offset in first.items():
                         consumer.seek(tp, offset)
                 raise
-            while in_flight:
-                await in_flight.pop()
             # Also for a batch that was all dead letters: its offsets get committed.
-            in_flight.append(asyncio.create_task(write_then_commit(write, records)))
+            await writes.start(write, records)
             # Let the write send its statement before this task computes the next batch.
             await asyncio.sleep(0)
 
         return prepare
 
     return register
+
+
+Records = Sequence[ConsumerRecord[Any, Any]]
+
+
+class OrderedWrites:
+    """The writes of consumed batches, as tasks: ``run(write, records)`` performs one (until it
+    succeeds), then ``written(records)`` is called, in consumption order, so offsets never get
+    past a write still running. With ``concurrency`` 1 a write starts once the previous one is
+    done; above, it starts while earlier ones run, up to that many, unless it shares a record
+    key with one of them: writes of one key stay in order, which is all Kafka orders anyway."""
+
+    def __init__(
+        self,
+        run: Callable[[Callable[[], Awaitable[None]], Records], Awaitable[None]],
+        written: Callable[[Records], None],
+        concurrency: int = 1,
+    ) -> None:
+        self._run = run
+        self._written = written
+        self._concurrency = concurrency
+        #: Running writes, oldest first, with the keys of their records.
+        self._running: collections.deque[tuple[asyncio.Task[None], set[bytes | None]]] = (
+            collections.deque()
+        )
+
+    async def start(self, write: Callable[[], Awaitable[None]], records: Records) -> None:
+        """Start ``write`` once the rules allow; returns when it has started, not finished."""
+        keys = {record.key for record in records}
+        while self._running and (
+            len(self._running) >= self._concurrency
+            or any(keys & running for _, running in self._running)
+        ):
+            await self._running.popleft()[0]
+        previous = self._running[-1][0] if self._running else None
+        task = asyncio.create_task(self._run_in_order(write, records, previous))
+        self._running.append((task, keys))
+
+    async def _run_in_order(
+        self,
+        write: Callable[[], Awaitable[None]],
+        records: Records,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        await self._run(write, records)
+        if previous is not None:
+            await previous
+        self._written(records)
 
 
 class _ThrottledCommits:
