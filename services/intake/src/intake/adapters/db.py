@@ -517,9 +517,10 @@ class SubmissionWriter:
     after its transaction committed, so "accepted" still means "durable".
     """
 
-    def __init__(self, outbox: Outbox, max_batch: int = 500) -> None:
+    def __init__(self, outbox: Outbox, max_batch: int = 500, statements: int = 2) -> None:
         self._outbox = outbox
         self._max_batch = max_batch
+        self._statements = statements
         self._queue: asyncio.Queue[_PendingSubmission] = asyncio.Queue()
 
     async def write(self, report: Report, events: Sequence[Event]) -> None:
@@ -528,6 +529,11 @@ class SubmissionWriter:
         await done
 
     async def run(self) -> None:
+        """Up to ``statements`` group commits at once: new reports are independent of each
+        other, and a submission arriving while one statement runs need not wait for it."""
+        await asyncio.gather(*(self._write_batches() for _ in range(self._statements)))
+
+    async def _write_batches(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
