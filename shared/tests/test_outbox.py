@@ -141,3 +141,20 @@ def test_partitions_match_kafkas_default_partitioner() -> None:
     for partitions in (1, 4, 12):
         expected = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in keys]
         assert kafka_partitions(keys, partitions) == expected
+
+
+async def test_closing_publishes_what_the_stopped_relay_had_not(
+    outbox: tuple[Outbox, RecordingKafka],
+) -> None:
+    box, _ = outbox
+    kafka = RecordingKafka()
+    # A process whose relay has stopped (shutdown cancels it first); its rows are leased, so
+    # the other relay does not take them.
+    stopping = Outbox(box.engine, box.table, box.inbox, kafka, "stopping")
+    events = changes(3)
+    async with stopping.transaction() as tx:
+        await tx.publish(*events)
+    assert kafka.published == []
+    await stopping.close()
+    assert kafka.published == [str(e.event_id) for e in events]
+    await table_empty(box)

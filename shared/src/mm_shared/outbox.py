@@ -373,7 +373,14 @@ class Outbox:
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         OUTBOX_OLDEST_AGE.labels(self._service).set(age)
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """On shutdown, after the relay stopped: publish what this process committed and the
+        relay had not published yet (else it waits for its lease to run out, then another
+        instance publishes it), delete what was published, stop the producer."""
+        with suppress(Exception):  # broker away or too slow: the rows stay for the next relay
+            async with asyncio.timeout(timeout_s):
+                while not self._draining and await self.publish_committed():
+                    pass
         await self._deletes_done()
         await self._publish.stop()
 

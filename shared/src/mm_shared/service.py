@@ -57,9 +57,10 @@ def create_service_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Consumers first, so that nothing new is committed while the outbox drains.
+            await broker.stop()
             for close in on_shutdown:
                 await close()
-            await broker.stop()
             await engine.dispose()
 
     async def broker_reachable() -> None:

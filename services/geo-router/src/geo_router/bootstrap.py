@@ -70,6 +70,7 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
             load_routing_index,
             lambda: track_consumer_lag(broker, SERVICE),
         ],
+        on_shutdown=[outbox.close],
     )
 
 
