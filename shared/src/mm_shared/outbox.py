@@ -31,7 +31,6 @@ from uuid import UUID
 import numpy as np
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer, TopicPartition, errors
-from aiokafka.errors import KafkaError
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge
@@ -494,8 +493,8 @@ class _RecordBatch:
 
 class KafkaPublisher:
     """The relay's own producer: aiokafka's client and record batches, no per-message framework
-    overhead. Connects on first use, so a service starts while the broker is away; the relay
-    retries until it is back (it also retries what the broker refused: no retries here).
+    overhead. Connects on first use, so a service starts while the broker is away. Nothing is
+    retried here: the relay retries a failed publish (broker away, or a partition's error).
 
     Messages are packed into one record batch per partition (partitioned exactly like Kafka's
     default partitioner, so keys land where every other producer puts them), a fraction of the
@@ -545,14 +544,14 @@ class KafkaPublisher:
         # its request at the broker in intake, which answered in 0.6). A partition's second
         # batch (over 512 kB) goes in the next round, after the first was acknowledged.
         client = producer.client
-        for round_ in range(max(len(built) for built in batches.values())):
+        for round_ in range(max((len(built) for built in batches.values()), default=0)):
             by_node: dict[int, dict[str, list[tuple[int, bytes]]]] = {}
             for tp, built in batches.items():
                 if round_ < len(built):
                     leader = client.cluster.leader_for_partition(tp)
                     if leader is None or leader < 0:
                         client.force_metadata_update()
-                        raise KafkaError(f"no leader known for {tp}")
+                        raise errors.KafkaError(f"no leader known for {tp}")
                     topics = by_node.setdefault(leader, {})
                     topics.setdefault(tp.topic, []).append((tp.partition, built[round_].data()))
             responses = await asyncio.gather(
