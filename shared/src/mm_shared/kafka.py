@@ -36,6 +36,7 @@ from mm_shared.events import COMPACTED_TOPICS, TOPIC_PARTITIONS, Event, Topic
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
+Records = Sequence[ConsumerRecord[Any, Any]]
 
 DEAD_LETTERED = Counter(
     "mm_messages_dead_lettered_total",
@@ -111,7 +112,7 @@ async def dead_letter(
 async def dead_letter_failed(
     broker: KafkaBroker,
     service: str,
-    records: Sequence[ConsumerRecord[Any, Any]],
+    records: Records,
     exc: BaseException,
 ) -> None:
     """Dead-letter the records of a batch that failed for good: those a
@@ -133,7 +134,7 @@ async def raw_records(msg: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]
 async def decode_or_dead_letter(
     broker: KafkaBroker,
     service: str,
-    records: Sequence[ConsumerRecord[Any, Any]],
+    records: Records,
     event_types: Mapping[str, type[E]],
 ) -> list[E]:
     """Decode each record by its topic; what does not decode goes to the dead-letter topic."""
@@ -305,9 +306,6 @@ def pipelined_batch_subscriber(
     return register
 
 
-Records = Sequence[ConsumerRecord[Any, Any]]
-
-
 class OrderedWrites:
     """The writes of consumed batches, as tasks: ``run(write, records)`` performs one (until it
     succeeds), then ``written(records)`` is called, in consumption order, so offsets never get
@@ -365,7 +363,7 @@ class _ThrottledCommits:
         self._offsets: dict[TopicPartition, int] = {}
         self._flush: asyncio.Task[None] | None = None
 
-    def add(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+    def add(self, records: Records) -> None:
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._offsets[tp] = max(self._offsets.get(tp, 0), record.offset + 1)

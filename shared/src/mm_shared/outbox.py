@@ -572,9 +572,10 @@ class KafkaPublisher:
                 for topic, partitions in response.topics:
                     for partition in partitions:
                         if partition[1]:  # (partition, error_code, …) in every version
-                            if errors.for_code(partition[1]).invalid_metadata:
+                            error = errors.for_code(partition[1])
+                            if error.invalid_metadata:
                                 client.force_metadata_update()
-                            raise errors.for_code(partition[1])(f"{topic}[{partition[0]}]")
+                            raise error(f"{topic}[{partition[0]}]")
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -300,7 +300,11 @@ class UnitOfWork:
     async def decide_once(self, rows: DecisionRows) -> set[UUID]:
         """Store the decisions of reports not decided yet and stage their announcements, in
         one statement; returns the reports decided now. A report decided before (a redelivery,
-        or a duplicate in flight) keeps its first decision and is not announced again."""
+        or a duplicate in flight) keeps its first decision and is not announced again.
+
+        Its own statement rather than ``Transaction.publish(along_with=...)``: there the
+        outbox rows get their payloads in a second array, so each announcement would travel to
+        PostgreSQL twice; here decision and outbox row read one input."""
         if not rows.by_key:
             return set()
         result = await self._tx.conn.execute(
