@@ -67,3 +67,17 @@ async def test_unknown_request_id_is_404(stack: Stack) -> None:
 
 async def _about(stack: Stack, report_id: UUID, topic: Topic):  # type: ignore[no-untyped-def]
     return stack.tap.about(report_id, topic)
+
+
+async def test_a_json_body_is_refused_as_the_wrong_media_type(stack: Stack) -> None:
+    response = await stack.intake.post("/open311/v2/requests.json", json=REPORT)
+    assert response.status_code == 415
+    assert "x-www-form-urlencoded" in response.json()[0]["description"]
+
+
+async def test_an_uploaded_file_is_refused_rather_than_dropped(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/open311/v2/requests.json", data=REPORT, files={"media": ("hole.jpg", b"\xff\xd8")}
+    )
+    assert response.status_code == 400
+    assert "media_url" in response.json()[0]["description"]

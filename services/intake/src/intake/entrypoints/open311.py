@@ -72,6 +72,9 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
     }
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _parse_float(form: dict[str, str], name: str, problems: list[str]) -> float | None:
     raw = form.get(name, "").strip()
     if not raw:
@@ -184,10 +187,28 @@ def router(
     @api.post("/requests.{fmt}", status_code=201)
     async def create_request(fmt: Format, request: Request) -> Response:
         """Submit a report: form-encoded, as the spec prescribes."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in FORM_TYPES:
+            # Without this, a JSON body reads as an empty form and the client hears only that
+            # its api_key is missing.
+            return errors(
+                fmt,
+                415,
+                "send the report as application/x-www-form-urlencoded or multipart/form-data "
+                f"(got {content_type or 'no Content-Type'}); JSON goes to POST /api/v1/reports",
+            )
         raw = await request.form()
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if form.get("api_key", "") not in settings.api_keys:
             return errors(fmt, 403, "api_key is missing or not valid")
+        if files := sorted({key for key, value in raw.multi_items() if not isinstance(value, str)}):
+            # GeoReport v2 takes a photo as media_url; a dropped file would be a silent loss.
+            return errors(
+                fmt,
+                400,
+                f"file uploads ({', '.join(files)}) are not taken here: send media_url, or "
+                "use POST /api/v1/reports with files named photos",
+            )
         attributes: dict[str, list[str]] = {}
         for key, value in raw.multi_items():
             match = ATTRIBUTE_FIELD.match(key)
