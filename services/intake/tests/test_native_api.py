@@ -182,10 +182,21 @@ async def test_json_validation_errors_are_machine_readable(stack: Stack) -> None
     assert response.status_code == 422
     fields = {e["field"] for e in response.json()["errors"]}
     assert {"lat", "long", "email"} <= fields
-    broken = await stack.intake.post(
-        "/api/v1/reports", content=b"{", headers={"content-type": "application/json"}
-    )
-    assert broken.status_code == 400
+    for body in (b"{", b"[" * 100_000 + b"]" * 100_000):
+        broken = await stack.intake.post(
+            "/api/v1/reports", content=body, headers={"content-type": "application/json"}
+        )
+        assert broken.status_code == 400
+        assert broken.json()["errors"][0]["code"] == "invalid_json"
+
+
+async def test_a_malformed_path_gets_the_same_error_shape(stack: Stack) -> None:
+    response = await stack.intake.get("/api/v1/reports/not-an-id")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "report_id"
+    unknown = await stack.intake.get("/api/v1/nothing-here")
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["code"] == "not_found"
 
 
 async def test_map_geojson_has_no_personal_data(stack: Stack) -> None:

@@ -193,3 +193,13 @@ async def test_an_address_nobody_knows_or_outside_the_city_is_refused(stack: Sta
     )
     assert outside.status_code == 400
     assert "outside" in outside.json()[0]["description"]
+
+
+async def test_an_unknown_format_gets_an_open311_error(stack: Stack) -> None:
+    response = await stack.intake.get("/open311/v2/services.yaml")
+    assert response.status_code == 400
+    assert response.json()[0]["code"] == 400
+    assert "fmt" in response.json()[0]["description"]
+    missing = await stack.intake.get("/open311/v2/nothing.xml")
+    assert missing.status_code == 404
+    assert xml(missing.text).findtext("error/code") == "404"

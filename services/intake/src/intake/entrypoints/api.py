@@ -165,8 +165,10 @@ def router(
                     for e in invalid.errors()
                 ],
             )
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return problem(400, ("invalid_json", None, "the body is not valid JSON"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return problem(
+                400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
+            )
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )

@@ -72,6 +72,7 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
     }
 
 
+PREFIX = "/open311/v2"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -104,7 +105,7 @@ def router(
     settings: IntakeSettings,
     geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
-    api = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
+    api = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
     tz = ZoneInfo(settings.timezone)
     base = f"{settings.public_base_url}/open311/v2"
 
