@@ -30,6 +30,24 @@ def test_the_default_applies_outside_the_area_rules() -> None:
     assert "ganzen Stadtgebiet" in decision.explanation
 
 
+def test_the_explanation_names_the_area_with_the_level_article() -> None:
+    gemeinde = Rule(
+        4,
+        "001",
+        VTA,
+        area_level="gemeinde",
+        area_code="14713000",
+        area_level_name="Gemeinde",
+        area_level_article="die",
+        area_name="Leipzig",
+    )
+    assert "„Straßenschaden / Schlagloch“ in der Gemeinde Leipzig →" in gemeinde.explain([])
+    ortsteil = Rule(
+        5, "001", VTA, area_level="ortsteil", area_code="00", area_level_name="Ortsteil"
+    )
+    assert " im Ortsteil Zentrum →" in ortsteil.explain([ZENTRUM])
+
+
 def test_equal_priority_prefers_the_area_rule_then_the_lower_id() -> None:
     rules = [Rule(7, "001", VTA), Rule(9, "001", ASG, area_level="ortsteil", area_code="00")]
     assert choose_office("001", [ZENTRUM], rules).office == ASG  # type: ignore[union-attr]

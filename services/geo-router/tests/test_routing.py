@@ -3,6 +3,9 @@
 from pathlib import Path
 from uuid import uuid4
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from conftest import Stack
 from devstack.testing import eventually, publish
 from mm_shared.events import ReportSubmitted, Topic, utcnow
@@ -244,6 +247,8 @@ async def test_areas_rules_and_offices_are_published_for_people(stack: Stack) ->
         for r in rules
     )
     assert all(r["explanation"].startswith(f"Regel {r['id']}:") for r in rules)
+    mitte = next(r for r in rules if r["area_code"] == "0")
+    assert "im Stadtbezirk Mitte →" in mitte["explanation"]
 
 
 async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack) -> None:
@@ -262,6 +267,30 @@ async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack)
     )
     assert "86 areas of koeln level stadtteil" in summary
     assert "repaired: 202 Marienburg: Ring Self-intersection" in summary
+    # A new version of the areas alone keeps what the first import named.
+    await import_areas(
+        stack.database_url,
+        DATA / "koeln" / "stadtteile.geojson",
+        jurisdiction="koeln",
+        jurisdiction_name=None,
+        level="stadtteil",
+        level_name=None,
+        rank=None,
+        code_property="STT_NR",
+        name_property="STT_NAME",
+    )
+    engine = create_async_engine(stack.database_url)
+    async with engine.connect() as conn:
+        names = (
+            await conn.execute(
+                sa.text(
+                    "SELECT j.name, l.name, l.rank FROM geo_router.jurisdictions j "
+                    "JOIN geo_router.area_levels l ON l.jurisdiction = j.code WHERE j.code = 'koeln'"
+                )
+            )
+        ).one()
+    await engine.dispose()
+    assert tuple(names) == ("Stadt Köln", "Stadtteil", 1)
     params = {"lat": 50.89639, "long": 6.97585, "service_code": "001", "jurisdiction": "koeln"}
 
     async def routed_to_marienburg():  # type: ignore[no-untyped-def]

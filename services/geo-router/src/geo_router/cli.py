@@ -46,7 +46,13 @@ async def load_jurisdiction(
                     progress=progress,
                 )
                 version = await importer.replace_areas(
-                    conn, spec.code, level.code, level.name, level.rank, features
+                    conn,
+                    spec.code,
+                    level.code,
+                    features,
+                    level_name=level.name,
+                    rank=level.rank,
+                    article=level.article,
                 )
                 lines.append(f"  {len(features)} areas of level {level.code} (version {version})")
                 lines += [f"    repaired: {r}" for r in repaired]
@@ -73,10 +79,11 @@ async def import_areas(
     jurisdiction_name: str | None,
     level: str,
     level_name: str | None,
-    rank: int,
+    rank: int | None,
     code_property: str,
     name_property: str,
     source_crs: str | None = None,
+    article: str | None = None,
     dry_run: bool = False,
     progress: bool = False,
 ) -> str:
@@ -89,11 +96,15 @@ async def import_areas(
     try:
         async with engine.connect() as conn:
             transaction = await conn.begin()
-            await importer.ensure_jurisdiction(
-                conn, jurisdiction, jurisdiction_name or jurisdiction
-            )
+            await importer.ensure_jurisdiction(conn, jurisdiction, jurisdiction_name)
             version = await importer.replace_areas(
-                conn, jurisdiction, level, level_name or level, rank, features
+                conn,
+                jurisdiction,
+                level,
+                features,
+                level_name=level_name,
+                rank=rank,
+                article=article,
             )
             await stage(conn, db.outbox, [RoutingConfigChanged(jurisdiction=jurisdiction)])
             lines = [f"{len(features)} areas of {jurisdiction} level {level} (version {version})"]
@@ -126,8 +137,13 @@ def main() -> None:
     areas.add_argument("--jurisdiction", required=True)
     areas.add_argument("--jurisdiction-name")
     areas.add_argument("--level", required=True, help="e.g. ortsteil")
-    areas.add_argument("--level-name", help="e.g. Ortsteil")
-    areas.add_argument("--rank", type=int, default=1, help="1 = coarsest level")
+    areas.add_argument("--level-name", help="e.g. Ortsteil (kept as it is when not given)")
+    areas.add_argument(
+        "--level-article",
+        choices=["der", "die", "das"],
+        help="for explanations: der Ortsteil, die Gemeinde (kept as it is when not given)",
+    )
+    areas.add_argument("--rank", type=int, help="1 = coarsest level (kept as it is when not given)")
     areas.add_argument("--code-property", required=True, help="feature property with the code")
     areas.add_argument("--name-property", required=True, help="feature property with the name")
     areas.add_argument("--source-crs", help="CRS when the file does not say, e.g. EPSG:25833")
@@ -151,6 +167,7 @@ def main() -> None:
                         code_property=args.code_property,
                         name_property=args.name_property,
                         source_crs=args.source_crs,
+                        article=args.level_article,
                         dry_run=args.dry_run,
                         progress=sys.stderr.isatty(),
                     )

@@ -19,8 +19,10 @@ class Rule:
     priority: int = 0
     area_level: str | None = None
     area_code: str | None = None
-    #: The level as staff call it ("Stadtbezirk"), for explanations.
+    #: The level as staff call it ("Stadtbezirk") and its article, for explanations.
     area_level_name: str | None = None
+    area_level_article: str = "der"
+    area_name: str | None = None
 
     def applies_to(self, service_code: str, areas: Sequence[MatchedArea]) -> bool:
         if self.service_code != service_code:
@@ -39,7 +41,8 @@ class Rule:
                 (a for a in areas if a.level == self.area_level and a.code == self.area_code), None
             )
             level = self.area_level_name or self.area_level
-            where = f"im {level} {area.name if area else self.area_code}"
+            name = area.name if area else self.area_name or self.area_code
+            where = f"{'in der' if self.area_level_article == 'die' else 'im'} {level} {name}"
         return f"Regel {self.id}: {what} {where} → {self.office.name} (Priorität {self.priority})"
 
 

@@ -43,6 +43,8 @@ area_levels = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     #: Coarse levels first (Stadtbezirk 1, Ortsteil 2): the order areas are reported in.
     sa.Column("rank", sa.Integer, nullable=False),
+    #: "der", "die" or "das": explanations say "im Stadtbezirk …" but "in der Gemeinde …".
+    sa.Column("article", sa.Text, nullable=False, server_default="der"),
 )
 
 areas = sa.Table(
@@ -154,7 +156,13 @@ class Geography:
 
     async def rules(self, jurisdiction: str, service_code: str | None = None) -> list[Rule]:
         query = (
-            sa.select(rules, offices.c.public_name, area_levels.c.name.label("area_level_name"))
+            sa.select(
+                rules,
+                offices.c.public_name,
+                area_levels.c.name.label("area_level_name"),
+                area_levels.c.article.label("area_level_article"),
+                areas.c.name.label("area_name"),
+            )
             .join(
                 offices,
                 sa.and_(
@@ -167,6 +175,15 @@ class Geography:
                 sa.and_(
                     area_levels.c.jurisdiction == rules.c.jurisdiction,
                     area_levels.c.code == rules.c.area_level,
+                ),
+            )
+            .outerjoin(
+                areas,
+                sa.and_(
+                    areas.c.jurisdiction == rules.c.jurisdiction,
+                    areas.c.level == rules.c.area_level,
+                    areas.c.code == rules.c.area_code,
+                    areas.c.valid_to.is_(None),
                 ),
             )
             .where(rules.c.jurisdiction == jurisdiction, rules.c.valid_to.is_(None))
@@ -183,6 +200,8 @@ class Geography:
                 area_level=r.area_level,
                 area_code=r.area_code,
                 area_level_name=r.area_level_name,
+                area_level_article=r.area_level_article or "der",
+                area_name=r.area_name,
             )
             for r in await self.conn.execute(query)
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyogrio
@@ -161,11 +161,13 @@ async def has_areas(conn: AsyncConnection, jurisdiction: str) -> bool:
     return bool(found)
 
 
-async def ensure_jurisdiction(conn: AsyncConnection, code: str, name: str) -> None:
+async def ensure_jurisdiction(conn: AsyncConnection, code: str, name: str | None) -> None:
+    """Create the jurisdiction if it is new; rename it only when a name is given."""
+    insert = sa.dialects.postgresql.insert(jurisdictions).values(code=code, name=name or code)
     await conn.execute(
-        sa.dialects.postgresql.insert(jurisdictions)
-        .values(code=code, name=name)
-        .on_conflict_do_update(index_elements=["code"], set_={"name": name})
+        insert.on_conflict_do_update(index_elements=["code"], set_={"name": name})
+        if name
+        else insert.on_conflict_do_nothing(index_elements=["code"])
     )
 
 
@@ -173,17 +175,28 @@ async def replace_areas(
     conn: AsyncConnection,
     jurisdiction: str,
     level: str,
-    level_name: str,
-    rank: int,
     features: list[tuple[str, str, MultiPolygon]],
+    *,
+    level_name: str | None = None,
+    rank: int | None = None,
+    article: str | None = None,
 ) -> int:
-    """End-date the current areas of this level and insert the new set; returns its version."""
+    """End-date the current areas of this level and insert the new set; returns its version.
+    The level's name, rank and article change only where given (a new level gets defaults)."""
+    given = {"name": level_name, "rank": rank, "article": article}
+    changes = {column: value for column, value in given.items() if value is not None}
+    insert = sa.dialects.postgresql.insert(area_levels).values(
+        jurisdiction=jurisdiction,
+        code=level,
+        name=level_name or level,
+        rank=rank or 1,
+        article=article or "der",
+    )
+    keys = ["jurisdiction", "code"]
     await conn.execute(
-        sa.dialects.postgresql.insert(area_levels)
-        .values(jurisdiction=jurisdiction, code=level, name=level_name, rank=rank)
-        .on_conflict_do_update(
-            index_elements=["jurisdiction", "code"], set_={"name": level_name, "rank": rank}
-        )
+        insert.on_conflict_do_update(index_elements=keys, set_=changes)
+        if changes
+        else insert.on_conflict_do_nothing(index_elements=keys)
     )
     current = await conn.scalar(
         sa.select(sa.func.coalesce(sa.func.max(areas.c.version), 0)).where(
@@ -247,6 +260,8 @@ class LevelSpec(BaseModel):
     file: str
     code_property: str
     name_property: str
+    #: The level's grammatical article: explanations say "im Ortsteil …", "in der Gemeinde …".
+    article: Literal["der", "die", "das"] = "der"
     #: CRS of the file when it does not say (e.g. "EPSG:25833"); WGS84 otherwise.
     source_crs: str | None = None
 
