@@ -37,6 +37,7 @@ def test_the_message_parses_back_to_what_was_written(subject: str) -> None:
     assert message["To"] == mail.to
     assert message["Message-ID"] == mail.message_id
     assert message["List-Unsubscribe"] == f"<{mail.unsubscribe_url}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert str(message["From"]) == "Mängelmelder <noreply@example.org>"
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))

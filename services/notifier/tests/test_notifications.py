@@ -71,8 +71,23 @@ async def test_unsubscribe_stops_further_mails(stack: Stack) -> None:
     [mail] = await eventually(lambda: _mails(stack, "quiet@example.org"))
     link = next(line for line in body_text(mail).splitlines() if "/v1/unsubscribe/" in line)
     path = link[link.index("/v1/unsubscribe/") :].strip()
-    assert (await stack.notifier.get(path)).status_code == 200
-    assert (await stack.notifier.get("/v1/unsubscribe/unknown")).status_code == 404
+    token = path.rsplit("/", 1)[1]
+    # Opening the link (as a mail scanner does) only asks; the page never repeats the token.
+    confirmation = await stack.notifier.get(path)
+    assert confirmation.status_code == 200
+    assert '<form method="post">' in confirmation.text
+    assert token not in confirmation.text
+    preferences = await stack.notifier.get(f"/v1/preferences/{token}")  # the choice is marked
+    assert 'value="every_change">bei jeder Änderung / on every change</button> ✓' in (
+        preferences.text
+    )
+    # RFC 8058 one-click, as a mail client sends it from the List-Unsubscribe header.
+    unsubscribed = await stack.notifier.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert unsubscribed.status_code == 200
+    for unknown in ("/v1/unsubscribe/unknown", '/v1/preferences/"><img src=x onerror=alert(1)>'):
+        refused = await stack.notifier.get(unknown)
+        assert refused.status_code == 404
+        assert "<img" not in refused.text
 
     resolved = status_changed(report_id, ReportStatus.RESOLVED)
     await publish(stack.kafka, resolved)

@@ -34,7 +34,8 @@ class Mail:
     text: str
     html: str
     message_id: str
-    unsubscribe_url: str
+    #: None for mails to offices, which are not a subscription.
+    unsubscribe_url: str | None
 
 
 STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {

@@ -188,6 +188,15 @@ async def record_batch(
         )
 
 
+async def preference_of(engine: AsyncEngine, token: str) -> Preference | None:
+    """The reporter's choice for the report this link belongs to; None for an unknown link."""
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            sa.select(contacts.c.preference).where(contacts.c.unsubscribe_token == token).limit(1)
+        )
+    return None if value is None else Preference(value)
+
+
 async def set_preference(engine: AsyncEngine, token: str, preference: Preference) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -500,7 +509,7 @@ async def send_office_reminder(
                 text=text,
                 html=html,
                 message_id=f"<{event.event_id}@maengelmelder>",
-                unsubscribe_url=f"{settings.public_base_url}/v1/unsubscribe/office",
+                unsubscribe_url=None,
             )
         )
     NOTIFICATIONS.labels("office_reminder", "sent").inc()

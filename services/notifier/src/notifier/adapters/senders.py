@@ -83,8 +83,14 @@ def mime_message(sender: str, mail: Mail) -> bytes:
         # Deterministic per event and contact: should a mail ever go out twice, mail clients
         # show it once.
         f"Message-ID: {mail.message_id}\r\n"
-        f"List-Unsubscribe: <{mail.unsubscribe_url}>\r\n\r\n"
     )
+    if mail.unsubscribe_url:
+        # RFC 8058: mail clients offer "unsubscribe" and POST to the link themselves.
+        head += (
+            f"List-Unsubscribe: <{mail.unsubscribe_url}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        )
+    head += "\r\n"
     return (
         head + part("text/plain", mail.text) + part("text/html", mail.html) + f"--{boundary}--\r\n"
     ).encode()

@@ -21,27 +21,57 @@ CHOICES = {
 }
 
 
+UNKNOWN_LINK = "<p>Unbekannter Link / unknown link.</p>"
+
+
+def page(body: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f'<!doctype html><html lang="de"><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width"><title>Mängelmelder</title>{body}',
+        status_code=status_code,
+    )
+
+
 def router(engine: AsyncEngine, settings: NotifierSettings) -> APIRouter:
     api = APIRouter(prefix="/v1")
 
+    # The forms post back to their own address: no token is ever written into the page.
+
     @api.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["reporters"])
+    async def confirm_unsubscribe(token: str) -> HTMLResponse:
+        """The link in every mail asks first: mail scanners open links, and must not
+        unsubscribe anybody by doing so."""
+        if await handlers.preference_of(engine, token) is None:
+            return page(UNKNOWN_LINK, status_code=404)
+        return page(
+            '<form method="post"><p>Keine E-Mails mehr zu dieser Meldung? / '
+            "No more e-mails about this report?</p>"
+            "<button>Abmelden / Unsubscribe</button></form>"
+        )
+
+    @api.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["reporters"])
     async def unsubscribe(token: str) -> HTMLResponse:
-        """The link in every mail: no more mails about that report."""
+        """No more mails about that report; also the one-click unsubscribe of RFC 8058 that
+        mail clients send from the List-Unsubscribe header."""
         if not await handlers.set_preference(engine, token, Preference.NONE):
-            return HTMLResponse("<p>Unbekannter Link / unknown link.</p>", status_code=404)
-        return HTMLResponse(
+            return page(UNKNOWN_LINK, status_code=404)
+        return page(
             "<p>Sie erhalten zu dieser Meldung keine E-Mails mehr.</p>"
             "<p>You will get no more e-mails about this report.</p>"
         )
 
     @api.get("/preferences/{token}", response_class=HTMLResponse, tags=["reporters"])
     async def preferences_form(token: str) -> HTMLResponse:
+        current = await handlers.preference_of(engine, token)
+        if current is None:
+            return page(UNKNOWN_LINK, status_code=404)
         buttons = "".join(
-            f'<button name="preference" value="{p.value}">{label}</button><br>'
+            f'<button name="preference" value="{p.value}">{label}</button>'
+            f"{' ✓' if p is current else ''}<br>"
             for p, label in CHOICES.items()
         )
-        return HTMLResponse(
-            f'<form method="post" action="/v1/preferences/{token}">'
+        return page(
+            '<form method="post">'
             f"<p>E-Mails zu dieser Meldung / e-mails about this report:</p>{buttons}</form>"
         )
 
@@ -49,8 +79,8 @@ def router(engine: AsyncEngine, settings: NotifierSettings) -> APIRouter:
     async def set_preferences(token: str, preference: Preference = Form()) -> HTMLResponse:
         """Every change, only when closed, or none."""
         if not await handlers.set_preference(engine, token, preference):
-            return HTMLResponse("<p>Unbekannter Link / unknown link.</p>", status_code=404)
-        return HTMLResponse(f"<p>Gespeichert / saved: {CHOICES[preference]}</p>")
+            return page(UNKNOWN_LINK, status_code=404)
+        return page(f"<p>Gespeichert / saved: {CHOICES[preference]}</p>")
 
     def operator(authorization: str | None) -> None:
         expected = f"Bearer {settings.ops_token}"
