@@ -55,6 +55,13 @@ def test_every_problem_is_reported_at_once() -> None:
     assert len(refused.value.problems) == 2
 
 
+def test_a_contact_whose_address_the_event_would_refuse_is_a_problem_not_a_crash() -> None:
+    with pytest.raises(InvalidReport) as refused:
+        new_report(Contact(email="a@b.org\r\nBcc: x@example.org"))
+    [problem] = refused.value.problems
+    assert "is not a valid e-mail address" in problem
+
+
 @pytest.mark.parametrize(
     ("lat", "long", "hint"),
     [(math.nan, 12.0, "finite"), (91.0, 12.0, "within"), (51.0, 181.0, "within")],

@@ -2,6 +2,8 @@
 
 from uuid import UUID
 
+import pytest
+
 from conftest import API_KEY, Stack
 from devstack.testing import eventually
 from mm_shared.events import Topic
@@ -17,7 +19,7 @@ REPORT = {
 
 async def test_post_request_stores_the_report_and_publishes_it(stack: Stack) -> None:
     response = await stack.intake.post(
-        "/open311/v2/requests.json", data={**REPORT, "email": "b@example.org"}
+        "/open311/v2/requests.json", data={**REPORT, "email": "b@example.org", "locale": "en-GB"}
     )
     assert response.status_code == 201
     [created] = response.json()
@@ -31,6 +33,7 @@ async def test_post_request_stores_the_report_and_publishes_it(stack: Stack) -> 
 
     contact = await eventually(lambda: _about(stack, report_id, Topic.REPORTER_CONTACT))
     assert contact[0].json()["email"] == "b@example.org"
+    assert contact[0].json()["locale"] == "en"
 
     fetched = await stack.intake.get(f"/open311/v2/requests/{report_id}.json")
     assert fetched.status_code == 200
@@ -67,6 +70,14 @@ async def test_unknown_request_id_is_404(stack: Stack) -> None:
 
 async def _about(stack: Stack, report_id: UUID, topic: Topic):  # type: ignore[no-untyped-def]
     return stack.tap.about(report_id, topic)
+
+
+@pytest.mark.parametrize("email", ["not an@address", "a@b.org\r\nBcc: x@example.org", "@b.org"])
+async def test_an_invalid_email_is_a_400_naming_it(stack: Stack, email: str) -> None:
+    response = await stack.intake.post("/open311/v2/requests.json", data={**REPORT, "email": email})
+    assert response.status_code == 400
+    [problem] = response.json()
+    assert problem["description"].startswith(f"email {email!r} is not a valid e-mail address")
 
 
 async def test_a_json_body_is_refused_as_the_wrong_media_type(stack: Stack) -> None:

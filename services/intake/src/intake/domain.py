@@ -7,7 +7,10 @@ import secrets
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Literal
 from uuid import UUID, uuid4
+
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from intake.catalogue import check_attributes
 from mm_shared.categories import CATEGORIES_BY_CODE
@@ -72,6 +75,11 @@ class Contact:
     last_name: str | None = None
     phone: str | None = None
     locale: str = "de"
+
+    @property
+    def language(self) -> Literal["de", "en"]:
+        """The mails' language: English for any English locale ("en-GB"), German otherwise."""
+        return "en" if self.locale.lower().startswith("en") else "de"
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,19 @@ def check_coordinates(lat: float, long: float) -> list[str]:
     return problems
 
 
+_EMAIL = TypeAdapter(EmailStr)
+
+
+def email_problems(email: str) -> list[str]:
+    """The address as ReporterContactSubmitted will take it, or why not."""
+    try:
+        _EMAIL.validate_python(email)
+    except ValidationError as invalid:
+        reason = invalid.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
+        return [f"email {email!r} is not a valid e-mail address: {reason}"]
+    return []
+
+
 def find_problems(
     service_code: str,
     lat: float | None,
@@ -209,6 +230,8 @@ def submit(
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies."""
     problems = find_problems(service_code, lat, long, description, attributes=attributes)
+    if contact is not None:
+        problems += email_problems(contact.email)
     if problems:
         raise InvalidReport(problems)
     assert lat is not None
@@ -251,7 +274,7 @@ def submit(
                 first_name=contact.first_name,
                 last_name=contact.last_name,
                 phone=contact.phone,
-                locale="en" if contact.locale == "en" else "de",
+                locale=contact.language,
             )
         )
     return report, events

@@ -177,7 +177,7 @@ async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
                 first_name=contact.first_name,
                 last_name=contact.last_name,
                 phone=contact.phone,
-                locale="en" if contact.locale == "en" else "de",
+                locale=contact.language,
             )
         )
     return True

@@ -19,7 +19,7 @@ from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
 from intake.catalogue import definition
-from intake.domain import Contact, InvalidReport, Report, find_problems
+from intake.domain import Contact, InvalidReport, Report, email_problems, find_problems
 from intake.entrypoints.api import photo_links
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
@@ -244,8 +244,8 @@ def router(
                     lat, long = found
         service_code = form.get("service_code", "").strip()
         email = form.get("email", "").strip()
-        if email and ("@" not in email or len(email) > 254):
-            problems.append("email is not a valid e-mail address")
+        if email:
+            problems += email_problems(email)
         if problems:
             problems += find_problems(
                 service_code,
