@@ -8,6 +8,7 @@ from intake.domain import (
     TransitionNotAllowed,
     check_coordinates,
     find_problems,
+    staff_transition,
     submit,
 )
 from mm_shared.events import OfficeRef, ReporterContactSubmitted, ReportStatus, ReportSubmitted
@@ -60,6 +61,34 @@ def test_a_contact_whose_address_the_event_would_refuse_is_a_problem_not_a_crash
         new_report(Contact(email="a@b.org\r\nBcc: x@example.org"))
     [problem] = refused.value.problems
     assert "is not a valid e-mail address" in problem
+
+
+def test_nul_characters_are_refused_in_every_text_field() -> None:
+    with pytest.raises(InvalidReport) as refused:
+        submit(
+            jurisdiction="leipzig",
+            service_code="001",
+            lat=51.34,
+            long=12.37,
+            description="a\x00b",
+            contact=Contact(email="a@example.org", first_name="\x00"),
+            media_url="http://x/\x00",
+        )
+    assert sorted(p.split()[0] for p in refused.value.problems) == [
+        "description",
+        "first_name",
+        "media_url",
+    ]
+    report, _ = new_report()
+    with pytest.raises(InvalidReport):
+        staff_transition(
+            report,
+            ReportStatus.IN_PROGRESS,
+            "staff",
+            public_note=None,
+            internal_note="\x00",
+            duplicate_of=None,
+        )
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,16 @@ def email_problems(email: str) -> list[str]:
     return []
 
 
+def nul_problems(**texts: str | Sequence[str] | None) -> list[str]:
+    """PostgreSQL stores no NUL character in text: refused here, it cannot fail a write that
+    carries other people's reports too."""
+    return [
+        f"{name} contains a NUL character (\\u0000)"
+        for name, text in texts.items()
+        if text and any("\x00" in t for t in ([text] if isinstance(text, str) else text))
+    ]
+
+
 def find_problems(
     service_code: str,
     lat: float | None,
@@ -230,8 +240,17 @@ def submit(
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies."""
     problems = find_problems(service_code, lat, long, description, attributes=attributes)
+    problems += nul_problems(
+        description=description,
+        address=address,
+        media_url=media_url,
+        **{f"attribute[{code}]": values for code, values in (attributes or {}).items()},
+    )
     if contact is not None:
         problems += email_problems(contact.email)
+        problems += nul_problems(
+            first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
+        )
     if problems:
         raise InvalidReport(problems)
     assert lat is not None
@@ -308,6 +327,8 @@ def staff_transition(
         raise InvalidReport([f"staff cannot set {status.value} directly"])
     if status is ReportStatus.REJECTED and not (public_note and public_note.strip()):
         raise InvalidReport(["a rejection needs a public_note saying why"])
+    if problems := nul_problems(public_note=public_note, internal_note=internal_note):
+        raise InvalidReport(problems)
     return report.change_status(
         status,
         by,

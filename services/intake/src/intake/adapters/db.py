@@ -539,17 +539,37 @@ class SubmissionWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                # One statement: autocommitted, no BEGIN and COMMIT round trips.
-                async with self._outbox.transaction(autocommit=True) as tx:
-                    await tx.publish(
-                        *(e for p in batch for e in p.events),
-                        along_with=added([p.report for p in batch]),
-                    )
+                await self._write(batch)
             except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0], exc)
+                    continue
+                # Whatever the database refused in one submission must not fail the others
+                # that shared its statement: each is tried on its own.
                 for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(exc)
+                    try:
+                        await self._write([pending])
+                    except Exception as alone:
+                        _settle(pending, alone)
+                    else:
+                        _settle(pending)
                 continue
             for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_result(None)
+                _settle(pending)
+
+    async def _write(self, batch: list[_PendingSubmission]) -> None:
+        # One statement: autocommitted, no BEGIN and COMMIT round trips.
+        async with self._outbox.transaction(autocommit=True) as tx:
+            await tx.publish(
+                *(e for p in batch for e in p.events),
+                along_with=added([p.report for p in batch]),
+            )
+
+
+def _settle(pending: _PendingSubmission, error: Exception | None = None) -> None:
+    if pending.done.done():  # the request was cancelled (client gone)
+        return
+    if error is None:
+        pending.done.set_result(None)
+    else:
+        pending.done.set_exception(error)

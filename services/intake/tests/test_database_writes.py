@@ -1,7 +1,8 @@
-"""Geo-router's decisions as intake stores them (real PostgreSQL, no broker): one statement
-reads what is unprocessed, one writes the transitions with their events and the deliveries,
-unless the report changed meanwhile."""
+"""Intake's writes on real PostgreSQL, no broker. Geo-router's decisions: one statement reads
+what is unprocessed, one writes the transitions with their events and the deliveries, unless
+the report changed meanwhile. New reports: group-committed, one bad one failing alone."""
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from uuid import uuid4
 
@@ -58,7 +59,7 @@ async def submitted(outbox: Outbox) -> tuple[Report, ReportRouted]:
 
 @pytest.fixture
 async def outbox() -> AsyncIterator[Outbox]:
-    url = await fresh_database("mangelmelder_test_routing_results", services=("intake",))
+    url = await fresh_database("mangelmelder_test_database_writes", services=("intake",))
     engine = create_engine(url)
     yield Outbox(engine, db.outbox, db.inbox, Unpublished(), "intake")
     await engine.dispose()
@@ -138,3 +139,33 @@ async def test_a_transition_is_not_written_over_a_change_made_since_it_was_read(
     stored = await handlers.get_report(outbox, report.id)
     assert stored is not None
     assert stored.status is ReportStatus.ASSIGNED
+
+
+async def test_a_report_the_database_refuses_fails_alone_in_its_group_commit(
+    outbox: Outbox,
+) -> None:
+    writer = db.SubmissionWriter(outbox, statements=1)
+    good, bad = (
+        submit(
+            jurisdiction="leipzig",
+            service_code="001",
+            lat=51.3397,
+            long=12.3731,
+            description=description,
+            contact=None,
+        )
+        for description in ("Schlagloch", "Gully")
+    )
+    bad[0].media_url = "\x00"  # past the domain's checks, as a bug elsewhere might let it
+    writes = [asyncio.create_task(writer.write(*s)) for s in (good, bad)]
+    await asyncio.sleep(0)  # both queued before the writer takes its first batch
+    running = asyncio.create_task(writer.run())
+    try:
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        running.cancel()
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], Exception)
+    async with outbox.engine.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT id FROM intake.reports"))).scalars().all()
+    assert stored == [good[0].id]
