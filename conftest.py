@@ -251,10 +251,13 @@ async def stack(
         "notifier": create_notifier(settings["notifier"]),  # type: ignore[arg-type]
     }
     tap = EventTap(kafka_bootstrap)
+    # A consumer stopped while it joins its group waits for the broker's answer to the join
+    # (about 5 s here): a short run (one module) ends in that window.
+    stop_s = 30
     async with (
-        LifespanManager(apps["intake"]),
-        LifespanManager(apps["geo_router"]),
-        LifespanManager(apps["notifier"]),
+        LifespanManager(apps["intake"], shutdown_timeout=stop_s),
+        LifespanManager(apps["geo_router"], shutdown_timeout=stop_s),
+        LifespanManager(apps["notifier"], shutdown_timeout=stop_s),
         tap.running([t.value for t in Topic]),
     ):
         clients = {

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mm_shared.db import ping
 from mm_shared.kafka import keep_broker_connected
@@ -22,6 +24,36 @@ from mm_shared.observability import instrument
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Step = Callable[[], Awaitable[None]]
+#: A refusal in the error shape of the API that was called: (request, status, code, message).
+Refusal = Callable[[Request, int, str, str], Response]
+
+
+def errors_list(_: Request, status: int, code: str, message: str) -> Response:
+    return JSONResponse(
+        {"errors": [{"code": code, "field": None, "message": message}]}, status_code=status
+    )
+
+
+class _RefuseNulInAddress:
+    """PostgreSQL stores no NUL character, and a query with one fails: refused before any
+    route sees it, for every path and query parameter of every service. Pure ASGI, so that
+    the check costs two substring searches per request."""
+
+    def __init__(self, app: ASGIApp, refusal: Refusal) -> None:
+        self.app = app
+        self.refusal = refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            response = self.refusal(
+                Request(scope),
+                400,
+                "invalid_character",
+                "the address contains a NUL character (%00), which no field accepts",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_service_app(
@@ -35,6 +67,7 @@ def create_service_app(
     startup: Sequence[Step] = (),
     background: Sequence[BackgroundLoop] = (),
     on_shutdown: Sequence[Step] = (),
+    refusal: Refusal = errors_list,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +110,7 @@ def create_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.broker = broker
+    app.add_middleware(_RefuseNulInAddress, refusal=refusal)
     for router in routers:
         app.include_router(router)
 

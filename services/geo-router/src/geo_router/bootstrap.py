@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -71,6 +72,9 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=[outbox.close],
+        refusal=lambda _, status, code, message: JSONResponse(
+            {"error": code, "detail": message}, status_code=status
+        ),
     )
 
 

@@ -147,6 +147,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
+        refusal=lambda request, status, code, message: refused(
+            request, status, code, [(None, message)]
+        ),
     )
 
     @app.exception_handler(staff.Unauthorized)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel, EmailStr, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from intake import handlers
@@ -30,24 +30,34 @@ MAX_PHOTOS = 5
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return text
+
+
+#: Text from clients: PostgreSQL stores no NUL character, so none gets in.
+Text = Annotated[str, AfterValidator(_without_nul)]
+
+
 class ReportIn(BaseModel):
     """A submission as JSON (photos need multipart/form-data with the same field names)."""
 
-    service_code: str
+    service_code: Text
     lat: float
     long: float
-    description: str = Field(default="", max_length=4000)
+    description: Text = Field(default="", max_length=4000)
     email: EmailStr | None = None
-    first_name: str | None = Field(default=None, max_length=200)
-    last_name: str | None = Field(default=None, max_length=200)
+    first_name: Text | None = Field(default=None, max_length=200)
+    last_name: Text | None = Field(default=None, max_length=200)
     locale: Literal["de", "en"] = "de"
-    address: str | None = Field(default=None, max_length=500)
-    attributes: dict[str, list[str]] = Field(default_factory=dict)
+    address: Text | None = Field(default=None, max_length=500)
+    attributes: dict[Text, list[Text]] = Field(default_factory=dict)
 
 
 class FollowerIn(BaseModel):
     email: EmailStr
-    first_name: str | None = None
+    first_name: Text | None = Field(default=None, max_length=200)
     locale: Literal["de", "en"] = "de"
 
 

@@ -18,7 +18,7 @@ from intake.adapters.db import unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember
 from intake.domain import InvalidReport, Report, TransitionNotAllowed
-from intake.entrypoints.api import photo_links, problem
+from intake.entrypoints.api import Text, photo_links, problem
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
@@ -31,10 +31,10 @@ class Unauthorized(Exception):
 
 class TransitionIn(BaseModel):
     status: ReportStatus
-    public_note: str | None = Field(default=None, max_length=4000)
-    internal_note: str | None = Field(default=None, max_length=4000)
+    public_note: Text | None = Field(default=None, max_length=4000)
+    internal_note: Text | None = Field(default=None, max_length=4000)
     #: With ``assigned``: the office to hand the ticket to.
-    office_code: str | None = None
+    office_code: Text | None = None
     #: With ``duplicate``: the report this one is merged into.
     duplicate_of: UUID | None = None
 

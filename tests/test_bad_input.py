@@ -1,0 +1,47 @@
+"""A NUL character reaches no database: PostgreSQL cannot store one, and a query carrying one
+fails. Every service refuses it with a 400 in the shape of the API that was called."""
+
+import pytest
+
+from conftest import API_KEY, Stack
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("geo_router", "/v1/areas/ortsteil/%00"),
+        ("geo_router", "/v1/offices?jurisdiction=%00"),
+        ("notifier", "/v1/preferences/%00"),
+        ("intake", "/api/v1/staff/tickets?category=%00"),
+    ],
+)
+async def test_a_nul_in_the_address_is_refused_everywhere(
+    stack: Stack, service: str, path: str
+) -> None:
+    response = await getattr(stack, service).get(path)
+    assert response.status_code == 400
+    body = response.json()
+    code = body["error"] if service == "geo_router" else body["errors"][0]["code"]
+    assert code == "invalid_character"
+
+
+async def test_open311_refuses_it_as_open311_errors(stack: Stack) -> None:
+    response = await stack.intake.get("/open311/v2/requests.xml?service_code=%00")
+    assert response.status_code == 400
+    assert "<code>400</code>" in response.text
+
+
+async def test_json_text_fields_refuse_it_by_name(stack: Stack) -> None:
+    report = {"service_code": "001", "lat": 51.3397, "long": 12.3731, "description": "a\x00b"}
+    refused = await stack.intake.post("/api/v1/reports", json=report)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "description"
+    created = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={"api_key": API_KEY, "service_code": "001", "lat": "51.3397", "long": "12.3731"},
+    )
+    report_id = created.json()[0]["service_request_id"]
+    follower = {"email": "f@example.org", "first_name": "\x00"}
+    refused = await stack.intake.post(f"/api/v1/reports/{report_id}/followers", json=follower)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "first_name"
