@@ -90,6 +90,12 @@ async def test_the_whole_lifecycle_one_mail_per_change_in_the_reporters_language
     assert listed.status_code == 200
     assert str(report_id) in [t["id"] for t in listed.json()["items"]]
     assert all(ortsteil in t["areas"] for t in listed.json()["items"])
+    for out_of_range in ({"older_than_days": "inf"}, {"page": 10**20}):
+        refused = await stack.intake.get(
+            "/api/v1/staff/tickets", params=out_of_range, headers=office
+        )
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"] == next(iter(out_of_range))
 
     started = await move(
         stack,

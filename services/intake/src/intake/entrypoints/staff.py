@@ -106,12 +106,12 @@ def router(
         ),
         service_code: str | None = Query(default=None, description="comma list"),
         area: str | None = Query(default=None, description="area code or name, e.g. 00 or Zentrum"),
-        older_than_days: float | None = Query(default=None, ge=0),
+        older_than_days: float | None = Query(default=None, ge=0, le=36_500),
         office: str | None = Query(default=None, description="one of my offices"),
         sort: Literal[
             "requested_at", "-requested_at", "updated_at", "-updated_at"
         ] = "-requested_at",
-        page: int = Query(default=1, ge=1),
+        page: int = Query(default=1, ge=1, le=1_000_000),
         page_size: int = Query(default=50, ge=1, le=200),
     ) -> JSONResponse:
         """My offices' tickets, filtered, sorted and paginated."""
