@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +34,18 @@ def errors_list(_: Request, status: int, code: str, message: str) -> Response:
     return JSONResponse(
         {"errors": [{"code": code, "field": None, "message": message}]}, status_code=status
     )
+
+
+log = logging.getLogger(__name__)
+
+
+def database_unreachable(error: Exception) -> bool:
+    """Refused or lost connections and an exhausted pool; not a statement the database refused."""
+    if isinstance(error, db_errors.DBAPIError):
+        return error.connection_invalidated or isinstance(
+            error, db_errors.OperationalError | db_errors.InterfaceError
+        )
+    return isinstance(error, OSError | db_errors.TimeoutError)
 
 
 class _RefuseNulInAddress:
@@ -111,6 +125,21 @@ def create_service_app(
     )
     app.state.broker = broker
     app.add_middleware(_RefuseNulInAddress, refusal=refusal)
+
+    async def unavailable(request: Request, error: Exception) -> Response:
+        """While PostgreSQL is away (a restart, a failover) nothing can be accepted durably:
+        a 503 with Retry-After tells clients to come back, where a 500 would say we broke."""
+        if not database_unreachable(error):
+            raise error
+        log.warning("database unreachable: %r", error)
+        response = refusal(
+            request, 503, "unavailable", "the database is unavailable for a moment: try again"
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for error_class in (OSError, db_errors.DBAPIError, db_errors.TimeoutError):
+        app.add_exception_handler(error_class, unavailable)
     for router in routers:
         app.include_router(router)
 

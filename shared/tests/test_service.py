@@ -1,0 +1,58 @@
+"""The frame every service runs in: its answers when the database is away, or when a request
+carries what no database stores. No lifespan: nothing here needs the broker or PostgreSQL."""
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from faststream.kafka import KafkaBroker
+from sqlalchemy import exc as db_errors
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mm_shared.service import create_service_app
+
+FAILURES: dict[str, Exception] = {
+    "refused": ConnectionRefusedError(111, "Connection refused"),
+    "lost": db_errors.InterfaceError("SELECT 1", None, Exception("connection is closed")),
+    "starting": db_errors.OperationalError("SELECT 1", None, Exception("starting up")),
+    "statement": db_errors.DBAPIError("SELECT 1", None, Exception("invalid input syntax")),
+}
+
+
+@pytest.fixture
+def client() -> httpx.AsyncClient:
+    router = APIRouter()
+
+    @router.get("/fail/{how}")
+    async def fail(how: str) -> None:
+        raise FAILURES[how]
+
+    app = create_service_app(
+        service="test",
+        title="test",
+        description="test",
+        broker=KafkaBroker("127.0.0.1:1"),
+        engine=create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none"),
+        routers=[router],
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.mark.parametrize("how", ["refused", "lost", "starting"])
+async def test_an_unreachable_database_is_a_503_to_retry(
+    client: httpx.AsyncClient, how: str
+) -> None:
+    response = await client.get(f"/fail/{how}")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["errors"][0]["code"] == "unavailable"
+
+
+async def test_a_statement_the_database_refused_stays_a_500(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/fail/statement")).status_code == 500
+
+
+async def test_a_nul_in_the_address_is_refused_before_any_route(client: httpx.AsyncClient) -> None:
+    response = await client.get("/fail/refused?x=%00")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "invalid_character"
