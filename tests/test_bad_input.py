@@ -45,3 +45,13 @@ async def test_json_text_fields_refuse_it_by_name(stack: Stack) -> None:
     refused = await stack.intake.post(f"/api/v1/reports/{report_id}/followers", json=follower)
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "first_name"
+
+
+async def test_each_service_answers_fastapis_own_refusals_in_its_shape(stack: Stack) -> None:
+    route = await stack.geo_router.get("/v1/route", params={"lat": 91, "long": 12.37})
+    assert route.status_code == 422
+    assert route.json()["error"] == "invalid_field"
+    assert {p["field"] for p in route.json()["problems"]} == {"lat", "service_code"}
+    parked = await stack.notifier.get("/v1/notifications/parked")
+    assert parked.status_code == 401
+    assert parked.json()["errors"][0]["code"] == "unauthorized"

@@ -11,13 +11,16 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mm_shared.db import ping
@@ -26,13 +29,16 @@ from mm_shared.observability import instrument
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Step = Callable[[], Awaitable[None]]
-#: A refusal in the error shape of the API that was called: (request, status, code, message).
-Refusal = Callable[[Request, int, str, str], Response]
+#: What was wrong: the field (None for the request as a whole) and why.
+Problems = list[tuple[str | None, str]]
+#: A refusal in the error shape of the API that was called: (request, status, code, problems).
+Refusal = Callable[[Request, int, str, Problems], Response]
 
 
-def errors_list(_: Request, status: int, code: str, message: str) -> Response:
+def errors_list(_: Request, status: int, code: str, problems: Problems) -> Response:
     return JSONResponse(
-        {"errors": [{"code": code, "field": None, "message": message}]}, status_code=status
+        {"errors": [{"code": code, "field": field, "message": why} for field, why in problems]},
+        status_code=status,
     )
 
 
@@ -63,11 +69,47 @@ class _RefuseNulInAddress:
                 Request(scope),
                 400,
                 "invalid_character",
-                "the address contains a NUL character (%00), which no field accepts",
+                [(None, "the address contains a NUL character (%00), which no field accepts")],
             )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _answer_refusals_in_shape(app: FastAPI, refusal: Refusal) -> None:
+    """FastAPI's own refusals (a malformed path, query or body, an unknown route) and a
+    database away, in the error shape of the API that was called: clients parse one shape."""
+
+    async def invalid_request(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        problems: Problems = [
+            (".".join(str(part) for part in e["loc"][1:]) or None, e["msg"]) for e in error.errors()
+        ]
+        return refusal(request, 422, "invalid_field", problems)
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")  # "not_found"
+        response = refusal(request, error.status_code, code, [(None, str(error.detail))])
+        response.headers.update(error.headers or {})
+        return response
+
+    async def unavailable(request: Request, error: Exception) -> Response:
+        """While PostgreSQL is away (a restart, a failover) nothing can be accepted durably:
+        a 503 with Retry-After tells clients to come back, where a 500 would say we broke."""
+        if not database_unreachable(error):
+            raise error
+        log.warning("database unreachable: %r", error)
+        response = refusal(
+            request, 503, "unavailable", [(None, "the database is unavailable for a moment")]
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    for error_class in (OSError, db_errors.DBAPIError, db_errors.TimeoutError):
+        app.add_exception_handler(error_class, unavailable)
 
 
 def create_service_app(
@@ -126,20 +168,7 @@ def create_service_app(
     app.state.broker = broker
     app.add_middleware(_RefuseNulInAddress, refusal=refusal)
 
-    async def unavailable(request: Request, error: Exception) -> Response:
-        """While PostgreSQL is away (a restart, a failover) nothing can be accepted durably:
-        a 503 with Retry-After tells clients to come back, where a 500 would say we broke."""
-        if not database_unreachable(error):
-            raise error
-        log.warning("database unreachable: %r", error)
-        response = refusal(
-            request, 503, "unavailable", "the database is unavailable for a moment: try again"
-        )
-        response.headers["Retry-After"] = "5"
-        return response
-
-    for error_class in (OSError, db_errors.DBAPIError, db_errors.TimeoutError):
-        app.add_exception_handler(error_class, unavailable)
+    _answer_refusals_in_shape(app, refusal)
     for router in routers:
         app.include_router(router)
 

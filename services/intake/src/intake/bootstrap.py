@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from http import HTTPStatus
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import holidays
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from intake import handlers
 from intake.adapters import db
@@ -39,7 +36,7 @@ from mm_shared.events import (
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox
-from mm_shared.service import create_service_app
+from mm_shared.service import Problems, create_service_app
 
 SERVICE = "intake"
 log = logging.getLogger(__name__)
@@ -147,9 +144,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
-        refusal=lambda request, status, code, message: refused(
-            request, status, code, [(None, message)]
-        ),
+        refusal=refused,
     )
 
     @app.exception_handler(staff.Unauthorized)
@@ -158,39 +153,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             401, ("unauthorized", "Authorization", "a valid staff bearer token is required")
         )
 
-    # FastAPI's own refusals (a malformed path or query, an unknown route, too many form
-    # fields) in the error shape of the API that was called, so that clients parse one shape.
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, invalid: RequestValidationError) -> Response:
-        refusals = [
-            (
-                ".".join(str(part) for part in error["loc"][1:]) or None,
-                error["msg"],
-            )
-            for error in invalid.errors()
-        ]
-        return refused(request, 422, "invalid_field", refusals)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")  # "not_found"
-        response = refused(request, error.status_code, code, [(None, str(error.detail))])
-        response.headers.update(error.headers or {})
-        return response
-
     return app
 
 
-def refused(
-    request: Request, status: int, code: str, refusals: list[tuple[str | None, str]]
-) -> Response:
+def refused(request: Request, status: int, code: str, problems: Problems) -> Response:
+    """Open311's errors under its prefix, the city app's and staff API's elsewhere."""
     path = request.url.path
     if path.startswith(open311.PREFIX):
         # GeoReport v2 knows 400, 403 and 404 only, and answers in the format the path names.
         fmt = Format.XML if path.endswith(".xml") else Format.JSON
-        descriptions = [f"{field}: {message}" if field else message for field, message in refusals]
+        descriptions = [f"{field}: {message}" if field else message for field, message in problems]
         return errors(fmt, 400 if status == 422 else status, *descriptions)
-    return problem(status, *[(code, field, message) for field, message in refusals])
+    return problem(status, *[(code, field, message) for field, message in problems])
 
 
 def asyncapi_app() -> FastStream:

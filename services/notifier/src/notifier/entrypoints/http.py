@@ -85,7 +85,7 @@ def router(engine: AsyncEngine, settings: NotifierSettings) -> APIRouter:
     def operator(authorization: str | None) -> None:
         expected = f"Bearer {settings.ops_token}"
         if not settings.ops_token or not hmac.compare_digest(authorization or "", expected):
-            raise HTTPException(status_code=401, detail={"code": "unauthorized"})
+            raise HTTPException(401, "a valid operator token (NOTIFIER_OPS_TOKEN) is required")
 
     @api.get("/notifications/parked", tags=["operations"])
     async def list_parked(authorization: str | None = Header(default=None)) -> list[dict[str, Any]]:
@@ -99,7 +99,7 @@ def router(engine: AsyncEngine, settings: NotifierSettings) -> APIRouter:
     ) -> dict[str, Any]:
         operator(authorization)
         if not await handlers.retry(engine, notification_id):
-            raise HTTPException(status_code=404, detail={"code": "not_parked"})
+            raise HTTPException(404, f"notification {notification_id} is not parked")
         return {"retrying": notification_id}
 
     return api
