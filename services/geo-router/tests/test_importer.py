@@ -16,6 +16,7 @@ from geo_router.adapters.importer import (
     OfficeSpec,
     RuleSpec,
     read_areas,
+    read_manifest,
     rule_rows,
 )
 
@@ -147,3 +148,45 @@ def test_a_file_gdal_cannot_read_is_refused_clearly(tmp_path: Path) -> None:
     path.write_bytes(b"not a geopackage")
     with pytest.raises(InvalidImport, match="not a readable GIS file"):
         read_areas(path, "SBZ", "Name")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "FileNotFoundError"),
+        ("[1, 2", "JSONDecodeError"),
+        ('{"type": "FeatureCollection", "features": [{"geometry": {"type": "Polygon"}}]}', "Key"),
+    ],
+)
+def test_a_geojson_that_cannot_be_read_is_refused_clearly(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "areas.geojson"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(
+        InvalidImport, match=f"not a readable GeoJSON FeatureCollection .*{problem}"
+    ):
+        read_areas(path, "c", "n")
+
+
+def test_a_feature_without_area_is_refused(tmp_path: Path) -> None:
+    point = {"type": "Point", "coordinates": [12.37, 51.34]}
+    feature = {"type": "Feature", "properties": {"c": "1", "n": "Pin"}, "geometry": point}
+    path = tmp_path / "areas.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    with pytest.raises(InvalidImport, match=r"feature 0 \(1\): a Point with no area"):
+        read_areas(path, "c", "n")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "cannot be read"), ("code: [", "not valid YAML")]
+)
+def test_a_manifest_that_cannot_be_read_is_refused_clearly(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "jurisdiction.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InvalidImport, match=problem):
+        read_manifest(path)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pyproj import Transformer
 from pyproj.exceptions import CRSError
 from shapely import MultiPolygon, Polygon, make_valid
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.validation import explain_validity
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -71,12 +72,18 @@ def _read_features(path: Path) -> tuple[str | None, list[tuple[dict[str, Any], A
     GeoJSON is read as it is; GeoPackage, Shapefile and whatever else GDAL reads go through
     pyogrio (GDAL in a wheel, no system library)."""
     if path.suffix.lower() in {".geojson", ".json"}:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        name = (data.get("crs") or {}).get("properties", {}).get("name")
-        return name, [
-            (f.get("properties") or {}, shape(f["geometry"]) if f.get("geometry") else None)
-            for f in data.get("features", [])
-        ]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            name = (data.get("crs") or {}).get("properties", {}).get("name")
+            return name, [
+                (f.get("properties") or {}, shape(f["geometry"]) if f.get("geometry") else None)
+                for f in data.get("features", [])
+            ]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ShapelyError) as exc:
+            # JSON syntax, a missing file, or features that are not GeoJSON: the file as such.
+            reason = f"{exc.__class__.__name__}: {exc}"
+            problem = f"{path}: not a readable GeoJSON FeatureCollection ({reason})"
+            raise InvalidImport([problem]) from exc
     try:
         meta, _, geometries, columns = pyogrio.raw.read(path)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
@@ -136,11 +143,16 @@ def read_areas(
                 "name the source CRS (e.g. --source-crs EPSG:25833)"
             )
             continue
+        kind = geom.geom_type
         if not geom.is_valid:
             reason = explain_validity(geom)
             geom = make_valid(geom)
             repaired.append(f"{code} {name}: {reason}")
-        features.append((str(code), str(name), _as_multipolygon(geom)))
+        area = _as_multipolygon(geom)
+        if area.is_empty:
+            problems.append(f"feature {i} ({code}): a {kind} with no area; areas are polygons")
+            continue
+        features.append((str(code), str(name), area))
     duplicates = [c for c, n in Counter(c for c, _, _ in features).items() if n > 1]
     if duplicates:
         problems.append(f"duplicate area codes: {', '.join(sorted(duplicates))}")
@@ -280,6 +292,10 @@ class JurisdictionSpec(BaseModel):
 def read_manifest(path: Path) -> JurisdictionSpec:
     try:
         return JurisdictionSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidImport([f"{path}: cannot be read ({exc.__class__.__name__}: {exc})"]) from exc
+    except yaml.YAMLError as exc:
+        raise InvalidImport([f"{path.name}: not valid YAML: {' '.join(str(exc).split())}"]) from exc
     except ValidationError as exc:
         raise InvalidImport(
             [f"{path.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
