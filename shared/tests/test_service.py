@@ -8,6 +8,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from mm_shared.db import exits_on_database_errors
 from mm_shared.service import create_service_app
 
 FAILURES: dict[str, Exception] = {
@@ -56,3 +57,15 @@ async def test_a_nul_in_the_address_is_refused_before_any_route(client: httpx.As
     response = await client.get("/fail/refused?x=%00")
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "invalid_character"
+
+
+def test_a_cli_command_ends_with_one_line_when_the_database_is_away() -> None:
+    @exits_on_database_errors
+    def migrate() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+
+    with pytest.raises(SystemExit) as ended:
+        migrate()
+    assert str(ended.value.code) == (
+        "database error: ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 1)"
+    )

@@ -190,3 +190,11 @@ def test_a_manifest_that_cannot_be_read_is_refused_clearly(
         path.write_text(content)
     with pytest.raises(InvalidImport, match=problem):
         read_manifest(path)
+
+
+def test_a_wrong_property_name_is_reported_once_with_the_properties_there_are() -> None:
+    with pytest.raises(InvalidImport) as refused:
+        read_areas(DATA / "leipzig" / "ortsteile.geojson", "NOPE", "Name")
+    assert refused.value.problems == [
+        "63 of 63 features have no property 'NOPE' (the first: feature 0, which has Name, OT)"
+    ]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,21 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(sa.text("SELECT 1"))
+
+
+def exits_on_database_errors(main: Callable[[], None]) -> Callable[[], None]:
+    """For a service's CLI: a database that is unreachable, missing or refuses the command ends
+    it with one line saying so, not with a traceback."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        try:
+            main()
+        except (ConnectionError, socket.gaierror, TimeoutError, sa.exc.DBAPIError) as exc:
+            cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            sys.exit(f"database error: {cause.__class__.__name__}: {cause}".splitlines()[0])
+
+    return run
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:

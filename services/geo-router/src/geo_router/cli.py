@@ -11,7 +11,7 @@ import uvicorn
 
 from geo_router.adapters import db, importer
 from geo_router.settings import GeoRouterSettings
-from mm_shared.db import create_engine, upgrade
+from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 from mm_shared.events import RoutingConfigChanged
 from mm_shared.outbox import stage
 
@@ -119,6 +119,7 @@ async def import_areas(
     return "\n".join(lines)
 
 
+@exits_on_database_errors
 def main() -> None:
     parser = argparse.ArgumentParser(prog="geo-router")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.adapters import staff
 from intake.settings import IntakeSettings
-from mm_shared.db import create_engine, upgrade
+from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
@@ -29,6 +29,7 @@ async def _staff(database_url: str, action: Callable[[AsyncConnection], Awaitabl
         await engine.dispose()
 
 
+@exits_on_database_errors
 def main() -> None:
     parser = argparse.ArgumentParser(prog="intake")
     sub = parser.add_subparsers(dest="command", required=True)

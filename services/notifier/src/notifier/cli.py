@@ -7,12 +7,13 @@ from pathlib import Path
 
 import uvicorn
 
-from mm_shared.db import upgrade
+from mm_shared.db import exits_on_database_errors, upgrade
 from notifier.settings import NotifierSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+@exits_on_database_errors
 def main() -> None:
     parser = argparse.ArgumentParser(prog="notifier")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -124,11 +124,14 @@ def read_areas(
         except CRSError as exc:
             raise InvalidImport([f"{path.name}: unknown CRS {crs!r}: {exc}"]) from exc
     features, repaired, problems = [], [], []
+    lacking: dict[str, list[int]] = {code_property: [], name_property: []}
     items = list(enumerate(rows))
     for i, (props, geom) in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
         code, name = props.get(code_property), props.get(name_property)
         if code is None or name is None:
-            problems.append(f"feature {i}: property {code_property!r} or {name_property!r} missing")
+            for wanted, value in ((code_property, code), (name_property, name)):
+                if value is None:
+                    lacking[wanted].append(i)
             continue
         if geom is None:
             problems.append(f"feature {i} ({code}): no geometry")
@@ -153,6 +156,13 @@ def read_areas(
             problems.append(f"feature {i} ({code}): a {kind} with no area; areas are polygons")
             continue
         features.append((str(code), str(name), area))
+    for wanted, where in lacking.items():
+        if where:
+            found = sorted(rows[where[0]][0])
+            problems.append(
+                f"{len(where)} of {len(rows)} features have no property {wanted!r} (the first: "
+                f"feature {where[0]}, which has {', '.join(found) or 'none'})"
+            )
     duplicates = [c for c, n in Counter(c for c, _, _ in features).items() if n > 1]
     if duplicates:
         problems.append(f"duplicate area codes: {', '.join(sorted(duplicates))}")
