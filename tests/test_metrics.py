@@ -3,8 +3,11 @@ process, so each /metrics shows the shared registry; series carry a service labe
 several services report the same metric.)"""
 
 import re
+from pathlib import Path
 
+import promql_parser
 import pytest
+import yaml
 
 from conftest import API_KEY, Stack
 from devstack.testing import eventually
@@ -77,3 +80,27 @@ async def test_a_report_moves_the_counters(stack: Stack) -> None:
         return all(value(after, s) > value(before, s) for s in (accepted, routed, sent, request))
 
     await eventually(counted)
+
+
+ALERTS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+
+
+async def test_every_alert_parses_and_watches_metrics_that_exist(stack: Stack) -> None:
+    exposed = {"up"}  # Prometheus' own, per scrape target
+    for service in EXPECTED:
+        text = (await getattr(stack, service).get("/metrics")).text
+        for family, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, flags=re.M):
+            suffixes = {"histogram": ("_bucket", "_sum", "_count")}.get(kind, ("",))
+            exposed |= {family + s for s in suffixes} | {family}
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    assert len(rules) >= 8
+    for rule in rules:
+        promql_parser.parse(rule["expr"])  # raises on a syntax error
+        if "for" in rule:
+            promql_parser.parse_duration(rule["for"])
+        assert rule["labels"]["severity"] in {"page", "warning"}
+        assert rule["annotations"]["summary"]
+        assert rule["annotations"]["description"]
+        metrics = set(re.findall(r"\b(up|mm_[a-z_]+)\b", rule["expr"]))
+        assert metrics, rule["alert"]
+        assert metrics <= exposed, (rule["alert"], metrics - exposed)
