@@ -1,13 +1,23 @@
 """The notifier over the real broker, database and an SMTP server."""
 
+from datetime import timedelta
 from uuid import uuid4
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import Stack
 from devstack.testing import body_text, eventually, publish
-from mm_shared.events import OfficeRef, ReporterContactSubmitted, ReportStatus, ReportStatusChanged
+from mm_shared.events import (
+    OfficeRef,
+    ReporterContactSubmitted,
+    ReportStatus,
+    ReportStatusChanged,
+    utcnow,
+)
+from notifier.adapters.db import contacts, notifications, status_events
+from notifier.handlers import erase_expired_contacts
 
 OFFICE = OfficeRef(code="SRL", name="Stadtreinigung Leipzig")
 
@@ -116,3 +126,61 @@ async def _is_skipped(state):  # type: ignore[no-untyped-def]
 async def _mails(stack: Stack, address: str, count: int = 1):  # type: ignore[no-untyped-def]
     mails = stack.smtp.to(address)
     return mails if len(mails) >= count else None
+
+
+async def test_contact_data_is_erased_once_its_report_has_been_closed_long_enough(
+    stack: Stack,
+) -> None:
+    closed_long_ago, closed_today, still_open = uuid4(), uuid4(), uuid4()
+    resolved_long_ago = status_changed(closed_long_ago, ReportStatus.RESOLVED).model_copy(
+        update={"occurred_at": utcnow() - timedelta(days=100)}
+    )
+    await publish(
+        stack.kafka,
+        *(
+            ReporterContactSubmitted(report_id=r, email=f"{n}@example.org")
+            for n, r in [("old", closed_long_ago), ("today", closed_today), ("open", still_open)]
+        ),
+        resolved_long_ago,
+        status_changed(closed_today, ReportStatus.RESOLVED),
+        status_changed(still_open),
+    )
+    reports = [closed_long_ago, closed_today, still_open]
+    engine = create_async_engine(stack.database_url)
+    try:
+
+        async def emails() -> list[str]:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    sa.select(contacts.c.email)
+                    .where(contacts.c.report_id.in_(reports))
+                    .order_by(contacts.c.email)
+                )
+                return list(rows.scalars())
+
+        async def all_stored() -> bool:
+            async with engine.connect() as conn:
+                events = await conn.scalar(
+                    sa.select(sa.func.count()).where(status_events.c.report_id.in_(reports))
+                )
+            return len(await emails()) == 3 and events == 3
+
+        await eventually(all_stored)
+        async with engine.begin() as conn:  # a mail it was sent then: erased with the contact
+            await conn.execute(
+                sa.insert(notifications).from_select(
+                    ["event_id", "report_id", "contact_id", "channel", "event", "state"],
+                    sa.select(
+                        sa.literal(resolved_long_ago.event_id),
+                        contacts.c.report_id,
+                        contacts.c.id,
+                        sa.literal("email"),
+                        sa.literal(resolved_long_ago.model_dump(mode="json"), pg.JSONB),
+                        sa.literal("sent"),
+                    ).where(contacts.c.report_id == closed_long_ago),
+                )
+            )
+        assert await erase_expired_contacts(engine, timedelta(days=30)) >= 1
+        assert await emails() == ["open@example.org", "today@example.org"]
+    finally:
+        await engine.dispose()

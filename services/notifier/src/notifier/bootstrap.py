@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import timedelta
+
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -12,6 +16,7 @@ from mm_shared.db import create_engine
 from mm_shared.kafka import create_broker, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.service import create_service_app
+from notifier import handlers
 from notifier.adapters.senders import SmtpSender, WebhookSender
 from notifier.entrypoints import http
 from notifier.entrypoints.consumers import register_consumers
@@ -19,6 +24,7 @@ from notifier.handlers import Dispatcher
 from notifier.settings import NotifierSettings
 
 SERVICE = "notifier"
+log = logging.getLogger(__name__)
 
 
 def create_messaging(
@@ -43,6 +49,17 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     broker, engine, dispatcher = create_messaging(settings)
 
+    async def erase_expired_contacts() -> None:
+        """Contact data lives as long as its purpose: telling the reporter about the report."""
+        retention = timedelta(days=settings.contact_retention_days)
+        while True:
+            try:
+                if erased := await handlers.erase_expired_contacts(engine, retention):
+                    log.info("erased %d reporters' contact data past retention", erased)
+            except Exception:
+                log.exception("erasing expired contact data failed; trying again later")
+            await asyncio.sleep(settings.contact_erasure_interval_s)
+
     return create_service_app(
         service=SERVICE,
         title="Mängelmelder notifier",
@@ -50,7 +67,11 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         broker=broker,
         engine=engine,
         routers=[http.router(engine, settings)],
-        background=[dispatcher.run, lambda: track_consumer_lag(broker, SERVICE)],
+        background=[
+            dispatcher.run,
+            erase_expired_contacts,
+            lambda: track_consumer_lag(broker, SERVICE),
+        ],
         on_shutdown=dispatcher.closers,
     )
 

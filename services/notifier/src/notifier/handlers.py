@@ -188,6 +188,40 @@ async def record_batch(
         )
 
 
+CONTACTS_ERASED = Counter(
+    "mm_contacts_erased_total", "Reporters' contact data erased after the retention period"
+)
+
+
+async def erase_expired_contacts(engine: AsyncEngine, retention: timedelta) -> int:
+    """Erase the contact data of reports closed longer than ``retention`` ago (storage
+    limitation, GDPR Art. 5(1)(e)): the addresses, names, and the notifications sent to them.
+    A contact with a delivery still under way waits for the next sweep; a report reopened
+    after that is not told to anybody any more. Returns how many contacts were erased."""
+    closed = [s.value for s in ReportStatus if s.is_closed]
+    async with engine.begin() as conn:
+        erased = await conn.execute(
+            sa.text(
+                "WITH latest AS ("
+                "  SELECT DISTINCT ON (report_id) report_id, event->>'status' AS status,"
+                "         occurred_at"
+                "  FROM notifier.status_events ORDER BY report_id, occurred_at DESC),"
+                " expired AS ("
+                "  SELECT c.id FROM notifier.contacts c JOIN latest l USING (report_id)"
+                "  WHERE l.status = ANY(CAST(:closed AS text[]))"
+                "  AND l.occurred_at < now() - CAST(:retention AS interval)"
+                "  AND NOT EXISTS (SELECT 1 FROM notifier.notifications n"
+                "                  WHERE n.contact_id = c.id AND n.state IN ('pending', 'sending'))),"
+                " sent AS (DELETE FROM notifier.notifications n USING expired e"
+                "          WHERE n.contact_id = e.id)"
+                " DELETE FROM notifier.contacts c USING expired e WHERE c.id = e.id"
+            ),
+            {"closed": closed, "retention": retention},
+        )
+    CONTACTS_ERASED.inc(erased.rowcount)
+    return erased.rowcount
+
+
 async def preference_of(engine: AsyncEngine, token: str) -> Preference | None:
     """The reporter's choice for the report this link belongs to; None for an unknown link."""
     async with engine.connect() as conn:

@@ -32,3 +32,6 @@ class NotifierSettings(ServiceSettings):
     reminder_work_within_days: float = 14.0
     #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
     workers: int = 8
+    #: Reporters' contact data is erased this long after their report was closed (GDPR).
+    contact_retention_days: float = 90.0
+    contact_erasure_interval_s: float = 3600.0
