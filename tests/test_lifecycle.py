@@ -222,6 +222,15 @@ async def test_reassignment_goes_through_geo_router_and_moves_the_ticket(stack: 
     roads, cleaning = await token_for(stack, "VTA-OST"), await token_for(stack, "SRL")
     report_id = await submit(stack, "moved@example.org")
     await assigned(stack, report_id)
+
+    async def directory():  # type: ignore[no-untyped-def]
+        offices = await stack.intake.get("/api/v1/staff/offices", headers=roads)
+        return offices.json() if offices.status_code == 200 else None
+
+    assert {"code": "SRL", "name": "Stadtreinigung Leipzig"} in await eventually(directory)
+    unknown = await move(stack, roads, report_id, status="assigned", office_code="SLR")
+    assert unknown.status_code == 422
+    assert "unknown office_code 'SLR'; offices: ASG, " in unknown.json()["errors"][0]["message"]
     response = await move(
         stack,
         roads,

@@ -16,7 +16,7 @@ from faststream.specification import AsyncAPI
 
 from intake import handlers
 from intake.adapters import db
-from intake.adapters.boundaries import Boundaries
+from intake.adapters.boundaries import Boundaries, OfficeDirectory
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import FileSystemPhotoStore
@@ -42,12 +42,15 @@ SERVICE = "intake"
 log = logging.getLogger(__name__)
 
 
-def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox, Boundaries]:
+def create_messaging(
+    settings: IntakeSettings,
+) -> tuple[KafkaBroker, Outbox, Boundaries, OfficeDirectory]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
     outbox = Outbox.for_kafka(engine, db.metadata, settings.kafka_bootstrap_servers, SERVICE)
     boundaries = Boundaries(engine)
-    register_consumers(broker, outbox, boundaries, settings)
+    directory = OfficeDirectory()
+    register_consumers(broker, outbox, boundaries, directory, settings)
     document_publications(
         broker,
         ReportSubmitted,
@@ -56,13 +59,13 @@ def create_messaging(settings: IntakeSettings) -> tuple[KafkaBroker, Outbox, Bou
         ReportReassigned,
         OfficeReminderDue,
     )
-    return broker, outbox, boundaries
+    return broker, outbox, boundaries, directory
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging(settings.log_level)
-    broker, outbox, boundaries = create_messaging(settings)
+    broker, outbox, boundaries, directory = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
     store = FileSystemPhotoStore(Path(settings.photo_dir))
 
@@ -133,7 +136,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[
             open311.router(outbox, writer, boundaries, settings, geocoder),
             api.router(outbox, writer, boundaries, store, settings),
-            staff.router(outbox, settings, oidc),
+            staff.router(outbox, directory, settings, oidc),
         ],
         startup=[boundaries.load],
         background=[
@@ -169,5 +172,5 @@ def refused(request: Request, status: int, code: str, problems: Problems) -> Res
 
 def asyncapi_app() -> FastStream:
     """For ``faststream docs gen --factory intake.bootstrap:asyncapi_app``."""
-    broker, _, _ = create_messaging(IntakeSettings())
+    broker, *_ = create_messaging(IntakeSettings())
     return FastStream(broker, specification=AsyncAPI(title="Mängelmelder intake", version="0.1.0"))

@@ -323,9 +323,11 @@ async def change_ticket(
     internal_note: str | None = None,
     office_code: str | None = None,
     duplicate_of: UUID | None = None,
+    offices: Mapping[str, str] | None = None,
 ) -> Report | None:
     """A staff transition. Handing a ticket to another office (``assigned`` with an
-    ``office_code``) is asked of geo-router, which announces the new office; None then."""
+    ``office_code``, one of ``offices`` when the directory is known) is asked of geo-router,
+    which announces the new office; None then."""
     async with unit_of_work(outbox) as uow:
         report = await uow.reports.get(report_id, for_update=True)
         if report is None or not member.may_handle(report.office.code if report.office else None):
@@ -333,6 +335,9 @@ async def change_ticket(
         if status is ReportStatus.ASSIGNED:
             if not office_code:
                 raise InvalidReport(["assigning to another office needs an office_code"])
+            if offices is not None and office_code not in offices:
+                known = ", ".join(sorted(offices))
+                raise InvalidReport([f"unknown office_code {office_code!r}; offices: {known}"])
             if report.status not in (ReportStatus.ASSIGNED, ReportStatus.IN_PROGRESS):
                 raise TransitionNotAllowed(f"a {report.status.value} ticket cannot be reassigned")
             await uow.publish(

@@ -1,6 +1,7 @@
-"""The outline of each jurisdiction, as geo-router last announced it, for refusing reports from
-outside the city at submission, without asking geo-router. Kept in intake's own table too, so
-a restart of intake (or of a broker that lost its memory) does not forget it."""
+"""What geo-router announces about each jurisdiction and intake checks against without asking
+it: the outline, for refusing reports from outside the city at submission (kept in intake's own
+table too, so a restart of intake, or of a broker that lost its memory, does not forget it), and
+the office directory, for refusing a reassignment to an office that does not exist."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from intake.adapters.db import jurisdiction_boundaries
-from mm_shared.events import JurisdictionBoundaryChanged
+from mm_shared.events import JurisdictionBoundaryChanged, OfficeDirectoryChanged
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,18 @@ class Boundaries:
             return None
         # For a point, "intersects" is "covers" (the edge counts), without building a Point.
         return bool(shapely.intersects_xy(outline, long, lat))
+
+
+class OfficeDirectory:
+    """In memory only: every instance re-reads the compacted topic from its start."""
+
+    def __init__(self) -> None:
+        self._offices: dict[str, dict[str, str]] = {}
+
+    def update(self, event: OfficeDirectoryChanged) -> None:
+        self._offices[event.jurisdiction] = {o.code: o.name for o in event.offices}
+
+    def offices(self, jurisdiction: str) -> dict[str, str] | None:
+        """Code → name; None while no directory is known (then any code is passed on, and
+        geo-router has the last word)."""
+        return self._offices.get(jurisdiction)

@@ -8,9 +8,15 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from intake import handlers
-from intake.adapters.boundaries import Boundaries
+from intake.adapters.boundaries import Boundaries, OfficeDirectory
 from intake.settings import IntakeSettings
-from mm_shared.events import JurisdictionBoundaryChanged, ReportRouted, ReportRoutingFailed, Topic
+from mm_shared.events import (
+    JurisdictionBoundaryChanged,
+    OfficeDirectoryChanged,
+    ReportRouted,
+    ReportRoutingFailed,
+    Topic,
+)
 from mm_shared.kafka import batch_subscriber
 from mm_shared.outbox import Outbox
 
@@ -22,7 +28,11 @@ INPUTS: dict[str, type[ReportRouted | ReportRoutingFailed]] = {
 
 
 def register_consumers(
-    broker: KafkaBroker, outbox: Outbox, boundaries: Boundaries, settings: IntakeSettings
+    broker: KafkaBroker,
+    outbox: Outbox,
+    boundaries: Boundaries,
+    directory: OfficeDirectory,
+    settings: IntakeSettings,
 ) -> None:
     @batch_subscriber(
         broker,
@@ -49,3 +59,14 @@ def register_consumers(
     )
     async def on_boundary(event: JurisdictionBoundaryChanged) -> None:
         await boundaries.update(event)
+
+    @broker.subscriber(
+        Topic.OFFICE_DIRECTORY.value,
+        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        description="The offices staff may hand a ticket to (no group: every instance reads "
+        "the whole compacted topic)",
+    )
+    async def on_office_directory(event: OfficeDirectoryChanged) -> None:
+        directory.update(event)

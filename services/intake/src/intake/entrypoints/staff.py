@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from intake import handlers
+from intake.adapters.boundaries import OfficeDirectory
 from intake.adapters.db import unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember
@@ -81,7 +82,10 @@ def ticket(report: Report, settings: IntakeSettings, *, detail: bool = False) ->
 
 
 def router(
-    outbox: Outbox, settings: IntakeSettings, oidc: JwtAuthenticator | None = None
+    outbox: Outbox,
+    directory: OfficeDirectory,
+    settings: IntakeSettings,
+    oidc: JwtAuthenticator | None = None,
 ) -> APIRouter:
     async def current_staff(authorization: str | None = Header(default=None)) -> StaffMember:
         scheme, _, token = (authorization or "").partition(" ")
@@ -149,6 +153,16 @@ def router(
             }
         )
 
+    @api.get("/offices")
+    async def list_offices(_: Staff) -> JSONResponse:
+        """The offices a ticket can be handed to (``assigned`` with their ``office_code``)."""
+        offices = directory.offices(settings.jurisdiction)
+        if offices is None:
+            return problem(
+                503, ("unavailable", None, "the office directory has not arrived yet: try again")
+            )
+        return JSONResponse([{"code": c, "name": n} for c, n in sorted(offices.items())])
+
     @api.get("/tickets/{ticket_id}")
     async def get_ticket(ticket_id: UUID, member: Staff) -> JSONResponse:
         """A ticket with photos and its full history, internal notes included."""
@@ -173,6 +187,7 @@ def router(
                 internal_note=body.internal_note,
                 office_code=body.office_code,
                 duplicate_of=body.duplicate_of,
+                offices=directory.offices(settings.jurisdiction),
             )
         except handlers.TicketNotFound:
             return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
