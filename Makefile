@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
 
-.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci staff-token
+.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci staff-token dead-letters
 
 setup:
 	@bash deploy/local/setup.sh
@@ -47,3 +47,6 @@ ci: setup lint typecheck compose-config test
 staff-token:  ## make staff-token OFFICE=VTA-OST: a staff account for the local stack; the token is the last line
 	@test -n "$(OFFICE)" || { echo "usage: make staff-token OFFICE=<office code, e.g. VTA-OST>"; exit 2; }
 	@$(RUN) intake staff-token --office $(OFFICE)
+
+dead-letters:  ## what went to dead-letter.v1; send back with `uv run python -m mm_shared.dead_letters redrive OFFSET`
+	@$(RUN) python -m mm_shared.dead_letters list

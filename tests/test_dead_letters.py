@@ -6,6 +6,7 @@ from aiokafka import AIOKafkaProducer
 
 from conftest import Stack
 from devstack.testing import eventually, publish
+from mm_shared.dead_letters import read_dead_letters, redrive, select
 from mm_shared.events import ReportSubmitted, Topic, utcnow
 
 
@@ -46,3 +47,43 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(stac
 
 async def _routed(stack: Stack, event: ReportSubmitted):  # type: ignore[no-untyped-def]
     return stack.tap.about(event.report_id, Topic.REPORT_ROUTED)
+
+
+async def test_a_dead_letter_sent_back_after_its_fix_is_processed(stack: Stack) -> None:
+    """As if geo-router had refused a report (say, a bug since fixed): the operator lists the
+    dead letters and sends this one back; geo-router routes it as if it were new."""
+    report = ReportSubmitted(
+        report_id=uuid4(),
+        jurisdiction="leipzig",
+        service_code="001",
+        lat=51.3397,
+        long=12.3731,
+        submitted_at=utcnow(),
+    )
+    headers = {
+        **report.headers(),
+        "dlq_service": "geo-router",
+        "dlq_source_topic": Topic.REPORT_SUBMITTED.value,
+        "dlq_source_partition": "0",
+        "dlq_source_offset": "0",
+        "dlq_reason": "RuntimeError",
+        "dlq_error": "a bug, since fixed",
+    }
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            Topic.DEAD_LETTER.value,
+            report.model_dump_json().encode(),
+            key=report.key,
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+    finally:
+        await producer.stop()
+    letters = select(await read_dead_letters(stack.kafka), reason="RuntimeError")
+    [letter] = [x for x in letters if x.key == report.key]
+    assert "geo-router" in letter.describe()
+    assert "reports.submitted.v1" in letter.describe()
+    await redrive(stack.kafka, [letter])
+    [routed] = await eventually(lambda: _routed(stack, report))
+    assert routed.json()["office"]["code"] == "VTA-OST"
