@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -33,6 +34,7 @@ Step = Callable[[], Awaitable[None]]
 Problems = list[tuple[str | None, str]]
 #: A refusal in the error shape of the API that was called: (request, status, code, problems).
 Refusal = Callable[[Request, int, str, Problems], Response]
+log = logging.getLogger(__name__)
 
 
 def errors_list(_: Request, status: int, code: str, problems: Problems) -> Response:
@@ -42,16 +44,17 @@ def errors_list(_: Request, status: int, code: str, problems: Problems) -> Respo
     )
 
 
-log = logging.getLogger(__name__)
-
-
-def database_unreachable(error: Exception) -> bool:
-    """Refused or lost connections and an exhausted pool; not a statement the database refused."""
+def unavailable_backend(error: Exception) -> str | None:
+    """What is away, if ``error`` says a backing service is: the database (a refused or lost
+    connection, an exhausted pool; not a statement it refused) or storage (the disk)."""
     if isinstance(error, db_errors.DBAPIError):
-        return error.connection_invalidated or isinstance(
+        lost = error.connection_invalidated or isinstance(
             error, db_errors.OperationalError | db_errors.InterfaceError
         )
-    return isinstance(error, OSError | db_errors.TimeoutError)
+        return "the database" if lost else None
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror | db_errors.TimeoutError):
+        return "the database"
+    return "storage" if isinstance(error, OSError) else None
 
 
 class _RefuseNulInAddress:
@@ -95,13 +98,14 @@ def _answer_refusals_in_shape(app: FastAPI, refusal: Refusal) -> None:
         return response
 
     async def unavailable(request: Request, error: Exception) -> Response:
-        """While PostgreSQL is away (a restart, a failover) nothing can be accepted durably:
-        a 503 with Retry-After tells clients to come back, where a 500 would say we broke."""
-        if not database_unreachable(error):
+        """While PostgreSQL (or the disk) is away, nothing can be accepted durably: a 503 with
+        Retry-After tells clients to come back, where a 500 would say we broke."""
+        backend = unavailable_backend(error)
+        if backend is None:
             raise error
-        log.warning("database unreachable: %r", error)
+        log.warning("%s unavailable: %r", backend, error)
         response = refusal(
-            request, 503, "unavailable", [(None, "the database is unavailable for a moment")]
+            request, 503, "unavailable", [(None, f"{backend} is unavailable for a moment")]
         )
         response.headers["Retry-After"] = "5"
         return response
