@@ -16,6 +16,7 @@ FAILURES: dict[str, Exception] = {
     "lost": db_errors.InterfaceError("SELECT 1", None, Exception("connection is closed")),
     "starting": db_errors.OperationalError("SELECT 1", None, Exception("starting up")),
     "statement": db_errors.DBAPIError("SELECT 1", None, Exception("invalid input syntax")),
+    "disk": OSError(28, "No space left on device"),
 }
 
 
@@ -39,14 +40,19 @@ def client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-@pytest.mark.parametrize("how", ["refused", "lost", "starting"])
-async def test_an_unreachable_database_is_a_503_to_retry(
-    client: httpx.AsyncClient, how: str
+@pytest.mark.parametrize(
+    ("how", "what"),
+    [("refused", "database"), ("lost", "database"), ("starting", "database"), ("disk", "storage")],
+)
+async def test_an_unreachable_backend_is_a_503_to_retry(
+    client: httpx.AsyncClient, how: str, what: str
 ) -> None:
     response = await client.get(f"/fail/{how}")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
-    assert response.json()["errors"][0]["code"] == "unavailable"
+    [error] = response.json()["errors"]
+    assert error["code"] == "unavailable"
+    assert what in error["message"]
 
 
 async def test_a_statement_the_database_refused_stays_a_500(client: httpx.AsyncClient) -> None:
