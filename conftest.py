@@ -201,6 +201,7 @@ class Stack:
 
 
 WEBHOOK_SECRET = "test-webhook-secret"
+CITY_APP_ORIGIN = "https://app.leipzig.example"
 
 
 def service_settings(
@@ -216,6 +217,7 @@ def service_settings(
         "intake": IntakeSettings(  # type: ignore[arg-type]
             **common,
             api_keys=[API_KEY],
+            cors_origins=[CITY_APP_ORIGIN],
             photo_dir=str(ROOT / "var" / "test-photos"),
             geocoder_url=geocoder_url,
             oidc_issuer=oidc.issuer if oidc else None,

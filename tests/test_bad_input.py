@@ -1,9 +1,9 @@
-"""A NUL character reaches no database: PostgreSQL cannot store one, and a query carrying one
-fails. Every service refuses it with a 400 in the shape of the API that was called."""
+"""What the services refuse, and in which shape: a NUL character (PostgreSQL stores none, and a
+query carrying one fails), FastAPI's own refusals, and browsers on origins nobody allowed."""
 
 import pytest
 
-from conftest import API_KEY, Stack
+from conftest import API_KEY, CITY_APP_ORIGIN, Stack
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,21 @@ async def test_each_service_answers_fastapis_own_refusals_in_its_shape(stack: St
     parked = await stack.notifier.get("/v1/notifications/parked")
     assert parked.status_code == 401
     assert parked.json()["errors"][0]["code"] == "unauthorized"
+
+
+async def test_only_the_configured_web_origins_may_call_intake_from_a_browser(
+    stack: Stack,
+) -> None:
+    ask = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,idempotency-key",
+    }
+    allowed = await stack.intake.options(
+        "/api/v1/reports", headers={"Origin": CITY_APP_ORIGIN, **ask}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == CITY_APP_ORIGIN
+    other = await stack.intake.options(
+        "/api/v1/reports", headers={"Origin": "https://evil.example", **ask}
+    )
+    assert "access-control-allow-origin" not in other.headers

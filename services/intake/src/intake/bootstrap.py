@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -149,6 +150,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
         refusal=refused,
     )
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Acknowledge-Duplicate",
+            ],
+            expose_headers=["Retry-After"],
+            max_age=3600,
+        )
 
     @app.exception_handler(staff.Unauthorized)
     async def unauthorized(_: Request, __: staff.Unauthorized) -> Response:

@@ -15,6 +15,9 @@ class IntakeSettings(ServiceSettings):
     api_keys: list[str] = Field(default_factory=list)
     jurisdiction: str = "leipzig"
     public_base_url: str = "http://127.0.0.1:8000"
+    #: Web origins whose pages may call the API from the browser (the city's web app, a staff
+    #: front end), e.g. ["https://maengelmelder.leipzig.de"]. Empty: no cross-origin calls.
+    cors_origins: list[str] = Field(default_factory=list)
     consumer_group: str = "intake"
     timezone: str = "Europe/Berlin"
     #: Open311 discovery: who runs this endpoint and where keys are requested.
