@@ -251,6 +251,45 @@ async def test_reassignment_goes_through_geo_router_and_moves_the_ticket(stack: 
     assert "Stadtreinigung Leipzig" in moved["Subject"]
 
 
+async def test_notes_keep_the_status_and_only_public_ones_reach_the_reporter(
+    stack: Stack,
+) -> None:
+    office = await token_for(stack, "VTA-OST")
+    report_id = await submit(stack, "noted@example.org", locale="en")
+    await assigned(stack, report_id)
+    await eventually(mails_to(stack, "noted@example.org", 1))
+    notes = f"/api/v1/staff/tickets/{report_id}/notes"
+
+    internal = await stack.intake.post(notes, json={"internal_note": "Asked the contractor"})
+    assert internal.status_code == 401
+    internal = await stack.intake.post(
+        notes, json={"internal_note": "Asked the contractor"}, headers=office
+    )
+    assert internal.status_code == 200, internal.text
+    assert internal.json()["status"] == "assigned"
+    public = await stack.intake.post(
+        notes, json={"public_note": "Scheduled for Monday"}, headers=office
+    )
+    assert public.status_code == 200
+    empty = await stack.intake.post(notes, json={"public_note": " "}, headers=office)
+    assert empty.status_code == 422
+
+    [_, told] = await eventually(mails_to(stack, "noted@example.org", 2))
+    assert told["Subject"].startswith("News on your report")
+    assert "Scheduled for Monday" in body_text(told)
+    history = public.json()["history"]
+    assert [(h["status"], h["internal_note"], h["public_note"]) for h in history[-2:]] == [
+        ("assigned", "Asked the contractor", None),
+        ("assigned", None, "Scheduled for Monday"),
+    ]
+    open311 = (await stack.intake.get(f"/open311/v2/requests/{report_id}.json")).json()[0]
+    assert open311["status_notes"].endswith("Scheduled for Monday")
+    assert "contractor" not in str((await stack.intake.get(f"/api/v1/reports/{report_id}")).json())
+    # Still waiting to be accepted: a note is no acceptance.
+    detail = await stack.intake.get(f"/api/v1/staff/tickets/{report_id}", headers=office)
+    assert detail.json()["updated_at"] == detail.json()["history"][1]["at"]
+
+
 async def test_merged_duplicates_tell_every_reporter(stack: Stack) -> None:
     office = await token_for(stack, "VTA-OST")
     original = await submit(stack, "first@example.org")

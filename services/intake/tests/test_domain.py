@@ -8,6 +8,7 @@ from intake.domain import (
     TransitionNotAllowed,
     check_coordinates,
     find_problems,
+    staff_note,
     staff_transition,
     submit,
 )
@@ -89,6 +90,26 @@ def test_nul_characters_are_refused_in_every_text_field() -> None:
             internal_note="\x00",
             duplicate_of=None,
         )
+
+
+def test_a_note_keeps_status_and_since_and_only_a_public_one_is_news() -> None:
+    report, _ = new_report()
+    office = OfficeRef(code="VTA", name="Verkehrs- und Tiefbauamt")
+    report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    since = report.updated_at
+    assert staff_note(report, "staff:a", public_note=None, internal_note="called") is None
+    news = staff_note(report, "staff:a", public_note="Monday", internal_note=None)
+    assert news is not None
+    assert news.note_only
+    assert (news.previous_status, news.status, news.public_note) == (
+        ReportStatus.ASSIGNED,
+        ReportStatus.ASSIGNED,
+        "Monday",
+    )
+    assert (report.status, report.updated_at) == (ReportStatus.ASSIGNED, since)
+    assert [h.internal_note or h.public_note for h in report.history[-2:]] == ["called", "Monday"]
+    with pytest.raises(InvalidReport):
+        staff_note(report, "staff:a", public_note=" ", internal_note=None)
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,8 @@ class ReportRoutingFailed(ReportEvent):
 
 
 class ReportStatusChanged(ReportEvent):
-    """The report's owner (intake) moved it to a new status. Public data only."""
+    """The report's owner (intake) moved it to a new status, or (``note_only``) staff left a
+    public note and kept the status. Public data only."""
 
     topic: ClassVar[Topic] = Topic.REPORT_STATUS_CHANGED
     event_type: Literal["ReportStatusChanged"] = "ReportStatusChanged"
@@ -187,6 +188,8 @@ class ReportStatusChanged(ReportEvent):
     #: With status ``duplicate``: the report this one was merged into. Its reporters follow
     #: that report from now on.
     duplicate_of: UUID | None = None
+    #: Nothing changed but the ``public_note``: news for the reporter, no new status.
+    note_only: bool = False
 
 
 class ReportReassigned(ReportEvent):

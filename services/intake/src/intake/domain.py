@@ -145,17 +145,43 @@ class Report:
         previous, self.status, self.updated_at = self.status, status, now
         if office is not None:
             self.office = office
+        return self._announce(previous, now, changed_by, public_note, correlation_id)
+
+    def add_note(
+        self, by: str, *, public_note: str | None, internal_note: str | None
+    ) -> ReportStatusChanged | None:
+        """A note without a change of status. ``updated_at`` stays when the status was entered
+        (the offices' reminders count from it); a public note is news for the reporter."""
+        now = utcnow()
+        self.history.append(
+            StatusChange(self.status, self.status, now, by, public_note, internal_note)
+        )
+        if not public_note:
+            return None
+        return self._announce(self.status, now, by, public_note, note_only=True)
+
+    def _announce(
+        self,
+        previous: ReportStatus,
+        at: datetime,
+        by: str,
+        public_note: str | None,
+        correlation_id: UUID | None = None,
+        *,
+        note_only: bool = False,
+    ) -> ReportStatusChanged:
         return ReportStatusChanged(
             report_id=self.id,
             correlation_id=correlation_id or self.id,
-            occurred_at=now,
+            occurred_at=at,
             service_code=self.service_code,
             previous_status=previous,
-            status=status,
+            status=self.status,
             office=self.office,
             public_note=public_note,
-            changed_by=changed_by,
-            duplicate_of=self.duplicate_of if status is ReportStatus.DUPLICATE else None,
+            changed_by=by,
+            duplicate_of=self.duplicate_of if self.status is ReportStatus.DUPLICATE else None,
+            note_only=note_only,
         )
 
 
@@ -336,6 +362,18 @@ def staff_transition(
         internal_note=internal_note,
         duplicate_of=duplicate_of,
     )
+
+
+def staff_note(
+    report: Report, by: str, *, public_note: str | None, internal_note: str | None
+) -> ReportStatusChanged | None:
+    """Staff add a note and keep the status: internal for colleagues, public for the reporter
+    (who is told, as of a change)."""
+    if not any(note and note.strip() for note in (public_note, internal_note)):
+        raise InvalidReport(["a note needs a public_note or an internal_note"])
+    if problems := nul_problems(public_note=public_note, internal_note=internal_note):
+        raise InvalidReport(problems)
+    return report.add_note(by, public_note=public_note, internal_note=internal_note)
 
 
 def is_working_day(day: date, holidays: Container[date] = ()) -> bool:

@@ -25,6 +25,7 @@ from intake.domain import (
     TransitionNotAllowed,
     is_working_day,
     overdue,
+    staff_note,
     staff_transition,
     submit,
 )
@@ -368,6 +369,29 @@ async def change_ticket(
         )
         await uow.publish(change, along_with=saved([(report, report.history[seen:])]))
     TRANSITIONS.labels(status.value, report.office.code if report.office else "none").inc()
+    return report
+
+
+async def note_ticket(
+    outbox: Outbox,
+    member: StaffMember,
+    report_id: UUID,
+    *,
+    public_note: str | None,
+    internal_note: str | None,
+) -> Report:
+    """A note on a ticket, its status kept; a public one reaches the reporter."""
+    async with unit_of_work(outbox) as uow:
+        report = await uow.reports.get(report_id, for_update=True)
+        if report is None or not member.may_handle(report.office.code if report.office else None):
+            raise TicketNotFound(report_id)
+        seen = len(report.history)
+        news = staff_note(
+            report, member.label, public_note=public_note, internal_note=internal_note
+        )
+        await uow.publish(
+            *([news] if news else []), along_with=saved([(report, report.history[seen:])])
+        )
     return report
 
 

@@ -306,6 +306,7 @@ class Dispatcher:
             first_name=contact.first_name,
             status=event.status.value,
             status_label=STATUS_LABELS[locale][event.status],
+            note_only=event.note_only,
             category=category.name(locale) if category else event.service_code,
             office=event.office.name if event.office else "",
             public_note=event.public_note,

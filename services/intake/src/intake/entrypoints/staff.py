@@ -30,6 +30,11 @@ class Unauthorized(Exception):
     pass
 
 
+class NoteIn(BaseModel):
+    public_note: Text | None = Field(default=None, max_length=4000)
+    internal_note: Text | None = Field(default=None, max_length=4000)
+
+
 class TransitionIn(BaseModel):
     status: ReportStatus
     public_note: Text | None = Field(default=None, max_length=4000)
@@ -152,6 +157,24 @@ def router(
                 "total": total,
             }
         )
+
+    @api.post("/tickets/{ticket_id}/notes")
+    async def note(ticket_id: UUID, body: NoteIn, member: Staff) -> JSONResponse:
+        """A note without a change of status: ``internal_note`` for colleagues, ``public_note``
+        for the reporter, who is told as of a change."""
+        try:
+            report = await handlers.note_ticket(
+                outbox,
+                member,
+                ticket_id,
+                public_note=body.public_note,
+                internal_note=body.internal_note,
+            )
+        except handlers.TicketNotFound:
+            return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
+        except InvalidReport as invalid:
+            return problem(422, *[("invalid_note", None, p) for p in invalid.problems])
+        return JSONResponse(ticket(report, settings, detail=True))
 
     @api.get("/offices")
     async def list_offices(_: Staff) -> JSONResponse:
