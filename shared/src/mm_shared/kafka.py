@@ -180,6 +180,21 @@ class _PromptBatchSubscriber(BatchSubscriber):
         return tuple(record for records in batches.values() for record in records)
 
 
+def broadcast_subscriber(
+    broker: KafkaBroker, topic: Topic, fetch_max_wait_ms: int, description: str
+) -> Any:
+    """A subscriber that reads the whole topic from its start, in every instance, without a
+    consumer group (no join, no rebalance): for rare events every instance must see, kept on
+    compacted topics or cheap to replay."""
+    return broker.subscriber(
+        topic.value,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK_FIRST,
+        description=description,
+    )
+
+
 def batch_subscriber(
     broker: KafkaBroker,
     service: str,

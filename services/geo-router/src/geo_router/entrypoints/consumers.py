@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from geo_router import handlers
@@ -22,7 +21,7 @@ from mm_shared.events import (
     RoutingConfigChanged,
     Topic,
 )
-from mm_shared.kafka import PermanentFailure, pipelined_batch_subscriber
+from mm_shared.kafka import PermanentFailure, broadcast_subscriber, pipelined_batch_subscriber
 from mm_shared.outbox import Outbox
 
 SERVICE = "geo-router"
@@ -68,13 +67,13 @@ def register_consumers(
 
         return store
 
-    @broker.subscriber(
-        Topic.ROUTING_CONFIG_CHANGED.value,
-        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
-        # From the start, so that no change slips between start-up and the first fetch;
-        # changes the index in memory already holds are skipped, which keeps the replay cheap.
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
+    # From the start, so that no change slips between start-up and the first fetch; changes
+    # the index in memory already holds are skipped, which keeps the replay cheap.
+    @broadcast_subscriber(
+        broker,
+        Topic.ROUTING_CONFIG_CHANGED,
+        settings.kafka_rare_events_fetch_max_wait_ms,
+        "Areas or rules changed: every instance rebuilds its routing index",
     )
     async def on_routing_config_changed(event: RoutingConfigChanged) -> None:
         """Areas or rules changed: rebuild this instance's routing index from PostGIS."""

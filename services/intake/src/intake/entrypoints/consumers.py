@@ -4,7 +4,6 @@ each). One subscriber per service and group: every extra consumer in a group cos
 
 from __future__ import annotations
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
 from intake import handlers
@@ -17,7 +16,7 @@ from mm_shared.events import (
     ReportRoutingFailed,
     Topic,
 )
-from mm_shared.kafka import batch_subscriber
+from mm_shared.kafka import batch_subscriber, broadcast_subscriber
 from mm_shared.outbox import Outbox
 
 SERVICE = "intake"
@@ -49,24 +48,20 @@ def register_consumers(
         """ReportRouted makes a report assigned; ReportRoutingFailed rejects it."""
         await handlers.record_routing_results(outbox, events)
 
-    @broker.subscriber(
-        Topic.JURISDICTION_BOUNDARY.value,
-        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
-        description="The city's outline, for refusing reports from outside (no group: every "
-        "instance reads the whole compacted topic)",
+    @broadcast_subscriber(
+        broker,
+        Topic.JURISDICTION_BOUNDARY,
+        settings.kafka_rare_events_fetch_max_wait_ms,
+        "The city's outline, for refusing reports from outside",
     )
     async def on_boundary(event: JurisdictionBoundaryChanged) -> None:
         await boundaries.update(event)
 
-    @broker.subscriber(
-        Topic.OFFICE_DIRECTORY.value,
-        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
-        description="The offices staff may hand a ticket to (no group: every instance reads "
-        "the whole compacted topic)",
+    @broadcast_subscriber(
+        broker,
+        Topic.OFFICE_DIRECTORY,
+        settings.kafka_rare_events_fetch_max_wait_ms,
+        "The offices staff may hand a ticket to",
     )
     async def on_office_directory(event: OfficeDirectoryChanged) -> None:
         directory.update(event)

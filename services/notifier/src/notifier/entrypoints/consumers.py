@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +17,7 @@ from mm_shared.events import (
     ReportStatusChanged,
     Topic,
 )
-from mm_shared.kafka import batch_subscriber
+from mm_shared.kafka import batch_subscriber, broadcast_subscriber
 from notifier import handlers
 from notifier.settings import NotifierSettings
 
@@ -59,11 +58,11 @@ def register_consumers(
             if isinstance(event, OfficeReminderDue):
                 await handlers.send_office_reminder(engine, reminder_sender, settings, event)
 
-    @broker.subscriber(
-        Topic.OFFICE_DIRECTORY.value,
-        fetch_max_wait_ms=settings.kafka_rare_events_fetch_max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.ACK_FIRST,
+    @broadcast_subscriber(
+        broker,
+        Topic.OFFICE_DIRECTORY,
+        settings.kafka_rare_events_fetch_max_wait_ms,
+        "Where each office is reached, for their reminders",
     )
     async def on_office_directory(event: OfficeDirectoryChanged) -> None:
         """Where each office is reached."""
