@@ -11,15 +11,32 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mm_shared.events import Event, Topic
+from mm_shared.events import Event, ReportSubmitted, Topic, utcnow
 
 T = TypeVar("T")
+
+#: Leipzig's Markt (Ortsteil Zentrum, Stadtbezirk Mitte).
+MARKT = (51.3397, 12.3731)
+
+
+def submitted(
+    lat: float = MARKT[0], long: float = MARKT[1], service_code: str = "001"
+) -> ReportSubmitted:
+    """A new report as intake announces it, at a fresh id."""
+    return ReportSubmitted(
+        report_id=uuid4(),
+        jurisdiction="leipzig",
+        service_code=service_code,
+        lat=lat,
+        long=long,
+        submitted_at=utcnow(),
+    )
 
 
 async def eventually(

@@ -5,9 +5,9 @@ from uuid import uuid4
 from aiokafka import AIOKafkaProducer
 
 from conftest import Stack
-from devstack.testing import eventually, publish
+from devstack.testing import eventually, publish, submitted
 from mm_shared.dead_letters import read_dead_letters, redrive, select
-from mm_shared.events import ReportSubmitted, Topic, utcnow
+from mm_shared.events import ReportSubmitted, Topic
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(stack: Stack) -> None:
@@ -23,14 +23,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(stac
         )
     finally:
         await producer.stop()
-    valid = ReportSubmitted(
-        report_id=report_id,
-        jurisdiction="leipzig",
-        service_code="001",
-        lat=51.3397,
-        long=12.3731,
-        submitted_at=utcnow(),
-    )
+    valid = submitted().model_copy(update={"report_id": report_id})
     await publish(stack.kafka, valid)
 
     async def dead_letters():  # type: ignore[no-untyped-def]
@@ -52,14 +45,7 @@ async def _routed(stack: Stack, event: ReportSubmitted):  # type: ignore[no-unty
 async def test_a_dead_letter_sent_back_after_its_fix_is_processed(stack: Stack) -> None:
     """As if geo-router had refused a report (say, a bug since fixed): the operator lists the
     dead letters and sends this one back; geo-router routes it as if it were new."""
-    report = ReportSubmitted(
-        report_id=uuid4(),
-        jurisdiction="leipzig",
-        service_code="001",
-        lat=51.3397,
-        long=12.3731,
-        submitted_at=utcnow(),
-    )
+    report = submitted()
     headers = {
         **report.headers(),
         "dlq_service": "geo-router",

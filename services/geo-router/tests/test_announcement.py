@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from uuid import UUID, uuid4
+from uuid import UUID
 
+from devstack.testing import submitted
 from geo_router.domain import Decision, Rule
 from geo_router.handlers import random_event_ids, routed_messages
-from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportSubmitted, utcnow
+from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, utcnow
 
 
 def test_a_routed_message_is_the_model_serialised() -> None:
@@ -18,21 +19,14 @@ def test_a_routed_message_is_the_model_serialised() -> None:
     rule = Rule(id=7, service_code="001", office=office, priority=10, area_level="stadtbezirk")
     decision = Decision(office, rule, "Regel 7: „Schlagloch“ → Verkehrs- und Tiefbauamt")
     for _ in range(3):  # the second and third come from the cached template
-        submitted = ReportSubmitted(
-            report_id=uuid4(),
-            jurisdiction="leipzig",
-            service_code="001",
-            lat=51.34,
-            long=12.37,
-            submitted_at=utcnow(),
-        )
-        [(event_id, message)] = routed_messages([(submitted, decision, areas)])
+        report = submitted()
+        [(event_id, message)] = routed_messages([(report, decision, areas)])
         routed = ReportRouted.model_validate_json(message.payload)
         expected = ReportRouted(
             event_id=UUID(event_id),
-            correlation_id=submitted.correlation_id,
+            correlation_id=report.correlation_id,
             occurred_at=routed.occurred_at,
-            report_id=submitted.report_id,
+            report_id=report.report_id,
             office=office,
             areas=areas,
             rule=decision.explanation,

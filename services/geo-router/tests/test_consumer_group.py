@@ -1,13 +1,11 @@
 """Two geo-router instances in one consumer group route every report exactly once."""
 
-from uuid import uuid4
-
 from asgi_lifespan import LifespanManager
 
 from conftest import Stack, service_settings
-from devstack.testing import eventually, publish
+from devstack.testing import eventually, publish, submitted
 from geo_router.bootstrap import create_app
-from mm_shared.events import ReportSubmitted, Topic, utcnow
+from mm_shared.events import Topic
 
 
 async def test_two_instances_share_the_work_and_route_each_report_once(stack: Stack) -> None:
@@ -21,17 +19,7 @@ async def test_two_instances_share_the_work_and_route_each_report_once(stack: St
             return consumer is not None and consumer.assignment()
 
         await eventually(has_partitions, timeout_s=30)
-        events = [
-            ReportSubmitted(
-                report_id=uuid4(),
-                jurisdiction="leipzig",
-                service_code="005",
-                lat=51.3397,
-                long=12.3731,
-                submitted_at=utcnow(),
-            )
-            for _ in range(200)
-        ]
+        events = [submitted(service_code="005") for _ in range(200)]
         await publish(stack.kafka, *events)
 
         async def all_routed():  # type: ignore[no-untyped-def]

@@ -7,21 +7,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import Stack
-from devstack.testing import eventually, publish
-from mm_shared.events import ReportSubmitted, Topic, utcnow
+from devstack.testing import eventually, publish, submitted
+from mm_shared.events import Topic
 
 DATA = Path(__file__).resolve().parents[3] / "data"
-
-
-def submitted(lat: float, long: float, service_code: str = "001") -> ReportSubmitted:
-    return ReportSubmitted(
-        report_id=uuid4(),
-        jurisdiction="leipzig",
-        service_code=service_code,
-        lat=lat,
-        long=long,
-        submitted_at=utcnow(),
-    )
 
 
 async def test_a_report_in_leipzig_is_routed_with_its_areas_and_rule(stack: Stack) -> None:
