@@ -57,6 +57,16 @@ async def assigned(stack: Stack, report_id: UUID, office: str = "VTA-OST") -> No
     await eventually(check)
 
 
+async def assigned_and_told(stack: Stack, email: str) -> tuple[dict[str, str], UUID]:
+    """Staff of VTA-OST, and a report of an English speaker now assigned to them, the
+    reporter told."""
+    office = await token_for(stack, "VTA-OST")
+    report_id = await submit(stack, email, locale="en")
+    await assigned(stack, report_id)
+    await eventually(mails_to(stack, email, 1))
+    return office, report_id
+
+
 async def move(stack: Stack, headers: dict[str, str], report_id: UUID, **body: Any) -> Any:
     return await stack.intake.post(
         f"/api/v1/staff/tickets/{report_id}/transitions", json=body, headers=headers
@@ -74,10 +84,7 @@ def mails_to(stack: Stack, address: str, count: int):  # type: ignore[no-untyped
 async def test_the_whole_lifecycle_one_mail_per_change_in_the_reporters_language(
     stack: Stack,
 ) -> None:
-    office = await token_for(stack, "VTA-OST")
-    report_id = await submit(stack, "life@example.org", locale="en")
-    await assigned(stack, report_id)
-    await eventually(mails_to(stack, "life@example.org", 1))
+    office, report_id = await assigned_and_told(stack, "life@example.org")
 
     ortsteil = (
         await stack.intake.get(f"/api/v1/staff/tickets/{report_id}", headers=office)
@@ -254,10 +261,7 @@ async def test_reassignment_goes_through_geo_router_and_moves_the_ticket(stack: 
 async def test_notes_keep_the_status_and_only_public_ones_reach_the_reporter(
     stack: Stack,
 ) -> None:
-    office = await token_for(stack, "VTA-OST")
-    report_id = await submit(stack, "noted@example.org", locale="en")
-    await assigned(stack, report_id)
-    await eventually(mails_to(stack, "noted@example.org", 1))
+    office, report_id = await assigned_and_told(stack, "noted@example.org")
     notes = f"/api/v1/staff/tickets/{report_id}/notes"
 
     internal = await stack.intake.post(notes, json={"internal_note": "Asked the contractor"})
