@@ -11,7 +11,7 @@ from conftest import API_KEY, CITY_APP_ORIGIN, Stack
     [
         ("geo_router", "/v1/areas/ortsteil/%00"),
         ("geo_router", "/v1/offices?jurisdiction=%00"),
-        ("notifier", "/v1/preferences/%00"),
+        ("notifier", "/v1/notifications/parked?x=%00"),
         ("intake", "/api/v1/staff/tickets?category=%00"),
     ],
 )
@@ -23,6 +23,13 @@ async def test_a_nul_in_the_address_is_refused_everywhere(
     body = response.json()
     code = body["error"] if service == "geo_router" else body["errors"][0]["code"]
     assert code == "invalid_character"
+
+
+async def test_a_reporter_s_page_refuses_it_as_a_page(stack: Stack) -> None:
+    response = await stack.notifier.get("/v1/preferences/%00")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+    assert "not valid" in response.text
 
 
 async def test_open311_refuses_it_as_open311_errors(stack: Stack) -> None:

@@ -73,6 +73,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=dispatcher.closers,
+        refusal=http.refused,
     )
 
 

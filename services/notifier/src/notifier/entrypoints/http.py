@@ -6,10 +6,11 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from fastapi import APIRouter, Form, Header, HTTPException
+from fastapi import APIRouter, Form, Header, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mm_shared.service import Problems, errors_list
 from notifier import handlers
 from notifier.domain import Preference
 from notifier.settings import NotifierSettings
@@ -30,6 +31,22 @@ def page(body: str, status_code: int = 200) -> HTMLResponse:
         f'<meta name="viewport" content="width=device-width"><title>Mängelmelder</title>{body}',
         status_code=status_code,
     )
+
+
+#: Pages a reporter opens from a mail: refusals there are pages too, not JSON.
+REPORTER_PAGES = ("/v1/unsubscribe/", "/v1/preferences/")
+
+
+def refused(request: Request, status: int, code: str, problems: Problems) -> Response:
+    if request.url.path.startswith(REPORTER_PAGES):
+        if status == 503:
+            text = (
+                "Gerade nicht erreichbar, bitte später noch einmal / unavailable, try again later"
+            )
+        else:
+            text = "Diese Anfrage ist ungültig / this request is not valid"
+        return page(f"<p>{text}.</p>", status_code=status)
+    return errors_list(request, status, code, problems)
 
 
 def router(engine: AsyncEngine, settings: NotifierSettings) -> APIRouter:
