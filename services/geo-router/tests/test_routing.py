@@ -80,6 +80,11 @@ async def test_the_explain_api_names_areas_office_and_rule(stack: Stack) -> None
     )
     assert outside.status_code == 404
     assert outside.json()["error"] == "outside_jurisdiction"
+    unknown = await stack.geo_router.get(
+        "/v1/route", params={"lat": 51.3397, "long": 12.3731, "service_code": "999"}
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["problems"][0]["field"] == "service_code"
 
     offices = (await stack.geo_router.get("/v1/offices")).json()
     assert {"code": "SRL", "name": "Stadtreinigung Leipzig"}.items() <= offices[

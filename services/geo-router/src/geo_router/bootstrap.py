@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -27,7 +26,7 @@ from mm_shared.events import (
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox
-from mm_shared.service import Problems, create_service_app
+from mm_shared.service import create_service_app
 
 SERVICE = "geo-router"
 CACHE_AGE = Gauge("mm_routing_cache_age_seconds", "Age of the oldest loaded routing index")
@@ -72,19 +71,7 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
             lambda: track_consumer_lag(broker, SERVICE),
         ],
         on_shutdown=[outbox.close],
-        refusal=refused,
-    )
-
-
-def refused(_: Request, status: int, code: str, problems: Problems) -> Response:
-    """Geo-router's error shape: a code, the problems in one sentence, and each of them."""
-    return JSONResponse(
-        {
-            "error": code,
-            "detail": "; ".join(f"{field}: {why}" if field else why for field, why in problems),
-            "problems": [{"field": field, "message": why} for field, why in problems],
-        },
-        status_code=status,
+        refusal=http.refused,
     )
 
 

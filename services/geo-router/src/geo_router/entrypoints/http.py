@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from geo_router import handlers
 from geo_router.adapters.db import unit_of_work
 from geo_router.adapters.index import RoutingCache
+from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import MatchedArea, OfficeRef
 from mm_shared.outbox import Outbox
+from mm_shared.service import Problems
 
 
 class RuleOut(BaseModel):
@@ -45,10 +47,31 @@ class OfficeOut(BaseModel):
     email: str
 
 
+def refusal(status: int, code: str, problems: Problems) -> JSONResponse:
+    """Geo-router's error shape: a code, the problems in one sentence, and each of them."""
+    return JSONResponse(
+        {
+            "error": code,
+            "detail": "; ".join(f"{field}: {why}" if field else why for field, why in problems),
+            "problems": [{"field": field, "message": why} for field, why in problems],
+        },
+        status_code=status,
+    )
+
+
+def refused(_: Request, status: int, code: str, problems: Problems) -> Response:
+    """For the service frame: FastAPI's own refusals in the same shape."""
+    return refusal(status, code, problems)
+
+
 def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["routing"])
 
-    @api.get("/route", response_model=RouteOut, responses={404: {"description": "no office"}})
+    @api.get(
+        "/route",
+        response_model=RouteOut,
+        responses={404: {"description": "no office"}, 422: {"description": "bad parameters"}},
+    )
     async def explain_route(
         lat: float = Query(ge=-90, le=90),
         long: float = Query(ge=-180, le=180),
@@ -56,6 +79,10 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
         jurisdiction: str = default_jurisdiction,
     ) -> Any:
         """The areas containing the point, the office responsible and the rule that decided."""
+        if service_code not in CATEGORIES_BY_CODE:
+            known = ", ".join(sorted(CATEGORIES_BY_CODE))
+            why = f"unknown service_code {service_code!r}; the categories are {known}"
+            return refusal(422, "invalid_field", [("service_code", why)])
         route = handlers.explain_route(cache, jurisdiction, lat, long, service_code)
         if route.decision is None:
             return JSONResponse(
