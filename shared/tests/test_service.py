@@ -3,7 +3,7 @@ carries what no database stores. No lifespan: nothing here needs the broker or P
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from faststream.kafka import KafkaBroker
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,6 +28,10 @@ def client() -> httpx.AsyncClient:
     async def fail(how: str) -> None:
         raise FAILURES[how]
 
+    @router.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
     app = create_service_app(
         service="test",
         title="test",
@@ -35,6 +39,7 @@ def client() -> httpx.AsyncClient:
         broker=KafkaBroker("127.0.0.1:1"),
         engine=create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none"),
         routers=[router],
+        max_body_bytes=1000,
     )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://test")
@@ -75,3 +80,19 @@ def test_a_cli_command_ends_with_one_line_when_the_database_is_away() -> None:
     assert str(ended.value.code) == (
         "database error: ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 1)"
     )
+
+
+async def test_a_body_over_the_limit_is_refused_however_it_is_sent(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.post("/echo", content=b"x" * 1000)).json() == {"bytes": 1000}
+    declared = await client.post("/echo", content=b"x" * 1001)
+    assert declared.status_code == 413
+
+    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: chunked
+        for _ in range(11):
+            yield b"x" * 100
+
+    streamed = await client.post("/echo", content=chunks())
+    assert streamed.status_code == 413
+    assert streamed.json()["errors"][0]["code"] == "body_too_large"

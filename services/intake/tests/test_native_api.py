@@ -190,6 +190,13 @@ async def test_json_validation_errors_are_machine_readable(stack: Stack) -> None
         assert broken.json()["errors"][0]["code"] == "invalid_json"
 
 
+async def test_a_json_report_the_size_of_a_photo_is_refused(stack: Stack) -> None:
+    report = {"service_code": "001", "lat": 51.3397, "long": 12.3731, "description": "x" * 300_000}
+    response = await stack.intake.post("/api/v1/reports", json=report)
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["code"] == "body_too_large"
+
+
 async def test_a_malformed_path_gets_the_same_error_shape(stack: Stack) -> None:
     response = await stack.intake.get("/api/v1/reports/not-an-id")
     assert response.status_code == 422

@@ -22,7 +22,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mm_shared.db import ping
 from mm_shared.kafka import keep_broker_connected
@@ -79,6 +79,57 @@ class _RefuseNulInAddress:
         await self.app(scope, receive, send)
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _LimitBodySize:
+    """Refuse a request body over ``limit`` bytes with 413 before it fills the memory: by its
+    Content-Length, or, sent in chunks, as soon as it has grown past the limit."""
+
+    def __init__(self, app: ASGIApp, refusal: Refusal, limit: int) -> None:
+        self.app = app
+        self.refusal = refusal
+        self.limit = limit
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        why = f"the request body may have at most {self.limit // 1024} kB"
+        await self.refusal(Request(scope), 413, "body_too_large", [(None, why)])(
+            scope, receive, send
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, noting_start)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+
 def _answer_refusals_in_shape(app: FastAPI, refusal: Refusal) -> None:
     """FastAPI's own refusals (a malformed path, query or body, an unknown route) and a
     database away, in the error shape of the API that was called: clients parse one shape."""
@@ -128,6 +179,7 @@ def create_service_app(
     background: Sequence[BackgroundLoop] = (),
     on_shutdown: Sequence[Step] = (),
     refusal: Refusal = errors_list,
+    max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -171,6 +223,7 @@ def create_service_app(
     )
     app.state.broker = broker
     app.add_middleware(_RefuseNulInAddress, refusal=refusal)
+    app.add_middleware(_LimitBodySize, refusal=refusal, limit=max_body_bytes)
 
     _answer_refusals_in_shape(app, refusal)
     for router in routers:

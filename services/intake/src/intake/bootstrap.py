@@ -20,7 +20,7 @@ from intake.adapters import db
 from intake.adapters.boundaries import Boundaries, OfficeDirectory
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
-from intake.adapters.photos import FileSystemPhotoStore
+from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
 from intake.entrypoints import api, open311, staff
 from intake.entrypoints.api import problem
 from intake.entrypoints.consumers import register_consumers
@@ -149,6 +149,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ],
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
         refusal=refused,
+        # Five photos of at most 10 MB each, and the form around them.
+        max_body_bytes=api.MAX_PHOTOS * MAX_BYTES + 1024 * 1024,
     )
 
     if settings.cors_origins:

@@ -27,6 +27,14 @@ from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 
 MAX_PHOTOS = 5
+#: A report without photos is a few kB; its photos come as multipart.
+MAX_JSON_BYTES = 256 * 1024
+
+
+class JsonTooLarge(Exception):
+    pass
+
+
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
@@ -119,7 +127,12 @@ def router(
     async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            return ReportIn.model_validate(json.loads(await request.body() or b"null")), []
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_JSON_BYTES:
+                    raise JsonTooLarge
+            return ReportIn.model_validate(json.loads(body or b"null")), []
         form = await request.form(max_files=MAX_PHOTOS + 1, max_fields=100)
         uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -175,6 +188,9 @@ def router(
                     for e in invalid.errors()
                 ],
             )
+        except JsonTooLarge:
+            why = f"a report in JSON may have at most {MAX_JSON_BYTES // 1024} kB"
+            return problem(413, ("body_too_large", None, why))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return problem(
                 400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
