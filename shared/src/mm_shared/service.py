@@ -93,7 +93,8 @@ class _LimitBodySize:
         self.limit = limit
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        why = f"the request body may have at most {self.limit // 1024} kB"
+        size = f"{self.limit / 2**20:.0f} MB" if self.limit >= 2**20 else f"{self.limit} bytes"
+        why = f"the request body may have at most {size}"
         await self.refusal(Request(scope), 413, "body_too_large", [(None, why)])(
             scope, receive, send
         )
