@@ -110,6 +110,7 @@ def test_a_note_keeps_status_and_since_and_only_a_public_one_is_news() -> None:
     assert [h.internal_note or h.public_note for h in report.history[-2:]] == ["called", "Monday"]
     with pytest.raises(InvalidReport):
         staff_note(report, "staff:a", public_note=" ", internal_note=None)
+    assert staff_note(report, "staff:a", public_note=" ", internal_note="no news") is None
 
 
 @pytest.mark.parametrize(

@@ -369,7 +369,9 @@ def staff_note(
 ) -> ReportStatusChanged | None:
     """Staff add a note and keep the status: internal for colleagues, public for the reporter
     (who is told, as of a change)."""
-    if not any(note and note.strip() for note in (public_note, internal_note)):
+    public_note = (public_note or "").strip() or None
+    internal_note = (internal_note or "").strip() or None
+    if public_note is None and internal_note is None:
         raise InvalidReport(["a note needs a public_note or an internal_note"])
     if problems := nul_problems(public_note=public_note, internal_note=internal_note):
         raise InvalidReport(problems)
