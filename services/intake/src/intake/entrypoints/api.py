@@ -29,13 +29,11 @@ from mm_shared.outbox import Outbox
 MAX_PHOTOS = 5
 #: A report without photos is a few kB; its photos come as multipart.
 MAX_JSON_BYTES = 256 * 1024
+PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
 class JsonTooLarge(Exception):
     pass
-
-
-PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
 def _without_nul(text: str) -> str:
@@ -127,7 +125,7 @@ def router(
     async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            body = b""
+            body = bytearray()
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_JSON_BYTES:
