@@ -74,6 +74,7 @@ async def test_the_explain_api_names_areas_office_and_rule(stack: Stack) -> None
     }
     assert {"level": "ortsteil", "code": "00", "name": "Zentrum"} in body["areas"]
     assert "im Ortsteil Zentrum" in body["rule"]["explanation"]
+    assert (body["rule"]["area_level"], body["rule"]["area_code"]) == ("ortsteil", "00")
 
     outside = await stack.geo_router.get(
         "/v1/route", params={"lat": 48.137, "long": 11.575, "service_code": "001"}

@@ -20,6 +20,9 @@ from mm_shared.service import Problems
 class RuleOut(BaseModel):
     id: int
     priority: int
+    #: The area the rule names (level and code); both None for the jurisdiction-wide default.
+    area_level: str | None
+    area_code: str | None
     explanation: str
 
 
@@ -99,7 +102,11 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             areas=list(route.areas),
             office=route.decision.office,
             rule=RuleOut(
-                id=rule.id, priority=rule.priority, explanation=route.decision.explanation
+                id=rule.id,
+                priority=rule.priority,
+                area_level=rule.area_level,
+                area_code=rule.area_code,
+                explanation=route.decision.explanation,
             ),
         )
 
