@@ -250,3 +250,33 @@ async def _any_contact(stack: Stack, email: str):  # type: ignore[no-untyped-def
 
 async def _records(stack: Stack, report_id, topic):  # type: ignore[no-untyped-def]
     return stack.tap.about(report_id, topic)
+
+
+async def test_a_browser_gets_the_report_as_a_page_in_its_language(stack: Stack) -> None:
+    created = await stack.intake.post(
+        "/api/v1/reports",
+        json={
+            "service_code": "001",
+            **spot(),
+            "description": "<script>alert(1)</script> Müll am Weg",
+            "email": "page@example.org",
+        },
+        headers={"X-Acknowledge-Duplicate": "true"},
+    )
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/reports/{created.json()['id']}"
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    english = await stack.intake.get(url, headers={**browser, "Accept-Language": "en-GB,en"})
+    assert english.status_code == 200
+    assert english.headers["content-type"].startswith("text/html")
+    assert "<h1>Road damage / pothole</h1>" in english.text
+    assert "Handled by:" in english.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Müll am Weg" in english.text
+    assert "<script>" not in english.text
+    assert "page@example.org" not in english.text
+    german = await stack.intake.get(url, headers=browser)
+    assert "<h1>Straßenschaden / Schlagloch</h1>" in german.text
+    assert (await stack.intake.get(url)).headers["content-type"] == "application/json"
+    missing = await stack.intake.get(f"/api/v1/reports/{uuid4()}", headers=browser)
+    assert missing.status_code == 404
+    assert "text/html" in missing.headers["content-type"]

@@ -92,3 +92,27 @@ async def test_an_uploaded_file_is_refused_rather_than_dropped(stack: Stack) -> 
     )
     assert response.status_code == 400
     assert "media_url" in response.json()[0]["description"]
+
+
+async def test_unescaped_utf_8_in_a_form_is_read_as_utf_8(stack: Stack) -> None:
+    """curl -d description='Haustür' sends the ü as two raw bytes, not %-escaped."""
+    body = "&".join(
+        f"{k}={v}" for k, v in {**REPORT, "description": "Loch vor der Haustür"}.items()
+    )
+    response = await stack.intake.post(
+        "/open311/v2/requests.json",
+        content=body.encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 201
+    report_id = response.json()[0]["service_request_id"]
+    fetched = await stack.intake.get(f"/open311/v2/requests/{report_id}.json")
+    assert fetched.json()[0]["description"] == "Loch vor der Haustür"
+    too_many = "&".join(f"attribute[a{i}]=1" for i in range(1001))
+    refused = await stack.intake.post(
+        "/open311/v2/requests.json",
+        content=f"api_key={API_KEY}&{too_many}".encode(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert refused.status_code == 400
+    assert "more than 1000 fields" in refused.json()[0]["description"]

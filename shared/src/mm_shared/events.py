@@ -106,6 +106,27 @@ class ReportStatus(StrEnum):
         return self in {ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE}
 
 
+#: How citizens and mails name each status.
+STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {
+    "de": {
+        ReportStatus.RECEIVED: "eingegangen",
+        ReportStatus.ASSIGNED: "zugewiesen",
+        ReportStatus.IN_PROGRESS: "in Bearbeitung",
+        ReportStatus.RESOLVED: "erledigt",
+        ReportStatus.REJECTED: "abgelehnt",
+        ReportStatus.DUPLICATE: "mit einer gleichen Meldung zusammengeführt",
+    },
+    "en": {
+        ReportStatus.RECEIVED: "received",
+        ReportStatus.ASSIGNED: "assigned",
+        ReportStatus.IN_PROGRESS: "in progress",
+        ReportStatus.RESOLVED: "resolved",
+        ReportStatus.REJECTED: "rejected",
+        ReportStatus.DUPLICATE: "merged as a duplicate",
+    },
+}
+
+
 class ReportSubmitted(ReportEvent):
     """A citizen's report was accepted by intake. Carries no personal data."""
 

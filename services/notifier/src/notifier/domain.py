@@ -36,23 +36,3 @@ class Mail:
     message_id: str
     #: None for mails to offices, which are not a subscription.
     unsubscribe_url: str | None
-
-
-STATUS_LABELS: dict[str, dict[ReportStatus, str]] = {
-    "de": {
-        ReportStatus.RECEIVED: "eingegangen",
-        ReportStatus.ASSIGNED: "zugewiesen",
-        ReportStatus.IN_PROGRESS: "in Bearbeitung",
-        ReportStatus.RESOLVED: "erledigt",
-        ReportStatus.REJECTED: "abgelehnt",
-        ReportStatus.DUPLICATE: "mit einer gleichen Meldung zusammengeführt",
-    },
-    "en": {
-        ReportStatus.RECEIVED: "received",
-        ReportStatus.ASSIGNED: "assigned",
-        ReportStatus.IN_PROGRESS: "in progress",
-        ReportStatus.RESOLVED: "resolved",
-        ReportStatus.REJECTED: "rejected",
-        ReportStatus.DUPLICATE: "merged as a duplicate",
-    },
-}

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
+    STATUS_LABELS,
     OfficeDirectoryChanged,
     OfficeReminderDue,
     ReporterContactSubmitted,
@@ -27,7 +28,7 @@ from mm_shared.events import (
 from mm_shared.outbox import first_deliveries, first_delivery
 from notifier.adapters.db import contacts, inbox, notifications, offices, status_events
 from notifier.adapters.senders import render
-from notifier.domain import STATUS_LABELS, Mail, Preference, retry_delay_s, wants
+from notifier.domain import Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)

@@ -8,19 +8,22 @@ import asyncio
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
 from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
+from intake.entrypoints import pages
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
@@ -28,7 +31,7 @@ from mm_shared.outbox import Outbox
 
 MAX_PHOTOS = 5
 #: A report without photos is a few kB; its photos come as multipart.
-MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_BYTES = MAX_FORM_BYTES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
@@ -67,6 +70,30 @@ class FollowerIn(BaseModel):
     locale: Literal["de", "en"] = "de"
 
 
+class FormTooLarge(Exception):
+    pass
+
+
+async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000) -> FormData:
+    """The form of a POST. URL-encoded bodies are read as UTF-8 here: Starlette reads bytes that
+    are not %-escaped as Latin-1, so a client sending "Haustür" unescaped got "HaustÃ¼r"."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return await request.form(max_files=max_files, max_fields=max_fields)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLarge(f"over {MAX_FORM_BYTES // 1024} kB")
+    text = body.decode("utf-8", errors="replace")
+    try:
+        fields: list[tuple[str, str | UploadFile]] = list(
+            parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields)
+        )
+    except ValueError as exc:
+        raise FormTooLarge(f"more than {max_fields} fields") from exc
+    return FormData(fields)
+
+
 def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"code": c, "field": f, "message": m} for c, f, m in errors]},
@@ -96,6 +123,8 @@ def router(
     settings: IntakeSettings,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["city app"])
+
+    tz = ZoneInfo(settings.timezone)
 
     def tracking_url(report_id: UUID) -> str:
         return f"{settings.public_base_url}/api/v1/reports/{report_id}"
@@ -131,7 +160,7 @@ def router(
                 if len(body) > MAX_JSON_BYTES:
                     raise JsonTooLarge
             return ReportIn.model_validate(json.loads(body or b"null")), []
-        form = await request.form(max_files=MAX_PHOTOS + 1, max_fields=100)
+        form = await read_form(request, max_files=MAX_PHOTOS + 1, max_fields=100)
         uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         attributes: dict[str, list[str]] = {}
@@ -186,9 +215,9 @@ def router(
                     for e in invalid.errors()
                 ],
             )
-        except JsonTooLarge:
-            why = f"a report in JSON may have at most {MAX_JSON_BYTES // 1024} kB"
-            return problem(413, ("body_too_large", None, why))
+        except (JsonTooLarge, FormTooLarge) as refused:
+            why = f"a report without photos may have at most {MAX_JSON_BYTES // 1024} kB"
+            return problem(413, ("body_too_large", None, str(refused) or why))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return problem(
                 400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
@@ -270,9 +299,17 @@ def router(
         )
 
     @api.get("/reports/{report_id}")
-    async def get_report(report_id: UUID) -> Response:
-        """Public status of a report with its history and public notes (no personal data)."""
+    async def get_report(report_id: UUID, request: Request) -> Response:
+        """Public status of a report with its history and public notes (no personal data). A
+        browser (Accept: text/html) gets it as a page, in English for an English
+        Accept-Language: this is the link in the reporters' mails."""
         report = await handlers.get_report(outbox, report_id)
+        if pages.wants_page(request):
+            lang = pages.language(request)
+            if report is None:
+                return pages.unknown_report_page(lang)
+            photos = [photo_links(settings.public_base_url, p) for p in report.photos]
+            return pages.report_page(report, photos, lang, tz)
         if report is None:
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
         return JSONResponse(public(report))
