@@ -115,4 +115,4 @@ async def test_unescaped_utf_8_in_a_form_is_read_as_utf_8(stack: Stack) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert refused.status_code == 400
-    assert "more than 1000 fields" in refused.json()[0]["description"]
+    assert "at most 1000 fields" in refused.json()[0]["description"]

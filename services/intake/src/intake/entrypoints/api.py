@@ -30,13 +30,9 @@ from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 
 MAX_PHOTOS = 5
-#: A report without photos is a few kB; its photos come as multipart.
-MAX_JSON_BYTES = MAX_FORM_BYTES = 256 * 1024
+#: A report without photos (JSON or URL-encoded) is a few kB; photos come as multipart.
+MAX_BODY_WITHOUT_FILES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
-
-
-class JsonTooLarge(Exception):
-    pass
 
 
 def _without_nul(text: str) -> str:
@@ -70,8 +66,19 @@ class FollowerIn(BaseModel):
     locale: Literal["de", "en"] = "de"
 
 
-class FormTooLarge(Exception):
-    pass
+class TooLarge(Exception):
+    """A body without files over :data:`MAX_BODY_WITHOUT_FILES`, or a form with too many fields."""
+
+
+async def read_body_without_files(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_WITHOUT_FILES:
+            raise TooLarge(
+                f"a report without photos may have at most {MAX_BODY_WITHOUT_FILES // 1024} kB"
+            )
+    return bytes(body)
 
 
 async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000) -> FormData:
@@ -79,18 +86,13 @@ async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000
     are not %-escaped as Latin-1, so a client sending "Haustür" unescaped got "HaustÃ¼r"."""
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return await request.form(max_files=max_files, max_fields=max_fields)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise FormTooLarge(f"over {MAX_FORM_BYTES // 1024} kB")
-    text = body.decode("utf-8", errors="replace")
+    text = (await read_body_without_files(request)).decode("utf-8", errors="replace")
     try:
         fields: list[tuple[str, str | UploadFile]] = list(
             parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields)
         )
     except ValueError as exc:
-        raise FormTooLarge(f"more than {max_fields} fields") from exc
+        raise TooLarge(f"a form may have at most {max_fields} fields") from exc
     return FormData(fields)
 
 
@@ -154,11 +156,7 @@ def router(
     async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_JSON_BYTES:
-                    raise JsonTooLarge
+            body = await read_body_without_files(request)
             return ReportIn.model_validate(json.loads(body or b"null")), []
         form = await read_form(request, max_files=MAX_PHOTOS + 1, max_fields=100)
         uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
@@ -215,9 +213,8 @@ def router(
                     for e in invalid.errors()
                 ],
             )
-        except (JsonTooLarge, FormTooLarge) as refused:
-            why = f"a report without photos may have at most {MAX_JSON_BYTES // 1024} kB"
-            return problem(413, ("body_too_large", None, str(refused) or why))
+        except TooLarge as refused:
+            return problem(413, ("body_too_large", None, str(refused)))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return problem(
                 400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")

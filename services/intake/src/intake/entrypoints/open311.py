@@ -20,7 +20,7 @@ from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
 from intake.catalogue import definition
 from intake.domain import Contact, InvalidReport, Report, email_problems, find_problems
-from intake.entrypoints.api import MAX_PHOTOS, FormTooLarge, photo_links, read_form
+from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
@@ -201,8 +201,8 @@ def router(
         try:
             # Files are read only to be refused below, with a pointer to where they belong.
             raw = await read_form(request, max_files=MAX_PHOTOS)
-        except FormTooLarge as refused:
-            return errors(fmt, 400, f"the form is too large: {refused}")
+        except TooLarge as refused:
+            return errors(fmt, 400, str(refused))
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if form.get("api_key", "") not in settings.api_keys:
             return errors(fmt, 403, "api_key is missing or not valid")
