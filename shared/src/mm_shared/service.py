@@ -12,12 +12,13 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from html import escape
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka import KafkaBroker
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,11 +38,30 @@ Refusal = Callable[[Request, int, str, Problems], Response]
 log = logging.getLogger(__name__)
 
 
-def errors_list(_: Request, status: int, code: str, problems: Problems) -> Response:
+def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
+    """The platform's JSON error shape: ``{"errors": [{"code", "field", "message"}]}``."""
     return JSONResponse(
-        {"errors": [{"code": code, "field": field, "message": why} for field, why in problems]},
+        {"errors": [{"code": c, "field": f, "message": m} for c, f, m in errors]},
         status_code=status,
     )
+
+
+def html_page(
+    body: str, *, title: str = "Mängelmelder", lang: str = "de", status_code: int = 200
+) -> HTMLResponse:
+    """A page for people (reporters open links from their mails): ``body`` is trusted HTML,
+    the title is escaped here."""
+    return HTMLResponse(
+        f'<!doctype html><html lang="{lang}"><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width">'
+        f"<title>{escape(title)}</title><body>{body}</body></html>",
+        status_code=status_code,
+    )
+
+
+def errors_list(_: Request, status: int, code: str, problems: Problems) -> Response:
+    """The default :data:`Refusal`: :func:`problem`, every problem under one code."""
+    return problem(status, *[(code, field, why) for field, why in problems])
 
 
 def unavailable_backend(error: Exception) -> str | None:
@@ -57,55 +77,42 @@ def unavailable_backend(error: Exception) -> str | None:
     return "storage" if isinstance(error, OSError) else None
 
 
-class _RefuseNulInAddress:
-    """PostgreSQL stores no NUL character, and a query with one fails: refused before any
-    route sees it, for every path and query parameter of every service. Pure ASGI, so that
-    the check costs two substring searches per request."""
-
-    def __init__(self, app: ASGIApp, refusal: Refusal) -> None:
-        self.app = app
-        self.refusal = refusal
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
-            response = self.refusal(
-                Request(scope),
-                400,
-                "invalid_character",
-                [(None, "the address contains a NUL character (%00), which no field accepts")],
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 class _BodyTooLarge(Exception):
     pass
 
 
-class _LimitBodySize:
-    """Refuse a request body over ``limit`` bytes with 413 before it fills the memory: by its
-    Content-Length, or, sent in chunks, as soon as it has grown past the limit."""
+class _RequestHygiene:
+    """Refused before any route sees them, in every service (pure ASGI: a few comparisons per
+    request): a NUL character in the path or query (PostgreSQL stores none, and a query with
+    one fails), and a body over ``limit`` bytes, by its Content-Length or, sent in chunks, as
+    soon as it has grown past it (before it fills the memory)."""
 
     def __init__(self, app: ASGIApp, refusal: Refusal, limit: int) -> None:
         self.app = app
         self.refusal = refusal
         self.limit = limit
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, code: str, why: str
+    ) -> None:
+        await self.refusal(Request(scope), status, code, [(None, why)])(scope, receive, send)
+
+    async def _refuse_size(self, scope: Scope, receive: Receive, send: Send) -> None:
         size = f"{self.limit / 2**20:.0f} MB" if self.limit >= 2**20 else f"{self.limit} bytes"
         why = f"the request body may have at most {size}"
-        await self.refusal(Request(scope), 413, "body_too_large", [(None, why)])(
-            scope, receive, send
-        )
+        await self._refuse(scope, receive, send, 413, "body_too_large", why)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            why = "the address contains a NUL character (%00), which no field accepts"
+            await self._refuse(scope, receive, send, 400, "invalid_character", why)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
+            await self._refuse_size(scope, receive, send)
             return
         received = 0
         started = False
@@ -128,7 +135,7 @@ class _LimitBodySize:
         except _BodyTooLarge:
             if started:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse_size(scope, receive, send)
 
 
 def _answer_refusals_in_shape(app: FastAPI, refusal: Refusal) -> None:
@@ -223,8 +230,7 @@ def create_service_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.broker = broker
-    app.add_middleware(_RefuseNulInAddress, refusal=refusal)
-    app.add_middleware(_LimitBodySize, refusal=refusal, limit=max_body_bytes)
+    app.add_middleware(_RequestHygiene, refusal=refusal, limit=max_body_bytes)
 
     _answer_refusals_in_shape(app, refusal)
     for router in routers:

@@ -22,7 +22,6 @@ from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
 from intake.entrypoints import api, open311, staff
-from intake.entrypoints.api import problem
 from intake.entrypoints.consumers import register_consumers
 from intake.entrypoints.formats import Format, errors
 from intake.settings import IntakeSettings
@@ -37,7 +36,7 @@ from mm_shared.events import (
 from mm_shared.kafka import create_broker, document_publications, track_consumer_lag
 from mm_shared.observability import configure_logging
 from mm_shared.outbox import Outbox
-from mm_shared.service import Problems, create_service_app
+from mm_shared.service import Problems, create_service_app, problem
 
 SERVICE = "intake"
 log = logging.getLogger(__name__)

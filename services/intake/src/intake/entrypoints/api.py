@@ -28,6 +28,7 @@ from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
+from mm_shared.service import problem
 
 MAX_PHOTOS = 5
 #: A report without photos (JSON or URL-encoded) is a few kB; photos come as multipart.
@@ -94,13 +95,6 @@ async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000
     except ValueError as exc:
         raise TooLarge(f"a form may have at most {max_fields} fields") from exc
     return FormData(fields)
-
-
-def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
-    return JSONResponse(
-        {"errors": [{"code": c, "field": f, "message": m} for c, f, m in errors]},
-        status_code=status,
-    )
 
 
 def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from intake.domain import Report
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import STATUS_LABELS
+from mm_shared.service import html_page
 
 WORDS = {
     "de": {
@@ -50,12 +51,7 @@ def language(request: Request) -> str:
 
 
 def _page(lang: str, title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f'<!doctype html><html lang="{lang}"><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width">'
-        f"<title>{escape(title)} – Mängelmelder</title><body>{body}</body></html>",
-        status_code=status_code,
-    )
+    return html_page(body, title=f"{title} – Mängelmelder", lang=lang, status_code=status_code)
 
 
 def unknown_report_page(lang: str) -> HTMLResponse:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Header, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mm_shared.service import Problems, errors_list
+from mm_shared.service import Problems, errors_list, html_page
 from notifier import handlers
 from notifier.domain import Preference
 from notifier.settings import NotifierSettings
@@ -26,11 +26,7 @@ UNKNOWN_LINK = "<p>Unbekannter Link / unknown link.</p>"
 
 
 def page(body: str, status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f'<!doctype html><html lang="de"><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width"><title>Mängelmelder</title>{body}',
-        status_code=status_code,
-    )
+    return html_page(body, status_code=status_code)
 
 
 #: Pages a reporter opens from a mail: refusals there are pages too, not JSON.
