@@ -60,3 +60,14 @@ def camera_jpeg(target_bytes: int = 3_000_000, seed: int = 1) -> bytes:
             break
         noise_level *= (target_bytes / len(data)) ** 1.5
     return data
+
+
+def noisy_picture(kind: str, width: int = 480, height: int = 360, seed: int = 1) -> bytes:
+    """A picture of random pixels in ``kind`` (e.g. "HEIF", "WEBP"): noise compresses badly, so
+    the image data is most of the file and cutting it off leaves a valid header."""
+    import random
+
+    pixels = random.Random(seed).randbytes(width * height * 3)  # noqa: S311 - test pixels
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(out, kind, quality=50)
+    return out.getvalue()

@@ -2,13 +2,14 @@
 outside-the-city refusal, privacy."""
 
 import io
+import random
 from uuid import UUID, uuid4
 
 import pytest
 from PIL import Image
 
 from conftest import Stack
-from devstack.pictures import phone_jpeg, png_bomb
+from devstack.pictures import noisy_picture, phone_jpeg, png_bomb
 from devstack.testing import eventually
 from mm_shared.events import Topic
 
@@ -17,8 +18,6 @@ HERE = {"lat": 51.3407, "long": 12.3747}
 
 def spot() -> dict[str, float]:
     """A fresh place inside Leipzig for each test, so duplicate hints do not cross tests."""
-    import random
-
     return {
         "lat": round(random.uniform(51.30, 51.37), 6),
         "long": round(random.uniform(12.33, 12.42), 6),
@@ -83,6 +82,78 @@ async def test_bad_files_are_refused_with_a_clear_code(stack: Stack, content, st
     [error] = response.json()["errors"]
     assert error["code"] == code
     assert error["field"] == "photos[0]"
+
+
+HEIC = noisy_picture("HEIF")
+WEBP = noisy_picture("WEBP")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        # pillow-heif reads the header of a truncated HEIC; it fails only when the pixels load.
+        ("cut.heic", HEIC[: len(HEIC) // 2]),
+        ("cut.webp", WEBP[: len(WEBP) // 2]),
+        ("header-only.webp", WEBP[:30]),
+        ("scrambled.webp", WEBP[:40] + random.Random(2).randbytes(len(WEBP) - 40)),
+        ("broken-frame-header.webp", WEBP[:20] + bytes(10) + WEBP[30:]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+async def test_an_undecodable_photo_is_a_422_naming_it(
+    stack: Stack, name: str, content: bytes
+) -> None:
+    """It had been a 500 (HEIC) or a 503 "storage unavailable" telling the client to retry a
+    file that can never work (WebP)."""
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        data={"service_code": "011", **{k: str(v) for k, v in spot().items()}},
+        files=[
+            ("photos", ("fine.jpg", phone_jpeg(64, 48), "image/jpeg")),
+            ("photos", (name, content, "application/octet-stream")),
+        ],
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["code"] == "photo_damaged"
+    assert error["field"] == "photos[1]"
+    assert name in error["message"]
+
+
+async def test_whole_pictures_of_every_accepted_kind_pass(stack: Stack) -> None:
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        data={"service_code": "011", **{k: str(v) for k, v in spot().items()}},
+        files=[
+            ("photos", ("a.heic", HEIC, "image/heic")),
+            ("photos", ("b.webp", WEBP, "image/webp")),
+        ],
+    )
+    assert response.status_code == 201, response.text
+    assert len(response.json()["photos"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"service_code": "001", "lat": Infinity, "long": 12.3731}'),
+        ("application/json", b'{"service_code": "001", "lat": 1e309, "long": 12.3731}'),
+        ("application/json", b'{"service_code": "001", "lat": NaN, "long": 12.3731}'),
+        ("application/x-www-form-urlencoded", b"service_code=001&lat=inf&long=12.3731"),
+        ("application/x-www-form-urlencoded", b"service_code=001&lat=51.34&long=-inf"),
+    ],
+    ids=["json-Infinity", "json-1e309", "json-NaN", "form-inf", "form-minus-inf"],
+)
+async def test_an_infinite_coordinate_is_a_422_not_a_crash_in_the_duplicate_lookup(
+    stack: Stack, content_type: str, body: bytes
+) -> None:
+    response = await stack.intake.post(
+        "/api/v1/reports", content=body, headers={"content-type": content_type}
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "lat,long"
+    assert "finite" in error["message"]
 
 
 async def test_more_than_five_photos_are_refused(stack: Stack) -> None:
@@ -221,6 +292,13 @@ async def test_map_geojson_has_no_personal_data(stack: Stack) -> None:
     assert "secret@example.org" not in geojson.text
     assert "Erika" not in geojson.text
     assert (await stack.intake.get("/api/v1/reports", params={"bbox": "1,2,3"})).status_code == 400
+
+
+@pytest.mark.parametrize("bbox", ["nan,nan,nan,nan", "12.3,51.3,inf,51.4", "-inf,51.3,12.4,51.4"])
+async def test_a_non_finite_bbox_is_a_400(stack: Stack, bbox: str) -> None:
+    response = await stack.intake.get("/api/v1/reports", params={"bbox": bbox})
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["code"] == "invalid_bbox"
 
 
 async def test_no_public_topic_ever_carries_contact_data(stack: Stack) -> None:

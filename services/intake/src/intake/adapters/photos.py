@@ -138,8 +138,21 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def process_photo(data: bytes) -> ProcessedPhoto:
+    """Verify, strip and scale one uploaded photo. Anything wrong with the file is a
+    :class:`PhotoRejected`: the decoders signal a damaged file with whatever they like (Pillow
+    an ``OSError``, pillow-heif a ``ValueError``), and a damaged file must be refused as such,
+    not taken for a disk that failed (503) or for our own fault (500). No I/O happens here."""
     if len(data) > MAX_BYTES:
         raise PhotoRejected("too_large", f"a photo may have at most {MAX_BYTES // 2**20} MB")
+    try:
+        return _process(data)
+    except PhotoRejected:
+        raise
+    except Exception as exc:
+        raise PhotoRejected("damaged", f"the picture is damaged or incomplete ({exc})") from exc
+
+
+def _process(data: bytes) -> ProcessedPhoto:
     image = _open(data)
     kind = image.format or ""
     if kind not in ACCEPTED:
@@ -168,15 +181,12 @@ def process_photo(data: bytes) -> ProcessedPhoto:
 
     # One decode, at the smallest scale that still gives the display size; it also proves the
     # whole file decodes (a truncated one fails here).
-    try:
-        decoded: Image.Image = Image.open(io.BytesIO(original))
-        # draft() keeps both sides at least this size: ask for the display box scaled to the
-        # picture's aspect, or a 4:3 picture would be decoded at full size.
-        scale = DISPLAY_SIZE / max(decoded.size)
-        decoded.draft("RGB", (int(decoded.width * scale), int(decoded.height * scale)))
-        decoded = ImageOps.exif_transpose(decoded)
-    except Exception as exc:
-        raise PhotoRejected("truncated", f"the picture is damaged or incomplete: {exc}") from exc
+    decoded: Image.Image = Image.open(io.BytesIO(original))
+    # draft() keeps both sides at least this size: ask for the display box scaled to the
+    # picture's aspect, or a 4:3 picture would be decoded at full size.
+    scale = DISPLAY_SIZE / max(decoded.size)
+    decoded.draft("RGB", (int(decoded.width * scale), int(decoded.height * scale)))
+    decoded = ImageOps.exif_transpose(decoded)
     decoded.thumbnail((DISPLAY_SIZE, DISPLAY_SIZE), Image.Resampling.BILINEAR)
     display = _jpeg(decoded, 85)
     decoded.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BILINEAR)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -22,7 +23,14 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
-from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Photo,
+    Report,
+    check_coordinates,
+    distance_m,
+)
 from intake.entrypoints import pages
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
@@ -174,7 +182,8 @@ def router(
                 photo = await asyncio.to_thread(process_photo, data)
             except PhotoRejected as rejected:
                 PHOTOS.labels(rejected.reason).inc()
-                failures.append((f"photo_{rejected.reason}", f"photos[{i}]", str(rejected)))
+                name = upload.filename or f"photo {i + 1}"
+                failures.append((f"photo_{rejected.reason}", f"photos[{i}]", f"{name}: {rejected}"))
                 continue
             await store.put(photo)
             PHOTOS.labels("accepted").inc()
@@ -213,6 +222,10 @@ def router(
             return problem(
                 400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
             )
+        # Before anything computes with them: an infinite latitude had crashed the duplicate
+        # lookup's distance (a 500 instead of a 422).
+        if location_problems := check_coordinates(data.lat, data.long):
+            return problem(422, *[("invalid_report", "lat,long", p) for p in location_problems])
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )
@@ -325,6 +338,10 @@ def router(
             return problem(
                 400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
             )
+        if not all(map(math.isfinite, (min_long, min_lat, max_long, max_lat))):
+            # float() reads "nan" and "inf"; NaN compares false with everything, so it would
+            # pass the checks below and find nothing.
+            return problem(400, ("invalid_bbox", "bbox", "bbox must be four finite numbers"))
         if (
             min_long > max_long
             or min_lat > max_lat
