@@ -3,10 +3,14 @@ database, SMTP server and webhook receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import os
 import random
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -209,6 +213,69 @@ async def test_revoked_tokens_stop_working(stack: Stack) -> None:
         assert await staff.revoke(conn, headers["Authorization"].removeprefix("Bearer "))
     await engine.dispose()
     assert (await stack.intake.get("/api/v1/staff/tickets", headers=headers)).status_code == 401
+
+
+async def test_staff_tokens_expire_and_record_their_last_use(stack: Stack) -> None:
+    name = f"expiry-{random.randrange(10**9)}"
+    now = datetime.now(UTC)
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.begin() as conn:
+            _, valid = await staff.create_account(
+                conn, name, ["SRL"], expires_at=now + timedelta(hours=1)
+            )
+            _, expired = await staff.create_account(
+                conn, name, ["SRL"], expires_at=now - timedelta(seconds=1)
+            )
+        last_used = sa.text(
+            "SELECT t.expires_at, t.last_used_at FROM intake.staff_tokens t"
+            " JOIN intake.staff_accounts a ON a.id = t.account_id"
+            " WHERE a.name = :name ORDER BY t.id"
+        )
+        async with engine.connect() as conn:
+            assert [r.last_used_at for r in await conn.execute(last_used, {"name": name})] == [
+                None,
+                None,
+            ]
+        tickets = "/api/v1/staff/tickets"
+        ok = await stack.intake.get(tickets, headers={"Authorization": f"Bearer {valid}"})
+        assert ok.status_code == 200
+        refused = await stack.intake.get(tickets, headers={"Authorization": f"Bearer {expired}"})
+        assert refused.status_code == 401
+        [error] = refused.json()["errors"]
+        assert "expired" in error["message"]
+        assert "staff-token" in error["message"]
+        async with engine.connect() as conn:
+            [used, not_used] = (await conn.execute(last_used, {"name": name})).all()
+        assert used.last_used_at is not None
+        assert abs(used.last_used_at - datetime.now(UTC)) < timedelta(minutes=1)
+        assert not_used.last_used_at is None
+    finally:
+        await engine.dispose()
+
+
+async def test_the_staff_token_command_prints_when_the_token_expires(stack: Stack) -> None:
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "intake.cli",
+        "staff-token",
+        "--office",
+        "SRL",
+        "--name",
+        f"cli-{random.randrange(10**9)}",
+        "--days",
+        "7",
+        env={**os.environ, "INTAKE_DATABASE_URL": stack.database_url},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await command.communicate()
+    assert command.returncode == 0
+    *_, validity, token = out.decode().splitlines()
+    until = datetime.strptime(validity, "valid until %Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+    assert abs(until - (datetime.now(UTC) + timedelta(days=7))) < timedelta(minutes=2)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await stack.intake.get("/api/v1/staff/tickets", headers=headers)).status_code == 200
 
 
 async def test_transitions_follow_the_rules(stack: Stack) -> None:

@@ -168,10 +168,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         )
 
     @app.exception_handler(staff.Unauthorized)
-    async def unauthorized(_: Request, __: staff.Unauthorized) -> Response:
-        return problem(
-            401, ("unauthorized", "Authorization", "a valid staff bearer token is required")
-        )
+    async def unauthorized(_: Request, refused: staff.Unauthorized) -> Response:
+        return problem(401, ("unauthorized", "Authorization", str(refused)))
 
     return app
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +42,11 @@ def main() -> None:
     token.add_argument("--office", action="append", default=[], help="office code (repeatable)")
     token.add_argument("--name", help="account name (default: staff-<office>)")
     token.add_argument("--admin", action="store_true", help="sees every office's tickets")
+    token.add_argument(
+        "--days",
+        type=float,
+        help="how long the token is valid (default: INTAKE_STAFF_TOKEN_TTL_DAYS, 90)",
+    )
     revoke = sub.add_parser("revoke-token", help="revoke a staff token")
     revoke.add_argument("token")
     args = parser.parse_args()
@@ -50,14 +56,20 @@ def main() -> None:
     elif args.command == "staff-token":
         if not args.office and not args.admin:
             sys.exit("name at least one --office, or --admin")
+        if args.days is not None and args.days <= 0:
+            sys.exit("--days must be more than 0")
         name = args.name or "staff-" + "-".join(args.office or ["admin"]).lower()
+        expires_at = datetime.now(UTC) + timedelta(days=args.days or settings.staff_token_ttl_days)
         account_id, new_token = asyncio.run(
             _staff(
                 settings.database_url,
-                lambda c: staff.create_account(c, name, args.office, is_admin=args.admin),
+                lambda c: staff.create_account(
+                    c, name, args.office, is_admin=args.admin, expires_at=expires_at
+                ),
             )
         )
         print(f"account {name} (id {account_id}), offices: {', '.join(args.office) or 'all'}")
+        print(f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
         print(new_token)
     elif args.command == "revoke-token":
         if not asyncio.run(_staff(settings.database_url, lambda c: staff.revoke(c, args.token))):

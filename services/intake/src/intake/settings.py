@@ -40,6 +40,8 @@ class IntakeSettings(ServiceSettings):
     oidc_offices_claim: str = "offices"
     oidc_roles_claim: str = "roles"
     oidc_admin_role: str = "maengelmelder-admin"
+    #: How long a local staff token (``intake staff-token``) is valid; then it answers 401.
+    staff_token_ttl_days: float = Field(default=90.0, gt=0)
     #: Where uploaded photos are kept (content-addressed files).
     photo_dir: str = "var/photos"
     #: A report still ``received`` after this long is published again.

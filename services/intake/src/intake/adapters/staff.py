@@ -8,6 +8,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,7 +41,13 @@ staff_tokens = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    #: To the minute: a request within a minute of the last one does not write again.
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
 )
+
+#: How long a new token is valid unless the caller says otherwise (INTAKE_STAFF_TOKEN_TTL_DAYS).
+DEFAULT_LIFETIME = timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -62,11 +69,25 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class TokenExpired(Exception):
+    """A local token past its ``expires_at``: the member needs a new one."""
+
+    def __init__(self, expired_at: datetime) -> None:
+        super().__init__(f"expired at {expired_at.isoformat(timespec='minutes')}")
+        self.expired_at = expired_at
+
+
 async def create_account(
-    conn: AsyncConnection, name: str, offices: Iterable[str], *, is_admin: bool = False
+    conn: AsyncConnection,
+    name: str,
+    offices: Iterable[str],
+    *,
+    is_admin: bool = False,
+    expires_at: datetime | None = None,
 ) -> tuple[int, str]:
-    """A new account (or more offices for an existing one) with a fresh token; the token is
-    returned once and never stored in clear."""
+    """A new account (or more offices for an existing one) with a fresh token, valid until
+    ``expires_at`` (:data:`DEFAULT_LIFETIME` from now by default); the token is returned once
+    and never stored in clear."""
     account_id = await conn.scalar(
         sa.dialects.postgresql.insert(staff_accounts)
         .values(name=name, is_admin=is_admin)
@@ -81,7 +102,13 @@ async def create_account(
             .on_conflict_do_nothing()
         )
     token = "mm_" + secrets.token_urlsafe(32)
-    await conn.execute(staff_tokens.insert().values(account_id=account_id, token_hash=_hash(token)))
+    await conn.execute(
+        staff_tokens.insert().values(
+            account_id=account_id,
+            token_hash=_hash(token),
+            expires_at=expires_at or datetime.now(UTC) + DEFAULT_LIFETIME,
+        )
+    )
     return int(account_id), token
 
 
@@ -95,15 +122,36 @@ async def revoke(conn: AsyncConnection, token: str) -> bool:
 
 
 async def authenticate(conn: AsyncConnection, token: str) -> StaffMember | None:
+    """The member a valid token belongs to, its use recorded; None for an unknown or revoked
+    token; :class:`TokenExpired` for an expired one (so the member hears why)."""
     row = (
         await conn.execute(
-            sa.select(staff_accounts.c.id, staff_accounts.c.name, staff_accounts.c.is_admin)
+            sa.select(
+                staff_accounts.c.id,
+                staff_accounts.c.name,
+                staff_accounts.c.is_admin,
+                staff_tokens.c.id.label("token_id"),
+                staff_tokens.c.expires_at,
+            )
             .join(staff_tokens, staff_tokens.c.account_id == staff_accounts.c.id)
             .where(staff_tokens.c.token_hash == _hash(token), staff_tokens.c.revoked_at.is_(None))
         )
     ).first()
     if row is None:
         return None
+    if row.expires_at <= datetime.now(UTC):
+        raise TokenExpired(row.expires_at)
+    await conn.execute(
+        staff_tokens.update()
+        .where(
+            staff_tokens.c.id == row.token_id,
+            sa.or_(
+                staff_tokens.c.last_used_at.is_(None),
+                staff_tokens.c.last_used_at < sa.func.now() - timedelta(minutes=1),
+            ),
+        )
+        .values(last_used_at=sa.func.now())
+    )
     offices = await conn.scalars(
         sa.select(staff_offices.c.office_code).where(staff_offices.c.account_id == row.id)
     )

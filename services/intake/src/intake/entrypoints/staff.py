@@ -17,7 +17,7 @@ from intake import handlers
 from intake.adapters.boundaries import OfficeDirectory
 from intake.adapters.db import unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
-from intake.adapters.staff import StaffMember
+from intake.adapters.staff import StaffMember, TokenExpired
 from intake.domain import InvalidReport, Report, TransitionNotAllowed
 from intake.entrypoints.api import Text, photo_links
 from intake.settings import IntakeSettings
@@ -28,7 +28,10 @@ from mm_shared.service import problem
 
 
 class Unauthorized(Exception):
-    pass
+    """No valid staff credential; the message says what the member can do about it."""
+
+    def __init__(self, why: str = "a valid staff bearer token is required") -> None:
+        super().__init__(why)
 
 
 class NoteIn(BaseModel):
@@ -100,7 +103,12 @@ def router(
         if oidc is not None and oidc.looks_like_jwt(token):
             member = await oidc.authenticate(token)
         else:
-            member = await handlers.authenticate(outbox, token)
+            try:
+                member = await handlers.authenticate(outbox, token)
+            except TokenExpired as expired:
+                raise Unauthorized(
+                    f"this staff token {expired}: ask for a new one (intake staff-token)"
+                ) from None
         if member is None:
             raise Unauthorized
         return member
