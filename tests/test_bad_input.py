@@ -1,9 +1,15 @@
 """What the services refuse, and in which shape: a NUL character (PostgreSQL stores none, and a
 query carrying one fails), FastAPI's own refusals, and browsers on origins nobody allowed."""
 
+from uuid import uuid4
+from xml.etree import ElementTree
+
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import API_KEY, CITY_APP_ORIGIN, Stack
+from intake.adapters import staff
 
 
 @pytest.mark.parametrize(
@@ -80,3 +86,150 @@ async def test_only_the_configured_web_origins_may_call_intake_from_a_browser(
         "/api/v1/reports", headers={"Origin": "https://evil.example", **ask}
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+# XML 1.0 forbids the C0 controls but tab, line feed and carriage return, lone surrogates,
+# U+FFFE and U+FFFF. One such character in a stored report had made every Open311 XML answer
+# that held it unparseable; they are refused where text enters, like NUL.
+FORBIDDEN = ["\x01", "\x08", "\x0b", "\x0c", "\x1f", "\ufffe"]
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("geo_router", "/v1/offices?jurisdiction=%0B"),
+        ("geo_router", "/v1/areas/ortsteil/%01"),
+        ("notifier", "/v1/notifications/parked?x=%1f"),
+        ("notifier", "/v1/preferences/%0C"),
+        ("intake", "/api/v1/staff/tickets?area=%EF%BF%BE"),
+        ("intake", "/open311/v2/requests.xml?service_code=%08"),
+    ],
+)
+async def test_a_control_character_in_the_address_is_refused_everywhere(
+    stack: Stack, service: str, path: str
+) -> None:
+    response = await getattr(stack, service).get(path)
+    assert response.status_code == 400, response.text
+    if service == "geo_router":
+        assert response.json()["error"] == "invalid_character"
+    elif path.startswith("/v1/preferences/"):
+        assert response.headers["content-type"].startswith("text/html")
+    elif path.startswith("/open311/"):
+        ElementTree.fromstring(response.content)
+    else:
+        assert response.json()["errors"][0]["code"] == "invalid_character"
+
+
+async def test_tab_line_feed_and_carriage_return_stay_welcome(stack: Stack) -> None:
+    assert (await stack.geo_router.get("/v1/offices?jurisdiction=%09%0A%0D")).status_code == 200
+    text = "Schlagloch\r\n\tvor Nr. 5"
+    created = await stack.intake.post(
+        "/api/v1/reports",
+        json={**HERE_IN_LEIPZIG, "description": text},
+        headers={"X-Acknowledge-Duplicate": "true"},
+    )
+    assert created.status_code == 201, created.text
+    stored = await stack.intake.get(f"/api/v1/reports/{created.json()['id']}")
+    assert stored.json()["description"] == text
+
+
+HERE_IN_LEIPZIG = {"service_code": "001", "lat": 51.3397, "long": 12.3731}
+
+
+@pytest.mark.parametrize("character", FORBIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+async def test_the_city_app_api_refuses_a_control_character_by_field(
+    stack: Stack, character: str
+) -> None:
+    json_report = {**HERE_IN_LEIPZIG, "description": f"a{character}b"}
+    refused = await stack.intake.post("/api/v1/reports", json=json_report)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "description"
+    form_report = {**HERE_IN_LEIPZIG, "address": f"Markt{character}1"}
+    refused = await stack.intake.post("/api/v1/reports", data=form_report)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "address"
+    created = await stack.intake.post(
+        "/api/v1/reports", json=HERE_IN_LEIPZIG, headers={"X-Acknowledge-Duplicate": "true"}
+    )
+    follower = {"email": "f@example.org", "first_name": f"Eri{character}ka"}
+    refused = await stack.intake.post(
+        f"/api/v1/reports/{created.json()['id']}/followers", json=follower
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "first_name"
+
+
+async def test_a_lone_surrogate_in_json_is_refused_by_field(stack: Stack) -> None:
+    body = b'{"service_code": "001", "lat": 51.3397, "long": 12.3731, "description": "a\\ud800"}'
+    refused = await stack.intake.post(
+        "/api/v1/reports", content=body, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "description"
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_open311_refuses_a_control_character_by_field(stack: Stack, fmt: str) -> None:
+    form = {
+        "api_key": API_KEY,
+        **{k: str(v) for k, v in HERE_IN_LEIPZIG.items()},
+        "description": "a\x0bb",
+        "email": "x@example.org",
+        "first_name": "\x01",
+    }
+    refused = await stack.intake.post(f"/open311/v2/requests.{fmt}", data=form)
+    assert refused.status_code == 400
+    if fmt == "json":
+        descriptions = [e["description"] for e in refused.json()]
+    else:
+        descriptions = [e.findtext("description") for e in ElementTree.fromstring(refused.content)]
+    assert sorted(d.split()[0] for d in descriptions) == ["description", "first_name"]  # type: ignore[union-attr]
+
+
+async def test_staff_notes_refuse_a_control_character(stack: Stack) -> None:
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.begin() as conn:
+            _, token = await staff.create_account(conn, f"admin-{uuid4()}", [], is_admin=True)
+    finally:
+        await engine.dispose()
+    created = await stack.intake.post(
+        "/api/v1/reports", json=HERE_IN_LEIPZIG, headers={"X-Acknowledge-Duplicate": "true"}
+    )
+    refused = await stack.intake.post(
+        f"/api/v1/staff/tickets/{created.json()['id']}/notes",
+        json={"internal_note": "ok\x0b"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "internal_note"
+
+
+async def test_open311_xml_stays_parseable_with_a_stored_control_character(stack: Stack) -> None:
+    """Rows stored before the refusal (or written by anything else) must not break the XML."""
+    created = await stack.intake.post(
+        "/open311/v2/requests.json",
+        data={"api_key": API_KEY, **{k: str(v) for k, v in HERE_IN_LEIPZIG.items()}},
+    )
+    report_id = created.json()[0]["service_request_id"]
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("UPDATE intake.reports SET description = :d, address = :a WHERE id = :id"),
+                {"d": "Loch\x0bim\x01Weg\ufffe\tTab", "a": "Markt\x1f1", "id": report_id},
+            )
+    finally:
+        await engine.dispose()
+    for path in (
+        f"/open311/v2/requests/{report_id}.xml",
+        f"/open311/v2/requests.xml?service_request_id={report_id}",
+    ):
+        response = await stack.intake.get(path)
+        assert response.status_code == 200
+        [request] = ElementTree.fromstring(response.content)
+        assert request.findtext("description") == "Loch\ufffdim\ufffdWeg\ufffd\tTab"
+        assert request.findtext("address") == "Markt\ufffd1"
+    # JSON can carry every character escaped: it says what is stored.
+    as_json = await stack.intake.get(f"/open311/v2/requests/{report_id}.json")
+    assert as_json.json()[0]["description"] == "Loch\x0bim\x01Weg\ufffe\tTab"

@@ -64,18 +64,22 @@ def test_a_contact_whose_address_the_event_would_refuse_is_a_problem_not_a_crash
     assert "is not a valid e-mail address" in problem
 
 
-def test_nul_characters_are_refused_in_every_text_field() -> None:
+@pytest.mark.parametrize("character", ["\x00", "\x0b", "\x1f", "\ud800", "\uffff"])
+def test_characters_xml_forbids_are_refused_in_every_text_field(character: str) -> None:
     with pytest.raises(InvalidReport) as refused:
         submit(
             jurisdiction="leipzig",
             service_code="001",
             lat=51.34,
             long=12.37,
-            description="a\x00b",
-            contact=Contact(email="a@example.org", first_name="\x00"),
-            media_url="http://x/\x00",
+            description=f"a{character}b",
+            contact=Contact(email="a@example.org", first_name=character, phone="1\t2"),
+            media_url=f"http://x/{character}",
+            attributes={"size": ["ok", f"x{character}"]},
         )
-    assert sorted(p.split()[0] for p in refused.value.problems) == [
+    named = f"must not contain the control character U+{ord(character):04X}"
+    assert sorted(p.split()[0] for p in refused.value.problems if named in p) == [
+        "attribute[size]",
         "description",
         "first_name",
         "media_url",
@@ -87,7 +91,7 @@ def test_nul_characters_are_refused_in_every_text_field() -> None:
             ReportStatus.IN_PROGRESS,
             "staff",
             public_note=None,
-            internal_note="\x00",
+            internal_note=character,
             duplicate_of=None,
         )
 

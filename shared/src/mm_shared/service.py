@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mm_shared.db import ping
 from mm_shared.kafka import keep_broker_connected
 from mm_shared.observability import instrument
+from mm_shared.text import forbidden_character, forbidden_in_query, why_forbidden
 
 BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
 Step = Callable[[], Awaitable[None]]
@@ -83,8 +84,8 @@ class _BodyTooLarge(Exception):
 
 class _RequestHygiene:
     """Refused before any route sees them, in every service (pure ASGI: a few comparisons per
-    request): a NUL character in the path or query (PostgreSQL stores none, and a query with
-    one fails), and a body over ``limit`` bytes, by its Content-Length or, sent in chunks, as
+    request): a character XML 1.0 forbids in the path or query (:mod:`mm_shared.text`; NUL
+    among them, which PostgreSQL stores none of), and a body over ``limit`` bytes, by its Content-Length or, sent in chunks, as
     soon as it has grown past it (before it fills the memory)."""
 
     def __init__(self, app: ASGIApp, refusal: Refusal, limit: int) -> None:
@@ -106,8 +107,9 @@ class _RequestHygiene:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
-            why = "the address contains a NUL character (%00), which no field accepts"
+        character = forbidden_character(scope["path"]) or forbidden_in_query(scope["query_string"])
+        if character is not None:
+            why = f"the address {why_forbidden(character)}: no field accepts it"
             await self._refuse(scope, receive, send, 400, "invalid_character", why)
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")

@@ -24,6 +24,7 @@ from mm_shared.events import (
     ReportSubmitted,
     utcnow,
 )
+from mm_shared.text import forbidden_character, why_forbidden
 
 MAX_DESCRIPTION = 4000
 
@@ -214,14 +215,17 @@ def email_problems(email: str) -> list[str]:
     return []
 
 
-def nul_problems(**texts: str | Sequence[str] | None) -> list[str]:
-    """PostgreSQL stores no NUL character in text: refused here, it cannot fail a write that
-    carries other people's reports too."""
-    return [
-        f"{name} contains a NUL character (\\u0000)"
-        for name, text in texts.items()
-        if text and any("\x00" in t for t in ([text] if isinstance(text, str) else text))
-    ]
+def character_problems(**texts: str | Sequence[str] | None) -> list[str]:
+    """Characters XML 1.0 forbids (:mod:`mm_shared.text`): they would break Open311's XML, and
+    NUL, which PostgreSQL stores none of, would fail a write that carries other people's
+    reports too."""
+    problems = []
+    for name, text in texts.items():
+        for value in [text] if isinstance(text, str) else text or ():
+            if character := forbidden_character(value):
+                problems.append(f"{name} {why_forbidden(character)}")
+                break
+    return problems
 
 
 def find_problems(
@@ -266,7 +270,7 @@ def submit(
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies."""
     problems = find_problems(service_code, lat, long, description, attributes=attributes)
-    problems += nul_problems(
+    problems += character_problems(
         description=description,
         address=address,
         media_url=media_url,
@@ -274,7 +278,7 @@ def submit(
     )
     if contact is not None:
         problems += email_problems(contact.email)
-        problems += nul_problems(
+        problems += character_problems(
             first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
         )
     if problems:
@@ -353,7 +357,7 @@ def staff_transition(
         raise InvalidReport([f"staff cannot set {status.value} directly"])
     if status is ReportStatus.REJECTED and not (public_note and public_note.strip()):
         raise InvalidReport(["a rejection needs a public_note saying why"])
-    if problems := nul_problems(public_note=public_note, internal_note=internal_note):
+    if problems := character_problems(public_note=public_note, internal_note=internal_note):
         raise InvalidReport(problems)
     return report.change_status(
         status,
@@ -373,7 +377,7 @@ def staff_note(
     internal_note = (internal_note or "").strip() or None
     if public_note is None and internal_note is None:
         raise InvalidReport(["a note needs a public_note or an internal_note"])
-    if problems := nul_problems(public_note=public_note, internal_note=internal_note):
+    if problems := character_problems(public_note=public_note, internal_note=internal_note):
         raise InvalidReport(problems)
     return report.add_note(by, public_note=public_note, internal_note=internal_note)
 

@@ -37,6 +37,7 @@ from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 from mm_shared.service import problem
+from mm_shared.text import forbidden_character, why_forbidden
 
 MAX_PHOTOS = 5
 #: A report without photos (JSON or URL-encoded) is a few kB; photos come as multipart.
@@ -44,14 +45,14 @@ MAX_BODY_WITHOUT_FILES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain a NUL character (\\u0000)")
+def _allowed_characters(text: str) -> str:
+    if character := forbidden_character(text):
+        raise ValueError(why_forbidden(character))
     return text
 
 
-#: Text from clients: PostgreSQL stores no NUL character, so none gets in.
-Text = Annotated[str, AfterValidator(_without_nul)]
+#: Text from clients: only characters XML 1.0 allows (:mod:`mm_shared.text`).
+Text = Annotated[str, AfterValidator(_allowed_characters)]
 
 
 class ReportIn(BaseModel):

@@ -8,6 +8,8 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 from fastapi.responses import JSONResponse, Response
 
+from mm_shared.text import xml_safe
+
 
 class Format(StrEnum):
     JSON = "json"
@@ -27,7 +29,8 @@ def _fill(parent: Element, value: Any, item_names: dict[str, str]) -> None:
     elif isinstance(value, bool):
         parent.text = "true" if value else "false"
     else:
-        parent.text = str(value)
+        # Rows stored before such characters were refused must not break every client's parse.
+        parent.text = xml_safe(str(value))
 
 
 def render(
