@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
@@ -382,6 +382,27 @@ async def test_merged_duplicates_tell_every_reporter(stack: Stack) -> None:
     assert "resolved" in resolved_second["Subject"]
     bad = await move(stack, office, original, status="duplicate", duplicate_of=str(duplicate))
     assert bad.status_code in (409, 422)
+
+
+async def test_a_duplicate_is_merged_only_into_a_ticket_the_member_may_see(stack: Stack) -> None:
+    """Else staff could probe for other offices' tickets and merge reporters into them."""
+    roads = await token_for(stack, "VTA-OST")
+    ours = await submit(stack, "ours@example.org")
+    cleaning_s = await submit(stack, "cleaning@example.org", code="006")
+    await assigned(stack, ours)
+    await assigned(stack, cleaning_s, office="SRL")
+    for target in (cleaning_s, uuid4()):
+        refused = await move(stack, roads, ours, status="duplicate", duplicate_of=str(target))
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == "duplicate_of"
+        assert str(target) in error["message"]
+    # The refusal is the same whether the ticket is another office's or none at all.
+    still = await stack.intake.get(f"/api/v1/staff/tickets/{ours}", headers=roads)
+    assert still.json()["status"] == "assigned"
+    admin = await token_for(stack, admin=True)
+    merged = await move(stack, admin, ours, status="duplicate", duplicate_of=str(cleaning_s))
+    assert merged.status_code == 200, merged.text
 
 
 async def test_only_when_closed_preference_is_honoured(stack: Stack) -> None:

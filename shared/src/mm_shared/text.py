@@ -11,7 +11,9 @@ from urllib.parse import unquote_to_bytes
 #: cannot store either), lone surrogates, U+FFFE and U+FFFF.
 FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 #: The same in percent-decoded UTF-8 bytes (a URL's path or query).
-FORBIDDEN_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]|\xed[\xa0-\xbf][\x80-\xbf]")
+FORBIDDEN_BYTES = re.compile(
+    rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]|\xed[\xa0-\xbf][\x80-\xbf]"
+)
 REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
 
 

@@ -298,6 +298,14 @@ TRANSITIONS = Counter(
 )
 
 
+class InvalidField(InvalidReport):
+    """A request that cannot be carried out because of one field, named."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__([problem])
+        self.field = field
+
+
 class TicketNotFound(LookupError):
     """No such ticket, or not one of the asking staff member's offices (they look the same)."""
 
@@ -352,11 +360,22 @@ async def change_ticket(
                 )
             )
             return None
-        if status is ReportStatus.DUPLICATE:
-            original = await uow.reports.get(duplicate_of) if duplicate_of else None
-            if original is None or original.status is ReportStatus.DUPLICATE:
-                raise InvalidReport(
-                    ["duplicate_of must name an existing report that is no duplicate"]
+        if status is ReportStatus.DUPLICATE and duplicate_of is not None:
+            # Only into a ticket the member may see: else staff could learn of other offices'
+            # tickets, and hand reporters to them, by trying ids. An unknown id and another
+            # office's ticket are refused alike, as they are a 404 elsewhere in this API.
+            original = await uow.reports.get(duplicate_of)
+            if original is None or not member.may_handle(
+                original.office.code if original.office else None
+            ):
+                raise InvalidField(
+                    "duplicate_of", f"no ticket {duplicate_of} among your offices' tickets"
+                )
+            if original.status is ReportStatus.DUPLICATE:
+                raise InvalidField(
+                    "duplicate_of",
+                    f"ticket {duplicate_of} is itself a duplicate: merge into "
+                    f"{original.duplicate_of} instead",
                 )
         seen = len(report.history)
         change = staff_transition(

@@ -226,7 +226,8 @@ def router(
         except TransitionNotAllowed as refused:
             return problem(409, ("transition_not_allowed", "status", str(refused)))
         except InvalidReport as invalid:
-            return problem(422, *[("invalid_transition", None, p) for p in invalid.problems])
+            field = invalid.field if isinstance(invalid, handlers.InvalidField) else None
+            return problem(422, *[("invalid_transition", field, p) for p in invalid.problems])
         if report is None:
             return JSONResponse(
                 {"id": str(ticket_id), "reassignment_requested": body.office_code}, status_code=202
