@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import API_KEY, Stack
 
@@ -60,7 +62,10 @@ async def test_post_in_xml_and_get_by_id_and_token(stack: Stack) -> None:
     request = xml(created.text).find("request")
     assert request is not None
     request_id = request.findtext("service_request_id")
-    token = request.findtext("token")
+    # Every service is realtime: the answer is the id, not a token as well (GeoReport v2:
+    # one or the other). Tokens handed out before stay answerable.
+    assert request.find("token") is None
+    token = await stored_token(stack, str(request_id))
     fetched = xml((await stack.intake.get(f"/open311/v2/requests/{request_id}.xml")).text)
     assert fetched.findtext("request/service_code") == "002"
     assert fetched.findtext("request/status") == "open"
@@ -70,6 +75,69 @@ async def test_post_in_xml_and_get_by_id_and_token(stack: Stack) -> None:
     by_token = (await stack.intake.get(f"/open311/v2/tokens/{token}.json")).json()
     assert by_token == [{"service_request_id": request_id, "token": token}]
     assert (await stack.intake.get("/open311/v2/tokens/nope.json")).status_code == 404
+
+
+async def stored_token(stack: Stack, request_id: str) -> str:
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.connect() as conn:
+            token = await conn.scalar(
+                sa.text("SELECT token FROM intake.reports WHERE id = :id"), {"id": request_id}
+            )
+    finally:
+        await engine.dispose()
+    assert token
+    return str(token)
+
+
+async def test_post_answers_the_service_request_id_alone(stack: Stack) -> None:
+    created = await stack.intake.post("/open311/v2/requests.json", data=FORM)
+    assert created.status_code == 201
+    [answer] = created.json()
+    assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_an_unknown_service_code_on_post_is_a_404(stack: Stack, fmt: str) -> None:
+    response = await stack.intake.post(
+        f"/open311/v2/requests.{fmt}", data={**FORM, "service_code": "999", "lat": "abc"}
+    )
+    assert response.status_code == 404
+    if fmt == "json":
+        [error] = response.json()
+    else:
+        [error] = [
+            {"code": e.findtext("code"), "description": e.findtext("description")}
+            for e in xml(response.text)
+        ]
+    assert str(error["code"]) == "404"
+    assert "999" in str(error["description"])
+
+
+async def test_requests_carry_an_address_id(stack: Stack) -> None:
+    created = await stack.intake.post("/open311/v2/requests.json", data=FORM)
+    request_id = created.json()[0]["service_request_id"]
+    [request] = (await stack.intake.get(f"/open311/v2/requests/{request_id}.json")).json()
+    assert "address_id" in request
+    assert request["address_id"] is None
+    listed = xml((await stack.intake.get(f"/open311/v2/requests/{request_id}.xml")).text)
+    assert listed.find("request/address_id") is not None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/open311/v2/discovery.json"),
+        ("GET", "/open311/v2/services.json"),
+        ("GET", "/open311/v2/requests.json"),
+        ("GET", "/open311/v2/services/999.json"),
+        ("POST", "/open311/v2/requests.json"),
+        ("GET", "/open311/v2/requests/not-an-id.json"),
+    ],
+)
+async def test_json_answers_name_their_charset(stack: Stack, method: str, path: str) -> None:
+    response = await stack.intake.request(method, path, data=FORM if method == "POST" else None)
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
 
 
 async def test_attributes_are_checked_against_the_definition(stack: Stack) -> None:
@@ -147,7 +215,7 @@ async def test_get_requests_refuses_bad_filters(stack: Stack, params, fragment) 
 async def test_errors_in_xml_list_every_problem(stack: Stack) -> None:
     response = await stack.intake.post(
         "/open311/v2/requests.xml",
-        data={"api_key": API_KEY, "service_code": "999", "lat": "5700000", "long": "320000"},
+        data={"api_key": API_KEY, "service_code": "", "lat": "5700000", "long": "320000"},
     )
     assert response.status_code == 400
     root = xml(response.text)

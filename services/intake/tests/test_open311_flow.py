@@ -52,13 +52,13 @@ async def test_a_wrong_api_key_is_refused_with_403(stack: Stack) -> None:
 async def test_bad_input_gets_every_problem_in_open311_errors(stack: Stack) -> None:
     response = await stack.intake.post(
         "/open311/v2/requests.json",
-        data={**REPORT, "service_code": "999", "lat": "abc"},
+        data={**REPORT, "service_code": "", "lat": "abc"},
     )
     assert response.status_code == 400
     descriptions = [e["description"] for e in response.json()]
     assert len(descriptions) == 2
     assert any("lat" in d for d in descriptions)
-    assert any("999" in d for d in descriptions)
+    assert any("service_code is required" in d for d in descriptions)
 
 
 async def test_unknown_request_id_is_404(stack: Stack) -> None:

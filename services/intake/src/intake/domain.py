@@ -117,7 +117,8 @@ class Report:
     address: str | None = None
     media_url: str | None = None
     attributes: dict[str, list[str]] = field(default_factory=dict)
-    #: Open311's ``token``: a second handle on the report, for clients that poll by token.
+    #: Open311's ``token``. No longer handed out (every service is realtime, so a POST answers
+    #: the id); ``GET /tokens/{token}`` still answers those handed out before.
     token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     photos: list[Photo] = field(default_factory=list)
     areas: list[MatchedArea] = field(default_factory=list)

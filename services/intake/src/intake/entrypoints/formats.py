@@ -44,7 +44,10 @@ def render(
 ) -> Response:
     """``content`` (a list of ``item``s, or a dict) as JSON, or as XML under ``<root>``."""
     if fmt is Format.JSON:
-        return JSONResponse(content, status_code=status_code)
+        # GeoReport v2 names the charset; Starlette adds one only to text/* types.
+        return JSONResponse(
+            content, status_code=status_code, media_type="application/json; charset=utf-8"
+        )
     names = {
         root: item,
         "attributes": "attribute",

@@ -65,6 +65,8 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
         "updated_datetime": iso(report.updated_at),
         "expected_datetime": None,
         "address": report.address,
+        # GeoReport v2 lists it in every answer; no city address register is linked (yet).
+        "address_id": None,
         "zipcode": None,
         "lat": report.lat,
         "long": report.long,
@@ -214,6 +216,14 @@ def router(
                 f"file uploads ({', '.join(files)}) are not taken here: send media_url, or "
                 "use POST /api/v1/reports with files named photos",
             )
+        service_code = form.get("service_code", "").strip()
+        if service_code and service_code not in CATEGORIES_BY_CODE:
+            # GeoReport v2: "404 - service_code or service_request_id not found".
+            return errors(
+                fmt,
+                404,
+                f"no service with service_code {service_code!r}: services.{fmt} lists them",
+            )
         attributes: dict[str, list[str]] = {}
         for key, value in raw.multi_items():
             match = ATTRIBUTE_FIELD.match(key)
@@ -246,7 +256,6 @@ def router(
                     )
                 else:
                     lat, long = found
-        service_code = form.get("service_code", "").strip()
         email = form.get("email", "").strip()
         if email:
             problems += email_problems(email)
@@ -289,16 +298,11 @@ def router(
             )
         except InvalidReport as invalid:
             return errors(fmt, 400, *invalid.problems)
+        # The id alone: every service is realtime, and GeoReport v2 answers the id or a token
+        # (for requests that get an id only later), not both.
         return render(
             fmt,
-            [
-                {
-                    "service_request_id": str(report.id),
-                    "token": report.token,
-                    "service_notice": None,
-                    "account_id": None,
-                }
-            ],
+            [{"service_request_id": str(report.id), "service_notice": None, "account_id": None}],
             root="service_requests",
             item="request",
             status_code=201,
