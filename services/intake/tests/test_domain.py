@@ -77,7 +77,7 @@ def test_characters_xml_forbids_are_refused_in_every_text_field(character: str) 
             media_url=f"http://x/{character}",
             attributes={"size": ["ok", f"x{character}"]},
         )
-    named = f"must not contain the control character U+{ord(character):04X}"
+    named = f"must not contain the character U+{ord(character):04X}"
     assert sorted(p.split()[0] for p in refused.value.problems if named in p) == [
         "attribute[size]",
         "description",

@@ -37,8 +37,8 @@ def forbidden_in_query(query: bytes) -> str | None:
 def why_forbidden(character: str) -> str:
     """The refusal's words, the same in every API."""
     return (
-        f"must not contain the control character {character} (tab, line feed and carriage "
-        "return are fine)"
+        f"must not contain the character {character}, which XML 1.0 forbids (tab, line feed "
+        "and carriage return are fine)"
     )
 
 
