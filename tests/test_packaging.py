@@ -159,11 +159,12 @@ def _install_and_start(package: Package, into: Path) -> None:
         env={**clean, "UV_PROJECT_ENVIRONMENT": str(environment)},
     )
     # -I: neither the working directory nor the user's site-packages are on the path.
-    _run(
+    imported = _run(
         [environment / "bin" / "python", "-I", "-c", IMPORT_ALL, package.import_name],
         cwd=into,
         env=clean,
     )
+    assert int(imported.split()[0]) > 1, f"found no modules of {package.import_name}: {imported}"
     for command in package.commands:
         help_text = _run([environment / "bin" / command, "--help"], cwd=into, env=clean)
         assert "usage:" in help_text.lower(), help_text
