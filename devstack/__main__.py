@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from devstack.databases import database_url, ensure_database
+from devstack.monitoring import start_prometheus
 from devstack.processes import (
     LOGS,
     ROOT,
@@ -32,6 +33,9 @@ DATABASE_URL = database_url(DATABASE)
 KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
+PROMETHEUS_PORT = 9090
+#: What Prometheus scrapes: the services and web (down in Prometheus until web runs).
+SCRAPED = {**SERVICES, "web": 8003}
 MAILDIR = VAR / "mail"
 
 
@@ -131,6 +135,14 @@ def up() -> None:
         print(
             f"{service:<10} http://127.0.0.1:{port}  (/healthz {health['status']}, /metrics, /docs)"
         )
+    if not port_open(PROMETHEUS_PORT):
+        targets = {name: f"127.0.0.1:{port}" for name, port in SCRAPED.items()}
+        prometheus = start_prometheus(PROMETHEUS_PORT, targets, VAR / "prometheus", interval="5s")
+        write_pid("prometheus", prometheus)
+    print(
+        f"prometheus http://127.0.0.1:{PROMETHEUS_PORT}  (/alerts, /targets; data "
+        f"{(VAR / 'prometheus').relative_to(ROOT)}/)"
+    )
     print(f"logs       {LOGS.relative_to(ROOT)}/")
     print(
         "try it     curl -s -X POST http://127.0.0.1:8000/open311/v2/requests.json "
@@ -141,13 +153,13 @@ def up() -> None:
 
 
 def down() -> None:
-    for name in [*reversed(SERVICES), "smtp", "tansu"]:
+    for name in ["prometheus", *reversed(SERVICES), "smtp", "tansu"]:
         if stop(name):
             print(f"stopped {name}")
 
 
 def status() -> None:
-    for name in ["tansu", "smtp", *SERVICES]:
+    for name in ["tansu", "smtp", *SERVICES, "prometheus"]:
         print(f"{name:<10} {'running' if running(name) else 'not running'}")
 
 
