@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
+from devstack import processes
 from devstack.databases import database_url, ensure_database
 from devstack.monitoring import start_prometheus
 from devstack.processes import (
@@ -24,6 +22,7 @@ from devstack.processes import (
     start_broker,
     stop,
     wait_for_port,
+    wait_healthy,
     write_pid,
 )
 from mm_shared.kafka import ensure_topics, wait_for_broker
@@ -60,38 +59,11 @@ def memory_maildir() -> Path:
 
 
 def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for service, port in port_of.items():
-        prefix = service.upper().replace("-", "_") + "_"
-        env[prefix + "DATABASE_URL"] = DATABASE_URL
-        env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{KAFKA_PORT}"
-        env[prefix + "HTTP_PORT"] = str(port)
-    # The api_key "local-dev" exists only in this local stack.
-    env["INTAKE_API_KEYS"] = '["local-dev"]'
-    env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
-    return env
+    return processes.service_env(port_of, DATABASE_URL, f"127.0.0.1:{KAFKA_PORT}", SMTP_PORT)
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
-
-
-def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
-    """Until the service is healthy and its consumers have joined their groups (so that the
-    first report flows through at once)."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                health = dict(json.load(r))
-            if health.get("consumers") == "assigned":
-                return health
-            last = health
-        except Exception as exc:
-            last = exc
-            time.sleep(0.2)
-    raise TimeoutError(f"service on port {port} not healthy after {timeout_s}s: {last}")
 
 
 def up() -> None:
