@@ -26,6 +26,7 @@ OWN = {
         "mm_ticket_transitions",
         "mm_open_ticket_age_seconds",
         "mm_open_tickets",
+        "mm_overdue_tickets",
     ],
     "geo-router": [
         "mm_reports_routed",
