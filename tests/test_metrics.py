@@ -9,9 +9,11 @@ import re
 import httpx
 import promql_parser
 import pytest
+import sqlalchemy as sa
 import yaml
+from prometheus_client import REGISTRY
 
-from conftest import RunningStack
+from conftest import RunningStack, Stack
 from devstack import monitoring
 from devstack.testing import MARKT, eventually
 
@@ -149,3 +151,51 @@ def test_every_rule_watches_metrics_that_exist(running_stack: RunningStack) -> N
         metrics = set(re.findall(r"\b(up|mm_[a-z_]+|slo:[a-z_]+:[a-z_0-9]+)\b", rule["expr"]))
         assert metrics, name
         assert metrics <= exposed | recorded, (name, metrics - exposed - recorded)
+
+
+async def test_overdue_tickets_are_counted_per_office(stack: Stack) -> None:
+    """mm_overdue_tickets counts as the office reminders do (the session's in-process intake)."""
+    from intake import handlers
+    from intake.adapters import db
+    from mm_shared.db import create_engine
+    from mm_shared.outbox import KafkaPublisher, Outbox
+
+    response = await stack.intake.post(
+        "/api/v1/reports",
+        json={"service_code": "006", "lat": MARKT[0], "long": MARKT[1]},
+        headers={"X-Acknowledge-Duplicate": "true"},
+    )
+    assert response.status_code == 201, response.text
+    report_id = response.json()["id"]
+
+    async def assigned() -> bool:
+        report = (await stack.intake.get(f"/api/v1/reports/{report_id}")).json()
+        return bool(report.get("status") == "assigned")
+
+    await eventually(assigned)
+    engine = create_engine(stack.database_url)
+    outbox = Outbox(engine, db.outbox, db.inbox, KafkaPublisher(stack.kafka, "test"), "test")
+
+    async def overdue_at_srl() -> float:
+        await handlers.measure_open_tickets(
+            outbox, accept_within_working_days=3, work_within_days=14
+        )
+        sample = REGISTRY.get_sample_value(
+            "mm_overdue_tickets", {"office": "SRL", "reason": "not_accepted"}
+        )
+        assert sample is not None
+        return sample
+
+    try:
+        before = await overdue_at_srl()
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "UPDATE intake.reports SET updated_at = now() - interval '12 days'"
+                    " WHERE id = :id"
+                ),
+                {"id": report_id},
+            )
+        assert await overdue_at_srl() == before + 1
+    finally:
+        await engine.dispose()
