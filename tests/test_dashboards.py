@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import promql_parser
 import pytest
 import yaml
@@ -18,6 +17,7 @@ import yaml
 from conftest import RunningStack
 from devstack import monitoring
 from devstack.processes import ROOT
+from devstack.testing import scraped_metrics
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -59,14 +59,6 @@ def queries() -> Iterator[tuple[str, str]]:
             yield where, target["expr"]
 
 
-def exposed_by(text: str) -> set[str]:
-    names = set()
-    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, flags=re.M):
-        suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}
-        names |= {family} | {family + s for s in suffixes.get(kind, ())}
-    return names
-
-
 def test_the_dashboards_are_provisioned_with_their_data_source() -> None:
     assert len(DASHBOARDS) >= 2
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
@@ -83,8 +75,7 @@ def test_the_dashboards_are_provisioned_with_their_data_source() -> None:
 
 def test_every_panel_names_metrics_its_services_expose(running_stack: RunningStack) -> None:
     exposure = {
-        name: exposed_by(httpx.get(f"{service.url}/metrics", timeout=10).text)
-        for name, service in running_stack.services.items()
+        name: scraped_metrics(service.url) for name, service in running_stack.services.items()
     }
     recorded = {
         rule["record"]

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from conftest import RunningStack, Stack
 from devstack import monitoring
-from devstack.testing import MARKT, eventually
+from devstack.testing import MARKT, eventually, scraped_metrics
 
 #: What each service promises, beside what every service exposes (HTTP, outbox, consumers).
 OWN = {
@@ -51,15 +51,6 @@ EVERY = [
 
 def scrape(url: str) -> str:
     return httpx.get(f"{url}/metrics", timeout=10).text
-
-
-def families(text: str) -> set[str]:
-    """Metric family names as queried (counters with their _total, histograms' series)."""
-    names = set()
-    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, flags=re.M):
-        suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}
-        names |= {family} | {family + s for s in suffixes.get(kind, ())}
-    return names
 
 
 def declared(text: str) -> set[str]:
@@ -130,7 +121,7 @@ async def test_a_report_moves_the_counters(running_stack: RunningStack) -> None:
 def test_every_rule_watches_metrics_that_exist(running_stack: RunningStack) -> None:
     exposed = {"up"}  # Prometheus' own, per scrape target
     for service in running_stack.services.values():
-        exposed |= families(scrape(service.url))
+        exposed |= scraped_metrics(service.url)
     rules = [
         rule
         for path in (monitoring.CAUSE_RULES, monitoring.SLO_RULES)
