@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -145,3 +146,24 @@ async def test_geo_router_down_pages_and_the_page_resolves(running_stack: Runnin
         await asyncio.to_thread(geo_router.wait_healthy)
         await eventually(lambda: page_is(None), timeout_s=60, interval_s=0.5)
         assert set(statuses) == {201}, "intake kept accepting reports throughout"
+
+
+def test_make_up_configures_prometheus_for_every_service_and_web(tmp_path: Path) -> None:
+    from devstack.__main__ import SCRAPED
+
+    config = monitoring.prometheus_config(
+        {name: f"127.0.0.1:{port}" for name, port in SCRAPED.items()}, RULE_FILES
+    )
+    path = tmp_path / "prometheus.yml"
+    path.write_text(monitoring.dump(config))
+    result = promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = config["scrape_configs"]
+    assert [j["job_name"] for j in jobs] == ["mangelmelder"]  # as the alerts' up{job=...}
+    labelled = {c["labels"]["service"]: c["targets"] for c in jobs[0]["static_configs"]}
+    assert labelled == {
+        "intake": ["127.0.0.1:8000"],
+        "geo-router": ["127.0.0.1:8001"],
+        "notifier": ["127.0.0.1:8002"],
+        "web": ["127.0.0.1:8003"],
+    }
