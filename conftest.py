@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,8 +23,16 @@ from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 
+from devstack import monitoring
 from devstack.databases import fresh_database
-from devstack.processes import ROOT, free_port, start_broker
+from devstack.processes import (
+    ROOT,
+    ServiceProcess,
+    free_port,
+    service_env,
+    spawn,
+    start_broker,
+)
 from devstack.testing import EventTap, RecordingSmtp, eventually
 from geo_router.bootstrap import create_app as create_geo_router
 from geo_router.cli import load_jurisdiction
@@ -279,3 +288,72 @@ async def stack(
         )
         for client in clients.values():
             await client.aclose()
+
+
+@dataclass
+class RunningStack:
+    """The three services as their own processes (as ``make up`` runs them), on free ports with
+    their own broker, database and mail server, and a Prometheus that scrapes them every second
+    and evaluates the alert rules with every SLO window divided by ``SLO_SCALE``."""
+
+    services: dict[str, ServiceProcess]
+    prometheus: str
+
+
+#: 1 h of an objective's window is 1 min here: the test watches a whole burn within a minute.
+SLO_SCALE = 60
+
+
+@pytest.fixture(scope="session")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    home = tmp_path_factory.mktemp("running-stack")
+    log_dir = ROOT / "var" / "test-log"
+    broker_port, smtp_port, prometheus_port = free_port(), free_port(), free_port()
+    broker = start_broker(broker_port, log_dir=log_dir)
+    kafka = f"127.0.0.1:{broker_port}"
+
+    async def prepare() -> str:
+        await wait_for_broker(kafka)
+        await ensure_topics(kafka)
+        url = await fresh_database(f"{TEST_DATABASE}_processes")
+        await load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml")
+        return url
+
+    database_url = asyncio.run(prepare())
+    ports = {name: free_port() for name in ("intake", "geo-router", "notifier")}
+    env = service_env(ports, database_url, kafka, smtp_port)
+    env["INTAKE_PHOTO_DIR"] = str(home / "photos")
+    # Tests submit many reports from one address.
+    env["INTAKE_RATE_LIMIT_PER_ADDRESS"] = "1000000"
+    smtp = spawn(
+        f"smtp-{smtp_port}",
+        [sys.executable, "-m", "devstack.mailserver", f"127.0.0.1:{smtp_port}", str(home / "mail")],
+        log_dir=log_dir,
+    )
+    services = {name: ServiceProcess(name, port, env, log_dir) for name, port in ports.items()}
+    rules = home / "slo-scaled.yml"
+    rules.write_text(monitoring.dump(monitoring.slo_rules(scale=SLO_SCALE)))
+    prometheus = None
+    try:
+        for service in services.values():
+            service.start()
+        for service in services.values():
+            service.wait_healthy()
+        prometheus = monitoring.start_prometheus(
+            prometheus_port,
+            {name: f"127.0.0.1:{port}" for name, port in ports.items()},
+            home / "prometheus",
+            rule_files=[monitoring.CAUSE_RULES, rules],
+            interval="1s",
+            log_dir=log_dir,
+        )
+        yield RunningStack(services, f"http://127.0.0.1:{prometheus_port}")
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(10)
+        for service in services.values():
+            service.stop()
+        for process in (smtp, broker):
+            process.terminate()
+            process.wait(10)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
+from devstack import processes
 from devstack.databases import database_url, ensure_database
+from devstack.monitoring import start_prometheus
 from devstack.processes import (
     LOGS,
     ROOT,
@@ -23,6 +22,7 @@ from devstack.processes import (
     start_broker,
     stop,
     wait_for_port,
+    wait_healthy,
     write_pid,
 )
 from mm_shared.kafka import ensure_topics, wait_for_broker
@@ -32,6 +32,9 @@ DATABASE_URL = database_url(DATABASE)
 KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
+PROMETHEUS_PORT = 9090
+#: What Prometheus scrapes: the services and web (down in Prometheus until web runs).
+SCRAPED = {**SERVICES, "web": 8003}
 MAILDIR = VAR / "mail"
 
 
@@ -56,38 +59,11 @@ def memory_maildir() -> Path:
 
 
 def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for service, port in port_of.items():
-        prefix = service.upper().replace("-", "_") + "_"
-        env[prefix + "DATABASE_URL"] = DATABASE_URL
-        env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{KAFKA_PORT}"
-        env[prefix + "HTTP_PORT"] = str(port)
-    # The api_key "local-dev" exists only in this local stack.
-    env["INTAKE_API_KEYS"] = '["local-dev"]'
-    env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
-    return env
+    return processes.service_env(port_of, DATABASE_URL, f"127.0.0.1:{KAFKA_PORT}", SMTP_PORT)
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
-
-
-def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
-    """Until the service is healthy and its consumers have joined their groups (so that the
-    first report flows through at once)."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                health = dict(json.load(r))
-            if health.get("consumers") == "assigned":
-                return health
-            last = health
-        except Exception as exc:
-            last = exc
-            time.sleep(0.2)
-    raise TimeoutError(f"service on port {port} not healthy after {timeout_s}s: {last}")
 
 
 def up() -> None:
@@ -131,6 +107,14 @@ def up() -> None:
         print(
             f"{service:<10} http://127.0.0.1:{port}  (/healthz {health['status']}, /metrics, /docs)"
         )
+    if not port_open(PROMETHEUS_PORT):
+        targets = {name: f"127.0.0.1:{port}" for name, port in SCRAPED.items()}
+        prometheus = start_prometheus(PROMETHEUS_PORT, targets, VAR / "prometheus", interval="5s")
+        write_pid("prometheus", prometheus)
+    print(
+        f"prometheus http://127.0.0.1:{PROMETHEUS_PORT}  (/alerts, /targets; data "
+        f"{(VAR / 'prometheus').relative_to(ROOT)}/)"
+    )
     print(f"logs       {LOGS.relative_to(ROOT)}/")
     print(
         "try it     curl -s -X POST http://127.0.0.1:8000/open311/v2/requests.json "
@@ -141,13 +125,13 @@ def up() -> None:
 
 
 def down() -> None:
-    for name in [*reversed(SERVICES), "smtp", "tansu"]:
+    for name in ["prometheus", *reversed(SERVICES), "smtp", "tansu"]:
         if stop(name):
             print(f"stopped {name}")
 
 
 def status() -> None:
-    for name in ["tansu", "smtp", *SERVICES]:
+    for name in ["tansu", "smtp", *SERVICES, "prometheus"]:
         print(f"{name:<10} {'running' if running(name) else 'not running'}")
 
 

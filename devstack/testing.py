@@ -159,3 +159,18 @@ class RecordingSmtp:
 def body_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part else ""
+
+
+def scraped_metrics(base_url: str) -> set[str]:
+    """The metric names a service's ``/metrics`` offers to queries: each family, counters with
+    their ``_total``, histograms with their ``_bucket``, ``_sum`` and ``_count`` series."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    names = set()
+    for family, kind in re.findall(r"^# TYPE (\S+) (\S+)", text, flags=re.M):
+        suffixes = {"histogram": ("_bucket", "_sum", "_count"), "counter": ("_total",)}
+        names |= {family} | {family + s for s in suffixes.get(kind, ())}
+    return names

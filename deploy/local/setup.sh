@@ -40,6 +40,22 @@ if ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 
     || runuser -u postgres -- psql -q -c "ALTER USER postgres PASSWORD 'postgres'"
 fi
 
+# Prometheus (with promtool, which the tests run) for `make up`; the package's own service would
+# take port 9090, which the local stack's Prometheus uses, so it is stopped and left disabled.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "setup: installing Prometheus"
+  apt_install --no-install-recommends prometheus
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+# kubectl renders the Kubernetes manifests (`kubectl kustomize`) in the tests; Debian ships it
+# as kubernetes-client.
+if ! command -v kubectl >/dev/null; then
+  echo "setup: installing kubectl"
+  apt_install kubernetes-client
+fi
+
 # Python 3.11 and uv, then the workspace's locked dependencies.
 if ! command -v python3.11 >/dev/null; then
   echo "setup: installing Python 3.11"

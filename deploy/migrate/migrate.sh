@@ -1,7 +1,10 @@
 #!/bin/sh
 # Idempotent: safe to run on every deployment.
 set -eu
-python -m mm_shared.kafka "$KAFKA_BOOTSTRAP_SERVERS"
+# Kubernetes creates the topics from KafkaTopic resources (replication 3) instead: CREATE_TOPICS=0.
+if [ "${CREATE_TOPICS:-1}" = 1 ]; then
+  python -m mm_shared.kafka "$KAFKA_BOOTSTRAP_SERVERS"
+fi
 INTAKE_DATABASE_URL="$DATABASE_URL" intake migrate
 GEO_ROUTER_DATABASE_URL="$DATABASE_URL" geo-router migrate
 NOTIFIER_DATABASE_URL="$DATABASE_URL" notifier migrate

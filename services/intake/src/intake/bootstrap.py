@@ -88,7 +88,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         while True:
             now = datetime.now(tz)
             try:
-                await handlers.measure_open_tickets(outbox)
+                await handlers.measure_open_tickets(
+                    outbox,
+                    accept_within_working_days=settings.reminder_accept_within_working_days,
+                    work_within_days=settings.reminder_work_within_days,
+                    holidays=public_holidays,
+                )
                 if now.hour >= settings.reminder_hour:
                     await handlers.send_office_reminders(
                         outbox,
