@@ -320,6 +320,11 @@ class Dispatcher:
         self._settings = settings
         self._wakeup = asyncio.Event()
         self.instance_id = new_instance_id()
+        #: Every id this process has had: its claims under a former one are still its own.
+        self._ids = [self.instance_id]
+        #: Outcomes the database could not take when they happened (notification id → the
+        #: values to record): recorded before anything else, never sent again meanwhile.
+        self._unsettled: dict[int, dict[str, Any]] = {}
         #: Until when (event loop time) this instance may claim and send.
         self._lease_until: float | None = None
         #: Closes the senders' connections at shutdown.
@@ -383,8 +388,11 @@ class Dispatcher:
                 if self._lease_until is not None:
                     log.warning("instance %s lost its lease; rejoining anew", self.instance_id)
                     self.instance_id = new_instance_id()
+                    self._ids.append(self.instance_id)
                 await conn.execute(instances.insert().values(id=self.instance_id))
         self._lease_until = started + s.instance_dead_after_s / 2
+        # Before anybody's claims are released: ours may be among them under a former id.
+        await self._settle()
         await self.release_claims_of_dead_instances()
 
     async def release_claims_of_dead_instances(self) -> int:
@@ -433,6 +441,7 @@ class Dispatcher:
     async def deliver_due(self) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
         and record each outcome as soon as it is known. Returns how many were claimed."""
+        await self._settle()
         if not self._leased():
             return 0
         claimed = await self._claim(25 * len(self._mail_senders))
@@ -441,21 +450,28 @@ class Dispatcher:
             queue.put_nowait(row)
 
         async def worker(sender: MailSender) -> None:
-            # Without the lease the rest stays claimed: the others may be releasing it.
-            while not queue.empty() and self._leased():
+            # Without the lease the rest stays claimed: the others may be releasing it. With
+            # an outcome unrecorded the database is away: no more sending until it is back.
+            while not queue.empty() and self._leased() and not self._unsettled:
                 row = queue.get_nowait()
                 try:
                     await self._deliver(row, sender)
                 except Exception as exc:
+                    if row.id in self._unsettled:
+                        log.warning("outcome of notification %s kept to record later", row.id)
+                        continue
                     # Cannot even be attempted (a bug, bad data): parked, never blocking.
                     log.exception("notification %s parked", row.id)
-                    try:
+                    with contextlib.suppress(Exception):
                         await self._finish(row.id, state="parked", last_error=repr(exc)[:2000])
-                    except Exception:
-                        # The database is away: the claim expires and the row is retried.
-                        log.exception("could not park notification %s", row.id)
 
         await asyncio.gather(*(worker(s) for s in self._mail_senders))
+        if self._leased():
+            # Claimed but not attempted (the database went away): back to the queue.
+            while not queue.empty():
+                self._unsettled[queue.get_nowait().id] = {"state": "pending", "claimed_by": None}
+        with contextlib.suppress(Exception):
+            await self._settle()
         return len(claimed)
 
     async def _claim(self, limit: int) -> list[Any]:
@@ -514,17 +530,31 @@ class Dispatcher:
             )
 
     async def _finish(self, notification_id: int, **values: Any) -> None:
-        # One statement, autocommitted right after the send (one round trip, no BEGIN and
-        # COMMIT around it): a crash repeats at most the message in flight on each connection.
-        # Not over a claim another instance holds now (ours was released meanwhile).
+        """Record an outcome right after the attempt. Should the database be away, the
+        outcome is kept and recorded once it is back (so a sent mail is not sent again);
+        raises then."""
+        try:
+            await self._record(notification_id, values)
+        except Exception:
+            self._unsettled[notification_id] = values
+            raise
+
+    async def _settle(self) -> None:
+        """Record the outcomes kept while the database was away (raises while it still is)."""
+        for notification_id, values in list(self._unsettled.items()):
+            await self._record(notification_id, values)
+            del self._unsettled[notification_id]
+
+    async def _record(self, notification_id: int, values: dict[str, Any]) -> None:
+        # One statement, autocommitted (one round trip, no BEGIN and COMMIT around it): a
+        # crash repeats at most the message in flight on each connection. Not over a claim
+        # another instance holds now (ours was released meanwhile).
         n = notifications
+        mine = n.c.claimed_by == sa.func.any(sa.cast(sa.literal(self._ids), pg.ARRAY(sa.Text)))
         async with self._autocommit.connect() as conn:
             await conn.execute(
                 n.update()
-                .where(
-                    n.c.id == notification_id,
-                    sa.or_(n.c.claimed_by == self.instance_id, n.c.state == "pending"),
-                )
+                .where(n.c.id == notification_id, sa.or_(mine, n.c.state == "pending"))
                 .values(**values)
             )
 
