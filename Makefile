@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
 
-.PHONY: setup up down status test lint format typecheck compose-config asyncapi ci staff-token dead-letters
+.PHONY: setup up down status test chaos lint format typecheck compose-config asyncapi ci staff-token dead-letters
 
 setup:
 	@bash deploy/local/setup.sh
@@ -21,6 +21,9 @@ status:
 
 test: setup  ## the whole suite; starts its own broker and test database
 	@$(RUN) pytest
+
+chaos: setup  ## the fault-injection suite, full size (10,000 reports); figures in bench/results/chaos.json
+	@$(RUN) python -m devstack.chaos --reports 10000 --out bench/results/chaos.json
 
 lint:
 	@$(RUN) ruff check .

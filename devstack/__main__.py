@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack import processes
@@ -13,6 +14,7 @@ from devstack.databases import database_url, ensure_database
 from devstack.monitoring import start_prometheus
 from devstack.processes import (
     LOGS,
+    PIDS,
     ROOT,
     VAR,
     port_open,
@@ -36,6 +38,10 @@ PROMETHEUS_PORT = 9090
 #: What Prometheus scrapes: the services and web (down in Prometheus until web runs).
 SCRAPED = {**SERVICES, "web": 8003}
 MAILDIR = VAR / "mail"
+#: When the running broker started: what a broker started later lost, it held since then.
+BROKER_STARTED = PIDS / "tansu.started"
+#: The services that own what travels on the broker and can announce it again.
+REANNOUNCING = ("intake", "geo-router")
 
 
 def memory_maildir() -> Path:
@@ -71,8 +77,12 @@ def up() -> None:
     asyncio.run(ensure_database(DATABASE))
     print(f"database   {DATABASE_URL}")
 
+    # The local broker keeps its messages in memory: a new one lost what the last one held.
+    lost_since = None
     if not port_open(KAFKA_PORT):
+        lost_since = BROKER_STARTED.read_text().strip() if BROKER_STARTED.exists() else None
         write_pid("tansu", start_broker(KAFKA_PORT))
+        BROKER_STARTED.write_text(datetime.now(UTC).isoformat())
 
     async def topics() -> None:
         await wait_for_broker(f"127.0.0.1:{KAFKA_PORT}")
@@ -115,6 +125,8 @@ def up() -> None:
         f"prometheus http://127.0.0.1:{PROMETHEUS_PORT}  (/alerts, /targets; data "
         f"{(VAR / 'prometheus').relative_to(ROOT)}/)"
     )
+    if lost_since:
+        reannounce(lost_since, env)
     print(f"logs       {LOGS.relative_to(ROOT)}/")
     print(
         "try it     curl -s -X POST http://127.0.0.1:8000/open311/v2/requests.json "
@@ -122,6 +134,13 @@ def up() -> None:
         "-d description=Schlagloch -d email=you@example.org"
     )
     print("stop       make down")
+
+
+def reannounce(since: str, env: dict[str, str]) -> None:
+    """After a broker restart: the owners publish again what the lost broker may have held
+    (the Kafka recovery procedure of docs/operations.md); consumers drop what they have."""
+    for service in REANNOUNCING:
+        run(python_module(f"{service.replace('-', '_')}.cli", "reannounce", "--since", since), env)
 
 
 def down() -> None:

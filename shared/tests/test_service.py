@@ -11,11 +11,24 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mm_shared.db import exits_on_database_errors
 from mm_shared.service import create_service_app
 
+class ServerError(Exception):
+    """As the asyncpg dialect hands on the server's error: with its SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
 FAILURES: dict[str, Exception] = {
     "refused": ConnectionRefusedError(111, "Connection refused"),
     "lost": db_errors.InterfaceError("SELECT 1", None, Exception("connection is closed")),
     "starting": db_errors.OperationalError("SELECT 1", None, Exception("starting up")),
-    "statement": db_errors.DBAPIError("SELECT 1", None, Exception("invalid input syntax")),
+    # PostgreSQL restarting: "not yet accepting connections", "terminating connection due to
+    # administrator command" (cannot_connect_now, admin_shutdown), too many connections.
+    "recovering": db_errors.DBAPIError("SELECT 1", None, ServerError("57P03")),
+    "shut down": db_errors.DBAPIError("SELECT 1", None, ServerError("57P01")),
+    "crowded": db_errors.DBAPIError("SELECT 1", None, ServerError("53300")),
+    "statement": db_errors.DBAPIError("SELECT 1", None, ServerError("22P02")),
     "disk": OSError(28, "No space left on device"),
 }
 
@@ -47,7 +60,15 @@ def client() -> httpx.AsyncClient:
 
 @pytest.mark.parametrize(
     ("how", "what"),
-    [("refused", "database"), ("lost", "database"), ("starting", "database"), ("disk", "storage")],
+    [
+        ("refused", "database"),
+        ("lost", "database"),
+        ("starting", "database"),
+        ("recovering", "database"),
+        ("shut down", "database"),
+        ("crowded", "database"),
+        ("disk", "storage"),
+    ],
 )
 async def test_an_unreachable_backend_is_a_503_to_retry(
     client: httpx.AsyncClient, how: str, what: str

@@ -18,6 +18,7 @@ Two ways out of the table:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -213,6 +214,14 @@ class RawPublisher(Protocol):
     async def stop(self) -> None: ...
 
 
+class _NoPublisher:
+    async def __call__(self, messages: Sequence[Message]) -> None:
+        raise RuntimeError("a staging-only outbox publishes nothing: the service's relay does")
+
+    async def stop(self) -> None:
+        return None
+
+
 class Transaction:
     """One database transaction of a service, with its outbox and inbox at hand."""
 
@@ -286,6 +295,20 @@ class Outbox:
             metadata.tables[f"{schema}.processed_events"],
             KafkaPublisher(bootstrap_servers, service),
             service,
+        )
+
+    @classmethod
+    def staging_only(cls, engine: AsyncEngine, metadata: sa.MetaData, service: str) -> Outbox:
+        """For a command-line writer: its rows carry no lease, so the running service's relay
+        publishes them (this process publishes nothing)."""
+        schema = metadata.schema
+        return cls(
+            engine,
+            metadata.tables[f"{schema}.outbox"],
+            metadata.tables[f"{schema}.processed_events"],
+            _NoPublisher(),
+            service,
+            lease_s=0.0,
         )
 
     @asynccontextmanager
@@ -581,3 +604,12 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def since_time(text: str) -> datetime:
+    """A ``reannounce --since`` moment: ISO 8601 (``2026-05-04T10:00Z``; without a zone, UTC)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -65,12 +65,22 @@ def errors_list(_: Request, status: int, code: str, problems: Problems) -> Respo
     return problem(status, *[(code, field, why) for field, why in problems])
 
 
+#: SQLSTATEs of a server that cannot take the statement now, whatever it is: connection
+#: exceptions (08), operator intervention (57P: shutting down, "not yet accepting connections"
+#: while it starts or recovers), too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53300")
+
+
 def unavailable_backend(error: Exception) -> str | None:
     """What is away, if ``error`` says a backing service is: the database (a refused or lost
-    connection, an exhausted pool; not a statement it refused) or storage (the disk)."""
+    connection, an exhausted pool, a server starting or shutting down; not a statement it
+    refused) or storage (the disk)."""
     if isinstance(error, db_errors.DBAPIError):
-        lost = error.connection_invalidated or isinstance(
-            error, db_errors.OperationalError | db_errors.InterfaceError
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        lost = (
+            error.connection_invalidated
+            or isinstance(error, db_errors.OperationalError | db_errors.InterfaceError)
+            or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
         )
         return "the database" if lost else None
     if isinstance(error, ConnectionError | TimeoutError | socket.gaierror | db_errors.TimeoutError):

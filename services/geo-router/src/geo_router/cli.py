@@ -1,19 +1,22 @@
-"""``geo-router migrate | serve | load MANIFEST | import-areas FILE``."""
+"""``geo-router migrate | serve | load MANIFEST | import-areas FILE | reannounce --since TIME``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 
+from geo_router import handlers
 from geo_router.adapters import db, importer
+from geo_router.adapters.index import RoutingCache
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 from mm_shared.events import RoutingConfigChanged
-from mm_shared.outbox import stage
+from mm_shared.outbox import Outbox, since_time, stage
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -119,6 +122,15 @@ async def import_areas(
     return "\n".join(lines)
 
 
+async def reannounce(database_url: str, since: datetime) -> int:
+    engine = create_engine(database_url, pool_size=2)
+    try:
+        outbox = Outbox.staging_only(engine, db.metadata, "geo-router")
+        return await handlers.reannounce(outbox, RoutingCache(engine), since)
+    finally:
+        await engine.dispose()
+
+
 @exits_on_database_errors
 def main() -> None:
     parser = argparse.ArgumentParser(prog="geo-router")
@@ -130,6 +142,15 @@ def main() -> None:
     load.add_argument("--dry-run", action="store_true", help="validate and report, change nothing")
     load.add_argument(
         "--if-empty", action="store_true", help="do nothing if the jurisdiction has areas already"
+    )
+    again = sub.add_parser(
+        "reannounce",
+        help="publish again, with their original event ids, the routing decisions since TIME and "
+        "every outline and office directory (after a broker lost messages); the running "
+        "service's relay sends them",
+    )
+    again.add_argument(
+        "--since", required=True, type=since_time, help="ISO 8601, e.g. 2026-05-04T10:00Z"
     )
     areas = sub.add_parser(
         "import-areas", help="replace one level of areas from a GeoJSON, GeoPackage or Shapefile"
@@ -153,6 +174,10 @@ def main() -> None:
     settings = GeoRouterSettings()
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
+    elif args.command == "reannounce":
+        print(
+            f"{asyncio.run(reannounce(settings.database_url, args.since))} decisions staged again"
+        )
     elif args.command == "import-areas":
         try:
             print(

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 
-from geo_router.adapters.db import DecisionRows, unit_of_work
+from geo_router.adapters.db import DecisionRows, decisions_since, unit_of_work
 from geo_router.adapters.index import JurisdictionIndex, RoutingCache
 from geo_router.domain import Decision
 from mm_shared.events import (
@@ -303,6 +303,22 @@ async def reload_and_announce(
             )
     for index in indexes:
         log.info("routing index for %s loaded (version %s)", index.code, index.version)
+
+
+async def reannounce(outbox: Outbox, cache: RoutingCache, since: datetime) -> int:
+    """Stage again the routing decisions taken since ``since`` (ReportRouted or
+    ReportRoutingFailed as stored, with their original event ids; a report's latest, an
+    override if staff chose its office), then each jurisdiction's outline and office directory
+    (compacted topics a broker may have lost whole): after a broker lost them, intake takes
+    what it misses and drops what it has. Returns how many decisions were staged."""
+    staged = 0
+    async with outbox.engine.connect() as reader:
+        async for decisions in decisions_since(reader, since):
+            async with unit_of_work(outbox) as uow:
+                await uow.publish(*decisions)
+            staged += len(decisions)
+    await reload_and_announce(outbox, cache)
+    return staged
 
 
 def explain_route(

@@ -1,4 +1,4 @@
-"""``intake migrate | serve | staff-token | revoke-token``."""
+"""``intake migrate | serve | staff-token | revoke-token | reannounce --since TIME``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import TypeVar
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from intake.adapters import staff
+from intake import handlers
+from intake.adapters import db, staff
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
+from mm_shared.outbox import Outbox, since_time
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
@@ -26,6 +28,14 @@ async def _staff(database_url: str, action: Callable[[AsyncConnection], Awaitabl
     try:
         async with engine.begin() as conn:
             return await action(conn)
+    finally:
+        await engine.dispose()
+
+
+async def _reannounce(database_url: str, since: datetime) -> int:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        return await handlers.reannounce(Outbox.staging_only(engine, db.metadata, "intake"), since)
     finally:
         await engine.dispose()
 
@@ -49,6 +59,14 @@ def main() -> None:
     )
     revoke = sub.add_parser("revoke-token", help="revoke a staff token")
     revoke.add_argument("token")
+    again = sub.add_parser(
+        "reannounce",
+        help="publish again, with their original event ids, the submissions and status changes "
+        "since TIME (after a broker lost messages); the running service's relay sends them",
+    )
+    again.add_argument(
+        "--since", required=True, type=since_time, help="ISO 8601, e.g. 2026-05-04T10:00Z"
+    )
     args = parser.parse_args()
     settings = IntakeSettings()
     if args.command == "migrate":
@@ -71,6 +89,8 @@ def main() -> None:
         print(f"account {name} (id {account_id}), offices: {', '.join(args.office) or 'all'}")
         print(f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
         print(new_token)
+    elif args.command == "reannounce":
+        print(f"{asyncio.run(_reannounce(settings.database_url, args.since))} events staged again")
     elif args.command == "revoke-token":
         if not asyncio.run(_staff(settings.database_url, lambda c: staff.revoke(c, args.token))):
             sys.exit("no such active token")

@@ -91,6 +91,9 @@ class StatusChange:
     changed_by: str
     public_note: str | None = None
     internal_note: str | None = None
+    #: The event that told the others of this entry (kept with it, to re-announce it after a
+    #: broker lost it); None for internal notes, which tell nobody.
+    announced: ReportSubmitted | ReportStatusChanged | None = None
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,14 @@ class Report:
                 raise InvalidReport(["a duplicate needs duplicate_of: the id of another report"])
             self.duplicate_of = duplicate_of
         now = utcnow()
-        change = StatusChange(status, self.status, now, changed_by, public_note, internal_note)
-        self.history.append(change)
         previous, self.status, self.updated_at = self.status, status, now
         if office is not None:
             self.office = office
-        return self._announce(previous, now, changed_by, public_note, correlation_id)
+        event = self._announce(previous, now, changed_by, public_note, correlation_id)
+        self.history.append(
+            StatusChange(status, previous, now, changed_by, public_note, internal_note, event)
+        )
+        return event
 
     def add_note(
         self, by: str, *, public_note: str | None, internal_note: str | None
@@ -155,12 +160,15 @@ class Report:
         """A note without a change of status. ``updated_at`` stays when the status was entered
         (the offices' reminders count from it); a public note is news for the reporter."""
         now = utcnow()
-        self.history.append(
-            StatusChange(self.status, self.status, now, by, public_note, internal_note)
+        news = (
+            self._announce(self.status, now, by, public_note, note_only=True)
+            if public_note
+            else None
         )
-        if not public_note:
-            return None
-        return self._announce(self.status, now, by, public_note, note_only=True)
+        self.history.append(
+            StatusChange(self.status, self.status, now, by, public_note, internal_note, news)
+        )
+        return news
 
     def _announce(
         self,
@@ -301,19 +309,20 @@ def submit(
         attributes=dict(attributes or {}),
         photos=list(photos),
     )
-    report.history.append(StatusChange(ReportStatus.RECEIVED, None, now, "citizen"))
-    events: list[ReportSubmitted | ReporterContactSubmitted] = [
-        ReportSubmitted(
-            report_id=report.id,
-            correlation_id=report.id,
-            occurred_at=now,
-            jurisdiction=jurisdiction,
-            service_code=service_code,
-            lat=lat,
-            long=long,
-            submitted_at=now,
-        )
-    ]
+    submitted = ReportSubmitted(
+        report_id=report.id,
+        correlation_id=report.id,
+        occurred_at=now,
+        jurisdiction=jurisdiction,
+        service_code=service_code,
+        lat=lat,
+        long=long,
+        submitted_at=now,
+    )
+    report.history.append(
+        StatusChange(ReportStatus.RECEIVED, None, now, "citizen", announced=submitted)
+    )
+    events: list[ReportSubmitted | ReporterContactSubmitted] = [submitted]
     if contact is not None:
         events.append(
             ReporterContactSubmitted(

@@ -15,7 +15,14 @@ from sqlalchemy.dialects import postgresql as pg
 
 from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
-from intake.adapters.db import SubmissionWriter, added, idempotency_keys, saved, unit_of_work
+from intake.adapters.db import (
+    SubmissionWriter,
+    added,
+    idempotency_keys,
+    saved,
+    status_history,
+    unit_of_work,
+)
 from intake.adapters.staff import StaffMember
 from intake.domain import (
     Contact,
@@ -305,6 +312,45 @@ async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
     RESUBMITTED.inc(len(stale))
     log.warning("re-published %d reports not routed within %s", len(stale), older_than)
     return len(stale)
+
+
+#: What the history keeps: a report's submission and its status changes (contacts never).
+_KEPT_EVENTS: dict[str, type[ReportSubmitted | ReportStatusChanged]] = {
+    "ReportSubmitted": ReportSubmitted,
+    "ReportStatusChanged": ReportStatusChanged,
+}
+
+
+async def reannounce(outbox: Outbox, since: datetime, batch_size: int = 1000) -> int:
+    """Stage again every event intake announced since ``since`` and keeps in its history (each
+    report's submission and its status changes), exactly, with the original event ids, in
+    their order: after a broker lost them, consumers take what they miss and drop what they
+    have (their inboxes, geo-router's stored decisions). Not kept, so not re-announced:
+    reporters' contacts (intake stores none), staff's reassignment requests, the offices'
+    reminders. Returns how many events were staged."""
+    h = status_history
+    async with unit_of_work(outbox) as uow:
+        after = await uow.conn.scalar(sa.select(sa.func.min(h.c.id)).where(h.c.changed_at >= since))
+    if after is None:
+        return 0
+    after -= 1
+    staged = 0
+    while True:
+        async with unit_of_work(outbox) as uow:
+            rows = (
+                await uow.conn.execute(
+                    sa.select(h.c.id, h.c.event)
+                    .where(h.c.id > after, h.c.event.is_not(None))
+                    .order_by(h.c.id)
+                    .limit(batch_size)
+                )
+            ).all()
+            if not rows:
+                return staged
+            await uow.publish(
+                *(_KEPT_EVENTS[r.event["event_type"]].model_validate(r.event) for r in rows)
+            )
+        after, staged = rows[-1].id, staged + len(rows)
 
 
 TRANSITIONS = Counter(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -26,7 +28,14 @@ from mm_shared.events import (
     ReportStatusChanged,
 )
 from mm_shared.outbox import first_deliveries, first_delivery
-from notifier.adapters.db import contacts, inbox, notifications, offices, status_events
+from notifier.adapters.db import (
+    contacts,
+    inbox,
+    instances,
+    notifications,
+    offices,
+    status_events,
+)
 from notifier.adapters.senders import render
 from notifier.domain import Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
@@ -273,9 +282,29 @@ async def retry(engine: AsyncEngine, notification_id: int) -> bool:
         return bool(result.rowcount)
 
 
+#: Claims from before instances had heartbeats (no ``claimed_by``) expire the old way.
+LEGACY_CLAIM_LEASE = timedelta(minutes=5)
+CLAIMS_RELEASED = Counter(
+    "mm_notification_claims_released_total",
+    "Claimed notifications taken back from notifier instances that stopped heartbeating",
+)
+
+
+def new_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 class Dispatcher:
     """Delivers pending notifications, each in its own transaction, several at once. Failures
-    back off and are parked after ``max_attempts`` without holding up the others."""
+    back off and are parked after ``max_attempts`` without holding up the others.
+
+    Each dispatcher is one instance: it heartbeats into ``notifier.instances`` and claims
+    under its id. It claims and sends only while its lease holds, half of
+    ``instance_dead_after_s`` from the start of its last successful heartbeat (local monotonic
+    time), while the others release its claims only once its heartbeat is older than the whole
+    of it (database time): a live instance is never released while it may still send. One
+    that lost its lease (the database away too long) comes back as a new instance, so that its
+    old claims are released like a dead one's."""
 
     def __init__(
         self,
@@ -290,6 +319,14 @@ class Dispatcher:
         self._hook_sender = hook_sender
         self._settings = settings
         self._wakeup = asyncio.Event()
+        self.instance_id = new_instance_id()
+        #: Every id this process has had: its claims under a former one are still its own.
+        self._ids = [self.instance_id]
+        #: Outcomes the database could not take when they happened (notification id → the
+        #: values to record): recorded before anything else, never sent again meanwhile.
+        self._unsettled: dict[int, dict[str, Any]] = {}
+        #: Until when (event loop time) this instance may claim and send.
+        self._lease_until: float | None = None
         #: Closes the senders' connections at shutdown.
         self.closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -327,29 +364,114 @@ class Dispatcher:
             unsubscribe_url=unsubscribe,
         )
 
+    def _leased(self) -> bool:
+        loop = asyncio.get_running_loop()
+        return self._lease_until is not None and loop.time() < self._lease_until
+
+    async def heartbeat(self) -> None:
+        """Tell the other instances this one is alive (renewing the lease), then take back the
+        claims of instances that are not."""
+        s = self._settings
+        started = asyncio.get_running_loop().time()
+        dead_after = timedelta(seconds=s.instance_dead_after_s)
+        async with self._engine.begin() as conn:
+            alive = await conn.scalar(
+                instances.update()
+                .where(
+                    instances.c.id == self.instance_id,
+                    instances.c.heartbeat_at > sa.func.now() - dead_after,
+                )
+                .values(heartbeat_at=sa.func.now())
+                .returning(instances.c.id)
+            )
+            if alive is None:
+                if self._lease_until is not None:
+                    log.warning("instance %s lost its lease; rejoining anew", self.instance_id)
+                    self.instance_id = new_instance_id()
+                    self._ids.append(self.instance_id)
+                await conn.execute(instances.insert().values(id=self.instance_id))
+        self._lease_until = started + s.instance_dead_after_s / 2
+        # Before anybody's claims are released: ours may be among them under a former id.
+        await self._settle()
+        await self.release_claims_of_dead_instances()
+
+    async def release_claims_of_dead_instances(self) -> int:
+        """Claims of instances silent for ``instance_dead_after_s`` (killed, cut off) go back
+        to the queue; returns how many."""
+        n, i = notifications, instances
+        dead_after = timedelta(seconds=self._settings.instance_dead_after_s)
+        live = sa.exists().where(
+            i.c.id == n.c.claimed_by, i.c.heartbeat_at > sa.func.now() - dead_after
+        )
+        async with self._engine.begin() as conn:
+            released = await conn.execute(
+                n.update()
+                .where(
+                    n.c.state == "sending",
+                    sa.or_(
+                        sa.and_(n.c.claimed_by.is_not(None), ~live),
+                        sa.and_(
+                            n.c.claimed_by.is_(None),
+                            n.c.claimed_at < sa.func.now() - LEGACY_CLAIM_LEASE,
+                        ),
+                    ),
+                )
+                .values(state="pending", claimed_by=None)
+            )
+            await conn.execute(i.delete().where(i.c.heartbeat_at < sa.func.now() - dead_after))
+        if released.rowcount:
+            CLAIMS_RELEASED.inc(released.rowcount)
+            log.warning("released %d claims of notifier instances gone", released.rowcount)
+        return int(released.rowcount)
+
+    async def leave(self) -> None:
+        """On shutdown: give back this instance's claims at once (no need to wait until it
+        counts as dead)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                notifications.update()
+                .where(
+                    notifications.c.state == "sending",
+                    notifications.c.claimed_by == self.instance_id,
+                )
+                .values(state="pending", claimed_by=None)
+            )
+            await conn.execute(instances.delete().where(instances.c.id == self.instance_id))
+
     async def deliver_due(self) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
         and record each outcome as soon as it is known. Returns how many were claimed."""
+        await self._settle()
+        if not self._leased():
+            return 0
         claimed = await self._claim(25 * len(self._mail_senders))
         queue: asyncio.Queue[Any] = asyncio.Queue()
         for row in claimed:
             queue.put_nowait(row)
 
         async def worker(sender: MailSender) -> None:
-            while not queue.empty():
+            # Without the lease the rest stays claimed: the others may be releasing it. With
+            # an outcome unrecorded the database is away: no more sending until it is back.
+            while not queue.empty() and self._leased() and not self._unsettled:
                 row = queue.get_nowait()
                 try:
                     await self._deliver(row, sender)
                 except Exception as exc:
+                    if row.id in self._unsettled:
+                        log.warning("outcome of notification %s kept to record later", row.id)
+                        continue
                     # Cannot even be attempted (a bug, bad data): parked, never blocking.
                     log.exception("notification %s parked", row.id)
-                    try:
+                    with contextlib.suppress(Exception):
                         await self._finish(row.id, state="parked", last_error=repr(exc)[:2000])
-                    except Exception:
-                        # The database is away: the claim expires and the row is retried.
-                        log.exception("could not park notification %s", row.id)
 
         await asyncio.gather(*(worker(s) for s in self._mail_senders))
+        if self._leased():
+            # Claimed but not attempted (the database went away): back to the queue.
+            while not queue.empty():
+                self._unsettled[queue.get_nowait().id] = {"state": "pending", "claimed_by": None}
+        with contextlib.suppress(Exception):
+            await self._settle()
         return len(claimed)
 
     async def _claim(self, limit: int) -> list[Any]:
@@ -380,7 +502,11 @@ class Dispatcher:
             if not ids:
                 return []
             claimed = n.c.id == sa.func.any(sa.cast(sa.literal(list(ids)), pg.ARRAY(sa.BigInteger)))
-            await conn.execute(n.update().where(claimed).values(state="sending", claimed_at=now))
+            await conn.execute(
+                n.update()
+                .where(claimed)
+                .values(state="sending", claimed_at=now, claimed_by=self.instance_id)
+            )
             return list(
                 (
                     await conn.execute(
@@ -404,23 +530,32 @@ class Dispatcher:
             )
 
     async def _finish(self, notification_id: int, **values: Any) -> None:
-        # One statement, autocommitted right after the send (one round trip, no BEGIN and
-        # COMMIT around it): a crash repeats at most the message in flight on each connection.
+        """Record an outcome right after the attempt. Should the database be away, the
+        outcome is kept and recorded once it is back (so a sent mail is not sent again);
+        raises then."""
+        try:
+            await self._record(notification_id, values)
+        except Exception:
+            self._unsettled[notification_id] = values
+            raise
+
+    async def _settle(self) -> None:
+        """Record the outcomes kept while the database was away (raises while it still is)."""
+        for notification_id, values in list(self._unsettled.items()):
+            await self._record(notification_id, values)
+            del self._unsettled[notification_id]
+
+    async def _record(self, notification_id: int, values: dict[str, Any]) -> None:
+        # One statement, autocommitted (one round trip, no BEGIN and COMMIT around it): a
+        # crash repeats at most the message in flight on each connection. Not over a claim
+        # another instance holds now (ours was released meanwhile).
+        n = notifications
+        mine = n.c.claimed_by == sa.func.any(sa.cast(sa.literal(self._ids), pg.ARRAY(sa.Text)))
         async with self._autocommit.connect() as conn:
             await conn.execute(
-                notifications.update().where(notifications.c.id == notification_id).values(**values)
-            )
-
-    async def release_stale_claims(self, older_than: timedelta = timedelta(minutes=5)) -> None:
-        """Claims left by an instance that stopped mid-batch go back to the queue."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                notifications.update()
-                .where(
-                    notifications.c.state == "sending",
-                    notifications.c.claimed_at < datetime.now(UTC) - older_than,
-                )
-                .values(state="pending")
+                n.update()
+                .where(n.c.id == notification_id, sa.or_(mine, n.c.state == "pending"))
+                .values(**values)
             )
 
     async def _deliver(self, row: Any, mail_sender: MailSender) -> None:
@@ -455,27 +590,34 @@ class Dispatcher:
             (datetime.now(UTC) - event.occurred_at).total_seconds()
         )
 
-    async def run(self, poll_interval_s: float = 0.5) -> None:
-        loop = asyncio.get_running_loop()
-        next_release = 0.0
+    async def _keep_heartbeat(self) -> None:
         while True:
             try:
-                if loop.time() >= next_release:
-                    # Claims whose outcome was never recorded (a crash, a lost connection)
-                    # would otherwise hold up their recipient's later notifications for good.
-                    await self.release_stale_claims()
-                    next_release = loop.time() + 30
-                while await self.deliver_due():
-                    pass
-            except asyncio.CancelledError:
-                raise
+                await self.heartbeat()
             except Exception:
-                log.exception("notification dispatch failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), poll_interval_s)
+                log.exception("notifier heartbeat failed; trying again")
+            await asyncio.sleep(self._settings.instance_heartbeat_interval_s)
+
+    async def run(self, poll_interval_s: float = 0.5) -> None:
+        heartbeat = asyncio.create_task(self._keep_heartbeat())
+        try:
+            while True:
+                try:
+                    while await self.deliver_due():
+                        pass
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("notification dispatch failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), poll_interval_s)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self.leave(), 5)
 
 
 async def record_office_directory(engine: AsyncEngine, event: OfficeDirectoryChanged) -> None:

@@ -30,6 +30,12 @@ class NotifierSettings(ServiceSettings):
     #: Named in the offices' reminders (the thresholds themselves are intake's settings).
     reminder_accept_within_working_days: int = 3
     reminder_work_within_days: float = 14.0
+    #: Every instance writes a heartbeat this often; claims of an instance silent for
+    #: ``instance_dead_after_s`` are taken back by the others (or by itself once restarted).
+    #: An instance whose own heartbeat has not reached the database for half that time stops
+    #: sending, so two live instances never send the same notification.
+    instance_heartbeat_interval_s: float = 5.0
+    instance_dead_after_s: float = 30.0
     #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
     workers: int = 8
     #: Reporters' contact data is erased this long after their report was closed (GDPR).

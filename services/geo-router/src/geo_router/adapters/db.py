@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -306,6 +307,27 @@ class Decisions:
                 "payloads": [m.payload.decode() for _, _, m in announced],
             },
         )
+
+
+async def decisions_since(
+    conn: AsyncConnection, moment: datetime, page: int = 1000
+) -> AsyncIterator[list[ReportRouted | ReportRoutingFailed]]:
+    """The decisions taken from ``moment`` on, oldest first, in pages (one streamed query: no
+    index on decided_at needed)."""
+    d = routing_decisions
+    result = await conn.stream(
+        sa.select(d.c.topic, d.c.event)
+        .where(d.c.decided_at >= moment)
+        .order_by(d.c.decided_at)
+        .execution_options(yield_per=page)
+    )
+    async for rows in result.partitions(page):
+        yield [
+            (
+                ReportRouted if r.topic == Topic.REPORT_ROUTED else ReportRoutingFailed
+            ).model_validate_json(r.event)
+            for r in rows
+        ]
 
 
 class UnitOfWork:

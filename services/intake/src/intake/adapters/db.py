@@ -99,6 +99,9 @@ status_history = sa.Table(
     sa.Column("changed_by", sa.Text, nullable=False),
     sa.Column("public_note", sa.Text),
     sa.Column("internal_note", sa.Text),
+    #: The event that announced this entry, exactly (ReportSubmitted for the first,
+    #: ReportStatusChanged after); NULL for internal notes and entries from before 0008.
+    sa.Column("event", pg.JSONB),
 )
 
 outbox = outbox_table(metadata)
@@ -371,6 +374,7 @@ def _history_rows(
             "changed_by": c.changed_by,
             "public_note": c.public_note,
             "internal_note": c.internal_note,
+            "event": c.announced.model_dump(mode="json") if c.announced else None,
         }
         for report_id, changes in changes_by_report
         for c in changes
@@ -403,9 +407,9 @@ def _report_row(r: Report) -> dict[str, Any]:
 # a batch of any size is one statement with a handful of parameters.
 _NEW_HISTORY = (
     "new_history AS (INSERT INTO intake.status_history"
-    " (report_id, status, previous_status, changed_at, changed_by, public_note, internal_note)"
-    " SELECT report_id, status, previous_status, changed_at, changed_by, public_note,"
-    " internal_note FROM jsonb_populate_recordset(NULL::intake.status_history,"
+    " (report_id, status, previous_status, changed_at, changed_by, public_note, internal_note,"
+    " event) SELECT report_id, status, previous_status, changed_at, changed_by, public_note,"
+    " internal_note, event FROM jsonb_populate_recordset(NULL::intake.status_history,"
     " CAST(:history AS jsonb)) WHERE report_id IN (SELECT id FROM saved_reports))"
 )
 _ADD_REPORTS = (

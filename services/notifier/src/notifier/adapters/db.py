@@ -60,6 +60,23 @@ notifications = sa.Table(
     ),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    #: The instance holding the claim (state ``sending``); see ``instances``.
+    sa.Column("claimed_by", sa.Text),
+)
+
+#: Live notifier instances: each writes its heartbeat every few seconds (database time). The
+#: claims of an instance whose heartbeat is older than ``NOTIFIER_INSTANCE_DEAD_AFTER_S`` go
+#: back to the queue.
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column(
+        "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "heartbeat_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 inbox = inbox_table(metadata)
