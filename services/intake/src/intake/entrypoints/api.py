@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -22,7 +22,15 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
-from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Photo,
+    ReopenRefused,
+    Report,
+    ReporterTokens,
+    distance_m,
+)
 from intake.entrypoints import pages
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
@@ -61,6 +69,13 @@ class ReportIn(BaseModel):
     attributes: dict[Text, list[Text]] = Field(default_factory=dict)
 
 
+class NotFixedIn(BaseModel):
+    """The reporter says a resolved report is not fixed (multipart: one photo in ``photos``)."""
+
+    reporter_token: Text = Field(min_length=1, max_length=200)
+    note: Text | None = Field(default=None, max_length=4000)
+
+
 class FollowerIn(BaseModel):
     email: EmailStr
     first_name: Text | None = Field(default=None, max_length=200)
@@ -97,6 +112,25 @@ async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000
     return FormData(fields)
 
 
+#: What reading a client's body may raise: each is the client's mistake (see unreadable_body).
+UNREADABLE = (ValidationError, TooLarge, json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+
+
+def unreadable_body(error: Exception) -> JSONResponse:
+    """The refusal for a body that could not be read into the expected fields."""
+    if isinstance(error, ValidationError):
+        return problem(
+            422,
+            *[
+                ("invalid_field", ".".join(map(str, e["loc"])) or None, e["msg"])
+                for e in error.errors()
+            ],
+        )
+    if isinstance(error, TooLarge):
+        return problem(413, ("body_too_large", None, str(error)))
+    return problem(400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply"))
+
+
 def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:
     """Where a stored photo is served (see ``GET /api/v1/photos/{digest}/{variant}``)."""
     base = f"{public_base_url}/api/v1/photos/{photo.digest}"
@@ -117,6 +151,7 @@ def router(
     boundaries: Boundaries,
     store: PhotoStore,
     settings: IntakeSettings,
+    tokens: ReporterTokens,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["city app"])
 
@@ -162,10 +197,12 @@ def router(
         fields["attributes"] = attributes
         return ReportIn.model_validate(fields), uploads
 
-    async def process_uploads(uploads: list[UploadFile]) -> tuple[list[Photo], JSONResponse | None]:
-        if len(uploads) > MAX_PHOTOS:
+    async def process_uploads(
+        uploads: list[UploadFile], at_most: int = MAX_PHOTOS
+    ) -> tuple[list[Photo], JSONResponse | None]:
+        if len(uploads) > at_most:
             PHOTOS.labels("too_many").inc(len(uploads))
-            return [], problem(422, ("too_many_photos", "photos", f"at most {MAX_PHOTOS} photos"))
+            return [], problem(422, ("too_many_photos", "photos", f"at most {at_most} photos"))
         processed, failures = [], []
         for i, upload in enumerate(uploads):
             data = await upload.read(MAX_BYTES + 1)
@@ -199,20 +236,8 @@ def router(
         """
         try:
             data, uploads = await read_submission(request)
-        except ValidationError as invalid:
-            return problem(
-                422,
-                *[
-                    ("invalid_field", ".".join(map(str, e["loc"])) or None, e["msg"])
-                    for e in invalid.errors()
-                ],
-            )
-        except TooLarge as refused:
-            return problem(413, ("body_too_large", None, str(refused)))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            return problem(
-                400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
-            )
+        except UNREADABLE as unreadable:
+            return unreadable_body(unreadable)
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )
@@ -265,10 +290,11 @@ def router(
         try:
             if idempotency_key:
                 report, created = await handlers.submit_report_once(
-                    outbox, boundaries, submission, idempotency_key
+                    outbox, boundaries, tokens, submission, idempotency_key
                 )
             else:
-                report, created = await handlers.submit_report(writer, boundaries, submission), True
+                report = await handlers.submit_report(writer, boundaries, tokens, submission)
+                created = True
         except handlers.OutsideJurisdiction as outside:
             return problem(
                 422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems]
@@ -283,6 +309,8 @@ def router(
                 "tracking_url": tracking_url(report.id),
                 "status": report.status.value,
                 "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
+                # The reporter's own handle (for "not fixed" and erasing their contact data).
+                "reporter_token": tokens.issue(report.id),
             },
             status_code=201 if created else 200,
             headers={"Location": tracking_url(report.id)}
@@ -312,6 +340,50 @@ def router(
         if not await handlers.follow(outbox, report_id, contact):
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
         return JSONResponse({"following": str(report_id)}, status_code=202)
+
+    async def read_not_fixed(request: Request) -> tuple[NotFixedIn, list[UploadFile]]:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            body = await read_body_without_files(request)
+            return NotFixedIn.model_validate(json.loads(body or b"null")), []
+        form = await read_form(request, max_files=2, max_fields=10)
+        uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return NotFixedIn.model_validate(fields), uploads
+
+    @api.post("/reports/{report_id}/not-fixed")
+    async def not_fixed(report_id: UUID, request: Request) -> Response:
+        """The reporter says a resolved report is not fixed (JSON ``{"reporter_token", "note"}``
+        or multipart with one optional photo in ``photos``): within
+        ``INTAKE_REOPEN_WITHIN_DAYS`` of its resolution it goes back to its office as
+        ``assigned``, the note public, and the office is told."""
+        try:
+            data, uploads = await read_not_fixed(request)
+        except UNREADABLE as unreadable:
+            return unreadable_body(unreadable)
+        if not tokens.valid(report_id, data.reporter_token):
+            return problem(
+                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
+            )
+        photos, refusal = await process_uploads(uploads, at_most=1)
+        if refusal is not None:
+            return refusal
+        try:
+            report = await handlers.reopen_by_reporter(
+                outbox,
+                tokens,
+                report_id,
+                data.reporter_token,
+                note=data.note,
+                photo=photos[0] if photos else None,
+                within=timedelta(days=settings.reopen_within_days),
+            )
+        except handlers.ReportNotFound:
+            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
+        except ReopenRefused as refused:
+            return problem(409, (refused.code, "status", str(refused)))
+        except InvalidReport as invalid:
+            return problem(422, *[("invalid_field", "note", p) for p in invalid.problems])
+        return JSONResponse(public(report))
 
     @api.get("/reports")
     async def reports_in_box(

@@ -19,7 +19,14 @@ from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
 from intake.catalogue import definition
-from intake.domain import Contact, InvalidReport, Report, email_problems, find_problems
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Report,
+    ReporterTokens,
+    email_problems,
+    find_problems,
+)
 from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
@@ -102,6 +109,7 @@ def router(
     outbox: Outbox,
     writer: SubmissionWriter,
     boundaries: Boundaries,
+    tokens: ReporterTokens,
     settings: IntakeSettings,
     geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
@@ -275,6 +283,7 @@ def router(
             report = await handlers.submit_report(
                 writer,
                 boundaries,
+                tokens,
                 handlers.Submission(
                     jurisdiction=settings.jurisdiction,
                     service_code=service_code,
