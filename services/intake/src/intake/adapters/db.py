@@ -136,6 +136,13 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
     )
 
 
+def _in_area(area: str) -> sa.ColumnElement[bool]:
+    """Reports routed into an area, named by its code or its name (any level)."""
+    return sa.or_(
+        reports.c.areas.contains([{"code": area}]), reports.c.areas.contains([{"name": area}])
+    )
+
+
 @dataclass
 class ReportRepository:
     conn: AsyncConnection
@@ -190,9 +197,11 @@ class ReportRepository:
         end: datetime | None = None,
         statuses: Sequence[ReportStatus] = (),
         bbox: tuple[float, float, float, float] | None = None,
+        area: str | None = None,
         limit: int = 1000,
     ) -> list[Report]:
-        """Reports by the Open311 filters (newest first), with their public history."""
+        """Reports by the Open311 filters, a bounding box or an area (code or name), newest
+        first, with their history and photos."""
         query = sa.select(reports).order_by(reports.c.requested_at.desc()).limit(limit)
         if ids:
             query = query.where(reports.c.id.in_(ids))
@@ -211,6 +220,8 @@ class ReportRepository:
                     reports.c.lat.between(min_lat, max_lat),
                     reports.c.long.between(min_long, max_long),
                 )
+            if area:
+                query = query.where(_in_area(area))
         rows = (await self.conn.execute(query)).all()
         found = {row.id: _row_to_report(row, []) for row in rows}
         await self._add_details(found)
@@ -238,12 +249,7 @@ class ReportRepository:
         if service_codes:
             conditions.append(reports.c.service_code.in_(service_codes))
         if area:
-            conditions.append(
-                sa.or_(
-                    reports.c.areas.contains([{"code": area}]),
-                    reports.c.areas.contains([{"name": area}]),
-                )
-            )
+            conditions.append(_in_area(area))
         if older_than:
             conditions.append(reports.c.requested_at < older_than)
         column = reports.c[sort.lstrip("-")]

@@ -169,6 +169,9 @@ def router(
             "service_name": {"de": category.name_de, "en": category.name_en} if category else None,
             "status": report.status.value,
             "office": report.office.model_dump() if report.office else None,
+            # As Open311 names it, for clients that know that name.
+            "agency_responsible": report.office.name if report.office else None,
+            "areas": [a.model_dump() for a in report.areas],
             "lat": report.lat,
             "long": report.long,
             "address": report.address,
@@ -387,24 +390,49 @@ def router(
 
     @api.get("/reports")
     async def reports_in_box(
-        bbox: str = Query(description="min_long,min_lat,max_long,max_lat (WGS84)"),
+        bbox: str | None = Query(
+            default=None,
+            description="min_long,min_lat,max_long,max_lat (WGS84); optional with area",
+        ),
+        area: str | None = Query(
+            default=None, max_length=200, description="an area's code or name, any level"
+        ),
+        service_code: str | None = Query(
+            default=None, max_length=1000, description="categories, comma-separated"
+        ),
         status: Literal["open", "closed", "all"] = "open",
+        limit: int = Query(default=1000, ge=1, le=1000),
     ) -> Response:
-        """Public reports in a bounding box as GeoJSON, for the app's map (1,000 at most)."""
-        try:
-            min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
-        except ValueError:
+        """Public reports in a bounding box and/or an area as GeoJSON, newest first, for the
+        map and the list (1,000 at most)."""
+        box: tuple[float, float, float, float] | None = None
+        if bbox is not None:
+            try:
+                min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
+            except ValueError:
+                return problem(
+                    400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
+                )
+            if not (
+                min_long <= max_long
+                and min_lat <= max_lat
+                and max_long - min_long <= 1
+                and max_lat - min_lat <= 1
+            ):
+                return problem(
+                    400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
+                )
+            box = (min_long, min_lat, max_long, max_lat)
+        elif not area:
+            return problem(400, ("invalid_bbox", "bbox", "give a bbox, an area, or both"))
+        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
+        if unknown := [c for c in codes if c not in CATEGORIES_BY_CODE]:
             return problem(
-                400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
-            )
-        if (
-            min_long > max_long
-            or min_lat > max_lat
-            or max_long - min_long > 1
-            or max_lat - min_lat > 1
-        ):
-            return problem(
-                400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
+                400,
+                *[
+                    ("invalid_service_code", "service_code", f"unknown service_code {c!r}")
+                    for c in unknown
+                ],
             )
         statuses = {
             "open": [ReportStatus(s) for s in OPEN_STATUSES],
@@ -413,7 +441,7 @@ def router(
         }[status]
         async with unit_of_work(outbox) as uow:
             found = await uow.reports.search(
-                bbox=(min_long, min_lat, max_long, max_lat), statuses=statuses
+                bbox=box, area=area, service_codes=codes, statuses=statuses, limit=limit
             )
         features = []
         for r in found:
