@@ -21,6 +21,7 @@ from intake.adapters.boundaries import Boundaries, OfficeDirectory
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
+from intake.adapters.rate_limits import RateLimits
 from intake.domain import ReporterTokens
 from intake.entrypoints import api, open311, staff
 from intake.entrypoints.consumers import register_consumers
@@ -67,6 +68,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging(settings.log_level)
     tokens = reporter_tokens(settings)
+    limits = RateLimits(
+        per_address=settings.rate_limit_per_address,
+        per_email=settings.rate_limit_per_email,
+        window_s=settings.rate_limit_window_s,
+        trusted_proxies=settings.trusted_proxies,
+    )
     broker, outbox, boundaries, directory = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
     store = FileSystemPhotoStore(Path(settings.photo_dir))
@@ -136,8 +143,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         broker=broker,
         engine=outbox.engine,
         routers=[
-            open311.router(outbox, writer, boundaries, tokens, settings, geocoder),
-            api.router(outbox, writer, boundaries, store, settings, tokens),
+            open311.router(outbox, writer, boundaries, tokens, limits, settings, geocoder),
+            api.router(outbox, writer, boundaries, store, settings, tokens, limits),
             staff.router(outbox, directory, settings, oidc),
         ],
         startup=[boundaries.load],

@@ -22,6 +22,7 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
+from intake.adapters.rate_limits import RateLimits
 from intake.domain import (
     Contact,
     InvalidReport,
@@ -131,6 +132,20 @@ def unreadable_body(error: Exception) -> JSONResponse:
     return problem(400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply"))
 
 
+def rate_limited(retry_after_s: int) -> JSONResponse:
+    refused = problem(
+        429,
+        (
+            "rate_limited",
+            None,
+            f"too many submissions from here or for this e-mail address: "
+            f"try again in {retry_after_s} seconds",
+        ),
+    )
+    refused.headers["Retry-After"] = str(retry_after_s)
+    return refused
+
+
 def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:
     """Where a stored photo is served (see ``GET /api/v1/photos/{digest}/{variant}``)."""
     base = f"{public_base_url}/api/v1/photos/{photo.digest}"
@@ -152,6 +167,7 @@ def router(
     store: PhotoStore,
     settings: IntakeSettings,
     tokens: ReporterTokens,
+    limits: RateLimits,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["city app"])
 
@@ -237,10 +253,14 @@ def router(
         report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
         ``Idempotency-Key`` returns the report created the first time.
         """
+        if wait := limits.admit_address(request):
+            return rate_limited(wait)
         try:
             data, uploads = await read_submission(request)
         except UNREADABLE as unreadable:
             return unreadable_body(unreadable)
+        if wait := limits.admit_email(str(data.email) if data.email else None):
+            return rate_limited(wait)
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )
@@ -337,8 +357,10 @@ def router(
         return JSONResponse(public(report))
 
     @api.post("/reports/{report_id}/followers", status_code=202)
-    async def follow(report_id: UUID, follower: FollowerIn) -> Response:
+    async def follow(report_id: UUID, follower: FollowerIn, request: Request) -> Response:
         """ "Me too": be told about every change of an existing report instead of filing a new one."""
+        if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
+            return rate_limited(wait)
         contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
         if not await handlers.follow(outbox, report_id, contact):
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))

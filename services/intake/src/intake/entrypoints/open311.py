@@ -18,6 +18,7 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
+from intake.adapters.rate_limits import RateLimits
 from intake.catalogue import definition
 from intake.domain import (
     Contact,
@@ -110,6 +111,7 @@ def router(
     writer: SubmissionWriter,
     boundaries: Boundaries,
     tokens: ReporterTokens,
+    limits: RateLimits,
     settings: IntakeSettings,
     geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
@@ -214,6 +216,15 @@ def router(
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if form.get("api_key", "") not in settings.api_keys:
             return errors(fmt, 403, "api_key is missing or not valid")
+        if wait := limits.admit_address(request) or limits.admit_email(form.get("email")):
+            limited = errors(
+                fmt,
+                429,
+                "too many requests from here or for this e-mail address: "
+                f"try again in {wait} seconds",
+            )
+            limited.headers["Retry-After"] = str(wait)
+            return limited
         if files := sorted({key for key, value in raw.multi_items() if not isinstance(value, str)}):
             # GeoReport v2 takes a photo as media_url; a dropped file would be a silent loss.
             return errors(
