@@ -202,6 +202,7 @@ class Stack:
 
 
 WEBHOOK_SECRET = "test-webhook-secret"
+WEB_STYLESHEET = "http://web.test/static/site.css"
 CITY_APP_ORIGIN = "https://app.leipzig.example"
 
 
@@ -236,6 +237,7 @@ def service_settings(
             webhook_url=webhook_url,
             webhook_secret=WEBHOOK_SECRET,
             ops_token="test-ops",
+            stylesheet_url=WEB_STYLESHEET,
             max_attempts=3,
         ),
     }

@@ -69,6 +69,9 @@ def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
     # Web (on this machine) forwards its visitors' addresses for the rate limits.
     env["INTAKE_TRUSTED_PROXIES"] = '["127.0.0.1"]'
     env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
+    # Mails link the report's page on web; the notifier's own pages wear web's look.
+    env["NOTIFIER_TRACKING_BASE_URL"] = "http://127.0.0.1:8003/reports"
+    env["NOTIFIER_STYLESHEET_URL"] = "http://127.0.0.1:8003/static/site.css"
     return env
 
 

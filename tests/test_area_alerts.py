@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from conftest import Stack
+from conftest import WEB_STYLESHEET, Stack
 from devstack.testing import body_text, eventually
 
 MARKT = (51.3397, 12.3731)
@@ -41,6 +41,7 @@ async def subscribe(stack: Stack, email: str, *, confirm: bool = True, **place: 
     assert asked.status_code == 200
     assert '<form method="post">' in asked.text
     assert confirm_path.rsplit("/", 1)[1] not in asked.text
+    assert f'<link rel="stylesheet" href="{WEB_STYLESHEET}">' in asked.text  # web's look
     if confirm:
         confirmed = await stack.notifier.post(confirm_path)
         assert confirmed.status_code == 200
