@@ -4,11 +4,16 @@ unsubscribe — end to end over the real broker, database and SMTP server."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from conftest import WEB_STYLESHEET, Stack
 from devstack.testing import body_text, eventually
+from notifier.handlers import erase_expired_contacts
 
 MARKT = (51.3397, 12.3731)
 #: Grünau, far from the Markt in the west of the city.
@@ -148,3 +153,31 @@ async def test_subscriptions_refuse_bad_input_clearly(stack: Stack) -> None:
     assert pest.status_code == 429
     assert pest.json()["errors"][0]["code"] == "rate_limited"
     assert len(stack.smtp.to("pest@example.org")) == 3
+
+
+async def test_unconfirmed_subscriptions_are_deleted_after_a_week(stack: Stack) -> None:
+    for email in ("stale@example.org", "fresh@example.org"):
+        await subscribe(stack, email, area={"code": "00"}, confirm=False)
+    engine = create_async_engine(stack.database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "UPDATE notifier.alert_subscriptions"
+                    " SET created_at = now() - interval '8 days' WHERE email = :email"
+                ),
+                {"email": "stale@example.org"},
+            )
+        await erase_expired_contacts(engine, timedelta(days=90))
+        async with engine.connect() as conn:
+            left = (
+                await conn.scalars(
+                    sa.text(
+                        "SELECT email FROM notifier.alert_subscriptions"
+                        " WHERE email IN ('stale@example.org', 'fresh@example.org')"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert left == ["fresh@example.org"]

@@ -80,6 +80,10 @@ async def test_the_reporter_s_token_is_theirs_alone_and_their_mails_link_with_it
 
 async def test_not_fixed_reopens_a_resolved_report_and_its_office_is_told(stack: Stack) -> None:
     report_id, token, _ = await resolved(stack, "notfixed@example.org")
+    followed = await stack.intake.post(
+        f"/api/v1/reports/{report_id}/followers", json={"email": "follows@example.org"}
+    )
+    assert followed.status_code == 202
     wrong = await not_fixed(stack, report_id, reporter_token="x" + token[1:], note="Nein")
     assert wrong.status_code == 403
     assert wrong.json()["errors"][0]["code"] == "invalid_token"
@@ -126,6 +130,10 @@ async def test_not_fixed_reopens_a_resolved_report_and_its_office_is_told(stack:
     assert "Das Loch ist wieder da" in body_text(mail)
     [*_, told] = await eventually(mails_to(stack, "notfixed@example.org", 3))
     assert "wieder offen" in told["Subject"]
+    assert "Sie haben gemeldet" in body_text(told)
+    assert "Ihr Hinweis: Das Loch ist wieder da" in body_text(told)
+    [follower_told] = await eventually(mails_to(stack, "follows@example.org", 1))
+    assert "Die meldende Person hat gemeldet" in body_text(follower_told)
 
     again = await not_fixed(stack, report_id, reporter_token=token)
     assert again.status_code == 409

@@ -406,6 +406,8 @@ class Dispatcher:
             status_label=STATUS_LABELS[locale][event.status],
             note_only=event.note_only,
             reopened=event.reopened_by_reporter,
+            # The reporter (who holds the token) reopened it; followers are told it was them.
+            by_you=bool(contact.reporter_token),
             category=category.name(locale) if category else event.service_code,
             office=event.office.name if event.office else "",
             public_note=event.public_note,
