@@ -8,11 +8,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import WEB_STYLESHEET, Stack
-from devstack.testing import body_text, eventually
+from devstack.testing import body_text, eventually, run_sql
 from notifier.handlers import erase_expired_contacts
 
 MARKT = (51.3397, 12.3731)
@@ -158,26 +157,19 @@ async def test_subscriptions_refuse_bad_input_clearly(stack: Stack) -> None:
 async def test_unconfirmed_subscriptions_are_deleted_after_a_week(stack: Stack) -> None:
     for email in ("stale@example.org", "fresh@example.org"):
         await subscribe(stack, email, area={"code": "00"}, confirm=False)
+    await run_sql(
+        stack.database_url,
+        "UPDATE notifier.alert_subscriptions SET created_at = now() - interval '8 days'"
+        " WHERE email = 'stale@example.org'",
+    )
     engine = create_async_engine(stack.database_url)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "UPDATE notifier.alert_subscriptions"
-                    " SET created_at = now() - interval '8 days' WHERE email = :email"
-                ),
-                {"email": "stale@example.org"},
-            )
         await erase_expired_contacts(engine, timedelta(days=90))
-        async with engine.connect() as conn:
-            left = (
-                await conn.scalars(
-                    sa.text(
-                        "SELECT email FROM notifier.alert_subscriptions"
-                        " WHERE email IN ('stale@example.org', 'fresh@example.org')"
-                    )
-                )
-            ).all()
     finally:
         await engine.dispose()
-    assert left == ["fresh@example.org"]
+    left = await run_sql(
+        stack.database_url,
+        "SELECT email FROM notifier.alert_subscriptions"
+        " WHERE email IN ('stale@example.org', 'fresh@example.org')",
+    )
+    assert [e for (e,) in left] == ["fresh@example.org"]

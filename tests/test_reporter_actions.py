@@ -7,17 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from conftest import API_KEY, REPORTER_TOKEN_SECRET, Stack
 from devstack.pictures import camera_jpeg
-from devstack.testing import body_text, eventually
+from devstack.testing import body_text, eventually, run_sql
 from mm_shared.events import Topic
 from tests.test_lifecycle import assigned, mails_to, move, place, token_for
 
@@ -142,18 +138,11 @@ async def test_not_fixed_reopens_a_resolved_report_and_its_office_is_told(stack:
 
 async def test_not_fixed_only_within_the_reopening_period(stack: Stack) -> None:
     report_id, token, _ = await resolved(stack, "toolate@example.org")
-    engine = create_async_engine(stack.database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "UPDATE intake.reports SET updated_at = updated_at - CAST(:age AS interval)"
-                    " WHERE id = :id"
-                ),
-                {"age": timedelta(days=29), "id": report_id},
-            )
-    finally:
-        await engine.dispose()
+    await run_sql(
+        stack.database_url,
+        "UPDATE intake.reports SET updated_at = updated_at - interval '29 days' WHERE id = :id",
+        id=report_id,
+    )
     late = await not_fixed(stack, report_id, reporter_token=token)
     assert late.status_code == 409
     assert late.json()["errors"][0]["code"] == "reopen_period_over"
@@ -209,18 +198,12 @@ async def test_the_reporter_erases_their_contact_data_the_report_stays(stack: St
     assert erased.status_code == 204
     again = await stack.notifier.post(erase, json={"reporter_token": token})
     assert again.status_code == 404
-    engine = create_async_engine(stack.database_url)
-    try:
-        async with engine.connect() as conn:
-            emails = (
-                await conn.scalars(
-                    sa.text("SELECT email FROM notifier.contacts WHERE report_id = :id"),
-                    {"id": report_id},
-                )
-            ).all()
-    finally:
-        await engine.dispose()
-    assert emails == ["stays@example.org"]
+    emails = await run_sql(
+        stack.database_url,
+        "SELECT email FROM notifier.contacts WHERE report_id = :id",
+        id=report_id,
+    )
+    assert [e for (e,) in emails] == ["stays@example.org"]
     report = await stack.intake.get(f"/api/v1/reports/{report_id}")
     assert report.status_code == 200
     assert "erase@example.org" not in report.text

@@ -144,37 +144,35 @@ async def record_status_changes(
     await conn.execute(pg.insert(status_events).on_conflict_do_nothing(), rows)
     await _queue(conn, _email_queue(status_events.c.event_id.in_([e.event_id for e in fresh])))
     if with_webhook:
-        await conn.execute(
-            pg.insert(notifications).on_conflict_do_nothing(),
-            [
-                {
-                    "event_id": r["event_id"],
-                    "report_id": r["report_id"],
-                    "channel": WEBHOOK,
-                    "event": r["event"],
-                    "state": "pending",
-                }
-                for r in rows
-            ],
-        )
-    if reopened := [r for r, e in zip(rows, fresh, strict=True) if e.reopened_by_reporter]:
-        # The office hears that the reporter says it is not fixed.
-        await conn.execute(
-            pg.insert(notifications).on_conflict_do_nothing(),
-            [
-                {
-                    "event_id": r["event_id"],
-                    "report_id": r["report_id"],
-                    "channel": OFFICE,
-                    "event": r["event"],
-                    "state": "pending",
-                }
-                for r in reopened
-            ],
-        )
+        await _queue_to_nobody(conn, WEBHOOK, rows)
+    # The office hears that the reporter says it is not fixed.
+    await _queue_to_nobody(
+        conn, OFFICE, [r for r, e in zip(rows, fresh, strict=True) if e.reopened_by_reporter]
+    )
     for event in fresh:
         if event.status is ReportStatus.DUPLICATE and event.duplicate_of is not None:
             await _hand_on_contacts(conn, event)
+
+
+async def _queue_to_nobody(
+    conn: AsyncConnection, channel: str, stored: Sequence[dict[str, Any]]
+) -> None:
+    """One notification per stored status event on a channel that is no contact's: the
+    webhook, the office's mail."""
+    if stored:
+        await conn.execute(
+            pg.insert(notifications).on_conflict_do_nothing(),
+            [
+                {
+                    "event_id": r["event_id"],
+                    "report_id": r["report_id"],
+                    "channel": channel,
+                    "event": r["event"],
+                    "state": "pending",
+                }
+                for r in stored
+            ],
+        )
 
 
 async def _hand_on_contacts(conn: AsyncConnection, event: ReportStatusChanged) -> None:

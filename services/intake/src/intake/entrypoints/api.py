@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationError
+from pydantic import BaseModel, EmailStr, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
@@ -37,22 +37,12 @@ from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
-from mm_shared.service import problem
+from mm_shared.service import Text, problem
 
 MAX_PHOTOS = 5
 #: A report without photos (JSON or URL-encoded) is a few kB; photos come as multipart.
 MAX_BODY_WITHOUT_FILES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
-
-
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain a NUL character (\\u0000)")
-    return text
-
-
-#: Text from clients: PostgreSQL stores no NUL character, so none gets in.
-Text = Annotated[str, AfterValidator(_without_nul)]
 
 
 class ReportIn(BaseModel):

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import aiosmtplib
 from fastapi import APIRouter, Form, Header, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.service import Problems, errors_list, problem
+from mm_shared.service import Problems, Text, errors_list, problem
 from notifier import handlers
 from notifier.adapters.senders import TEMPLATES
 from notifier.domain import Preference
@@ -43,15 +43,6 @@ _pages = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain a NUL character (\\u0000)")
-    return text
-
-
-Text = Annotated[str, AfterValidator(_without_nul)]
 
 
 class AreaIn(BaseModel):
