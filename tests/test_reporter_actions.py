@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import random
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
@@ -14,6 +15,7 @@ from uuid import UUID, uuid4
 from conftest import API_KEY, REPORTER_TOKEN_SECRET, Stack
 from devstack.pictures import camera_jpeg
 from devstack.testing import body_text, eventually, run_sql
+from intake.adapters.photos import process_photo
 from mm_shared.events import Topic
 from tests.test_lifecycle import assigned, mails_to, move, place, token_for
 
@@ -84,6 +86,13 @@ async def test_not_fixed_reopens_a_resolved_report_and_its_office_is_told(stack:
     assert wrong.status_code == 403
     assert wrong.json()["errors"][0]["code"] == "invalid_token"
     before = len(stack.smtp.to("vta-ost@leipzig.example"))
+    two_photos = await stack.intake.post(
+        f"/api/v1/reports/{report_id}/not-fixed",
+        data={"reporter_token": token},
+        files=[("photos", ("a.jpg", camera_jpeg(), "image/jpeg"))] * 2,
+    )
+    assert two_photos.status_code == 422
+    assert two_photos.json()["errors"][0]["code"] == "too_many_photos"
 
     reopened = await stack.intake.post(
         f"/api/v1/reports/{report_id}/not-fixed",
@@ -167,17 +176,18 @@ async def test_not_fixed_refuses_bad_requests_clearly(stack: Stack) -> None:
     assert early.status_code == 422
     not_yet = await not_fixed(stack, report_id, reporter_token=token, note="\x00")
     assert not_yet.status_code == 422
-    two_photos = await stack.intake.post(
+    await assigned(stack, report_id)
+    picture = camera_jpeg(200_000, seed=random.randrange(10**9))
+    open_one = await stack.intake.post(
         f"/api/v1/reports/{report_id}/not-fixed",
         data={"reporter_token": token},
-        files=[("photos", ("a.jpg", camera_jpeg(), "image/jpeg"))] * 2,
+        files={"photos": ("a.jpg", picture, "image/jpeg")},
     )
-    assert two_photos.status_code == 422
-    assert two_photos.json()["errors"][0]["code"] == "too_many_photos"
-    await assigned(stack, report_id)
-    open_one = await not_fixed(stack, report_id, reporter_token=token)
     assert open_one.status_code == 409
     assert open_one.json()["errors"][0]["code"] == "not_resolved"
+    # Refused before its photo was stored: nothing kept for a report that stays as it was.
+    digest = process_photo(picture).digest
+    assert (await stack.intake.get(f"/api/v1/photos/{digest}/original")).status_code == 404
 
 
 async def test_the_reporter_erases_their_contact_data_the_report_stays(stack: Stack) -> None:

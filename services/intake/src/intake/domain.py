@@ -429,16 +429,8 @@ def staff_note(
 REPORTER = "reporter"
 
 
-def reporter_reopen(
-    report: Report, *, note: str | None, now: datetime, within: timedelta
-) -> ReportStatusChanged:
-    """The reporter says a resolved report is not fixed: within ``within`` of its resolution
-    it goes back to its office as ``assigned``, the reporter's note public."""
-    note = (note or "").strip() or None
-    if problems := nul_problems(note=note):
-        raise InvalidReport(problems)
-    if note and len(note) > MAX_DESCRIPTION:
-        raise InvalidReport([f"note is longer than {MAX_DESCRIPTION} characters"])
+def check_reopenable(report: Report, *, now: datetime, within: timedelta) -> None:
+    """Raises ReopenRefused unless the reporter may still say "not fixed"."""
     if report.status is not ReportStatus.RESOLVED:
         raise ReopenRefused(
             "not_resolved", f"only a resolved report can be reopened; this one is {report.status}"
@@ -449,6 +441,19 @@ def reporter_reopen(
             "reopen_period_over",
             f"a report can be reopened within {within.days} days of its resolution",
         )
+
+
+def reporter_reopen(
+    report: Report, *, note: str | None, now: datetime, within: timedelta
+) -> ReportStatusChanged:
+    """The reporter says a resolved report is not fixed: within ``within`` of its resolution
+    it goes back to its office as ``assigned``, the reporter's note public."""
+    note = (note or "").strip() or None
+    if problems := nul_problems(note=note):
+        raise InvalidReport(problems)
+    if note and len(note) > MAX_DESCRIPTION:
+        raise InvalidReport([f"note is longer than {MAX_DESCRIPTION} characters"])
+    check_reopenable(report, now=now, within=within)
     return report.change_status(
         ReportStatus.ASSIGNED, REPORTER, public_note=note, reopened_by_reporter=True
     )

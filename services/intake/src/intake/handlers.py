@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 
+from intake import domain
 from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, added, idempotency_keys, saved, unit_of_work
@@ -197,6 +198,19 @@ class ReportNotFound(LookupError):
 
 class InvalidReporterToken(PermissionError):
     pass
+
+
+async def check_reopenable(
+    outbox: Outbox, tokens: ReporterTokens, report_id: UUID, token: str, within: timedelta
+) -> None:
+    """Whether the reporter may say "not fixed" now (raises why not), asked before their
+    photo is stored: a photo for a report that stays closed would be kept for nothing."""
+    if not tokens.valid(report_id, token):
+        raise InvalidReporterToken(report_id)
+    report = await get_report(outbox, report_id)
+    if report is None:
+        raise ReportNotFound(report_id)
+    domain.check_reopenable(report, now=utcnow(), within=within)
 
 
 async def reopen_by_reporter(

@@ -375,14 +375,12 @@ def router(
             data, uploads = await read_not_fixed(request)
         except UNREADABLE as unreadable:
             return unreadable_body(unreadable)
-        if not tokens.valid(report_id, data.reporter_token):
-            return problem(
-                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
-            )
-        photos, refusal = await process_uploads(uploads, at_most=1)
-        if refusal is not None:
-            return refusal
+        within = timedelta(days=settings.reopen_within_days)
         try:
+            await handlers.check_reopenable(outbox, tokens, report_id, data.reporter_token, within)
+            photos, refusal = await process_uploads(uploads, at_most=1)
+            if refusal is not None:
+                return refusal
             report = await handlers.reopen_by_reporter(
                 outbox,
                 tokens,
@@ -390,7 +388,11 @@ def router(
                 data.reporter_token,
                 note=data.note,
                 photo=photos[0] if photos else None,
-                within=timedelta(days=settings.reopen_within_days),
+                within=within,
+            )
+        except handlers.InvalidReporterToken:
+            return problem(
+                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
             )
         except handlers.ReportNotFound:
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
