@@ -222,3 +222,30 @@ async def test_the_reporter_erases_their_contact_data_the_report_stays(stack: St
     await move(stack, office, report_id, status="in_progress")
     await eventually(mails_to(stack, "stays@example.org", 2))
     assert len(stack.smtp.to("erase@example.org")) == 1
+
+
+async def test_erasure_reaches_the_copy_handed_on_to_the_original(stack: Stack) -> None:
+    office = await token_for(stack, "VTA-OST")
+    original, _ = await reported(stack, "original@example.org")
+    duplicate, token = await reported(stack, "merged@example.org")
+    await assigned(stack, original)
+    await assigned(stack, duplicate)
+    merged = await move(stack, office, duplicate, status="duplicate", duplicate_of=str(original))
+    assert merged.status_code == 200
+    await eventually(mails_to(stack, "merged@example.org", 2))
+
+    async def contacts_of_merged() -> list[Any]:
+        return await run_sql(
+            stack.database_url,
+            "SELECT report_id FROM notifier.contacts WHERE email = 'merged@example.org'",
+        )
+
+    assert len(await eventually(contacts_of_merged)) == 2  # theirs, and the copy on the original
+    erased = await stack.notifier.post(
+        f"/api/v1/reports/{duplicate}/contact/erase", json={"reporter_token": token}
+    )
+    assert erased.status_code == 204
+    assert await contacts_of_merged() == []
+    await move(stack, office, original, status="in_progress")
+    await eventually(mails_to(stack, "original@example.org", 2))
+    assert len(stack.smtp.to("merged@example.org")) == 2

@@ -306,11 +306,14 @@ async def erase_reporter_contact(engine: AsyncEngine, report_id: UUID, token: st
             conn,
             "mine AS (SELECT id, unsubscribe_token FROM notifier.contacts"
             "         WHERE id = ANY(CAST(:ids AS bigint[]))),"
-            # Handed on to the original of a duplicate: that copy's link token derives from
-            # this one's (see _hand_on_contacts).
-            " expired AS (SELECT id FROM mine UNION SELECT c.id FROM notifier.contacts c, mine m"
-            "             WHERE c.unsubscribe_token = md5(m.unsubscribe_token || c.report_id::text))",
-            {"ids": theirs},
+            # Handed on to the original when this report was merged as a duplicate: that
+            # copy's link token derives from this one's (see _hand_on_contacts).
+            " expired AS (SELECT id FROM mine UNION SELECT c.id FROM mine m"
+            "  JOIN notifier.status_events s ON s.report_id = :report_id"
+            "   AND s.event->>'duplicate_of' IS NOT NULL"
+            "  JOIN notifier.contacts c"
+            "   ON c.unsubscribe_token = md5(m.unsubscribe_token || (s.event->>'duplicate_of')))",
+            {"ids": theirs, "report_id": report_id},
         )
     CONTACTS_ERASED_ON_REQUEST.inc(erased)
     return True
