@@ -11,13 +11,13 @@ from uuid import UUID
 
 import aiosmtplib
 from fastapi import APIRouter, Form, Header, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.service import Problems, Text, errors_list, problem
+from mm_shared.service import Problems, Refusal, Text, errors_list, problem
 from notifier import handlers
 from notifier.adapters.senders import TEMPLATES
 from notifier.domain import Preference
@@ -85,7 +85,7 @@ class ErasureIn(BaseModel):
     reporter_token: Text = Field(min_length=1, max_length=200)
 
 
-def refusal(settings: NotifierSettings) -> Any:
+def refusal(settings: NotifierSettings) -> Refusal:
     """Refusals in the notifier's JSON error shape, and as a page on the pages people open."""
 
     def refused(request: Request, status: int, code: str, problems: Problems) -> Response:
@@ -229,9 +229,7 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             )
             refused.headers["Retry-After"] = "60"
             return refused
-        return Response(
-            '{"status": "confirmation_sent"}', status_code=202, media_type="application/json"
-        )
+        return JSONResponse({"status": "confirmation_sent"}, status_code=202)
 
     @api.get("/alerts/confirm/{token}", response_class=HTMLResponse, tags=["area alerts"])
     async def ask_to_confirm(token: str) -> HTMLResponse:
