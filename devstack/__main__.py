@@ -65,7 +65,11 @@ def memory_maildir() -> Path:
 
 
 def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
-    return processes.service_env(port_of, DATABASE_URL, f"127.0.0.1:{KAFKA_PORT}", SMTP_PORT)
+    env = processes.service_env(port_of, DATABASE_URL, f"127.0.0.1:{KAFKA_PORT}", SMTP_PORT)
+    # Mails link the report's page on web; the notifier's own pages wear web's look.
+    env["NOTIFIER_TRACKING_BASE_URL"] = "http://127.0.0.1:8003/reports"
+    env["NOTIFIER_STYLESHEET_URL"] = "http://127.0.0.1:8003/static/site.css"
+    return env
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:

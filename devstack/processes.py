@@ -134,6 +134,10 @@ def service_env(
         env[prefix + "HTTP_PORT"] = str(port)
     # The api_key "local-dev" exists only in this local stack.
     env["INTAKE_API_KEYS"] = '["local-dev"]'
+    # Like the api_key: only for the local stack, never for a deployment.
+    env["INTAKE_REPORTER_TOKEN_SECRET"] = "local-dev-reporter-tokens-not-for-production"  # noqa: S105
+    # Web (on this machine) forwards its visitors' addresses for the rate limits.
+    env["INTAKE_TRUSTED_PROXIES"] = '["127.0.0.1"]'
     env["NOTIFIER_SMTP_PORT"] = str(smtp_port)
     return env
 

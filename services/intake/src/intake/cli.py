@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake import handlers
 from intake.adapters import db, staff
+from intake.bootstrap import MissingReporterTokenSecret, reporter_tokens
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 from mm_shared.outbox import Outbox, since_time
@@ -96,6 +97,10 @@ def main() -> None:
             sys.exit("no such active token")
         print("revoked")
     else:
+        try:
+            reporter_tokens(settings)  # said plainly here, not as the app factory's traceback
+        except MissingReporterTokenSecret as missing:
+            sys.exit(str(missing))
         uvicorn.run(
             "intake.bootstrap:create_app",
             factory=True,
