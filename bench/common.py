@@ -236,6 +236,15 @@ async def service(
         process.wait(15)
 
 
+#: Intake as the benchmarks run it: one client sends thousands of reports, so no rate limits.
+INTAKE_BENCH_SETTINGS = {
+    "api_keys": '["bench"]',
+    "reporter_token_secret": "bench-reporter-token-secret-not-for-production",
+    "rate_limit_per_address": "0",
+    "rate_limit_per_email": "0",
+}
+
+
 def service_env(
     prefix: str, database_url: str, kafka: str, port: int, **extra: str
 ) -> dict[str, str]:
