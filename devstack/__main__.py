@@ -35,8 +35,10 @@ KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
 PROMETHEUS_PORT = 9090
-#: What Prometheus scrapes: the services and web (down in Prometheus until web runs).
-SCRAPED = {**SERVICES, "web": 8003}
+#: Web, the people's front: a client of the three services' HTTP APIs (no database, no broker).
+WEB_PORT = 8003
+#: What Prometheus scrapes: the services and web.
+SCRAPED = {**SERVICES, "web": WEB_PORT}
 MAILDIR = VAR / "mail"
 #: When the running broker started: what a broker started later lost, it held since then.
 BROKER_STARTED = PIDS / "tansu.started"
@@ -64,12 +66,25 @@ def memory_maildir() -> Path:
     return target
 
 
-def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
-    env = processes.service_env(port_of, DATABASE_URL, f"127.0.0.1:{KAFKA_PORT}", SMTP_PORT)
-    # Mails link the report's page on web; the notifier's own pages wear web's look.
-    env["NOTIFIER_TRACKING_BASE_URL"] = "http://127.0.0.1:8003/reports"
-    env["NOTIFIER_STYLESHEET_URL"] = "http://127.0.0.1:8003/static/site.css"
-    return env
+def service_env(
+    port_of: dict[str, int] = SERVICES,
+    database_url: str = DATABASE_URL,
+    kafka: str = f"127.0.0.1:{KAFKA_PORT}",
+    smtp_port: int = SMTP_PORT,
+    web_port: int = WEB_PORT,
+) -> dict[str, str]:
+    return processes.service_env(port_of, database_url, kafka, smtp_port, web_port)
+
+
+def web_env(port_of: dict[str, int] = SERVICES, web_port: int = WEB_PORT) -> dict[str, str]:
+    """Web's settings: where the services are and where citizens reach web."""
+    return {
+        "WEB_HTTP_PORT": str(web_port),
+        "WEB_INTAKE_URL": f"http://127.0.0.1:{port_of['intake']}",
+        "WEB_GEO_ROUTER_URL": f"http://127.0.0.1:{port_of['geo-router']}",
+        "WEB_NOTIFIER_URL": f"http://127.0.0.1:{port_of['notifier']}",
+        "WEB_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+    }
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
@@ -121,6 +136,10 @@ def up() -> None:
         print(
             f"{service:<10} http://127.0.0.1:{port}  (/healthz {health['status']}, /metrics, /docs)"
         )
+    if not port_open(WEB_PORT):
+        write_pid("web", spawn("web", python_module("web.cli", "serve"), web_env()))
+    wait_healthy(WEB_PORT, consumers=False)
+    print(f"web        http://127.0.0.1:{WEB_PORT}  (report a defect, map, alerts; /staff/)")
     if not port_open(PROMETHEUS_PORT):
         targets = {name: f"127.0.0.1:{port}" for name, port in SCRAPED.items()}
         prometheus = start_prometheus(PROMETHEUS_PORT, targets, VAR / "prometheus", interval="5s")
@@ -148,13 +167,13 @@ def reannounce(since: str, env: dict[str, str]) -> None:
 
 
 def down() -> None:
-    for name in ["prometheus", *reversed(SERVICES), "smtp", "tansu"]:
+    for name in ["prometheus", "web", *reversed(SERVICES), "smtp", "tansu"]:
         if stop(name):
             print(f"stopped {name}")
 
 
 def status() -> None:
-    for name in ["tansu", "smtp", *SERVICES, "prometheus"]:
+    for name in ["tansu", "smtp", *SERVICES, "web", "prometheus"]:
         print(f"{name:<10} {'running' if running(name) else 'not running'}")
 
 

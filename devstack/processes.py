@@ -123,15 +123,21 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 def service_env(
-    ports: dict[str, int], database_url: str, kafka: str, smtp_port: int
+    ports: dict[str, int],
+    database_url: str,
+    kafka: str,
+    smtp_port: int,
+    web_port: int | None = None,
 ) -> dict[str, str]:
-    """The environment of the stack's services (``ports``: service name → HTTP port)."""
+    """The environment of the stack's services (``ports``: service name → HTTP port), and
+    with ``web_port`` of the web front they link to."""
     env: dict[str, str] = {}
     for service, port in ports.items():
         prefix = service.upper().replace("-", "_") + "_"
         env[prefix + "DATABASE_URL"] = database_url
         env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = kafka
         env[prefix + "HTTP_PORT"] = str(port)
+        env[prefix + "PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     # The api_key "local-dev" exists only in this local stack.
     env["INTAKE_API_KEYS"] = '["local-dev"]'
     # Like the api_key: only for the local stack, never for a deployment.
@@ -139,19 +145,26 @@ def service_env(
     # Web (on this machine) forwards its visitors' addresses for the rate limits.
     env["INTAKE_TRUSTED_PROXIES"] = '["127.0.0.1"]'
     env["NOTIFIER_SMTP_PORT"] = str(smtp_port)
+    if web_port is not None:
+        # Mails link to web's report page, and the notifier's own pages wear web's look.
+        web = f"http://127.0.0.1:{web_port}"
+        env["NOTIFIER_TRACKING_BASE_URL"] = f"{web}/reports"
+        env["NOTIFIER_STYLESHEET_URL"] = f"{web}/static/site.css"
     return env
 
 
-def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
-    """Until the service is healthy and its consumers have joined their groups (so that the
-    first report flows through at once)."""
+def wait_healthy(port: int, timeout_s: float = 60.0, consumers: bool = True) -> dict[str, object]:
+    """Until the service is healthy and (``consumers``) its consumers have joined their groups
+    (so that the first report flows through at once); web has none."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 health = dict(json.load(r))
-            if health.get("consumers") == "assigned":
+            if health.get("consumers") == "assigned" or (
+                not consumers and health.get("status") == "ok"
+            ):
                 return health
             last = health
         except Exception as exc:
