@@ -63,7 +63,7 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
         "service_notice": None,
         "requested_datetime": iso(report.requested_at),
         "updated_datetime": iso(report.updated_at),
-        "expected_datetime": None,
+        "expected_datetime": iso(report.expected_at),
         "address": report.address,
         "zipcode": None,
         "lat": report.lat,
@@ -285,6 +285,7 @@ def router(
                     address=address,
                     media_url=form.get("media_url") or None,
                     attributes=attributes,
+                    service_levels=settings.service_level_days,
                 ),
             )
         except InvalidReport as invalid:
