@@ -32,6 +32,8 @@ DATABASE_URL = database_url(DATABASE)
 KAFKA_PORT = 9092
 SMTP_PORT = 1025
 SERVICES = {"intake": 8000, "geo-router": 8001, "notifier": 8002}
+#: Web, the people's front: a client of the three services' HTTP APIs (no database, no broker).
+WEB_PORT = 8003
 MAILDIR = VAR / "mail"
 
 
@@ -55,33 +57,59 @@ def memory_maildir() -> Path:
     return target
 
 
-def service_env(port_of: dict[str, int] = SERVICES) -> dict[str, str]:
+def service_env(
+    port_of: dict[str, int] = SERVICES,
+    database_url: str = DATABASE_URL,
+    kafka: str = f"127.0.0.1:{KAFKA_PORT}",
+    smtp_port: int = SMTP_PORT,
+    web_port: int = WEB_PORT,
+) -> dict[str, str]:
     env: dict[str, str] = {}
     for service, port in port_of.items():
         prefix = service.upper().replace("-", "_") + "_"
-        env[prefix + "DATABASE_URL"] = DATABASE_URL
-        env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{KAFKA_PORT}"
+        env[prefix + "DATABASE_URL"] = database_url
+        env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = kafka
         env[prefix + "HTTP_PORT"] = str(port)
+        env[prefix + "PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     # The api_key "local-dev" exists only in this local stack.
     env["INTAKE_API_KEYS"] = '["local-dev"]'
-    env["NOTIFIER_SMTP_PORT"] = str(SMTP_PORT)
+    env["NOTIFIER_SMTP_PORT"] = str(smtp_port)
+    # Mails link to web's report page, and the notifier's own pages wear web's look.
+    web = f"http://127.0.0.1:{web_port}"
+    env["NOTIFIER_TRACKING_BASE_URL"] = f"{web}/reports"
+    env["NOTIFIER_STYLESHEET_URL"] = f"{web}/static/site.css"
+    # Web forwards each citizen's address; intake believes it only from there.
+    env["INTAKE_TRUSTED_PROXIES"] = '["127.0.0.1"]'
     return env
+
+
+def web_env(port_of: dict[str, int] = SERVICES, web_port: int = WEB_PORT) -> dict[str, str]:
+    """Web's settings: where the services are and where citizens reach web."""
+    return {
+        "WEB_HTTP_PORT": str(web_port),
+        "WEB_INTAKE_URL": f"http://127.0.0.1:{port_of['intake']}",
+        "WEB_GEO_ROUTER_URL": f"http://127.0.0.1:{port_of['geo-router']}",
+        "WEB_NOTIFIER_URL": f"http://127.0.0.1:{port_of['notifier']}",
+        "WEB_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+    }
 
 
 def run(cmd: list[str], env: dict[str, str]) -> None:
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
 
 
-def wait_healthy(port: int, timeout_s: float = 60.0) -> dict[str, object]:
-    """Until the service is healthy and its consumers have joined their groups (so that the
-    first report flows through at once)."""
+def wait_healthy(port: int, timeout_s: float = 60.0, consumers: bool = True) -> dict[str, object]:
+    """Until the service is healthy and (``consumers``) its consumers have joined their groups
+    (so that the first report flows through at once)."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                 health = dict(json.load(r))
-            if health.get("consumers") == "assigned":
+            if health.get("consumers") == "assigned" or (
+                not consumers and health.get("status") == "ok"
+            ):
                 return health
             last = health
         except Exception as exc:
@@ -131,6 +159,10 @@ def up() -> None:
         print(
             f"{service:<10} http://127.0.0.1:{port}  (/healthz {health['status']}, /metrics, /docs)"
         )
+    if not port_open(WEB_PORT):
+        write_pid("web", spawn("web", python_module("web.cli", "serve"), web_env()))
+    wait_healthy(WEB_PORT, consumers=False)
+    print(f"web        http://127.0.0.1:{WEB_PORT}  (report a defect, map, alerts; /staff/)")
     print(f"logs       {LOGS.relative_to(ROOT)}/")
     print(
         "try it     curl -s -X POST http://127.0.0.1:8000/open311/v2/requests.json "
@@ -141,13 +173,13 @@ def up() -> None:
 
 
 def down() -> None:
-    for name in [*reversed(SERVICES), "smtp", "tansu"]:
+    for name in ["web", *reversed(SERVICES), "smtp", "tansu"]:
         if stop(name):
             print(f"stopped {name}")
 
 
 def status() -> None:
-    for name in ["tansu", "smtp", *SERVICES]:
+    for name in ["tansu", "smtp", *SERVICES, "web"]:
         print(f"{name:<10} {'running' if running(name) else 'not running'}")
 
 

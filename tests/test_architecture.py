@@ -53,3 +53,17 @@ def test_no_service_names_another_services_tables(service: str) -> None:
     )
     for other_schema in set(SERVICES.values()) - {package}:
         assert not re.search(rf"\b{other_schema}\.[a-z_]+", source), other_schema
+
+
+def test_web_imports_no_service_package() -> None:
+    """Web is a client of the services' public HTTP APIs, like the city's app: it may use the
+    shared contracts, never a service's code."""
+    imports = imported_top_level_modules(ROOT / "services" / "web" / "src" / "web")
+    assert "mm_shared" in imports
+    assert imports & set(SERVICES.values()) == set()
+
+
+def test_web_owns_no_data() -> None:
+    """No schema, no broker: web reaches the platform only over HTTP."""
+    imports = imported_top_level_modules(ROOT / "services" / "web" / "src" / "web")
+    assert imports & {"sqlalchemy", "asyncpg", "aiokafka", "faststream", "alembic"} == set()

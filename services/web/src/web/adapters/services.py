@@ -1,0 +1,124 @@
+"""Web's one way to the platform: the services' public HTTP APIs (intake's city-app API and
+Open311, geo-router's areas and routes, the notifier's citizen endpoints). Web keeps no data of
+its own; what it shows, it asks for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from web.settings import WebSettings
+
+Service = Literal["intake", "geo_router", "notifier"]
+#: A photo to pass on: (file name, content, content type).
+Upload = tuple[str, bytes, str]
+
+
+class ServiceUnavailable(Exception):
+    """A service did not answer, or answered that it is away (502/503/504): web shows a page
+    saying so and asking to try again shortly, never a stack trace."""
+
+    def __init__(self, service: Service, retry_after_s: int = 5) -> None:
+        super().__init__(service)
+        self.service = service
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error_codes(self) -> list[str]:
+        """The codes of the platform's error shape ``{"errors": [{"code", ...}]}``."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("errors"), list):
+            return [str(e.get("code")) for e in self.body["errors"] if isinstance(e, dict)]
+        return []
+
+
+class Services:
+    """One pooled HTTP client per service. Citizen and staff calls share :meth:`call`."""
+
+    def __init__(self, settings: WebSettings, transport: httpx.AsyncBaseTransport | None = None):
+        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=3.0)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self.settings = settings
+        self.clients: dict[Service, httpx.AsyncClient] = {
+            name: httpx.AsyncClient(
+                base_url=url, timeout=timeout, limits=limits, transport=transport
+            )
+            for name, url in self._addresses(settings).items()
+        }
+        self._areas: dict[str | None, tuple[float, dict[str, Any]]] = {}
+
+    @staticmethod
+    def _addresses(settings: WebSettings) -> dict[Service, str]:
+        return {
+            "intake": settings.intake_url,
+            "geo_router": settings.geo_router_url,
+            "notifier": settings.notifier_url,
+        }
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+    async def call(
+        self,
+        service: Service,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        files: Sequence[tuple[str, Upload]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        try:
+            response = await self.clients[service].request(
+                method,
+                path,
+                params=params,
+                json=json,
+                data=data,
+                files=files,
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(service) from exc
+        if response.status_code in (502, 503, 504):
+            retry = response.headers.get("retry-after", "5")
+            raise ServiceUnavailable(service, int(retry) if retry.isdigit() else 5)
+        content_type = response.headers.get("content-type", "")
+        body: Any = response.json() if "json" in content_type else response.content
+        return Answer(response.status_code, body, response.headers)
+
+    async def raw(self, service: Service, path: str) -> httpx.Response:
+        """An answer as it came (photos): the caller passes it on."""
+        try:
+            return await self.clients[service].get(path)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(service) from exc
+
+    async def areas(self, level: str | None = None, max_age_s: float = 300.0) -> dict[str, Any]:
+        """Geo-router's areas as GeoJSON, kept a few minutes: they change a few times a year,
+        and the maps and forms ask for them on every page."""
+        cached = self._areas.get(level)
+        if cached and time.monotonic() - cached[0] < max_age_s:
+            return cached[1]
+        params = {"jurisdiction": self.settings.jurisdiction} | ({"level": level} if level else {})
+        answer = await self.call("geo_router", "GET", "/v1/areas", params=params)
+        if not answer.ok:
+            raise ServiceUnavailable("geo_router")
+        self._areas[level] = (time.monotonic(), answer.body)
+        return dict(answer.body)

@@ -1,0 +1,1 @@
+"""The citizens' pages: report a defect, the map of reports, one report, area alerts."""

@@ -1,0 +1,59 @@
+"""Pages from Jinja2 templates (autoescaped), with what every page needs: its language and
+translator, the CSRF token, versioned static URLs and the settings the maps read."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.templating import Jinja2Templates
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from web import csrf
+from web.i18n import LANGUAGES, Translator, language
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.trim_blocks = True
+templates.env.lstrip_blocks = True
+
+
+@cache
+def static_url(path: str) -> str:
+    """``/static/<path>?v=<hash of its content>``: served with a year's cache, so a changed file
+    must change its address."""
+    digest = hashlib.sha256((STATIC / path).read_bytes()).hexdigest()[:12]
+    return f"/static/{path}?v={digest}"
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    lang = language(request)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    settings = request.app.state.settings
+    page = {
+        "request": request,
+        "lang": lang,
+        "other_lang": next(code for code in LANGUAGES if code != lang),
+        "t": Translator(lang),
+        "csrf_token": csrf.token(request),
+        "static_url": static_url,
+        "here": quote(here, safe="/?=&"),
+        "tile_url": settings.tile_url,
+        "tile_attribution": settings.tile_attribution,
+        **(context or {}),
+    }
+    return templates.TemplateResponse(
+        request, template, page, status_code=status_code, headers=headers
+    )
