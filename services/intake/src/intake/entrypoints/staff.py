@@ -221,7 +221,7 @@ def router(
         found: Filter,
         sort: SortKey = "-requested_at",
         page: int = Query(default=1, ge=1, le=1_000_000),
-        page_size: int = Query(default=50, ge=1, le=200),
+        page_size: int = Query(default=50, ge=1, le=1000),
     ) -> JSONResponse:
         """My offices' tickets, filtered, sorted and paginated; ``counts`` per status under the
         same filter apart from the status."""
