@@ -157,6 +157,10 @@ MESSAGES = {
         "Die Karte zeigt höchstens {limit}; engen Sie den Filter ein.",
         "The map shows at most {limit}; narrow the filter.",
     ),
+    "staff.map.failed": (
+        "Die Meldungen konnten nicht geladen werden; die Liste zeigt sie.",
+        "The tickets could not be loaded; the list shows them.",
+    ),
     "staff.map.label": ("Karte der gefilterten Meldungen", "Map of the filtered tickets"),
     # One ticket
     "staff.ticket.back": ("← Zurück zu den Meldungen", "← Back to the tickets"),

@@ -209,6 +209,8 @@ def vertical_chart(rows: Sequence[tuple[str, int]], height: float = 220.0) -> Ch
 def hours(value: float | None, lang: str) -> str:
     if value is None:
         return "–"
+    if value < 1:
+        return f"{round(value * 60)} Min." if lang == "de" else f"{round(value * 60)} min"
     if value >= 48:
         days = value / 24
         return f"{days:.1f} Tage".replace(".", ",") if lang == "de" else f"{days:.1f} days"

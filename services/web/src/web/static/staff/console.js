@@ -14,7 +14,7 @@
   }
 
   function baseMap(element) {
-    var map = L.map(element, { scrollWheelZoom: false });
+    var map = L.map(element, { scrollWheelZoom: false, maxZoom: 19 });
     var tiles = element.dataset.tiles;
     if (tiles) L.tileLayer(tiles, { attribution: element.dataset.attribution || "" }).addTo(map);
     return map;
@@ -62,14 +62,17 @@
         if (data.total > data.features.length) text += " " + element.dataset.more;
         status.textContent = text;
       })
-      .catch(function () { status.textContent = ""; });
+      .catch(function (error) {
+        status.textContent = element.dataset.failed;
+        if (window.console) console.error(error);
+      });
   }
 
   function selectAll() {
     var all = document.getElementById("select-all");
     if (!all) return;
     var boxes = document.querySelectorAll('input[name="ids"]');
-    all.hidden = false;
+    all.parentNode.hidden = false;
     all.addEventListener("change", function () {
       boxes.forEach(function (box) { box.checked = all.checked; });
     });
