@@ -127,7 +127,7 @@ def create_app(
             )
         return response
 
-    app.include_router(citizen.router())
+    app.include_router(citizen.router(services, settings))
     oidc = (
         OidcClient(settings, transport)
         if settings.oidc_issuer and settings.oidc_client_id
@@ -148,7 +148,7 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
-        status = error.status_code if error.status_code in (404, 405) else 400
+        status = error.status_code if error.status_code in (404, 405, 413) else 400
         return render(request, "error.html", {"status": status}, status_code=status)
 
     @app.exception_handler(RequestValidationError)

@@ -22,6 +22,14 @@ class WebSettings(BaseSettings):
     #: outlines from geo-router as their base map, so everything works offline.
     tile_url: str | None = None
     tile_attribution: str = ""
+    #: A Nominatim-compatible geocoder (the city's own): with it, an address alone places a
+    #: report. Unset (the local stack), the place comes from the map or coordinates.
+    geocoder_url: str | None = None
+    #: Added to every address searched, so "Markt 1" finds Leipzig's Markt.
+    geocoder_suffix: str = ", Leipzig"
+    #: A resolved report can be reported "not fixed" this long (intake decides; web says so).
+    reopen_within_days: int = 28
+    timezone: str = "Europe/Berlin"
     #: Signs CSRF tokens (and the staff console's sessions); the same for every instance. Unset,
     #: each start makes a random one (forms open across a restart must then be sent again).
     secret_key: str = ""

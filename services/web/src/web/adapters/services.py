@@ -59,6 +59,12 @@ class Services:
             for name, url in self._addresses(settings).items()
         }
         self._areas: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        self._definitions: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.geocoder = (
+            httpx.AsyncClient(base_url=settings.geocoder_url, timeout=timeout, transport=transport)
+            if settings.geocoder_url
+            else None
+        )
 
     @staticmethod
     def _addresses(settings: WebSettings) -> dict[Service, str]:
@@ -71,6 +77,8 @@ class Services:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()
+        if self.geocoder is not None:
+            await self.geocoder.aclose()
 
     async def call(
         self,
@@ -122,3 +130,38 @@ class Services:
             raise ServiceUnavailable("geo_router")
         self._areas[level] = (time.monotonic(), answer.body)
         return dict(answer.body)
+
+    async def service_definitions(self, max_age_s: float = 3600.0) -> dict[str, dict[str, Any]]:
+        """Intake's Open311 service definitions of the categories that ask extra questions
+        (the catalogue changes with a deployment, so an hour's cache is plenty)."""
+        cached = self._definitions.get("")
+        if cached and time.monotonic() - cached[0] < max_age_s:
+            return cached[1]
+        listed = await self.call("intake", "GET", "/open311/v2/services.json")
+        if not listed.ok:
+            raise ServiceUnavailable("intake")
+        found: dict[str, dict[str, Any]] = {}
+        for service in listed.body:
+            if service.get("metadata"):
+                code = service["service_code"]
+                answer = await self.call("intake", "GET", f"/open311/v2/services/{code}.json")
+                if answer.ok:
+                    found[code] = answer.body
+        self._definitions[""] = (time.monotonic(), found)
+        return found
+
+    async def geocode(self, address: str) -> tuple[float, float] | None:
+        """The first hit of the configured geocoder for ``address``, or None."""
+        if self.geocoder is None:
+            return None
+        query = address + self.settings.geocoder_suffix
+        try:
+            answer = await self.geocoder.get(
+                "/search", params={"q": query, "format": "jsonv2", "limit": 1}
+            )
+            hits = answer.json() if answer.status_code == 200 else []
+        except (httpx.TransportError, ValueError):
+            return None
+        if not hits:
+            return None
+        return float(hits[0]["lat"]), float(hits[0]["lon"])

@@ -32,6 +32,12 @@ MESSAGES = {
         "Bitte nutzen Sie die Links und Formulare der Seite.",
         "Please use the page's links and forms.",
     ),
+    "error.title.413": ("Das war zu viel auf einmal", "That was too much at once"),
+    "error.text.413": (
+        "Die gesendeten Daten sind zu groß. Fotos dürfen höchstens 10 MB groß sein, höchstens "
+        "fünf auf einmal.",
+        "What you sent is too large. Photos may have at most 10 MB each, five at most.",
+    ),
     "error.title.503": ("Der Dienst ist gerade nicht erreichbar", "The service is unavailable"),
     "error.text.503": (
         "Bitte versuchen Sie es in ein paar Sekunden noch einmal. Ihre Eingaben sind nicht "

@@ -1,0 +1,111 @@
+"""The areas as the maps need them: geo-router's polygons simplified for the browser (the
+Ortsteile weigh 0.9 MB as stored; a phone needs a few dozen kB), bounding boxes, and whether a
+point lies in an area. Pure Python."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Point = tuple[float, float]  # (long, lat), GeoJSON's order
+Ring = list[Point]
+#: min_long, min_lat, max_long, max_lat
+Box = tuple[float, float, float, float]
+
+#: About 10 m at Leipzig's latitude: invisible at the zoom levels the maps use, and well within
+#: intake's 50 m tolerance at the city's edge.
+TOLERANCE_DEG = 0.0001
+
+
+def _perpendicular_sq(p: Point, a: Point, b: Point) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    if dx == dy == 0:
+        return (p[0] - a[0]) ** 2 + (p[1] - a[1]) ** 2
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy)))
+    return (p[0] - a[0] - t * dx) ** 2 + (p[1] - a[1] - t * dy) ** 2
+
+
+def simplify_ring(ring: Sequence[Sequence[float]], tolerance: float = TOLERANCE_DEG) -> Ring:
+    """Douglas–Peucker (iterative), coordinates rounded to 5 decimals (~1 m); a ring keeps at
+    least four points."""
+    points: Ring = [(float(x), float(y)) for x, y, *_ in ring]
+    if len(points) <= 4:
+        return [(round(x, 5), round(y, 5)) for x, y in points]
+    keep = [False] * len(points)
+    keep[0] = keep[-1] = True
+    stack = [(0, len(points) - 1)]
+    limit = tolerance * tolerance
+    while stack:
+        first, last = stack.pop()
+        worst, worst_at = 0.0, -1
+        for i in range(first + 1, last):
+            d = _perpendicular_sq(points[i], points[first], points[last])
+            if d > worst:
+                worst, worst_at = d, i
+        if worst > limit:
+            keep[worst_at] = True
+            stack.extend(((first, worst_at), (worst_at, last)))
+    kept = [p for p, k in zip(points, keep, strict=True) if k]
+    if len(kept) < 4:
+        kept = [*points[:: max(1, len(points) // 4)][:3], points[-1]]
+    return [(round(x, 5), round(y, 5)) for x, y in kept]
+
+
+def polygons_of(geometry: dict[str, Any]) -> list[list[Sequence[Sequence[float]]]]:
+    if geometry["type"] == "Polygon":
+        return [geometry["coordinates"]]
+    if geometry["type"] == "MultiPolygon":
+        return list(geometry["coordinates"])
+    return []
+
+
+def simplified(collection: dict[str, Any], tolerance: float = TOLERANCE_DEG) -> dict[str, Any]:
+    """The FeatureCollection with each polygon simplified and only level, code and name kept."""
+    features = []
+    for feature in collection.get("features", []):
+        polygons = [
+            [simplify_ring(ring, tolerance) for ring in polygon]
+            for polygon in polygons_of(feature["geometry"])
+        ]
+        properties = feature.get("properties", {})
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {k: properties.get(k) for k in ("level", "code", "name")},
+                "geometry": {"type": "MultiPolygon", "coordinates": polygons},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def bbox(features: Iterable[dict[str, Any]]) -> Box | None:
+    longs: list[float] = []
+    lats: list[float] = []
+    for feature in features:
+        for polygon in polygons_of(feature["geometry"]):
+            for x, y, *_ in polygon[0]:
+                longs.append(x)
+                lats.append(y)
+    if not longs:
+        return None
+    return min(longs), min(lats), max(longs), max(lats)
+
+
+def _in_ring(x: float, y: float, ring: Sequence[Sequence[float]]) -> bool:
+    inside = False
+    j = len(ring) - 1
+    for i in range(len(ring)):
+        xi, yi = ring[i][0], ring[i][1]
+        xj, yj = ring[j][0], ring[j][1]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def contains(feature: dict[str, Any], lat: float, long: float) -> bool:
+    """Whether the point lies in the area (outer ring, not in a hole)."""
+    return any(
+        _in_ring(long, lat, polygon[0]) and not any(_in_ring(long, lat, h) for h in polygon[1:])
+        for polygon in polygons_of(feature["geometry"])
+    )
