@@ -164,12 +164,12 @@ class Chart:
     ticks: list[tuple[float, int]] = field(default_factory=list)
 
 
-LABEL_WIDTH = 250.0
+LABEL_WIDTH = 215.0
 BAR_THICKNESS = 22.0
 GAP = 8.0
 
 
-def horizontal_chart(rows: Sequence[tuple[str, int]], width: float = 640.0) -> Chart:
+def horizontal_chart(rows: Sequence[tuple[str, int]], width: float = 500.0) -> Chart:
     maximum = max((v for _, v in rows), default=0) or 1
     span = width - LABEL_WIDTH - 50
     bars = [
@@ -204,6 +204,13 @@ def vertical_chart(rows: Sequence[tuple[str, int]], height: float = 220.0) -> Ch
     ]
     ticks = [(10 + plot - plot * f, round(maximum * f)) for f in (0.0, 0.5, 1.0)]
     return Chart(bars, 40 + max(len(rows), 1) * slot + 10, height, False, maximum, ticks)
+
+
+def percent(share: float | None, lang: str) -> str:
+    if share is None:
+        return "–"
+    text = f"{share * 100:.1f} %"
+    return text.replace(".", ",") if lang == "de" else text
 
 
 def hours(value: float | None, lang: str) -> str:
