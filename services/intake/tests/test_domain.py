@@ -185,10 +185,43 @@ def test_overdue_tickets_are_grouped_per_office() -> None:
     working.updated_at = now - timedelta(days=20)
     fresh, _ = new_report()
     fresh.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
-    due = overdue([waiting, working, fresh], now, accept_within_working_days=3, work_within_days=14)
-    not_accepted, stalled = due["SRL"]
-    assert [t.report_id for t in not_accepted] == [waiting.id]
-    assert [t.report_id for t in stalled] == [working.id]
+    # Accepted at once, worked on for a day, but its category's service level has run out.
+    late, _ = new_report()
+    late.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    late.change_status(ReportStatus.IN_PROGRESS, "staff")
+    late.updated_at = now - timedelta(days=1)
+    late.expected_at = now - timedelta(hours=1)
+    due = overdue(
+        [waiting, working, fresh, late], now, accept_within_working_days=3, work_within_days=14
+    )
+    assert [t.report_id for t in due["SRL"].not_accepted] == [waiting.id]
+    assert [t.report_id for t in due["SRL"].stalled] == [working.id]
+    assert [t.report_id for t in due["SRL"].past_service_level] == [late.id]
+
+
+def test_a_report_is_due_by_its_categorys_service_level() -> None:
+    from datetime import timedelta
+
+    from intake.catalogue import SERVICE_LEVEL_DAYS
+
+    report, _ = new_report()
+    assert report.expected_at == report.requested_at + timedelta(
+        days=SERVICE_LEVEL_DAYS[report.service_code]
+    )
+    assert not report.is_overdue(report.requested_at)
+    assert report.is_overdue(report.expected_at + timedelta(seconds=1))
+    report.change_status(ReportStatus.REJECTED, "staff", public_note="not ours")
+    assert not report.is_overdue(report.expected_at + timedelta(seconds=1))
+    custom, _ = submit(
+        jurisdiction="leipzig",
+        service_code="001",
+        lat=51.34,
+        long=12.37,
+        description="",
+        contact=None,
+        service_levels={"001": 2},
+    )
+    assert custom.expected_at == custom.requested_at + timedelta(days=2)
 
 
 def test_the_reporter_reopens_a_resolved_report_within_the_period_only() -> None:

@@ -307,6 +307,8 @@ class OfficeReminderDue(Event):
     day: date
     not_accepted: tuple[OverdueTicket, ...]
     stalled: tuple[OverdueTicket, ...]
+    #: Other open tickets past their category's service level (optional, added within v1).
+    past_service_level: tuple[OverdueTicket, ...] = ()
 
     @property
     def key(self) -> bytes:

@@ -181,6 +181,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             max_age=3600,
         )
 
+    @app.exception_handler(staff.Refused)
+    async def staff_refusal(_: Request, refusal: staff.Refused) -> Response:
+        return refusal.response
+
     @app.exception_handler(staff.Unauthorized)
     async def unauthorized(_: Request, refused: staff.Unauthorized) -> Response:
         return problem(401, ("unauthorized", "Authorization", str(refused)))

@@ -1,4 +1,5 @@
-"""Open311 service definitions: the extra questions some categories ask. Pure Python."""
+"""Open311 service definitions: the extra questions some categories ask, and each category's
+service level (the days the city means to take to resolve a report). Pure Python."""
 
 from __future__ import annotations
 
@@ -82,6 +83,36 @@ DEFINITIONS: dict[str, ServiceDefinition] = {
         ),
     ),
 }
+
+
+#: Days to resolve a report, per category: the city's promise, shown to reporters as Open311
+#: ``expected_datetime``, and the line past which a ticket counts as overdue. A hazard (a
+#: traffic light out, a missing manhole cover) is quick; park upkeep waits for the season.
+#: ``INTAKE_SERVICE_LEVEL_DAYS`` overrides any of them.
+SERVICE_LEVEL_DAYS: dict[str, float] = {
+    "001": 14,  # road damage / pothole
+    "002": 14,  # footpath / cycle path
+    "003": 10,  # street light
+    "004": 3,  # traffic sign / traffic light
+    "005": 7,  # illegal dumping
+    "006": 3,  # litter / overflowing bin
+    "007": 30,  # park / green space
+    "008": 7,  # tree damage (may fall)
+    "009": 7,  # playground
+    "010": 28,  # abandoned vehicle (legal deadlines before removal)
+    "011": 30,  # graffiti
+    "012": 7,  # drain / gully
+    "013": 14,  # other
+}
+#: A category without an entry (a newer one) gets this.
+DEFAULT_SERVICE_LEVEL_DAYS = 14.0
+
+
+def expected_days(service_code: str, overrides: Mapping[str, float] | None = None) -> float:
+    """The service level of a category: the override if configured, else the catalogue's."""
+    if overrides and service_code in overrides:
+        return float(overrides[service_code])
+    return float(SERVICE_LEVEL_DAYS.get(service_code, DEFAULT_SERVICE_LEVEL_DAYS))
 
 
 def definition(service_code: str) -> ServiceDefinition | None:

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
-from intake.catalogue import check_attributes
+from intake.catalogue import check_attributes, expected_days
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
     MatchedArea,
@@ -156,6 +156,13 @@ class Report:
     photos: list[Photo] = field(default_factory=list)
     areas: list[MatchedArea] = field(default_factory=list)
     duplicate_of: UUID | None = None
+    #: By when the city means to have resolved it: the category's service level, fixed when
+    #: the report arrives (a later change of the level does not move a promise made).
+    expected_at: datetime | None = None
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Still open past its service level."""
+        return not self.status.is_closed and self.expected_at is not None and now > self.expected_at
 
     def change_status(
         self,
@@ -322,9 +329,11 @@ def submit(
     attributes: Mapping[str, list[str]] | None = None,
     photos: Sequence[Photo] = (),
     tokens: ReporterTokens | None = None,
+    service_levels: Mapping[str, float] | None = None,
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies (the contact's
-    with the reporter's token when ``tokens`` are given)."""
+    with the reporter's token when ``tokens`` are given). ``service_levels`` (days per
+    category) override the catalogue's."""
     problems = find_problems(service_code, lat, long, description, attributes=attributes)
     problems += character_problems(
         description=description,
@@ -355,6 +364,7 @@ def submit(
         media_url=media_url,
         attributes=dict(attributes or {}),
         photos=list(photos),
+        expected_at=now + timedelta(days=expected_days(service_code, service_levels)),
     )
     submitted = ReportSubmitted(
         report_id=report.id,
@@ -486,6 +496,18 @@ def working_days_between(start: date, end: date, holidays: Container[date] = ())
     return sum(is_working_day(start + timedelta(days=n), holidays) for n in range(1, days + 1))
 
 
+@dataclass
+class OfficeBacklog:
+    """An office's tickets that wait too long, by why."""
+
+    not_accepted: list[OverdueTicket] = field(default_factory=list)
+    stalled: list[OverdueTicket] = field(default_factory=list)
+    past_service_level: list[OverdueTicket] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.not_accepted or self.stalled or self.past_service_level)
+
+
 def overdue(
     tickets: Sequence[Report],
     now: datetime,
@@ -493,10 +515,11 @@ def overdue(
     accept_within_working_days: int,
     work_within_days: float,
     holidays: Container[date] = (),
-) -> dict[str, tuple[list[OverdueTicket], list[OverdueTicket]]]:
-    """Per office: tickets not accepted (still ``assigned``) after N working days, and tickets
-    ``in_progress`` for more than M days. ``updated_at`` is when they entered that status."""
-    found: dict[str, tuple[list[OverdueTicket], list[OverdueTicket]]] = {}
+) -> dict[str, OfficeBacklog]:
+    """Per office: tickets not accepted (still ``assigned``) after N working days, tickets
+    ``in_progress`` for more than M days (``updated_at`` is when they entered that status), and
+    the other open tickets past their category's service level."""
+    found: dict[str, OfficeBacklog] = {}
     for ticket in tickets:
         if ticket.office is None or ticket.updated_at is None:
             continue
@@ -509,11 +532,30 @@ def overdue(
             since=since,
             days=round(days, 1),
         )
-        not_accepted, stalled = found.setdefault(ticket.office.code, ([], []))
-        if ticket.status is ReportStatus.ASSIGNED:
-            waited = working_days_between(since.date(), now.date(), holidays)
-            if waited > accept_within_working_days:
-                not_accepted.append(entry)
+        backlog = found.setdefault(ticket.office.code, OfficeBacklog())
+        if ticket.status is ReportStatus.ASSIGNED and (
+            working_days_between(since.date(), now.date(), holidays) > accept_within_working_days
+        ):
+            backlog.not_accepted.append(entry)
         elif ticket.status is ReportStatus.IN_PROGRESS and days > work_within_days:
-            stalled.append(entry)
-    return {office: lists for office, lists in found.items() if lists[0] or lists[1]}
+            backlog.stalled.append(entry)
+        elif ticket.is_overdue(now):
+            backlog.past_service_level.append(entry)
+    return {office: backlog for office, backlog in found.items() if backlog}
+
+
+MAX_CANNED_TITLE = 200
+
+
+def canned_response_problems(title: str, body: str) -> list[str]:
+    """A canned response ("Textbaustein") needs a short title and a text to insert."""
+    problems = []
+    if not title.strip():
+        problems.append("title is required")
+    elif len(title) > MAX_CANNED_TITLE:
+        problems.append(f"title is longer than {MAX_CANNED_TITLE} characters")
+    if not body.strip():
+        problems.append("body is required")
+    elif len(body) > MAX_DESCRIPTION:
+        problems.append(f"body is longer than {MAX_DESCRIPTION} characters")
+    return problems + character_problems(title=title, body=body)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from uuid import UUID
 
@@ -16,8 +16,15 @@ from sqlalchemy.dialects import postgresql as pg
 from intake import domain
 from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
+from intake.adapters.console import (
+    CannedResponse,
+    CannedResponses,
+    Statistics,
+    statistics,
+)
 from intake.adapters.db import (
     SubmissionWriter,
+    TicketFilter,
     added,
     idempotency_keys,
     saved,
@@ -32,6 +39,8 @@ from intake.domain import (
     Report,
     ReporterTokens,
     TransitionNotAllowed,
+    canned_response_problems,
+    distance_m,
     is_working_day,
     overdue,
     reporter_reopen,
@@ -88,6 +97,9 @@ class Submission:
     media_url: str | None = None
     attributes: Mapping[str, list[str]] | None = None
     photos: Sequence[Photo] = ()
+    #: Days to resolve per category, overriding the catalogue's (configuration, so not part
+    #: of the request's fingerprint).
+    service_levels: Mapping[str, float] | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()
@@ -177,6 +189,7 @@ def _create(
             attributes=s.attributes,
             photos=s.photos,
             tokens=tokens,
+            service_levels=s.service_levels,
         )
     except InvalidReport:
         REFUSED.labels("invalid").inc()
@@ -606,10 +619,102 @@ async def send_office_reminders(
                     jurisdiction=jurisdiction[office],
                     office_code=office,
                     day=day,
-                    not_accepted=tuple(not_accepted),
-                    stalled=tuple(stalled),
+                    not_accepted=tuple(backlog.not_accepted),
+                    stalled=tuple(backlog.stalled),
+                    past_service_level=tuple(backlog.past_service_level),
                 )
-                for office, (not_accepted, stalled) in sorted(due.items())
+                for office, backlog in sorted(due.items())
             )
         )
     return len(due)
+
+
+# The staff console.
+
+
+async def queue(
+    outbox: Outbox, found: TicketFilter, *, sort: str, offset: int, limit: int
+) -> tuple[list[Report], dict[str, int]]:
+    """One page of the staff queue and its counts per status."""
+    async with unit_of_work(outbox) as uow:
+        return await uow.reports.for_offices(found, sort=sort, offset=offset, limit=limit)
+
+
+async def nearby_candidates(
+    outbox: Outbox, member: StaffMember, report_id: UUID, radius_m: float
+) -> tuple[Report, list[Report]]:
+    """Open reports of the same category near a ticket: candidates to mark it a duplicate of
+    (any office's: a duplicate may have been routed elsewhere), nearest first."""
+    ticket = await staff_ticket(outbox, member, report_id)
+    async with unit_of_work(outbox) as uow:
+        nearby = await uow.reports.open_nearby(
+            ticket.service_code, ticket.lat, ticket.long, radius_m
+        )
+    nearby = [r for r in nearby if r.id != ticket.id]
+    return ticket, sorted(nearby, key=lambda r: distance_m(ticket.lat, ticket.long, r.lat, r.long))
+
+
+class NotYourOffice(PermissionError):
+    pass
+
+
+async def canned_responses(outbox: Outbox, member: StaffMember) -> list[CannedResponse]:
+    async with outbox.transaction() as tx:
+        return await CannedResponses(tx.conn).of_offices(
+            None if member.is_admin else member.offices
+        )
+
+
+async def keep_canned_response(
+    outbox: Outbox,
+    member: StaffMember,
+    *,
+    office_code: str,
+    title: str,
+    body: str,
+    response_id: int | None = None,
+) -> CannedResponse:
+    """Add a canned response for one of my offices, or (``response_id``) change one of theirs.
+    Raises TicketNotFound for another office's response, NotYourOffice, InvalidReport,
+    TitleTaken."""
+    if problems := canned_response_problems(title, body):
+        raise InvalidReport(problems)
+    if not member.may_handle(office_code):
+        raise NotYourOffice(office_code)
+    response = CannedResponse(
+        id=response_id or 0,
+        office_code=office_code,
+        title=title.strip(),
+        body=body.strip(),
+        updated_by=member.label,
+        updated_at=utcnow(),
+    )
+    async with outbox.transaction() as tx:
+        kept = CannedResponses(tx.conn)
+        if response_id is None:
+            return await kept.add(response)
+        existing = await kept.get(response_id)
+        if existing is None or not member.may_handle(existing.office_code):
+            raise TicketNotFound(response_id)
+        return await kept.replace(response)
+
+
+async def drop_canned_response(outbox: Outbox, member: StaffMember, response_id: int) -> None:
+    async with outbox.transaction() as tx:
+        kept = CannedResponses(tx.conn)
+        existing = await kept.get(response_id)
+        if existing is None or not member.may_handle(existing.office_code):
+            raise TicketNotFound(response_id)
+        await kept.delete(response_id)
+
+
+async def office_statistics(
+    outbox: Outbox,
+    offices: frozenset[str] | None,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    timezone: str,
+) -> Statistics:
+    async with outbox.transaction() as tx:
+        return await statistics(tx.conn, offices, start=start, end=end, timezone=timezone)

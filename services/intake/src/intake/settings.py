@@ -48,6 +48,10 @@ class IntakeSettings(ServiceSettings):
     resubmit_after_s: float = 120.0
     #: Open reports of the same category closer than this are offered as duplicates.
     duplicate_radius_m: float = 50.0
+    #: Service levels: days to resolve per category code, overriding the catalogue's defaults
+    #: (``intake.catalogue.SERVICE_LEVEL_DAYS``), e.g. {"001": 10}. They set a new report's
+    #: expected date (Open311 ``expected_datetime``) and when a ticket counts as overdue.
+    service_level_days: dict[str, float] = Field(default_factory=dict)
     #: Office reminders: sent daily at this local hour, about tickets not accepted within
     #: N working days and tickets in progress for more than M days.
     reminder_hour: int = 7

@@ -853,6 +853,7 @@ async def send_office_reminder(
             day=event.day.isoformat(),
             not_accepted=items(event.not_accepted),
             stalled=items(event.stalled),
+            past_service_level=items(event.past_service_level),
             accept_days=settings.reminder_accept_within_working_days,
             work_days=settings.reminder_work_within_days,
         )

@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from web.citizen import routes as citizen
 from web.i18n import COOKIE as LANG_COOKIE
 from web.i18n import LANGUAGES
 from web.settings import WebSettings
+from web.staff import routes as staff
+from web.staff.oidc import OidcClient
 from web.templating import STATIC, render
 
 SERVICE = "web"
@@ -125,6 +128,22 @@ def create_app(
         return response
 
     app.include_router(citizen.router(services, settings))
+    oidc = (
+        OidcClient(settings, transport)
+        if settings.oidc_issuer and settings.oidc_client_id
+        else None
+    )
+    app.include_router(staff.router(services, oidc))
+
+    @app.exception_handler(staff.SignInRequired)
+    async def sign_in_required(_: Request, error: Exception) -> Response:
+        assert isinstance(error, staff.SignInRequired)
+        query = urlencode({"next": error.next_path} | ({"expired": "1"} if error.expired else {}))
+        return RedirectResponse(f"/staff/?{query}", status_code=303)
+
+    @app.exception_handler(staff.NotFound)
+    async def staff_not_found(request: Request, _: Exception) -> Response:
+        return render(request, "error.html", {"status": 404}, status_code=404)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: Exception) -> Response:

@@ -46,3 +46,14 @@ class WebSettings(BaseSettings):
     trusted_proxies: list[str] = []
     #: Form posts larger than this are refused (five photos of ≤ 10 MB and the fields).
     max_body_bytes: int = 51 * 2**20
+
+    # The staff console (/staff/).
+    #: A console session ends after this long without a request.
+    staff_idle_timeout_s: int = 1800
+    #: The city's identity provider (OpenID Connect, authorization code flow with PKCE). With
+    #: issuer and client id set, the sign-in page offers it beside the token; intake must trust
+    #: the same issuer (INTAKE_OIDC_*), since the console passes the access token on.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scope: str = "openid profile"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import Photo, Report, StatusChange, distance_m
-from mm_shared.events import Event, MatchedArea, OfficeRef, ReportStatus
+from mm_shared.events import Event, MatchedArea, OfficeRef, ReportStatus, utcnow
 from mm_shared.outbox import Outbox, Transaction, Writes, inbox_table, outbox_table
 
 SCHEMA = "intake"
@@ -44,6 +45,7 @@ reports = sa.Table(
     sa.Column("resubmitted_at", sa.DateTime(timezone=True)),
     sa.Column("areas", pg.JSONB, nullable=False),
     sa.Column("duplicate_of", pg.UUID(as_uuid=True)),
+    sa.Column("expected_at", sa.DateTime(timezone=True)),
 )
 
 photos = sa.Table(
@@ -114,6 +116,76 @@ OPEN_STATUSES = [
     ReportStatus.IN_PROGRESS.value,
 ]
 
+#: The queue's sort keys (``-`` first: descending).
+SORT_KEYS = ("requested_at", "updated_at", "expected_at", "status", "service_code")
+_UUID_PREFIX = re.compile(r"[0-9a-f-]{4,36}")
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    """What the staff queue (and its CSV export and map) selects; every field narrows."""
+
+    #: The offices whose tickets are seen; None: all (an admin).
+    offices: frozenset[str] | None
+    statuses: Sequence[ReportStatus] = ()
+    service_codes: Sequence[str] = ()
+    #: An area's code or name (Ortsteil, Stadtbezirk: any level geo-router matched).
+    area: str | None = None
+    older_than: datetime | None = None
+    newer_than: datetime | None = None
+    #: True: only open tickets past their service level; False: only the others.
+    overdue: bool | None = None
+    #: The start of a report id, or words in the description.
+    q: str | None = None
+    now: datetime = field(default_factory=utcnow)
+
+    def conditions(self, *, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
+        found: list[sa.ColumnElement[bool]] = []
+        if self.offices is not None:
+            found.append(reports.c.office_code.in_(sorted(self.offices)))
+        if with_status and self.statuses:
+            found.append(reports.c.status.in_([s.value for s in self.statuses]))
+        if self.service_codes:
+            found.append(reports.c.service_code.in_(self.service_codes))
+        if self.area:
+            found.append(_in_area(self.area))
+        if self.older_than:
+            found.append(reports.c.requested_at < self.older_than)
+        if self.newer_than:
+            found.append(reports.c.requested_at >= self.newer_than)
+        if self.overdue is not None:
+            late = sa.and_(reports.c.status.in_(OPEN_STATUSES), reports.c.expected_at < self.now)
+            found.append(late if self.overdue else sa.not_(late))
+        if self.q and self.q.strip():
+            found.append(_matching(self.q.strip()))
+        return found
+
+
+def _matching(q: str) -> sa.ColumnElement[bool]:
+    """Words in the description (all of them, any case; a trigram index serves it), or, for
+    something shaped like one, the start of a report id."""
+    words = [w for w in q.split() if w]
+    text = sa.and_(
+        *(reports.c.description.ilike(f"%{_like_escaped(w)}%", escape="\\") for w in words)
+    )
+    if _UUID_PREFIX.fullmatch(q.lower()):
+        return sa.or_(
+            sa.cast(reports.c.id, sa.Text).like(f"{q.lower()}%"),
+            text,
+        )
+    return text
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def order_by(sort: str) -> list[sa.UnaryExpression[Any]]:
+    """``sort`` is one of :data:`SORT_KEYS`, ``-`` first for descending; the id breaks ties
+    so that pages do not overlap."""
+    column = reports.c[sort.lstrip("-")]
+    return [column.desc() if sort.startswith("-") else column.asc(), reports.c.id.asc()]
+
 
 def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange]) -> Report:
     m = row._mapping
@@ -136,6 +208,7 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
         token=m["token"] or "",
         areas=[MatchedArea.model_validate(a) for a in m["areas"] or []],
         duplicate_of=m["duplicate_of"],
+        expected_at=m["expected_at"],
     )
 
 
@@ -232,41 +305,27 @@ class ReportRepository:
 
     async def for_offices(
         self,
-        offices: frozenset[str] | None,
+        found: TicketFilter,
         *,
-        statuses: Sequence[ReportStatus] = (),
-        service_codes: Sequence[str] = (),
-        area: str | None = None,
-        older_than: datetime | None = None,
         sort: str = "-requested_at",
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[Report], int]:
-        """Tickets of the given offices (all when None), filtered, sorted, one page of them,
-        and how many there are in all."""
-        conditions: list[sa.ColumnElement[bool]] = []
-        if offices is not None:
-            conditions.append(reports.c.office_code.in_(sorted(offices)))
-        if statuses:
-            conditions.append(reports.c.status.in_([s.value for s in statuses]))
-        if service_codes:
-            conditions.append(reports.c.service_code.in_(service_codes))
-        if area:
-            conditions.append(_in_area(area))
-        if older_than:
-            conditions.append(reports.c.requested_at < older_than)
-        column = reports.c[sort.lstrip("-")]
+    ) -> tuple[list[Report], dict[str, int]]:
+        """One page of the tickets ``found`` selects, sorted, and how many there are per status
+        under the same filter except the status (the queue's tabs): two queries."""
         rows = await self.conn.execute(
             sa.select(reports)
-            .where(*conditions)
-            .order_by(column.desc() if sort.startswith("-") else column.asc(), reports.c.id)
+            .where(*found.conditions())
+            .order_by(*order_by(sort))
             .offset(offset)
             .limit(limit)
         )
-        total = await self.conn.scalar(
-            sa.select(sa.func.count()).select_from(reports).where(*conditions)
+        counts = await self.conn.execute(
+            sa.select(reports.c.status, sa.func.count())
+            .where(*found.conditions(with_status=False))
+            .group_by(reports.c.status)
         )
-        return [_row_to_report(r, []) for r in rows], int(total or 0)
+        return [_row_to_report(r, []) for r in rows], {status: n for status, n in counts}
 
     async def open_tickets(self) -> list[Report]:
         rows = await self.conn.execute(
@@ -406,6 +465,7 @@ def _report_row(r: Report) -> dict[str, Any]:
         "token": r.token,
         "areas": [a.model_dump() for a in r.areas],
         "duplicate_of": r.duplicate_of,
+        "expected_at": r.expected_at,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -21,6 +21,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
+from intake.adapters.console import open_data_export, stream_rows
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
 from intake.adapters.rate_limits import RateLimits
@@ -35,6 +36,7 @@ from intake.domain import (
     distance_m,
 )
 from intake.entrypoints import pages
+from intake.entrypoints.formats import csv_response
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
@@ -42,6 +44,20 @@ from mm_shared.outbox import Outbox
 from mm_shared.service import Text, problem
 
 MAX_PHOTOS = 5
+OPEN_DATA_COLUMNS = [
+    "id",
+    "status",
+    "service_code",
+    "service_name",
+    "agency_responsible",
+    "stadtbezirk",
+    "ortsteil",
+    "lat",
+    "long",
+    "requested_at",
+    "updated_at",
+    "expected_at",
+]
 #: A report without photos (JSON or URL-encoded) is a few kB; photos come as multipart.
 MAX_BODY_WITHOUT_FILES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
@@ -186,6 +202,7 @@ def router(
             "description": report.description,
             "requested_at": _iso(report.requested_at),
             "updated_at": _iso(report.updated_at),
+            "expected_at": _iso(report.expected_at),
             "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
             "history": [
                 {"status": c.status.value, "at": _iso(c.changed_at), "note": c.public_note}
@@ -306,6 +323,7 @@ def router(
             address=data.address,
             attributes=data.attributes,
             photos=tuple(photos),
+            service_levels=settings.service_level_days,
         )
         try:
             if idempotency_key:
@@ -481,6 +499,40 @@ def router(
         return JSONResponse(
             {"type": "FeatureCollection", "features": features},
             media_type="application/geo+json",
+        )
+
+    @api.get("/open-data/reports.csv")
+    async def open_data(
+        since: date | None = Query(default=None, description="reports from this day on"),
+    ) -> Response:
+        """Every report as open data (CSV, streamed): category, status, office, Stadtbezirk and
+        Ortsteil, place and dates. Nothing of the reporter, no notes, and no free text (a
+        description may name people or number plates)."""
+
+        def row(r: Any) -> list[object]:
+            category = CATEGORIES_BY_CODE.get(r.service_code)
+            levels = {a["level"]: a["name"] for a in r.areas}
+            return [
+                r.id,
+                r.status,
+                r.service_code,
+                category.name_de if category else "",
+                r.office_name or "",
+                levels.get("stadtbezirk", ""),
+                levels.get("ortsteil", ""),
+                r.lat,
+                r.long,
+                _iso(r.requested_at),
+                _iso(r.updated_at),
+                _iso(r.expected_at),
+            ]
+
+        start = datetime.combine(since, time(), tz) if since else None
+        return csv_response(
+            "maengelmelder-open-data.csv",
+            OPEN_DATA_COLUMNS,
+            stream_rows(outbox.engine, open_data_export(start)),
+            row,
         )
 
     @api.get("/photos/{digest}/{variant}")

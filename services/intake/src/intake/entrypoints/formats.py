@@ -1,14 +1,46 @@
-"""Open311 answers in JSON or XML, from the same Python structures."""
+"""Open311 answers in JSON or XML, from the same Python structures; CSV exports that stream."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
 from enum import StrEnum
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from mm_shared.text import xml_safe
+
+
+def csv_response(
+    filename: str,
+    header: Sequence[str],
+    chunks: AsyncIterator[Sequence[Any]],
+    to_row: Callable[[Any], Sequence[object]],
+) -> StreamingResponse:
+    """A CSV download written chunk by chunk as the rows arrive: memory stays that of one
+    chunk however many rows there are. UTF-8 with a byte order mark, so that spreadsheet
+    programs read the umlauts right."""
+
+    async def body() -> AsyncIterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")
+        writer.writerow(header)
+        async for chunk in chunks:
+            writer.writerows(to_row(r) for r in chunk)
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 class Format(StrEnum):

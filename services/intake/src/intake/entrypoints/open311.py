@@ -71,7 +71,7 @@ def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) ->
         "service_notice": None,
         "requested_datetime": iso(report.requested_at),
         "updated_datetime": iso(report.updated_at),
-        "expected_datetime": None,
+        "expected_datetime": iso(report.expected_at),
         "address": report.address,
         # GeoReport v2 lists it in every answer; no city address register is linked (yet).
         "address_id": None,
@@ -314,6 +314,7 @@ def router(
                     address=address,
                     media_url=form.get("media_url") or None,
                     attributes=attributes,
+                    service_levels=settings.service_level_days,
                 ),
             )
         except InvalidReport as invalid:

@@ -5,24 +5,32 @@ like a ticket that does not exist.
 (No ``from __future__ import annotations`` here: FastAPI must see the ``Staff`` dependency
 alias, defined inside :func:`router`, as an object, not as a string.)"""
 
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from intake import handlers
 from intake.adapters.boundaries import OfficeDirectory
-from intake.adapters.db import unit_of_work
+from intake.adapters.console import (
+    CannedResponse,
+    TitleTaken,
+    queue_export,
+    stream_rows,
+)
+from intake.adapters.db import OPEN_STATUSES, TicketFilter, unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember, TokenExpired
-from intake.domain import InvalidReport, Report, TransitionNotAllowed
+from intake.domain import InvalidReport, Report, TransitionNotAllowed, distance_m
 from intake.entrypoints.api import photo_links
+from intake.entrypoints.formats import csv_response
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.events import ReportStatus
+from mm_shared.events import ReportStatus, utcnow
 from mm_shared.outbox import Outbox
 from mm_shared.service import Text, problem
 
@@ -32,6 +40,34 @@ class Unauthorized(Exception):
 
     def __init__(self, why: str = "a valid staff bearer token is required") -> None:
         super().__init__(why)
+
+
+class Refused(Exception):
+    """A request refused with ``response`` (raised from dependencies)."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class CannedResponseIn(BaseModel):
+    office_code: Text = Field(max_length=100)
+    title: Text = Field(max_length=200)
+    body: Text = Field(max_length=4000)
+
+
+SortKey = Literal[
+    "requested_at",
+    "-requested_at",
+    "updated_at",
+    "-updated_at",
+    "expected_at",
+    "-expected_at",
+    "status",
+    "-status",
+    "service_code",
+    "-service_code",
+]
 
 
 class NoteIn(BaseModel):
@@ -53,7 +89,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-def ticket(report: Report, settings: IntakeSettings, *, detail: bool = False) -> dict[str, Any]:
+def ticket(
+    report: Report,
+    settings: IntakeSettings,
+    *,
+    detail: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     category = CATEGORIES_BY_CODE.get(report.service_code)
     summary: dict[str, Any] = {
         "id": str(report.id),
@@ -69,6 +111,8 @@ def ticket(report: Report, settings: IntakeSettings, *, detail: bool = False) ->
         "requested_at": _iso(report.requested_at),
         "updated_at": _iso(report.updated_at),
         "duplicate_of": str(report.duplicate_of) if report.duplicate_of else None,
+        "expected_at": _iso(report.expected_at),
+        "overdue": report.is_overdue(now or utcnow()),
     }
     if detail:
         summary["attributes"] = report.attributes
@@ -116,56 +160,257 @@ def router(
     Staff = Annotated[StaffMember, Depends(current_staff)]  # noqa: N806 - a type alias
     api = APIRouter(prefix="/api/v1/staff", tags=["office staff"])
 
-    @api.get("/tickets")
-    async def list_tickets(
+    async def queue_filter(
         member: Staff,
         status: str | None = Query(
             default=None, description="comma list, e.g. assigned,in_progress"
         ),
         service_code: str | None = Query(default=None, description="comma list"),
-        area: str | None = Query(default=None, description="area code or name, e.g. 00 or Zentrum"),
+        area: str | None = Query(
+            default=None, max_length=200, description="area code or name, e.g. 00 or Zentrum"
+        ),
         older_than_days: float | None = Query(default=None, ge=0, le=36_500),
+        newer_than_days: float | None = Query(default=None, ge=0, le=36_500),
+        overdue: bool | None = Query(
+            default=None, description="true: open and past the category's service level"
+        ),
+        q: str | None = Query(
+            default=None, max_length=200, description="start of an id, or words in the text"
+        ),
         office: str | None = Query(default=None, description="one of my offices"),
-        sort: Literal[
-            "requested_at", "-requested_at", "updated_at", "-updated_at"
-        ] = "-requested_at",
-        page: int = Query(default=1, ge=1, le=1_000_000),
-        page_size: int = Query(default=50, ge=1, le=200),
-    ) -> JSONResponse:
-        """My offices' tickets, filtered, sorted and paginated."""
+    ) -> TicketFilter:
+        """The queue's filter, shared by the list, its CSV export and the console's map."""
         try:
             statuses = [ReportStatus(s) for s in (status or "").split(",") if s]
         except ValueError:
-            return problem(
-                400, ("invalid_status", "status", f"statuses are {', '.join(ReportStatus)}")
-            )
+            raise Refused(
+                problem(
+                    400, ("invalid_status", "status", f"statuses are {', '.join(ReportStatus)}")
+                )
+            ) from None
+        offices: frozenset[str] | None = None if member.is_admin else member.offices
+        if office:
+            if not member.may_handle(office):
+                raise Refused(
+                    problem(403, ("not_your_office", "office", f"you do not work for {office}"))
+                )
+            offices = frozenset({office})
+        if q is not None and "\x00" in q:
+            raise Refused(problem(422, ("invalid_field", "q", "q contains a NUL character")))
+        now = utcnow()
+        return TicketFilter(
+            offices,
+            statuses=statuses,
+            service_codes=[c for c in (service_code or "").split(",") if c],
+            area=area or None,
+            older_than=now - timedelta(days=older_than_days) if older_than_days else None,
+            newer_than=now - timedelta(days=newer_than_days) if newer_than_days else None,
+            overdue=overdue,
+            q=q,
+            now=now,
+        )
+
+    Filter = Annotated[TicketFilter, Depends(queue_filter)]  # noqa: N806 - a type alias
+
+    @api.get("/me")
+    async def me(member: Staff) -> JSONResponse:
+        """Who the token belongs to: the sign-in check of the console."""
+        names = directory.offices(settings.jurisdiction) or {}
+        return JSONResponse(
+            {
+                "name": member.name,
+                "offices": [{"code": c, "name": names.get(c)} for c in sorted(member.offices)],
+                "admin": member.is_admin,
+            }
+        )
+
+    @api.get("/tickets")
+    async def list_tickets(
+        found: Filter,
+        sort: SortKey = "-requested_at",
+        page: int = Query(default=1, ge=1, le=1_000_000),
+        page_size: int = Query(default=50, ge=1, le=1000),
+    ) -> JSONResponse:
+        """My offices' tickets, filtered, sorted and paginated; ``counts`` per status under the
+        same filter apart from the status."""
+        tickets, counts = await handlers.queue(
+            outbox, found, sort=sort, offset=(page - 1) * page_size, limit=page_size
+        )
+        by_status = {s.value: counts.get(s.value, 0) for s in ReportStatus}
+        chosen = [s.value for s in found.statuses] or list(by_status)
+        return JSONResponse(
+            {
+                "items": [ticket(r, settings, now=found.now) for r in tickets],
+                "page": page,
+                "page_size": page_size,
+                "total": sum(by_status[s] for s in chosen),
+                "counts": by_status,
+            }
+        )
+
+    @api.get("/tickets.csv")
+    async def export_tickets(found: Filter, sort: SortKey = "-requested_at") -> Response:
+        """The filtered queue as CSV (UTF-8 with BOM, for spreadsheets), streamed."""
+        names = directory.offices(settings.jurisdiction) or {}
+
+        def row(r: Any) -> list[object]:
+            category = CATEGORIES_BY_CODE.get(r.service_code)
+            levels = {a["level"]: a["name"] for a in r.areas}
+            return [
+                r.id,
+                r.status,
+                r.service_code,
+                category.name_de if category else "",
+                r.office_code or "",
+                names.get(r.office_code, "") if r.office_code else "",
+                levels.get("stadtbezirk", ""),
+                levels.get("ortsteil", ""),
+                r.lat,
+                r.long,
+                r.address or "",
+                r.description,
+                _iso(r.requested_at),
+                _iso(r.updated_at),
+                _iso(r.expected_at),
+                "ja" if _late(r, found.now) else "nein",
+                r.duplicate_of or "",
+            ]
+
+        return csv_response(
+            "tickets.csv",
+            QUEUE_COLUMNS,
+            stream_rows(outbox.engine, queue_export(found, sort)),
+            row,
+        )
+
+    @api.get("/tickets/{ticket_id}/nearby")
+    async def nearby(
+        ticket_id: UUID, member: Staff, radius_m: float = Query(default=150, gt=0, le=2000)
+    ) -> JSONResponse:
+        """Open reports of the same category near the ticket, nearest first: candidates to
+        mark it a duplicate of."""
+        try:
+            this, found = await handlers.nearby_candidates(outbox, member, ticket_id, radius_m)
+        except handlers.TicketNotFound:
+            return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
+        return JSONResponse(
+            [
+                {
+                    **ticket(r, settings),
+                    "distance_m": round(distance_m(this.lat, this.long, r.lat, r.long), 1),
+                }
+                for r in found
+            ]
+        )
+
+    @api.get("/statistics")
+    async def statistics(
+        member: Staff,
+        office: str | None = Query(default=None, description="one of my offices"),
+        start: date | None = Query(default=None, alias="from", description="first day"),
+        end: date | None = Query(default=None, alias="to", description="last day"),
+    ) -> JSONResponse:
+        """Reports per category, area and month; median hours to assignment and to closing;
+        the share closed within the service level. My offices' (an admin: all)."""
         offices: frozenset[str] | None = None if member.is_admin else member.offices
         if office:
             if not member.may_handle(office):
                 return problem(403, ("not_your_office", "office", f"you do not work for {office}"))
             offices = frozenset({office})
-        older_than = (
-            datetime.now(UTC) - timedelta(days=older_than_days) if older_than_days else None
+        if start and end and end < start:
+            return problem(422, ("invalid_range", "to", "to must not be before from"))
+        tz = ZoneInfo(settings.timezone)
+
+        def midnight(day: date | None) -> datetime | None:
+            return datetime.combine(day, time(), tz) if day else None
+
+        found = await handlers.office_statistics(
+            outbox,
+            offices,
+            start=midnight(start),
+            end=midnight(end + timedelta(days=1) if end else None),
+            timezone=settings.timezone,
         )
-        async with unit_of_work(outbox) as uow:
-            found, total = await uow.reports.for_offices(
-                offices,
-                statuses=statuses,
-                service_codes=[c for c in (service_code or "").split(",") if c],
-                area=area,
-                older_than=older_than,
-                sort=sort,
-                offset=(page - 1) * page_size,
-                limit=page_size,
-            )
         return JSONResponse(
             {
-                "items": [ticket(r, settings) for r in found],
-                "page": page,
-                "page_size": page_size,
-                "total": total,
+                "offices": sorted(offices) if offices is not None else None,
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+                "per_category": [
+                    {
+                        "service_code": code,
+                        "service_name": CATEGORIES_BY_CODE[code].name_de
+                        if code in CATEGORIES_BY_CODE
+                        else code,
+                        "count": n,
+                    }
+                    for code, n in found.per_category
+                ],
+                "per_area": [
+                    {"level": level, "code": code, "name": name, "count": n}
+                    for level, code, name, n in found.per_area
+                ],
+                "per_month": [{"month": m, "count": n} for m, n in found.per_month],
+                "median_hours_to_assignment": found.median_hours_to_assignment,
+                "median_hours_to_closing": found.median_hours_to_closing,
+                "closed": found.closed,
+                "closed_within_service_level": found.closed_within_service_level,
+                "share_closed_within_service_level": round(
+                    found.closed_within_service_level / found.closed, 4
+                )
+                if found.closed
+                else None,
             }
         )
+
+    @api.get("/canned-responses")
+    async def list_canned(member: Staff) -> JSONResponse:
+        """My offices' canned responses ("Textbausteine")."""
+        return JSONResponse([_canned(c) for c in await handlers.canned_responses(outbox, member)])
+
+    @api.post("/canned-responses", status_code=201)
+    async def add_canned(body: CannedResponseIn, member: Staff) -> JSONResponse:
+        return await _keep_canned(member, body, None)
+
+    @api.put("/canned-responses/{response_id}")
+    async def change_canned(
+        response_id: int, body: CannedResponseIn, member: Staff
+    ) -> JSONResponse:
+        return await _keep_canned(member, body, response_id)
+
+    @api.delete("/canned-responses/{response_id}", status_code=204)
+    async def drop_canned(response_id: int, member: Staff) -> Response:
+        try:
+            await handlers.drop_canned_response(outbox, member, response_id)
+        except handlers.TicketNotFound:
+            return problem(404, ("not_found", "response_id", f"no canned response {response_id}"))
+        return Response(status_code=204)
+
+    async def _keep_canned(
+        member: StaffMember, body: CannedResponseIn, response_id: int | None
+    ) -> JSONResponse:
+        try:
+            kept = await handlers.keep_canned_response(
+                outbox,
+                member,
+                office_code=body.office_code,
+                title=body.title,
+                body=body.body,
+                response_id=response_id,
+            )
+        except handlers.NotYourOffice:
+            return problem(
+                403, ("not_your_office", "office_code", f"you do not work for {body.office_code}")
+            )
+        except handlers.TicketNotFound:
+            return problem(404, ("not_found", "response_id", f"no canned response {response_id}"))
+        except TitleTaken:
+            return problem(
+                409, ("title_taken", "title", f"{body.office_code} already has {body.title!r}")
+            )
+        except InvalidReport as invalid:
+            return problem(422, *[("invalid_canned_response", None, p) for p in invalid.problems])
+        return JSONResponse(_canned(kept), status_code=201 if response_id is None else 200)
 
     @api.post("/tickets/{ticket_id}/notes")
     async def note(ticket_id: UUID, body: NoteIn, member: Staff) -> JSONResponse:
@@ -238,3 +483,39 @@ def router(
         return JSONResponse(ticket(fresh, settings, detail=True))
 
     return api
+
+
+QUEUE_COLUMNS = [
+    "id",
+    "status",
+    "service_code",
+    "service_name",
+    "office_code",
+    "office_name",
+    "stadtbezirk",
+    "ortsteil",
+    "lat",
+    "long",
+    "address",
+    "description",
+    "requested_at",
+    "updated_at",
+    "expected_at",
+    "overdue",
+    "duplicate_of",
+]
+
+
+def _late(row: Any, now: datetime) -> bool:
+    return row.status in OPEN_STATUSES and row.expected_at is not None and row.expected_at < now
+
+
+def _canned(c: CannedResponse) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "office_code": c.office_code,
+        "title": c.title,
+        "body": c.body,
+        "updated_by": c.updated_by,
+        "updated_at": _iso(c.updated_at),
+    }

@@ -1,0 +1,66 @@
+"""The console's view logic without a browser: the queue's filter and its links, the charts'
+geometry, how durations and shares read."""
+
+from web.staff import views
+
+
+def test_the_queue_filter_reads_only_what_it_knows_and_links_back() -> None:
+    chosen = views.QueueFilter.from_query(
+        {
+            "status": "assigned",
+            "service_code": "999",
+            "sort": "description",
+            "age": "5",
+            "overdue": "1",
+            "q": "  Loch  ",
+            "page": "x",
+        }
+    )
+    assert chosen == views.QueueFilter(status="assigned", overdue=True, q="Loch")
+    assert chosen.api_params() == {
+        "sort": "-requested_at",
+        "status": "assigned",
+        "overdue": "true",
+        "q": "Loch",
+    }
+    assert chosen.query() == "status=assigned&overdue=1&q=Loch"
+    later = views.QueueFilter.from_query({"q": "Loch", "page": "3"})
+    assert later.query() == "q=Loch&page=3"
+    assert later.query(status="resolved") == "status=resolved&q=Loch"  # a new filter: page 1
+    assert later.query(page=4) == "q=Loch&page=4"
+    assert views.QueueFilter.from_query({"page": "99999999"}).page == 10_000
+
+
+def test_bar_lengths_follow_the_values() -> None:
+    chart = views.horizontal_chart([("a", 10), ("b", 5), ("c", 0)])
+    a, b, c = chart.bars
+    assert a.width == 2 * b.width
+    assert c.width == 0
+    assert a.y < b.y < c.y
+    assert chart.height > c.y + c.height
+    months = views.vertical_chart([("2026-10", 4), ("2026-11", 8)])
+    october, november = months.bars
+    assert november.height == 2 * october.height
+    assert october.y + october.height == november.y + november.height  # one baseline
+    assert views.horizontal_chart([]).bars == []
+
+
+def test_durations_and_shares_read_as_offices_write_them() -> None:
+    assert views.hours(None, "de") == "–"
+    assert views.hours(0.25, "de") == "15 Min."
+    assert views.hours(5.5, "de") == "5,5 Std."
+    assert views.hours(72, "de") == "3,0 Tage"
+    assert views.hours(72, "en") == "3.0 days"
+    assert views.percent(0.5, "de") == "50,0 %"
+    assert views.percent(None, "en") == "–"
+    assert views.status_label("duplicate", "de") == "Duplikat"
+    assert views.status_label("in_progress", "de") == "in Bearbeitung"
+    assert (
+        views.area_names(
+            [{"level": "stadtbezirk", "name": "Mitte"}, {"level": "ortsteil", "name": "Zentrum"}]
+        )
+        == "Zentrum (Mitte)"
+    )
+    assert views.photo_path("http://i/api/v1/photos/abc123/display", "original") == (
+        "/staff/photos/abc123/original"
+    )
