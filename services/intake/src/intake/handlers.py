@@ -35,6 +35,7 @@ from intake.adapters.staff import StaffMember
 from intake.domain import (
     Contact,
     InvalidReport,
+    OfficeBacklog,
     Photo,
     Report,
     ReporterTokens,
@@ -556,7 +557,7 @@ OPEN_TICKET_AGE = Gauge(
 OPEN_TICKETS = Gauge("mm_open_tickets", "Open tickets per office", ["office"])
 OVERDUE_TICKETS = Gauge(
     "mm_overdue_tickets",
-    "Tickets waiting longer than the reminders allow, per office: not accepted or stalled",
+    "Tickets waiting longer than the reminders allow, per office: not accepted, stalled, or past their service level",
     ["office", "reason"],
 )
 
@@ -584,9 +585,10 @@ async def measure_open_tickets(
     # Every office with open tickets gets both series (0 when none is overdue), so a
     # dashboard shows an office that caught up as 0, not as its last overdue count.
     for office in {o for o, _, _ in by_office} | set(due):
-        not_accepted, stalled = due.get(office, ([], []))
-        OVERDUE_TICKETS.labels(office, "not_accepted").set(len(not_accepted))
-        OVERDUE_TICKETS.labels(office, "stalled").set(len(stalled))
+        backlog = due.get(office) or OfficeBacklog()
+        OVERDUE_TICKETS.labels(office, "not_accepted").set(len(backlog.not_accepted))
+        OVERDUE_TICKETS.labels(office, "stalled").set(len(backlog.stalled))
+        OVERDUE_TICKETS.labels(office, "past_service_level").set(len(backlog.past_service_level))
 
 
 async def send_office_reminders(
