@@ -200,7 +200,6 @@ def running_browser_stack(database: str) -> Iterator[BrowserStack]:
             "INTAKE_API_KEYS": '["test-key"]',
             "INTAKE_PHOTO_DIR": str(ROOT / "var" / "test-photos-browser"),
             "INTAKE_RESUBMIT_AFTER_S": "5",
-            "INTAKE_REPORTER_TOKEN_SECRET": "browser-test-reporter-secret",
             "NOTIFIER_MAX_ATTEMPTS": "3",
         }
         env |= web_env(ports, web_port) | {
