@@ -12,6 +12,7 @@ images. Run it alone with ``pytest -m packaging``."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import subprocess
 import sys
@@ -182,7 +183,9 @@ def installations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX virtualenv layout")
 @pytest.mark.parametrize("package", packages(), ids=lambda p: p.name)
-def test_each_package_installs_alone_imports_and_starts(
+async def test_each_package_installs_alone_imports_and_starts(
     package: Package, installations: dict[str, Future[None]]
 ) -> None:
-    installations[package.name].result()
+    # Awaited, not blocked on: the session's event loop keeps serving the test stack's
+    # consumers meanwhile (blocked for minutes, their fetches had timed out).
+    await asyncio.wrap_future(installations[package.name])
