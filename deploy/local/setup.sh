@@ -50,7 +50,8 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   fi
 fi
 # kubectl renders the Kubernetes manifests (`kubectl kustomize`) in the tests; Debian ships it
-# as kubernetes-client.
+# as kubernetes-client. Debian 12's is kubectl 1.20, whose kustomize (v2) predates the syntax of
+# deploy/kubernetes (kustomize v4+, kubectl 1.21+): there, install a newer kubectl instead.
 if ! command -v kubectl >/dev/null; then
   echo "setup: installing kubectl"
   apt_install kubernetes-client
