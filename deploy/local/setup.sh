@@ -56,6 +56,10 @@ if ! command -v kubectl >/dev/null; then
   echo "setup: installing kubectl"
   apt_install kubernetes-client
 fi
+KUBECTL_MINOR=$(kubectl version --client -o json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["clientVersion"]["minor"].rstrip("+"))' || echo 0)
+if [ "${KUBECTL_MINOR:-0}" -lt 21 ]; then
+  echo "setup: warning: kubectl 1.21 or newer is needed to render deploy/kubernetes (found 1.${KUBECTL_MINOR})" >&2
+fi
 
 # Python 3.11 and uv, then the workspace's locked dependencies.
 if ! command -v python3.11 >/dev/null; then
