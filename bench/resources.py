@@ -3,6 +3,7 @@ submissions (every one routed and mailed), for the Kubernetes requests and limit
 (deploy/kubernetes/base/*/deployment.yaml, docs/operations.md).
 
     uv run python bench/resources.py [--rate 100] [--seconds 30]
+    uv run python bench/resources.py --jurisdictions leipzig germany   # → resources-germany.json
 
 Reads /proc: VmRSS (resident memory) sampled every 0.2 s, and user+system CPU time.
 """
@@ -85,9 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--jurisdictions", nargs="+", default=["leipzig"])
     args = parser.parse_args()
     with broker() as kafka, tempfile.TemporaryDirectory() as home:
-        database_url = database()
+        database_url = database(jurisdictions=tuple(args.jurisdictions))
         smtp_port = free_port()
         smtp = spawn(
             f"smtp-{smtp_port}",
@@ -110,7 +112,9 @@ def main() -> None:
                 s.stop()
             smtp.terminate()
             smtp.wait(10)
-    report("resources", figures)
+    figures["jurisdictions"] = args.jurisdictions
+    extra = [j for j in args.jurisdictions if j != "leipzig"]
+    report("-".join(["resources", *extra]), figures)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ def test_each_service_is_probed_budgeted_and_sized(overlay: str) -> None:
     }
     autoscalers = of_kind(docs, "HorizontalPodAutoscaler")
     assert set(deployments) == set(SERVICES)
-    measured = json.loads((ROOT / "bench" / "results" / "resources.json").read_text())
+    measurement = {"leipzig": "resources.json", "germany": "resources-germany.json"}[overlay]
+    measured = json.loads((ROOT / "bench" / "results" / measurement).read_text())
     for name, port in SERVICES.items():
         spec = deployments[name]["spec"]["template"]["spec"]
         container = spec["containers"][0]

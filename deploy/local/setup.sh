@@ -50,10 +50,15 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   fi
 fi
 # kubectl renders the Kubernetes manifests (`kubectl kustomize`) in the tests; Debian ships it
-# as kubernetes-client.
+# as kubernetes-client. Debian 12's is kubectl 1.20, whose kustomize (v2) predates the syntax of
+# deploy/kubernetes (kustomize v4+, kubectl 1.21+): there, install a newer kubectl instead.
 if ! command -v kubectl >/dev/null; then
   echo "setup: installing kubectl"
   apt_install kubernetes-client
+fi
+KUBECTL_MINOR=$(kubectl version --client -o json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["clientVersion"]["minor"].rstrip("+"))' || echo 0)
+if [ "${KUBECTL_MINOR:-0}" -lt 21 ]; then
+  echo "setup: warning: kubectl 1.21 or newer is needed to render deploy/kubernetes (found 1.${KUBECTL_MINOR})" >&2
 fi
 
 # Python 3.11 and uv, then the workspace's locked dependencies.
