@@ -43,7 +43,7 @@ from notifier.adapters.db import (
     offices,
     status_events,
 )
-from notifier.adapters.senders import render
+from notifier.adapters.senders import compose
 from notifier.domain import Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
 
@@ -430,9 +430,12 @@ class Dispatcher:
         if contact.reporter_token:  # the reporter's own link: with their actions
             tracking += f"?{urlencode({'token': contact.reporter_token})}"
         unsubscribe = f"{self._settings.public_base_url}/v1/unsubscribe/{contact.unsubscribe_token}"
-        subject, text, html = render(
+        return compose(
             "status_changed",
             locale,
+            to=str(contact.email),
+            message_id=f"<{event.event_id}.{contact.contact_id}@maengelmelder>",
+            unsubscribe_url=unsubscribe,
             first_name=contact.first_name,
             status=event.status.value,
             status_label=STATUS_LABELS[locale][event.status],
@@ -447,16 +450,7 @@ class Dispatcher:
             original_url=f"{self._settings.tracking_base_url}/{event.duplicate_of}"
             if event.duplicate_of
             else None,
-            unsubscribe_url=unsubscribe,
             preferences_url=f"{self._settings.public_base_url}/v1/preferences/{contact.unsubscribe_token}",
-        )
-        return Mail(
-            to=str(contact.email),
-            subject=subject,
-            text=text,
-            html=html,
-            message_id=f"<{event.event_id}.{contact.contact_id}@maengelmelder>",
-            unsubscribe_url=unsubscribe,
         )
 
     def _leased(self) -> bool:
@@ -672,22 +666,16 @@ class Dispatcher:
             event.areas[-1] if event.areas else None
         )
         unsubscribe = f"{self._settings.public_base_url}/alerts/unsubscribe/{row.unsubscribe_token}"
-        subject, text, html = render(
+        return compose(
             "alert",
             locale,
+            to=str(row.email),
+            message_id=f"<{event.event_id}.alert{row.subscription_id}@maengelmelder>",
+            unsubscribe_url=unsubscribe,
             category=category.name(locale) if category else event.service_code or "",
             area=area.name if area else None,
             office=event.office.name,
             report_url=f"{self._settings.tracking_base_url}/{event.report_id}",
-            unsubscribe_url=unsubscribe,
-        )
-        return Mail(
-            to=str(row.email),
-            subject=subject,
-            text=text,
-            html=html,
-            message_id=f"<{event.event_id}.alert{row.subscription_id}@maengelmelder>",
-            unsubscribe_url=unsubscribe,
         )
 
     async def _office_mail(self, event: ReportStatusChanged) -> Mail | None:
@@ -706,22 +694,16 @@ class Dispatcher:
             log.warning("no address for office %s: reopening not mailed", event.office.code)
             return None
         category = CATEGORIES_BY_CODE.get(event.service_code)
-        subject, text, html = render(
+        return compose(
             "office_reopened",
             "de",
+            to=office.email,
+            message_id=f"<{event.event_id}.office@maengelmelder>",
             category=category.name_de if category else event.service_code,
             category_en=category.name_en if category else event.service_code,
             office=office.name,
             note=event.public_note,
             report_url=f"{self._settings.tracking_base_url}/{event.report_id}",
-        )
-        return Mail(
-            to=office.email,
-            subject=subject,
-            text=text,
-            html=html,
-            message_id=f"<{event.event_id}.office@maengelmelder>",
-            unsubscribe_url=None,
         )
 
     async def _compose(self, row: Any) -> Mail | None:
@@ -846,25 +828,19 @@ async def send_office_reminder(
                 for t in tickets
             ]
 
-        subject, text, html = render(
-            "office_reminder",
-            "de",
-            office=office.name,
-            day=event.day.isoformat(),
-            not_accepted=items(event.not_accepted),
-            stalled=items(event.stalled),
-            past_service_level=items(event.past_service_level),
-            accept_days=settings.reminder_accept_within_working_days,
-            work_days=settings.reminder_work_within_days,
-        )
         await sender.send(
-            Mail(
+            compose(
+                "office_reminder",
+                "de",
                 to=office.email,
-                subject=subject,
-                text=text,
-                html=html,
                 message_id=f"<{event.event_id}@maengelmelder>",
-                unsubscribe_url=None,
+                office=office.name,
+                day=event.day.isoformat(),
+                not_accepted=items(event.not_accepted),
+                stalled=items(event.stalled),
+                past_service_level=items(event.past_service_level),
+                accept_days=settings.reminder_accept_within_working_days,
+                work_days=settings.reminder_work_within_days,
             )
         )
     NOTIFICATIONS.labels("office_reminder", "sent").inc()
@@ -924,22 +900,16 @@ async def subscribe_to_alerts(
         )
         category = CATEGORIES_BY_CODE.get(request.service_code or "")
         locale = "en" if request.locale == "en" else "de"
-        subject, text, html = render(
-            "alert_confirm",
-            locale,
-            place=_alert_place(locale, request),
-            category=category.name(locale) if category else request.service_code,
-            confirm_url=f"{settings.public_base_url}/alerts/confirm/{confirm_token}",
-        )
         # Inside the transaction: a mail that could not be sent leaves no subscription behind.
         await sender.send(
-            Mail(
+            compose(
+                "alert_confirm",
+                locale,
                 to=request.email,
-                subject=subject,
-                text=text,
-                html=html,
                 message_id=f"<confirm.{confirm_token}@maengelmelder>",
-                unsubscribe_url=None,
+                place=_alert_place(locale, request),
+                category=category.name(locale) if category else request.service_code,
+                confirm_url=f"{settings.public_base_url}/alerts/confirm/{confirm_token}",
             )
         )
 

@@ -32,14 +32,28 @@ _env = Environment(
 )
 
 
-def render(template: str, locale: str, **context: Any) -> tuple[str, str, str]:
-    """Subject, plain text and HTML of ``template`` in ``locale`` (de or en)."""
+def compose(
+    template: str,
+    locale: str,
+    *,
+    to: str,
+    message_id: str,
+    unsubscribe_url: str | None = None,
+    **context: Any,
+) -> Mail:
+    """The mail ``template`` in ``locale`` (de or en) writes: its subject (set in the text
+    template), plain text and HTML; the templates see ``unsubscribe_url`` too."""
     locale = "en" if locale == "en" else "de"
+    context = {**context, "unsubscribe_url": unsubscribe_url}
     module = _env.get_template(f"{locale}/{template}.txt").make_module(context)
-    subject = " ".join(str(getattr(module, "subject", "")).split())
-    text = str(module)
-    html = _env.get_template(f"{locale}/{template}.html").render(**context)
-    return subject, text, html
+    return Mail(
+        to=to,
+        subject=" ".join(str(getattr(module, "subject", "")).split()),
+        text=str(module),
+        html=_env.get_template(f"{locale}/{template}.html").render(**context),
+        message_id=message_id,
+        unsubscribe_url=unsubscribe_url,
+    )
 
 
 def encoded_word(text: str) -> str:
