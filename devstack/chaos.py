@@ -772,6 +772,8 @@ def main() -> None:
     parser.add_argument("--keep-files", action="store_true", help="keep logs and Maildir")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for chatty in ("httpx", "aiokafka", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     config = ChaosConfig(
         reports=args.reports,
         rate_per_s=args.rate,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mm_shared.db import exits_on_database_errors
 from mm_shared.service import create_service_app
 
+
 class ServerError(Exception):
     """As the asyncpg dialect hands on the server's error: with its SQLSTATE."""
 
