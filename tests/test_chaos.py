@@ -49,4 +49,5 @@ async def test_nothing_accepted_is_lost_whatever_fails() -> None:
     assert {f["kind"] for f in results["faults"]} == set(FAULTS), summary
     for kind, times in results["time_to_converge_s"].items():
         assert times["not_converged"] == 0, (kind, summary)
+    assert results["after_last_fault"]["converged_after_s"] is not None, summary
     assert results["after_last_fault"]["converged_after_load_end_s"] is not None, summary
