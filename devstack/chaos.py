@@ -522,6 +522,8 @@ class Observer:
     #: When a broker that lost its messages was killed: a contact accepted before then and
     #: not yet with the notifier may have been lost with it (intake keeps none to re-announce).
     broker_lost_at: list[float] = field(default_factory=list)
+    #: Re-announcements still running.
+    recoveries: list[asyncio.Task[None]] = field(default_factory=list)
 
     def excused(self, report_id: str) -> bool:
         accepted = self.load.accepted[report_id].at
@@ -596,7 +598,11 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
         await asyncio.to_thread(stack.start_broker)
         await stack.topics()
         fault.ended = time.time()
-        await stack.reannounce(lost_since)
+        recovery = stack.reannounce(lost_since)
+        if c.settle_between_faults:
+            await recovery
+        else:  # the next faults need not wait for it
+            observer.recoveries.append(asyncio.create_task(recovery))
         return fault
     elif kind == "smtp_away":
         await asyncio.to_thread(stack.kill, "smtp")
@@ -608,9 +614,7 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
     return fault
 
 
-async def run_faults(
-    stack: Stack, observer: Observer, rng: random.Random, load_done: asyncio.Event
-) -> list[Fault]:
+async def run_faults(stack: Stack, observer: Observer, rng: random.Random) -> list[Fault]:
     c = stack.config
     plan = [kind for kind in FAULTS for _ in range(c.repeats)]
     rng.shuffle(plan)
@@ -639,11 +643,10 @@ async def run(config: ChaosConfig, out: Path | None = None) -> dict[str, Any]:
         token = await staff_token(stack)
         load = Load()
         observer = Observer(stack, load, Mailbox(stack.maildir))
-        load_done = asyncio.Event()
         load_task = asyncio.create_task(run_load(stack, load, token, rng))
-        load_task.add_done_callback(lambda _: load_done.set())
-        faults = await run_faults(stack, observer, rng, load_done)
+        faults = await run_faults(stack, observer, rng)
         last_fault_end = max(f.ended for f in faults)
+        await asyncio.gather(*observer.recoveries)
         await load_task
         load_end = time.time()
         if not config.settle_between_faults:  # each fault's convergence, measured afterwards
