@@ -384,7 +384,9 @@ async def submit_one(
 async def work_ticket(
     client: httpx.AsyncClient, load: Load, report_id: str, token: str, rng: random.Random
 ) -> None:
-    """Staff take the ticket on and resolve it; a ticket not yet routed is tried again."""
+    """Staff take the ticket on and resolve it; a ticket not yet routed is tried again. A 409
+    for a transition that had taken place already (its answer was lost with a killed intake)
+    counts as done, not as a 2xx."""
     headers = {"Authorization": f"Bearer {token}"}
     for status, note in (("in_progress", None), ("resolved", "Erledigt.")):
         await asyncio.sleep(rng.uniform(2, 8))
@@ -411,7 +413,19 @@ async def work_ticket(
                 load.transitions_refused[f"{status}:gave_up"] += 1
                 return
             load.transitions_refused[f"{status}:{answer.status_code}"] += 1
-            if answer.status_code not in (404, 409):  # 404/409: not routed to an office yet
+            if answer.status_code not in (404, 409):
+                return
+            now = await _call(
+                load, "status", functools.partial(client.get, f"/api/v1/reports/{report_id}"),
+                deadline,
+            )  # fmt: skip
+            current = (
+                now.json().get("status") if now is not None and now.status_code == 200 else None
+            )
+            if current == status:
+                load.transitions_refused[f"{status}:applied_answer_lost"] += 1
+                break
+            if current not in ("received", None):  # not routed yet: try again
                 return
             await asyncio.sleep(2.0)
 
@@ -508,6 +522,8 @@ class Observer:
     #: When a broker that lost its messages was killed: a contact accepted before then and
     #: not yet with the notifier may have been lost with it (intake keeps none to re-announce).
     broker_lost_at: list[float] = field(default_factory=list)
+    #: Re-announcements still running.
+    recoveries: list[asyncio.Task[None]] = field(default_factory=list)
 
     def excused(self, report_id: str) -> bool:
         accepted = self.load.accepted[report_id].at
@@ -582,7 +598,11 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
         await asyncio.to_thread(stack.start_broker)
         await stack.topics()
         fault.ended = time.time()
-        await stack.reannounce(lost_since)
+        recovery = stack.reannounce(lost_since)
+        if c.settle_between_faults:
+            await recovery
+        else:  # the next faults need not wait for it
+            observer.recoveries.append(asyncio.create_task(recovery))
         return fault
     elif kind == "smtp_away":
         await asyncio.to_thread(stack.kill, "smtp")
@@ -594,9 +614,7 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
     return fault
 
 
-async def run_faults(
-    stack: Stack, observer: Observer, rng: random.Random, load_done: asyncio.Event
-) -> list[Fault]:
+async def run_faults(stack: Stack, observer: Observer, rng: random.Random) -> list[Fault]:
     c = stack.config
     plan = [kind for kind in FAULTS for _ in range(c.repeats)]
     rng.shuffle(plan)
@@ -625,11 +643,10 @@ async def run(config: ChaosConfig, out: Path | None = None) -> dict[str, Any]:
         token = await staff_token(stack)
         load = Load()
         observer = Observer(stack, load, Mailbox(stack.maildir))
-        load_done = asyncio.Event()
         load_task = asyncio.create_task(run_load(stack, load, token, rng))
-        load_task.add_done_callback(lambda _: load_done.set())
-        faults = await run_faults(stack, observer, rng, load_done)
+        faults = await run_faults(stack, observer, rng)
         last_fault_end = max(f.ended for f in faults)
+        await asyncio.gather(*observer.recoveries)
         await load_task
         load_end = time.time()
         if not config.settle_between_faults:  # each fault's convergence, measured afterwards
@@ -753,13 +770,20 @@ async def evaluate(
             for f in faults
         ],
         "after_last_fault": {
+            # Everything accepted by the end of the last fault routed and mailed this long after.
+            "converged_after_s": _rounded(_last(faults).converged_after_s),
             "load_ended_after_last_fault_s": round(load_end - last_fault_end, 1),
-            "converged_after_load_end_s": None if final_s is None else round(final_s, 1),
-            "everything_mailed_within_s_of_last_fault": None
-            if final_s is None
-            else round(load_end + final_s - last_fault_end, 1),
+            "converged_after_load_end_s": _rounded(final_s),
         },
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _last(faults: list[Fault]) -> Fault:
+    return max(faults, key=lambda f: f.ended)
 
 
 def main() -> None:
@@ -772,6 +796,8 @@ def main() -> None:
     parser.add_argument("--keep-files", action="store_true", help="keep logs and Maildir")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for chatty in ("httpx", "aiokafka", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     config = ChaosConfig(
         reports=args.reports,
         rate_per_s=args.rate,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -51,9 +49,5 @@ async def test_nothing_accepted_is_lost_whatever_fails() -> None:
     assert {f["kind"] for f in results["faults"]} == set(FAULTS), summary
     for kind, times in results["time_to_converge_s"].items():
         assert times["not_converged"] == 0, (kind, summary)
+    assert results["after_last_fault"]["converged_after_s"] is not None, summary
     assert results["after_last_fault"]["converged_after_load_end_s"] is not None, summary
-
-
-def test_the_suite_runs_postgresql_apart_from_the_shared_cluster() -> None:
-    assert shutil.which("runuser") or os.geteuid() != 0
-    assert Path(PG_BIN / "pg_ctl").exists()

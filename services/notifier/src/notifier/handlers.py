@@ -515,17 +515,20 @@ class Dispatcher:
 
     async def leave(self) -> None:
         """On shutdown: give back this instance's claims at once (no need to wait until it
-        counts as dead)."""
+        counts as dead), after recording what it kept."""
+        with contextlib.suppress(Exception):
+            await self._settle()
         async with self._engine.begin() as conn:
             await conn.execute(
                 notifications.update()
                 .where(
                     notifications.c.state == "sending",
-                    notifications.c.claimed_by == self.instance_id,
+                    notifications.c.claimed_by.in_(self._ids),
+                    notifications.c.id.not_in(list(self._unsettled)),
                 )
                 .values(state="pending", claimed_by=None)
             )
-            await conn.execute(instances.delete().where(instances.c.id == self.instance_id))
+            await conn.execute(instances.delete().where(instances.c.id.in_(self._ids)))
 
     async def deliver_due(self) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
@@ -644,7 +647,8 @@ class Dispatcher:
         """Record the outcomes kept while the database was away (raises while it still is)."""
         for notification_id, values in list(self._unsettled.items()):
             await self._record(notification_id, values)
-            del self._unsettled[notification_id]
+            # The heartbeat may have settled it meanwhile.
+            self._unsettled.pop(notification_id, None)
 
     async def _record(self, notification_id: int, values: dict[str, Any]) -> None:
         # One statement, autocommitted (one round trip, no BEGIN and COMMIT around it): a
