@@ -50,7 +50,7 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.pictures import phone_jpeg
-from devstack.processes import ROOT, free_port, python_module, spawn, start_broker
+from devstack.processes import ROOT, free_port, python_module, service_env, spawn, start_broker
 from mm_shared.db import upgrade
 from mm_shared.kafka import ensure_topics, wait_for_broker
 
@@ -162,13 +162,12 @@ class Stack:
         return self.work / "log"
 
     def env(self) -> dict[str, str]:
-        env = {"INTAKE_API_KEYS": json.dumps([API_KEY])}
-        for service, port in self.ports.items():
-            prefix = service.upper().replace("-", "_") + "_"
-            env[prefix + "DATABASE_URL"] = self.database_url
-            env[prefix + "KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{self.kafka_port}"
-            env[prefix + "HTTP_PORT"] = str(port)
-            env[prefix + "LOG_LEVEL"] = "WARNING"
+        env = service_env(
+            self.ports, self.database_url, f"127.0.0.1:{self.kafka_port}", self.smtp_port
+        )
+        env["INTAKE_API_KEYS"] = json.dumps([API_KEY])
+        for service in self.ports:
+            env[service.upper().replace("-", "_") + "_LOG_LEVEL"] = "WARNING"
         c = self.config
         env |= {
             "INTAKE_PHOTO_DIR": str(self.work / "photos"),
@@ -176,7 +175,6 @@ class Stack:
             # Every client of the suite comes from one address.
             "INTAKE_RATE_LIMIT_PER_ADDRESS": "100000000",
             "INTAKE_RATE_LIMIT_PER_EMAIL": "100000000",
-            "NOTIFIER_SMTP_PORT": str(self.smtp_port),
             "NOTIFIER_INSTANCE_DEAD_AFTER_S": str(c.notifier_dead_after_s),
             "NOTIFIER_INSTANCE_HEARTBEAT_INTERVAL_S": str(c.notifier_heartbeat_s),
         }
