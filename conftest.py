@@ -47,17 +47,6 @@ from notifier.settings import NotifierSettings
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
 
 
-#: pytest-playwright's fixtures: a test using one drives a browser through the sync API.
-PLAYWRIGHT_FIXTURES = {"page", "context", "browser", "playwright"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run last. Playwright's sync API keeps an event loop running in the main
-    thread from the first browser test to the end of the session, and no async test could run
-    after it (pytest-asyncio's loop cannot start inside another)."""
-    items.sort(key=lambda item: bool(PLAYWRIGHT_FIXTURES & set(getattr(item, "fixturenames", ()))))
-
-
 API_KEY = "test-key"
 REPORTER_TOKEN_SECRET = "test-reporter-token-secret-of-32-characters-at-least"
 

@@ -66,7 +66,7 @@ def page_weight(url: str) -> dict[str, Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport=PHONE).new_page()
         responses = []
-        page.on("response", responses.append)
+        page.on("response", lambda response: responses.append(response))
         page.goto(url)
         page.wait_for_load_state("networkidle")
         by_type: dict[str, int] = {}

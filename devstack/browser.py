@@ -200,6 +200,11 @@ def running_browser_stack(database: str) -> Iterator[BrowserStack]:
             "INTAKE_API_KEYS": '["test-key"]',
             "INTAKE_PHOTO_DIR": str(ROOT / "var" / "test-photos-browser"),
             "INTAKE_RESUBMIT_AFTER_S": "5",
+            "INTAKE_REPORTER_TOKEN_SECRET": "browser-tests-reporter-token-secret-0123456789",
+            # Every page's requests reach intake from one address: web's limits are under test
+            # here (intake's have their own tests).
+            "INTAKE_RATE_LIMIT_PER_ADDRESS": "0",
+            "INTAKE_RATE_LIMIT_PER_EMAIL": "0",
             "NOTIFIER_MAX_ATTEMPTS": "3",
         }
         env |= web_env(ports, web_port) | {

@@ -3,6 +3,7 @@ JavaScript on and off (BITV 2.0 / EN 301 549)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -48,6 +49,10 @@ def visitor(
     context.close()
 
 
+#: Places inside the city, ~110 m apart.
+PLACES = ((51.3000 + i * 0.001, 12.4100) for i in itertools.count())
+
+
 def settled(page: Page) -> None:
     """Wait until the scripts have drawn what they draw (maps, markers)."""
     page.wait_for_load_state("networkidle")
@@ -90,8 +95,9 @@ def test_no_violations_on_the_form_with_errors_and_after_sending(
     settled(visitor)
     assert axe_violations(visitor) == []
 
-    visitor.fill("#lat", "51.3150")
-    visitor.fill("#long", "12.4100")
+    lat, long = next(PLACES)  # a fresh place each time: no duplicate in the way
+    visitor.fill("#lat", f"{lat:.5f}")
+    visitor.fill("#long", f"{long:.5f}")
     visitor.fill("#email", "")
     visitor.check("#attribute-005-waste_type-rubble")
     visitor.click("#send")

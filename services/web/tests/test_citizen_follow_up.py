@@ -4,6 +4,7 @@ another branch to the agreed contract): their tests skip where the stack lacks t
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
@@ -14,6 +15,8 @@ from playwright.sync_api import Page, expect
 from devstack.browser import BrowserStack, wait_until
 from devstack.testing import body_text
 
+#: Places inside the city, ~110 m apart (a fresh one for each report: no duplicate hints).
+PLACES = ((51.3200 + i * 0.001, 12.4300) for i in itertools.count())
 ATOM = "{http://www.w3.org/2005/Atom}"
 #: Ortsteil Zentrum (code 00) and a place far from it (Grünau, in the west).
 ZENTRUM = (51.3397, 12.3731)
@@ -48,8 +51,9 @@ def report_with_mail(page: Page, stack: BrowserStack, email: str) -> tuple[str, 
     """A report sent through web's form; its id and the reporter's link from their mail."""
     page.goto("/")
     page.select_option("#service_code", "002")
-    page.fill("#lat", "51.3330")
-    page.fill("#long", "12.3920")
+    lat, long = next(PLACES)
+    page.fill("#lat", f"{lat:.5f}")
+    page.fill("#long", f"{long:.5f}")
     page.fill("#email", email)
     page.click("#send")
     expect(page.locator("h1")).to_have_text("Meldung gesendet")

@@ -329,7 +329,7 @@ MESSAGES = {
         "The map shows the same reports as the list below.",
     ),
     "reports.to_list": ("Zur Liste", "Go to the list"),
-    "reports.list_title": ("Liste ({total} Meldungen)", "List ({total} reports)"),
+    "reports.list_title": ("Liste der Meldungen ({total})", "List of reports ({total})"),
     "reports.none": ("Keine Meldungen für diese Auswahl.", "No reports match this choice."),
     "reports.pages": ("Seiten", "Pages"),
     "reports.previous": ("Vorherige Seite", "Previous page"),

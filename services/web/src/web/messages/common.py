@@ -1,7 +1,7 @@
 """Words every page shares: the layout, the language switch, the error pages."""
 
 MESSAGES = {
-    "site.name": ("Mängelmelder Leipzig", "Mängelmelder Leipzig (defect reports)"),
+    "site.name": ("Mängelmelder Leipzig", "Mängelmelder Leipzig"),
     "site.skip": ("Zum Inhalt springen", "Skip to main content"),
     "site.nav": ("Hauptnavigation", "Main navigation"),
     "site.switch_to": ("English", "Deutsch"),

@@ -62,7 +62,7 @@
         },
         filter: function (f) { return tiles ? f.properties.level === "stadtbezirk" : true; },
       }).addTo(map);
-      map.attributionControl.addAttribution("Gebietsgrenzen: Stadt Leipzig, dl-de/by-2-0");
+      map.attributionControl.addAttribution("© Stadt Leipzig, dl-de/by-2-0");
       if (options && options.fitCity) {
         var districts = areas.features.filter(function (f) { return f.properties.level === "stadtbezirk"; });
         map.fitBounds(L.geoJSON({ type: "FeatureCollection", features: districts }).getBounds());
