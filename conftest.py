@@ -37,6 +37,7 @@ from notifier.settings import NotifierSettings
 
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
 API_KEY = "test-key"
+REPORTER_TOKEN_SECRET = "test-reporter-token-secret-of-32-characters-at-least"
 
 
 @pytest.fixture(scope="session")
@@ -201,6 +202,7 @@ class Stack:
 
 
 WEBHOOK_SECRET = "test-webhook-secret"
+WEB_STYLESHEET = "http://web.test/static/site.css"
 CITY_APP_ORIGIN = "https://app.leipzig.example"
 
 
@@ -217,6 +219,11 @@ def service_settings(
         "intake": IntakeSettings(  # type: ignore[arg-type]
             **common,
             api_keys=[API_KEY],
+            reporter_token_secret=REPORTER_TOKEN_SECRET,
+            # The suite sends many reports from one address and one e-mail address: limits
+            # it never reaches (test_rate_limits proves the refusal with its own).
+            rate_limit_per_address=100_000,
+            rate_limit_per_email=100_000,
             cors_origins=[CITY_APP_ORIGIN],
             photo_dir=str(ROOT / "var" / "test-photos"),
             geocoder_url=geocoder_url,
@@ -230,6 +237,7 @@ def service_settings(
             webhook_url=webhook_url,
             webhook_secret=WEBHOOK_SECRET,
             ops_token="test-ops",
+            stylesheet_url=WEB_STYLESHEET,
             max_attempts=3,
         ),
     }

@@ -140,13 +140,34 @@ async def open_loop_post(
     Why not ``hey -q``: its rate limit is per worker, and its workers fire in lockstep (50
     requests at once, 4 times a second for 200/s): a burst test, not a steady rate. A raw
     asyncio client costs the shared CPU far less per request than an HTTP library would."""
+    payload = body.encode()
+    return await open_loop(
+        url,
+        rate,
+        seconds,
+        "POST",
+        payload,
+        f"Content-Type: {content_type}",
+        *headers,
+        f"Content-Length: {len(payload)}",
+    )
+
+
+async def open_loop_get(url: str, rate: float, seconds: float, *headers: str) -> dict[str, Any]:
+    """GETs at evenly spaced instants (see :func:`open_loop_post`)."""
+    return await open_loop(url, rate, seconds, "GET", b"", *headers)
+
+
+async def open_loop(
+    url: str, rate: float, seconds: float, method: str, payload: bytes, *headers: str
+) -> dict[str, Any]:
+    """``rate`` requests a second for ``seconds`` at evenly spaced instants (open loop)."""
     host, _, rest = url.removeprefix("http://").partition("/")
     hostname, _, port = host.partition(":")
-    payload = body.encode()
     request = (
-        f"POST /{rest} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+        f"{method} /{rest} HTTP/1.1\r\nHost: {host}\r\n"
         + "".join(f"{h}\r\n" for h in headers)
-        + f"Content-Length: {len(payload)}\r\n\r\n"
+        + "\r\n"
     ).encode() + payload
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[float] = []
@@ -213,6 +234,15 @@ async def service(
     finally:
         process.terminate()
         process.wait(15)
+
+
+#: Intake as the benchmarks run it: one client sends thousands of reports, so no rate limits.
+INTAKE_BENCH_SETTINGS = {
+    "api_keys": '["bench"]',
+    "reporter_token_secret": "bench-reporter-token-secret-not-for-production",
+    "rate_limit_per_address": "0",
+    "rate_limit_per_email": "0",
+}
 
 
 def service_env(

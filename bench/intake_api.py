@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    INTAKE_BENCH_SETTINGS,
     LOGS,
     PG_DSN,
     broker,
@@ -97,7 +98,7 @@ async def api_figures(
 ) -> dict[str, object]:
     figures: dict[str, object] = {}
     port = free_port()
-    env = service_env("INTAKE", database_url, bootstrap, port, api_keys='["bench"]')
+    env = service_env("INTAKE", database_url, bootstrap, port, **INTAKE_BENCH_SETTINGS)
     engine = create_async_engine(database_url)
 
     async def outbox_drained() -> float:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    INTAKE_BENCH_SETTINGS,
     broker,
     database,
     free_port,
@@ -221,7 +222,9 @@ async def latency(
     """Reports at evenly spaced instants (``open_loop_post``); each report's latency is read
     from intake's own records: acceptance (requested_at) → the ``assigned`` transition."""
     intake_port, geo_port = free_port(), free_port()
-    intake_env = service_env("INTAKE", database_url, bootstrap, intake_port, api_keys='["bench"]')
+    intake_env = service_env(
+        "INTAKE", database_url, bootstrap, intake_port, **INTAKE_BENCH_SETTINGS
+    )
     geo_env = service_env("GEO_ROUTER", database_url, bootstrap, geo_port)
     url = f"http://127.0.0.1:{intake_port}/open311/v2/requests.json"
     body = "api_key=bench&service_code=001&lat=51.3397&long=12.3731&description=Benchmark"

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 compose=$(readlink -f .venv/bin/docker-compose)
 export INTAKE_API_KEYS='["compose-validation"]' WEB_SECRET_KEY=compose-validation
+export INTAKE_REPORTER_TOKEN_SECRET='compose-validation-reporter-token-secret'
 if command -v docker >/dev/null; then
   export DOCKER_CONFIG="$PWD/.docker"
   mkdir -p "$DOCKER_CONFIG/cli-plugins"

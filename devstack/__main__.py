@@ -73,6 +73,8 @@ def service_env(
         env[prefix + "PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
     # The api_key "local-dev" exists only in this local stack.
     env["INTAKE_API_KEYS"] = '["local-dev"]'
+    # Like the api_key: only for the local stack, never for a deployment.
+    env["INTAKE_REPORTER_TOKEN_SECRET"] = "local-dev-reporter-tokens-not-for-production"  # noqa: S105
     env["NOTIFIER_SMTP_PORT"] = str(smtp_port)
     # Mails link to web's report page, and the notifier's own pages wear web's look.
     web = f"http://127.0.0.1:{web_port}"

@@ -171,62 +171,62 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def running_browser_stack(database: str) -> Iterator[BrowserStack]:
-    kafka_port = free_port()
-    broker = start_broker(kafka_port, log_dir=LOGS)
-    kafka = f"127.0.0.1:{kafka_port}"
+    """Broker, database, SMTP, the three services and web; everything stopped on the way out,
+    also when starting fails half-way."""
+    with contextlib.ExitStack() as cleanup:
+        kafka_port = free_port()
+        broker = start_broker(kafka_port, log_dir=LOGS)
+        cleanup.callback(broker.wait, 10)
+        cleanup.callback(broker.terminate)
+        kafka = f"127.0.0.1:{kafka_port}"
 
-    async def prepare() -> str:
-        await wait_for_broker(kafka)
-        await ensure_topics(kafka)
-        url = await fresh_database(database)
-        await load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml")
-        return url
+        async def prepare() -> str:
+            await wait_for_broker(kafka)
+            await ensure_topics(kafka)
+            url = await fresh_database(database)
+            await load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml")
+            return url
 
-    # In a thread of its own: Playwright's sync API may already run its loop in this one.
-    with ThreadPoolExecutor(1) as thread:
-        database_url = thread.submit(asyncio.run, prepare()).result()
-    smtp = RecordingSmtp(free_port())
-    smtp.start()
-    ports = {"intake": free_port(), "geo-router": free_port(), "notifier": free_port()}
-    web_port = free_port()
-    env = service_env(ports, database_url, kafka, smtp.port, web_port)
-    env |= {
-        "INTAKE_API_KEYS": '["test-key"]',
-        "INTAKE_PHOTO_DIR": str(ROOT / "var" / "test-photos-browser"),
-        "INTAKE_RESUBMIT_AFTER_S": "5",
-        "INTAKE_REPORTER_TOKEN_SECRET": "browser-test-reporter-secret",
-        "NOTIFIER_MAX_ATTEMPTS": "3",
-    }
-    env |= web_env(ports, web_port) | {
-        "WEB_RATE_LIMIT_PER_EMAIL": str(RATE_LIMIT_PER_EMAIL),
-        "WEB_RATE_LIMIT_PER_ADDRESS": "10000",
-        "WEB_SECRET_KEY": "browser-test-secret",
-    }
-    stack = BrowserStack(
-        web=f"http://127.0.0.1:{web_port}",
-        intake=f"http://127.0.0.1:{ports['intake']}",
-        geo_router=f"http://127.0.0.1:{ports['geo-router']}",
-        notifier=f"http://127.0.0.1:{ports['notifier']}",
-        smtp=smtp,
-        database_url=database_url,
-        env=env,
-    )
-    try:
-        for service in ports:
-            module = f"{service.replace('-', '_')}.cli"
-            stack.processes[service] = spawn(
-                f"browser-{service}", python_module(module, "serve"), env, log_dir=LOGS
-            )
-        stack.processes["web"] = spawn(
-            "browser-web", python_module("web.cli", "serve"), env, log_dir=LOGS
+        # In a thread of its own: Playwright's sync API may already run its loop in this one.
+        with ThreadPoolExecutor(1) as thread:
+            database_url = thread.submit(asyncio.run, prepare()).result()
+        smtp = RecordingSmtp(free_port())
+        smtp.start()
+        cleanup.callback(smtp.stop)
+        ports = {"intake": free_port(), "geo-router": free_port(), "notifier": free_port()}
+        web_port = free_port()
+        env = service_env(ports, database_url, kafka, smtp.port, web_port)
+        env |= {
+            "INTAKE_API_KEYS": '["test-key"]',
+            "INTAKE_PHOTO_DIR": str(ROOT / "var" / "test-photos-browser"),
+            "INTAKE_RESUBMIT_AFTER_S": "5",
+            "INTAKE_REPORTER_TOKEN_SECRET": "browser-tests-reporter-token-secret-0123456789",
+            # Every page's requests reach intake from one address: web's limits are under test
+            # here (intake's have their own tests).
+            "INTAKE_RATE_LIMIT_PER_ADDRESS": "0",
+            "INTAKE_RATE_LIMIT_PER_EMAIL": "0",
+            "NOTIFIER_MAX_ATTEMPTS": "3",
+        }
+        env |= web_env(ports, web_port) | {
+            "WEB_RATE_LIMIT_PER_EMAIL": str(RATE_LIMIT_PER_EMAIL),
+            "WEB_RATE_LIMIT_PER_ADDRESS": "10000",
+            "WEB_SECRET_KEY": "browser-test-secret",
+        }
+        stack = BrowserStack(
+            web=f"http://127.0.0.1:{web_port}",
+            intake=f"http://127.0.0.1:{ports['intake']}",
+            geo_router=f"http://127.0.0.1:{ports['geo-router']}",
+            notifier=f"http://127.0.0.1:{ports['notifier']}",
+            smtp=smtp,
+            database_url=database_url,
+            env=env,
         )
+        names = {**{s: f"{s.replace('-', '_')}.cli" for s in ports}, "web": "web.cli"}
+        for service, module in names.items():
+            process = spawn(f"browser-{service}", python_module(module, "serve"), env, LOGS)
+            stack.processes[service] = process
+            cleanup.callback(_stop, process)
         for port in ports.values():
             wait_until(partial(_healthy, f"http://127.0.0.1:{port}", True), 90)
         wait_until(lambda: _healthy(stack.web, False), 60)
         yield stack
-    finally:
-        for process in reversed(stack.processes.values()):
-            _stop(process)
-        smtp.stop()
-        broker.terminate()
-        broker.wait(10)

@@ -13,9 +13,11 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
+import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mm_shared.events import Event, ReportSubmitted, Topic, utcnow
 
@@ -159,3 +161,15 @@ class RecordingSmtp:
 def body_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part else ""
+
+
+async def run_sql(database_url: str, statement: str, **parameters: Any) -> list[Any]:
+    """One statement against the test database, committed; the rows it returns, if any (for
+    setting up what the APIs cannot, such as a report resolved a month ago)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(sa.text(statement), parameters)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()

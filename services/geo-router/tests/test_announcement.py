@@ -18,8 +18,9 @@ def test_a_routed_message_is_the_model_serialised() -> None:
     )
     rule = Rule(id=7, service_code="001", office=office, priority=10, area_level="stadtbezirk")
     decision = Decision(office, rule, "Regel 7: „Schlagloch“ → Verkehrs- und Tiefbauamt")
-    for _ in range(3):  # the second and third come from the cached template
-        report = submitted()
+    # The second and third come from the cached template, at other places.
+    for lat, long in ((51.3397, 12.3731), (51.3, 12.4), (51.312345678901, 12.00001)):
+        report = submitted(lat, long)
         [(event_id, message)] = routed_messages([(report, decision, areas)])
         routed = ReportRouted.model_validate_json(message.payload)
         expected = ReportRouted(
@@ -30,6 +31,9 @@ def test_a_routed_message_is_the_model_serialised() -> None:
             office=office,
             areas=areas,
             rule=decision.explanation,
+            service_code=report.service_code,
+            lat=report.lat,
+            long=report.long,
         )
         assert routed == expected
         assert message.key == expected.key

@@ -7,7 +7,7 @@ from uuid import UUID
 import httpx
 from asgi_lifespan import LifespanManager
 
-from conftest import API_KEY
+from conftest import API_KEY, REPORTER_TOKEN_SECRET
 from devstack.databases import fresh_database
 from devstack.processes import ROOT, free_port, start_broker
 from devstack.testing import EventTap, eventually
@@ -36,6 +36,7 @@ async def test_reports_accepted_while_the_broker_is_down_are_delivered_after(tmp
             database_url=url,
             kafka_bootstrap_servers=bootstrap,
             api_keys=[API_KEY],
+            reporter_token_secret=REPORTER_TOKEN_SECRET,
             photo_dir=str(tmp_path),
             resubmit_after_s=3600,
         )

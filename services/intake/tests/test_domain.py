@@ -218,3 +218,34 @@ def test_a_report_is_due_by_its_categorys_service_level() -> None:
         service_levels={"001": 2},
     )
     assert custom.expected_at == custom.requested_at + timedelta(days=2)
+
+
+def test_the_reporter_reopens_a_resolved_report_within_the_period_only() -> None:
+    from datetime import timedelta
+
+    from intake.domain import ReopenRefused, reporter_reopen
+    from mm_shared.events import utcnow
+
+    report, _ = new_report()
+    office = OfficeRef(code="VTA", name="Verkehrs- und Tiefbauamt")
+    report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)
+    within = timedelta(days=28)
+    with pytest.raises(ReopenRefused) as refused:
+        reporter_reopen(report, note=None, now=utcnow(), within=within)
+    assert refused.value.code == "not_resolved"
+    report.change_status(ReportStatus.RESOLVED, "staff")
+    assert report.updated_at is not None
+    with pytest.raises(ReopenRefused) as late:
+        reporter_reopen(report, note="", now=report.updated_at + timedelta(days=29), within=within)
+    assert late.value.code == "reopen_period_over"
+    change = reporter_reopen(report, note="  Noch da  ", now=utcnow(), within=within)
+    assert change.status is ReportStatus.ASSIGNED
+    assert change.previous_status is ReportStatus.RESOLVED
+    assert change.reopened_by_reporter
+    assert change.office == office
+    assert change.public_note == "Noch da"
+    assert report.history[-1].changed_by == "reporter"
+    # The reporter's way back is theirs alone: nobody else takes a resolved report to assigned.
+    report.change_status(ReportStatus.RESOLVED, "staff")
+    with pytest.raises(TransitionNotAllowed):
+        report.change_status(ReportStatus.ASSIGNED, "geo-router", office=office)

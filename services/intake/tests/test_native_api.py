@@ -2,6 +2,7 @@
 outside-the-city refusal, privacy."""
 
 import io
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -280,3 +281,55 @@ async def test_a_browser_gets_the_report_as_a_page_in_its_language(stack: Stack)
     missing = await stack.intake.get(f"/api/v1/reports/{uuid4()}", headers=browser)
     assert missing.status_code == 404
     assert "text/html" in missing.headers["content-type"]
+
+
+async def test_the_public_list_by_area_and_category_newest_first(stack: Stack) -> None:
+    ids = []
+    for code in ("002", "002", "008"):
+        created = await stack.intake.post(
+            "/api/v1/reports",
+            json={"service_code": code, **spot()},
+            headers={"X-Acknowledge-Duplicate": "true"},
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+
+    async def routed(report_id: str) -> dict[str, Any] | None:
+        body = (await stack.intake.get(f"/api/v1/reports/{report_id}")).json()
+        return body if body["status"] == "assigned" else None
+
+    first, _, other = [await eventually(lambda i=i: routed(i)) for i in ids]
+    assert first["agency_responsible"] == first["office"]["name"]
+    [district, *_] = first["areas"]  # the Stadtbezirk, by code and by name alike
+    for area in (district["code"], district["name"]):
+        listed = await stack.intake.get(
+            "/api/v1/reports", params={"area": area, "service_code": "002,001", "limit": 1000}
+        )
+        assert listed.status_code == 200, listed.text
+        features = listed.json()["features"]
+        assert all(f["properties"]["service_code"] in ("002", "001") for f in features)
+        assert all(district in f["properties"]["areas"] for f in features)
+        listed_ids = [f["id"] for f in features]
+        assert first["id"] in listed_ids
+        assert other["id"] not in listed_ids
+        times = [f["properties"]["requested_at"] for f in features]
+        assert times == sorted(times, reverse=True)
+        properties = features[listed_ids.index(first["id"])]["properties"]
+        assert {"requested_at", "service_code", "service_name", "status"} <= properties.keys()
+        assert properties["agency_responsible"] == first["office"]["name"]
+    newest = await stack.intake.get(
+        "/api/v1/reports", params={"area": district["code"], "status": "all", "limit": 1}
+    )
+    assert len(newest.json()["features"]) == 1
+    everywhere = "12.2,51.2,13.0,51.5"
+    for refused, code in (
+        ({}, "invalid_bbox"),
+        ({"area": ""}, "invalid_bbox"),
+        ({"bbox": "nan,51,12.4,51.4"}, "invalid_bbox"),
+        ({"bbox": everywhere, "service_code": "999"}, "invalid_service_code"),
+        ({"bbox": everywhere, "limit": 0}, "invalid_field"),
+        ({"bbox": everywhere, "limit": 1001}, "invalid_field"),
+    ):
+        response = await stack.intake.get("/api/v1/reports", params=refused)
+        assert response.status_code in (400, 422), (refused, response.text)
+        assert response.json()["errors"][0]["code"] == code, refused

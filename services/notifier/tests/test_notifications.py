@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conftest import Stack
+from conftest import WEB_STYLESHEET, Stack
 from devstack.testing import body_text, eventually, publish
 from mm_shared.events import (
     OfficeRef,
@@ -86,6 +86,7 @@ async def test_unsubscribe_stops_further_mails(stack: Stack) -> None:
     confirmation = await stack.notifier.get(path)
     assert confirmation.status_code == 200
     assert '<form method="post">' in confirmation.text
+    assert f'<link rel="stylesheet" href="{WEB_STYLESHEET}">' in confirmation.text
     assert token not in confirmation.text
     preferences = await stack.notifier.get(f"/v1/preferences/{token}")  # the choice is marked
     assert 'value="every_change">bei jeder Änderung / on every change</button> ✓' in (

@@ -14,6 +14,16 @@ from devstack.browser import CHROMIUM, CHROMIUM_ARGS, PHONE, BrowserStack, runni
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test") + "_browser"
 
 
+BROWSER_FIXTURES = {"page", "browser", "context", "browser_stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps its event loop running in the main
+    thread from the first browser test to the end of the session, and no asyncio test can run
+    after it (pytest-asyncio's runner refuses a running loop)."""
+    items.sort(key=lambda item: bool(BROWSER_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
 @pytest.fixture(scope="session")
 def browser_stack() -> Iterator[BrowserStack]:
     with running_browser_stack(TEST_DATABASE) as stack:

@@ -152,6 +152,10 @@ class ReporterContactSubmitted(ReportEvent):
     last_name: str | None = None
     phone: str | None = None
     locale: Literal["de", "en"] = "de"
+    #: The reporter's own handle on the report (intake's HMAC of its id): their mails link
+    #: the report with it, and it authorises reporter actions ("not fixed", erase my contact).
+    #: None for followers, who did not file the report.
+    reporter_token: str | None = None
 
 
 class MatchedArea(BaseModel):
@@ -179,6 +183,10 @@ class ReportRouted(ReportEvent):
     rule: str
     #: True when staff chose the office (ReportReassigned) rather than the rules.
     override: bool = False
+    #: What and where, for subscribers to new reports in an area (the notifier's alerts).
+    service_code: str | None = None
+    lat: float | None = None
+    long: float | None = None
 
 
 class RoutingFailureReason(StrEnum):
@@ -211,6 +219,8 @@ class ReportStatusChanged(ReportEvent):
     duplicate_of: UUID | None = None
     #: Nothing changed but the ``public_note``: news for the reporter, no new status.
     note_only: bool = False
+    #: The reporter said a resolved report is not fixed and reopened it: the office is told.
+    reopened_by_reporter: bool = False
 
 
 class ReportReassigned(ReportEvent):

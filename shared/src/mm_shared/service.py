@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from html import escape
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka import KafkaBroker
+from pydantic import AfterValidator
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +37,16 @@ Problems = list[tuple[str | None, str]]
 #: A refusal in the error shape of the API that was called: (request, status, code, problems).
 Refusal = Callable[[Request, int, str, Problems], Response]
 log = logging.getLogger(__name__)
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return text
+
+
+#: Text from clients: PostgreSQL stores no NUL character, so none gets in.
+Text = Annotated[str, AfterValidator(_without_nul)]
 
 
 def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:

@@ -4,6 +4,7 @@ announce a jurisdiction when its areas or rules change, explain a route."""
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import time
@@ -91,6 +92,9 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
             office=route.decision.office,
             areas=route.areas,
             rule=route.decision.explanation,
+            service_code=event.service_code,
+            lat=event.lat,
+            long=event.long,
         )
     assert route.failure is not None
     log.info("report %s not routed: %s", event.report_id, route.detail)
@@ -102,7 +106,8 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
     )
 
 
-#: Stand-ins for the per-report fields, in the order of ``str.format``'s {0}–{3}.
+#: Stand-ins for the per-report fields, in the order of ``str.format``'s {0}–{3}; {4}–{6}
+#: (service_code, lat, long) are the model's last fields, written at the template's end.
 _SLOTS = {
     "event_id": UUID(int=1),
     "correlation_id": UUID(int=2),
@@ -110,6 +115,9 @@ _SLOTS = {
     "occurred_at": datetime(2000, 1, 1, tzinfo=UTC),
 }
 _MARKS = [f'"{UUID(int=i)}"' for i in (1, 2, 3)] + ['"2000-01-01T00:00:00Z"']
+_UNSET_TAIL = ',"service_code":null,"lat":null,"long":null}'
+_TAIL = ',"service_code":{4},"lat":{5},"long":{6}}}'  # the model's closing brace, escaped
+
 #: Decision object → (the decision, its ReportRouted format). The index makes one Decision per
 #: (category, areas) and keeps it; holding it here as well keeps its id from being reused.
 _routed_formats: dict[int, tuple[Decision, str]] = {}
@@ -128,10 +136,12 @@ def _routed_format(decision: Decision, areas: tuple[MatchedArea, ...]) -> str:
     sample = ReportRouted(
         office=decision.office, areas=areas, rule=decision.explanation, **_SLOTS
     ).model_dump_json()
-    routed_format = sample.replace("{", "{{").replace("}", "}}")
+    assert sample.endswith(_UNSET_TAIL), "ReportRouted's last fields moved: adapt _TAIL"
+    routed_format = sample.removesuffix(_UNSET_TAIL).replace("{", "{{").replace("}", "}}")
     # The envelope and report_id come before any free text, so the first match is the field.
     for position, mark in enumerate(_MARKS):
         routed_format = routed_format.replace(mark, f'"{{{position}}}"', 1)
+    routed_format += _TAIL
     _routed_formats[id(decision)] = (decision, routed_format)
     return routed_format
 
@@ -163,7 +173,13 @@ def routed_messages(
             report_id if event.correlation_id == event.report_id else str(event.correlation_id)
         )
         payload = _routed_format(decision, areas).format(
-            event_id, correlation_id, report_id, occurred_at
+            event_id,
+            correlation_id,
+            report_id,
+            occurred_at,
+            json.dumps(event.service_code),
+            repr(event.lat),
+            repr(event.long),
         )
         headers = {
             "event_type": "ReportRouted",

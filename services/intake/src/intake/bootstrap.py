@@ -21,6 +21,8 @@ from intake.adapters.boundaries import Boundaries, OfficeDirectory
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
+from intake.adapters.rate_limits import RateLimits
+from intake.domain import ReporterTokens
 from intake.entrypoints import api, open311, staff
 from intake.entrypoints.consumers import register_consumers
 from intake.entrypoints.formats import Format, errors
@@ -65,6 +67,13 @@ def create_messaging(
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging(settings.log_level)
+    tokens = reporter_tokens(settings)
+    limits = RateLimits(
+        per_address=settings.rate_limit_per_address,
+        per_email=settings.rate_limit_per_email,
+        window_s=settings.rate_limit_window_s,
+        trusted_proxies=settings.trusted_proxies,
+    )
     broker, outbox, boundaries, directory = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
     store = FileSystemPhotoStore(Path(settings.photo_dir))
@@ -134,8 +143,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         broker=broker,
         engine=outbox.engine,
         routers=[
-            open311.router(outbox, writer, boundaries, settings, geocoder),
-            api.router(outbox, writer, boundaries, store, settings),
+            open311.router(outbox, writer, boundaries, tokens, limits, settings, geocoder),
+            api.router(outbox, writer, boundaries, store, settings, tokens, limits),
             staff.router(outbox, directory, settings, oidc),
         ],
         startup=[boundaries.load],
@@ -178,6 +187,22 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         )
 
     return app
+
+
+class MissingReporterTokenSecret(RuntimeError):
+    pass
+
+
+def reporter_tokens(settings: IntakeSettings) -> ReporterTokens:
+    """Reporters' tokens must stay valid across instances and restarts, so the secret is
+    configuration; without it intake does not start (rather than issue tokens that break)."""
+    secret = settings.reporter_token_secret
+    if secret is None or len(secret.get_secret_value()) < 32:
+        raise MissingReporterTokenSecret(
+            "INTAKE_REPORTER_TOKEN_SECRET must be set to a secret of at least 32 characters, "
+            "the same on every intake instance (e.g. `openssl rand -base64 32`)"
+        )
+    return ReporterTokens(secret.get_secret_value().encode())
 
 
 def refused(request: Request, status: int, code: str, problems: Problems) -> Response:

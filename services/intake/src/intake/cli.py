@@ -13,6 +13,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.adapters import staff
+from intake.bootstrap import MissingReporterTokenSecret, reporter_tokens
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 
@@ -64,6 +65,10 @@ def main() -> None:
             sys.exit("no such active token")
         print("revoked")
     else:
+        try:
+            reporter_tokens(settings)  # said plainly here, not as the app factory's traceback
+        except MissingReporterTokenSecret as missing:
+            sys.exit(str(missing))
         uvicorn.run(
             "intake.bootstrap:create_app",
             factory=True,

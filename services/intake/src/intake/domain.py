@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 import secrets
 from collections.abc import Container, Mapping, Sequence
@@ -54,6 +57,9 @@ TRANSITIONS: dict[ReportStatus, frozenset[ReportStatus]] = {
     ReportStatus.REJECTED: frozenset({ReportStatus.IN_PROGRESS}),
     ReportStatus.DUPLICATE: frozenset(),
 }
+#: The one transition a reporter makes: "not fixed" sends a resolved report back to its office
+#: (see reporter_reopen). Nobody else may take that way back (staff reopen to in_progress).
+REPORTER_TRANSITIONS = frozenset({(ReportStatus.RESOLVED, ReportStatus.ASSIGNED)})
 
 
 class InvalidReport(ValueError):
@@ -66,6 +72,30 @@ class InvalidReport(ValueError):
 
 class TransitionNotAllowed(ValueError):
     pass
+
+
+class ReopenRefused(ValueError):
+    """The reporter cannot reopen the report (``code`` says why: not resolved, too late)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ReporterTokens:
+    """The reporter's handle on their report: an HMAC of its id under a secret all intake
+    instances share. Nothing stored, nothing to look up; only who got it in the answer (and
+    in their mails) can act as the reporter."""
+
+    secret: bytes = field(repr=False)
+
+    def issue(self, report_id: UUID) -> str:
+        digest = hmac.new(self.secret, str(report_id).encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def valid(self, report_id: UUID, token: str) -> bool:
+        return hmac.compare_digest(self.issue(report_id), token)
 
 
 @dataclass(frozen=True)
@@ -139,8 +169,14 @@ class Report:
         internal_note: str | None = None,
         correlation_id: UUID | None = None,
         duplicate_of: UUID | None = None,
+        reopened_by_reporter: bool = False,
     ) -> ReportStatusChanged:
-        if status not in TRANSITIONS[self.status]:
+        allowed = (
+            (self.status, status) in REPORTER_TRANSITIONS
+            if reopened_by_reporter
+            else status in TRANSITIONS[self.status]
+        )
+        if not allowed:
             raise TransitionNotAllowed(f"{self.status} → {status} is not allowed")
         if status is ReportStatus.DUPLICATE:
             if duplicate_of is None or duplicate_of == self.id:
@@ -152,7 +188,14 @@ class Report:
         previous, self.status, self.updated_at = self.status, status, now
         if office is not None:
             self.office = office
-        return self._announce(previous, now, changed_by, public_note, correlation_id)
+        return self._announce(
+            previous,
+            now,
+            changed_by,
+            public_note,
+            correlation_id,
+            reopened_by_reporter=reopened_by_reporter,
+        )
 
     def add_note(
         self, by: str, *, public_note: str | None, internal_note: str | None
@@ -176,6 +219,7 @@ class Report:
         correlation_id: UUID | None = None,
         *,
         note_only: bool = False,
+        reopened_by_reporter: bool = False,
     ) -> ReportStatusChanged:
         return ReportStatusChanged(
             report_id=self.id,
@@ -189,6 +233,7 @@ class Report:
             changed_by=by,
             duplicate_of=self.duplicate_of if self.status is ReportStatus.DUPLICATE else None,
             note_only=note_only,
+            reopened_by_reporter=reopened_by_reporter,
         )
 
 
@@ -270,10 +315,12 @@ def submit(
     media_url: str | None = None,
     attributes: Mapping[str, list[str]] | None = None,
     photos: Sequence[Photo] = (),
+    tokens: ReporterTokens | None = None,
     service_levels: Mapping[str, float] | None = None,
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
-    """Validate a submission and create the report with the events it implies.
-    ``service_levels`` (days per category) override the catalogue's."""
+    """Validate a submission and create the report with the events it implies (the contact's
+    with the reporter's token when ``tokens`` are given). ``service_levels`` (days per
+    category) override the catalogue's."""
     problems = find_problems(service_code, lat, long, description, attributes=attributes)
     problems += nul_problems(
         description=description,
@@ -330,6 +377,7 @@ def submit(
                 last_name=contact.last_name,
                 phone=contact.phone,
                 locale=contact.language,
+                reporter_token=tokens.issue(report.id) if tokens else None,
             )
         )
     return report, events
@@ -386,6 +434,39 @@ def staff_note(
     if problems := nul_problems(public_note=public_note, internal_note=internal_note):
         raise InvalidReport(problems)
     return report.add_note(by, public_note=public_note, internal_note=internal_note)
+
+
+REPORTER = "reporter"
+
+
+def check_reopenable(report: Report, *, now: datetime, within: timedelta) -> None:
+    """Raises ReopenRefused unless the reporter may still say "not fixed"."""
+    if report.status is not ReportStatus.RESOLVED:
+        raise ReopenRefused(
+            "not_resolved", f"only a resolved report can be reopened; this one is {report.status}"
+        )
+    resolved_at = report.updated_at or report.requested_at
+    if now - resolved_at > within:
+        raise ReopenRefused(
+            "reopen_period_over",
+            f"a report can be reopened within {within.days} days of its resolution",
+        )
+
+
+def reporter_reopen(
+    report: Report, *, note: str | None, now: datetime, within: timedelta
+) -> ReportStatusChanged:
+    """The reporter says a resolved report is not fixed: within ``within`` of its resolution
+    it goes back to its office as ``assigned``, the reporter's note public."""
+    note = (note or "").strip() or None
+    if problems := nul_problems(note=note):
+        raise InvalidReport(problems)
+    if note and len(note) > MAX_DESCRIPTION:
+        raise InvalidReport([f"note is longer than {MAX_DESCRIPTION} characters"])
+    check_reopenable(report, now=now, within=within)
+    return report.change_status(
+        ReportStatus.ASSIGNED, REPORTER, public_note=note, reopened_by_reporter=True
+    )
 
 
 def is_working_day(day: date, holidays: Container[date] = ()) -> bool:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql as pg
 
+from intake import domain
 from intake.adapters import staff
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.console import (
@@ -36,11 +37,13 @@ from intake.domain import (
     InvalidReport,
     Photo,
     Report,
+    ReporterTokens,
     TransitionNotAllowed,
     canned_response_problems,
     distance_m,
     is_working_day,
     overdue,
+    reporter_reopen,
     staff_note,
     staff_transition,
     submit,
@@ -109,16 +112,20 @@ def check_location(boundaries: Boundaries, jurisdiction: str, lat: float, long: 
 
 
 async def submit_report(
-    writer: SubmissionWriter, boundaries: Boundaries, submission: Submission
+    writer: SubmissionWriter, boundaries: Boundaries, tokens: ReporterTokens, submission: Submission
 ) -> Report:
-    report, events = _create(boundaries, submission)
+    report, events = _create(boundaries, tokens, submission)
     await writer.write(report, events)
     ACCEPTED.labels(report.service_code).inc()
     return report
 
 
 async def submit_report_once(
-    outbox: Outbox, boundaries: Boundaries, submission: Submission, idempotency_key: str
+    outbox: Outbox,
+    boundaries: Boundaries,
+    tokens: ReporterTokens,
+    submission: Submission,
+    idempotency_key: str,
 ) -> tuple[Report, bool]:
     """Submit under an Idempotency-Key: a retry with the same key and request returns the
     report created the first time (and False: nothing new was created)."""
@@ -141,7 +148,7 @@ async def submit_report_once(
             existing = await uow.reports.get(previous.report_id)
             assert existing is not None
             return existing, False
-        report, events = _create(boundaries, submission)
+        report, events = _create(boundaries, tokens, submission)
         await uow.publish(*events, along_with=added([report]))
         await uow.conn.execute(
             pg.insert(idempotency_keys).values(
@@ -161,7 +168,7 @@ async def idempotency_key_used(outbox: Outbox, idempotency_key: str) -> bool:
 
 
 def _create(
-    boundaries: Boundaries, s: Submission
+    boundaries: Boundaries, tokens: ReporterTokens, s: Submission
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     try:
         report, events = submit(
@@ -176,6 +183,7 @@ def _create(
             attributes=s.attributes,
             photos=s.photos,
             service_levels=s.service_levels,
+            tokens=tokens,
         )
     except InvalidReport:
         REFUSED.labels("invalid").inc()
@@ -202,6 +210,59 @@ async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
             )
         )
     return True
+
+
+class ReportNotFound(LookupError):
+    pass
+
+
+class InvalidReporterToken(PermissionError):
+    pass
+
+
+async def check_reopenable(
+    outbox: Outbox, tokens: ReporterTokens, report_id: UUID, token: str, within: timedelta
+) -> None:
+    """Whether the reporter may say "not fixed" now (raises why not), asked before their
+    photo is stored: a photo for a report that stays closed would be kept for nothing."""
+    if not tokens.valid(report_id, token):
+        raise InvalidReporterToken(report_id)
+    report = await get_report(outbox, report_id)
+    if report is None:
+        raise ReportNotFound(report_id)
+    domain.check_reopenable(report, now=utcnow(), within=within)
+
+
+async def reopen_by_reporter(
+    outbox: Outbox,
+    tokens: ReporterTokens,
+    report_id: UUID,
+    token: str,
+    *,
+    note: str | None,
+    photo: Photo | None,
+    within: timedelta,
+) -> Report:
+    """ "Not fixed": the reporter (who holds the report's token) takes a resolved report back
+    to its office, with a public note and at most one photo."""
+    if not tokens.valid(report_id, token):
+        raise InvalidReporterToken(report_id)
+    async with unit_of_work(outbox) as uow:
+        report = await uow.reports.get(report_id, for_update=True)
+        if report is None:
+            raise ReportNotFound(report_id)
+        seen = len(report.history)
+        change = reporter_reopen(report, note=note, now=utcnow(), within=within)
+        if photo is not None:
+            report.photos.append(photo)
+        await uow.publish(
+            change,
+            along_with=saved(
+                [(report, report.history[seen:])],
+                new_photos=[(report.id, len(report.photos) - 1, photo)] if photo else (),
+            ),
+        )
+    return report
 
 
 async def get_report(outbox: Outbox, report_id: UUID) -> Report | None:

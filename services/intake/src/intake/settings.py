@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from mm_shared.settings import ServiceSettings
@@ -59,3 +59,18 @@ class IntakeSettings(ServiceSettings):
     #: Leipzig) do not count as working days, and no reminders go out on them or at weekends.
     holidays_country: str = "DE"
     holidays_subdivision: str | None = "SN"
+    #: Signs the reporters' tokens (HMAC of the report id): the same on every instance, kept
+    #: secret, at least 32 characters. Required to serve: a random one per process would
+    #: make one instance's tokens invalid at the next, and a built-in one public.
+    reporter_token_secret: SecretStr | None = None
+    #: How long after ``resolved`` a reporter may say "not fixed" and reopen the report.
+    reopen_within_days: int = 28
+    #: Rate limits of the public POSTs (reports, followers, Open311 requests): at most
+    #: ``rate_limit_per_address`` per client address and ``rate_limit_per_email`` per e-mail
+    #: address within ``rate_limit_window_s`` seconds; 0 switches a limit off.
+    rate_limit_per_address: int = 120
+    rate_limit_per_email: int = 20
+    rate_limit_window_s: float = 3600.0
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For names the client; from
+    #: anybody else the header is ignored (it could be forged to dodge the limits).
+    trusted_proxies: list[str] = Field(default_factory=list)

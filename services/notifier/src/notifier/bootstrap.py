@@ -48,6 +48,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
     configure_logging(settings.log_level)
     broker, engine, dispatcher = create_messaging(settings)
+    # The alert subscriptions' confirmation mails are sent while the subscriber waits.
+    confirmation_sender = SmtpSender(settings)
 
     async def erase_expired_contacts() -> None:
         """Contact data lives as long as its purpose: telling the reporter about the report."""
@@ -66,14 +68,14 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         description="Tells reporters about every status change of their reports.",
         broker=broker,
         engine=engine,
-        routers=[http.router(engine, settings)],
+        routers=[http.router(engine, settings, confirmation_sender)],
         background=[
             dispatcher.run,
             erase_expired_contacts,
             lambda: track_consumer_lag(broker, SERVICE),
         ],
-        on_shutdown=dispatcher.closers,
-        refusal=http.refused,
+        on_shutdown=[*dispatcher.closers, confirmation_sender.close],
+        refusal=http.refusal(settings),
     )
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlencode
+from uuid import UUID
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Histogram
@@ -22,11 +27,19 @@ from mm_shared.events import (
     OfficeDirectoryChanged,
     OfficeReminderDue,
     ReporterContactSubmitted,
+    ReportRouted,
     ReportStatus,
     ReportStatusChanged,
 )
 from mm_shared.outbox import first_deliveries, first_delivery
-from notifier.adapters.db import contacts, inbox, notifications, offices, status_events
+from notifier.adapters.db import (
+    alert_subscriptions,
+    contacts,
+    inbox,
+    notifications,
+    offices,
+    status_events,
+)
 from notifier.adapters.senders import render
 from notifier.domain import Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
@@ -42,7 +55,9 @@ DELIVERY_LATENCY = Histogram(
     ["channel"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-EMAIL, WEBHOOK = "email", "webhook"
+#: Reporters' mails, the city app's webhook, the office's mail when a reporter reopens a
+#: report, area alerts to subscribers.
+EMAIL, WEBHOOK, OFFICE, ALERT = "email", "webhook", "office", "alert"
 
 
 class MailSender(Protocol):
@@ -98,6 +113,7 @@ async def record_contacts(
                 "preference": Preference.EVERY_CHANGE.value,
                 "unsubscribe_token": secrets.token_urlsafe(24),
                 "subscribed_at": e.occurred_at,
+                "reporter_token": e.reporter_token,
             }
             for e in events
         ],
@@ -128,22 +144,35 @@ async def record_status_changes(
     await conn.execute(pg.insert(status_events).on_conflict_do_nothing(), rows)
     await _queue(conn, _email_queue(status_events.c.event_id.in_([e.event_id for e in fresh])))
     if with_webhook:
+        await _queue_to_nobody(conn, WEBHOOK, rows)
+    # The office hears that the reporter says it is not fixed.
+    await _queue_to_nobody(
+        conn, OFFICE, [r for r, e in zip(rows, fresh, strict=True) if e.reopened_by_reporter]
+    )
+    for event in fresh:
+        if event.status is ReportStatus.DUPLICATE and event.duplicate_of is not None:
+            await _hand_on_contacts(conn, event)
+
+
+async def _queue_to_nobody(
+    conn: AsyncConnection, channel: str, stored: Sequence[dict[str, Any]]
+) -> None:
+    """One notification per stored status event on a channel that is no contact's: the
+    webhook, the office's mail."""
+    if stored:
         await conn.execute(
             pg.insert(notifications).on_conflict_do_nothing(),
             [
                 {
                     "event_id": r["event_id"],
                     "report_id": r["report_id"],
-                    "channel": WEBHOOK,
+                    "channel": channel,
                     "event": r["event"],
                     "state": "pending",
                 }
-                for r in rows
+                for r in stored
             ],
         )
-    for event in fresh:
-        if event.status is ReportStatus.DUPLICATE and event.duplicate_of is not None:
-            await _hand_on_contacts(conn, event)
 
 
 async def _hand_on_contacts(conn: AsyncConnection, event: ReportStatusChanged) -> None:
@@ -178,11 +207,12 @@ async def _hand_on_contacts(conn: AsyncConnection, event: ReportStatusChanged) -
 
 async def record_batch(
     engine: AsyncEngine,
-    events: Sequence[ReporterContactSubmitted | ReportStatusChanged],
+    events: Sequence[ReporterContactSubmitted | ReportStatusChanged | ReportRouted],
     with_webhook: bool,
 ) -> None:
-    """A consumed batch of contacts and status changes, in one transaction."""
+    """A consumed batch of contacts, status changes and new reports, in one transaction."""
     async with engine.begin() as conn:
+        await record_routed(conn, [e for e in events if isinstance(e, ReportRouted)])
         await record_contacts(conn, [e for e in events if isinstance(e, ReporterContactSubmitted)])
         await record_status_changes(
             conn, [e for e in events if isinstance(e, ReportStatusChanged)], with_webhook
@@ -201,26 +231,92 @@ async def erase_expired_contacts(engine: AsyncEngine, retention: timedelta) -> i
     after that is not told to anybody any more. Returns how many contacts were erased."""
     closed = [s.value for s in ReportStatus if s.is_closed]
     async with engine.begin() as conn:
-        erased = await conn.execute(
-            sa.text(
-                "WITH latest AS ("
-                "  SELECT DISTINCT ON (report_id) report_id, event->>'status' AS status,"
-                "         occurred_at"
-                "  FROM notifier.status_events ORDER BY report_id, occurred_at DESC),"
-                " expired AS ("
-                "  SELECT c.id FROM notifier.contacts c JOIN latest l USING (report_id)"
-                "  WHERE l.status = ANY(CAST(:closed AS text[]))"
-                "  AND l.occurred_at < now() - CAST(:retention AS interval)"
-                "  AND NOT EXISTS (SELECT 1 FROM notifier.notifications n"
-                "                  WHERE n.contact_id = c.id AND n.state IN ('pending', 'sending'))),"
-                " sent AS (DELETE FROM notifier.notifications n USING expired e"
-                "          WHERE n.contact_id = e.id)"
-                " DELETE FROM notifier.contacts c USING expired e WHERE c.id = e.id"
-            ),
+        erased = await _erase_contacts(
+            conn,
+            "latest AS ("
+            "  SELECT DISTINCT ON (report_id) report_id, event->>'status' AS status,"
+            "         occurred_at"
+            "  FROM notifier.status_events ORDER BY report_id, occurred_at DESC),"
+            " expired AS ("
+            "  SELECT c.id FROM notifier.contacts c JOIN latest l USING (report_id)"
+            "  WHERE l.status = ANY(CAST(:closed AS text[]))"
+            "  AND l.occurred_at < now() - CAST(:retention AS interval)"
+            "  AND NOT EXISTS (SELECT 1 FROM notifier.notifications n"
+            "                  WHERE n.contact_id = c.id AND n.state IN ('pending', 'sending')))",
             {"closed": closed, "retention": retention},
         )
-    CONTACTS_ERASED.inc(erased.rowcount)
+        # Subscriptions nobody confirmed are no consent: gone after a week.
+        await conn.execute(
+            alert_subscriptions.delete().where(
+                alert_subscriptions.c.confirmed_at.is_(None),
+                alert_subscriptions.c.created_at < sa.func.now() - UNCONFIRMED_KEPT,
+            )
+        )
+    CONTACTS_ERASED.inc(erased)
+    return erased
+
+
+UNCONFIRMED_KEPT = timedelta(days=7)
+
+
+async def _erase_contacts(conn: AsyncConnection, expired: str, parameters: dict[str, Any]) -> int:
+    """Erase the contacts whose ids the CTE ``expired`` (defined in ``expired``, with any CTEs
+    it needs) selects: their addresses and names, and the notifications sent or due to them.
+    Returns how many were erased."""
+    erased = await conn.execute(
+        sa.text(
+            f"WITH {expired},"
+            " sent AS (DELETE FROM notifier.notifications n USING expired e"
+            "          WHERE n.contact_id = e.id)"
+            " DELETE FROM notifier.contacts c USING expired e WHERE c.id = e.id"
+        ),
+        parameters,
+    )
     return erased.rowcount
+
+
+CONTACTS_ERASED_ON_REQUEST = Counter(
+    "mm_contacts_erased_on_request_total", "Reporters' contact data erased at their request"
+)
+
+
+class WrongReporterToken(PermissionError):
+    pass
+
+
+async def erase_reporter_contact(engine: AsyncEngine, report_id: UUID, token: str) -> bool:
+    """The reporter asks to erase their contact data (GDPR Art. 17): their address and name,
+    the notifications due or sent to them (also those as a follower of the report theirs was
+    merged into). The report itself is intake's and stays, without them. False if this report
+    has no reporter's contact (any more); WrongReporterToken if the token is not theirs."""
+    async with engine.begin() as conn:
+        reporters = (
+            await conn.execute(
+                sa.select(contacts.c.id, contacts.c.reporter_token)
+                .where(contacts.c.report_id == report_id, contacts.c.reporter_token.is_not(None))
+                .with_for_update()
+            )
+        ).all()
+        if not reporters:
+            return False
+        theirs = [c.id for c in reporters if hmac.compare_digest(c.reporter_token, token)]
+        if not theirs:
+            raise WrongReporterToken(report_id)
+        erased = await _erase_contacts(
+            conn,
+            "mine AS (SELECT id, unsubscribe_token FROM notifier.contacts"
+            "         WHERE id = ANY(CAST(:ids AS bigint[]))),"
+            # Handed on to the original when this report was merged as a duplicate: that
+            # copy's link token derives from this one's (see _hand_on_contacts).
+            " expired AS (SELECT id FROM mine UNION SELECT c.id FROM mine m"
+            "  JOIN notifier.status_events s ON s.report_id = :report_id"
+            "   AND s.event->>'duplicate_of' IS NOT NULL"
+            "  JOIN notifier.contacts c"
+            "   ON c.unsubscribe_token = md5(m.unsubscribe_token || (s.event->>'duplicate_of')))",
+            {"ids": theirs, "report_id": report_id},
+        )
+    CONTACTS_ERASED_ON_REQUEST.inc(erased)
+    return True
 
 
 async def preference_of(engine: AsyncEngine, token: str) -> Preference | None:
@@ -300,6 +396,8 @@ class Dispatcher:
         locale = "en" if contact.locale == "en" else "de"
         category = CATEGORIES_BY_CODE.get(event.service_code)
         tracking = f"{self._settings.tracking_base_url}/{event.report_id}"
+        if contact.reporter_token:  # the reporter's own link: with their actions
+            tracking += f"?{urlencode({'token': contact.reporter_token})}"
         unsubscribe = f"{self._settings.public_base_url}/v1/unsubscribe/{contact.unsubscribe_token}"
         subject, text, html = render(
             "status_changed",
@@ -308,6 +406,9 @@ class Dispatcher:
             status=event.status.value,
             status_label=STATUS_LABELS[locale][event.status],
             note_only=event.note_only,
+            reopened=event.reopened_by_reporter,
+            # The reporter (who holds the token) reopened it; followers are told it was them.
+            by_you=bool(contact.reporter_token),
             category=category.name(locale) if category else event.service_code,
             office=event.office.name if event.office else "",
             public_note=event.public_note,
@@ -353,7 +454,7 @@ class Dispatcher:
         return len(claimed)
 
     async def _claim(self, limit: int) -> list[Any]:
-        n, c = notifications, contacts
+        n, c, s = notifications, contacts, alert_subscriptions
         earlier = n.alias("earlier")
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
@@ -369,6 +470,8 @@ class Dispatcher:
                             earlier.c.report_id == n.c.report_id,
                             sa.func.coalesce(earlier.c.contact_id, 0)
                             == sa.func.coalesce(n.c.contact_id, 0),
+                            sa.func.coalesce(earlier.c.subscription_id, 0)
+                            == sa.func.coalesce(n.c.subscription_id, 0),
                             earlier.c.id < n.c.id,
                         )
                     )
@@ -390,13 +493,23 @@ class Dispatcher:
                             n.c.channel,
                             n.c.attempts,
                             n.c.contact_id,
-                            c.c.email,
+                            n.c.subscription_id,
+                            # A reporter's contact, or a subscriber to area alerts.
+                            sa.func.coalesce(c.c.email, s.c.email).label("email"),
                             c.c.first_name,
-                            c.c.locale,
+                            sa.func.coalesce(c.c.locale, s.c.locale).label("locale"),
                             c.c.preference,
-                            c.c.unsubscribe_token,
+                            sa.func.coalesce(c.c.unsubscribe_token, s.c.unsubscribe_token).label(
+                                "unsubscribe_token"
+                            ),
+                            c.c.reporter_token,
+                            s.c.area_code,
                         )
-                        .select_from(n.outerjoin(c, c.c.id == n.c.contact_id))
+                        .select_from(
+                            n.outerjoin(c, c.c.id == n.c.contact_id).outerjoin(
+                                s, s.c.id == n.c.subscription_id
+                            )
+                        )
                         .where(claimed)
                         .order_by(n.c.id)
                     )
@@ -423,19 +536,89 @@ class Dispatcher:
                 .values(state="pending")
             )
 
-    async def _deliver(self, row: Any, mail_sender: MailSender) -> None:
+    def _alert_mail(self, event: ReportRouted, row: Any) -> Mail:
+        locale = "en" if row.locale == "en" else "de"
+        category = CATEGORIES_BY_CODE.get(event.service_code or "")
+        area = next((a for a in event.areas if a.code == row.area_code), None) or (
+            event.areas[-1] if event.areas else None
+        )
+        unsubscribe = f"{self._settings.public_base_url}/alerts/unsubscribe/{row.unsubscribe_token}"
+        subject, text, html = render(
+            "alert",
+            locale,
+            category=category.name(locale) if category else event.service_code or "",
+            area=area.name if area else None,
+            office=event.office.name,
+            report_url=f"{self._settings.tracking_base_url}/{event.report_id}",
+            unsubscribe_url=unsubscribe,
+        )
+        return Mail(
+            to=str(row.email),
+            subject=subject,
+            text=text,
+            html=html,
+            message_id=f"<{event.event_id}.alert{row.subscription_id}@maengelmelder>",
+            unsubscribe_url=unsubscribe,
+        )
+
+    async def _office_mail(self, event: ReportStatusChanged) -> Mail | None:
+        """To the office a reporter sent their report back to, from the office directory."""
+        if event.office is None:
+            return None
+        async with self._engine.connect() as conn:
+            office = (
+                await conn.execute(
+                    sa.select(offices.c.name, offices.c.email)
+                    .where(offices.c.code == event.office.code)
+                    .limit(1)
+                )
+            ).first()
+        if office is None:
+            log.warning("no address for office %s: reopening not mailed", event.office.code)
+            return None
+        category = CATEGORIES_BY_CODE.get(event.service_code)
+        subject, text, html = render(
+            "office_reopened",
+            "de",
+            category=category.name_de if category else event.service_code,
+            category_en=category.name_en if category else event.service_code,
+            office=office.name,
+            note=event.public_note,
+            report_url=f"{self._settings.tracking_base_url}/{event.report_id}",
+        )
+        return Mail(
+            to=office.email,
+            subject=subject,
+            text=text,
+            html=html,
+            message_id=f"<{event.event_id}.office@maengelmelder>",
+            unsubscribe_url=None,
+        )
+
+    async def _compose(self, row: Any) -> Mail | None:
+        """The mail a notification row stands for; None if it is not to be sent."""
+        if row.channel == ALERT:
+            return self._alert_mail(ReportRouted.model_validate(row.event), row)
         event = ReportStatusChanged.model_validate(row.event)
+        if row.channel == OFFICE:
+            return await self._office_mail(event)
+        if not wants(Preference(row.preference), event.status):
+            return None
+        return self._mail(event, row)
+
+    async def _deliver(self, row: Any, mail_sender: MailSender) -> None:
         channel = row.channel
-        if channel == EMAIL and not wants(Preference(row.preference), event.status):
-            await self._finish(row.id, state="skipped")
-            NOTIFICATIONS.labels(channel, "skipped").inc()
-            return
         try:
-            if channel == EMAIL:
-                await mail_sender.send(self._mail(event, row))
-            else:
+            if channel == WEBHOOK:
                 assert self._hook_sender is not None, "webhook not configured"
-                await self._hook_sender.send(row.event, str(event.event_id))
+                await self._hook_sender.send(row.event, str(row.event["event_id"]))
+            else:
+                mail = await self._compose(row)
+                if mail is None:
+                    await self._finish(row.id, state="skipped")
+                    NOTIFICATIONS.labels(channel, "skipped").inc()
+                    return
+                await mail_sender.send(mail)
         except Exception as exc:
             attempts = row.attempts + 1
             parked = attempts >= self._settings.max_attempts
@@ -451,9 +634,8 @@ class Dispatcher:
             return
         await self._finish(row.id, state="sent", sent_at=datetime.now(UTC))
         NOTIFICATIONS.labels(channel, "sent").inc()
-        DELIVERY_LATENCY.labels(channel).observe(
-            (datetime.now(UTC) - event.occurred_at).total_seconds()
-        )
+        occurred_at = datetime.fromisoformat(row.event["occurred_at"])
+        DELIVERY_LATENCY.labels(channel).observe((datetime.now(UTC) - occurred_at).total_seconds())
 
     async def run(self, poll_interval_s: float = 0.5) -> None:
         loop = asyncio.get_running_loop()
@@ -550,3 +732,164 @@ async def send_office_reminder(
             )
         )
     NOTIFICATIONS.labels("office_reminder", "sent").inc()
+
+
+# Area alerts: new reports in an area, by e-mail, to whoever subscribed and confirmed.
+
+
+@dataclass(frozen=True)
+class AlertRequest:
+    email: str
+    locale: str
+    service_code: str | None
+    area_code: str | None
+    point: tuple[float, float, float] | None  # lat, long, radius in metres
+
+
+class TooManyUnconfirmed(Exception):
+    """The address has asked for several alerts lately without confirming one: no more mails
+    to it for now (else anybody could make us mail anybody)."""
+
+
+#: Unconfirmed subscriptions per address within a day before we stop mailing it.
+UNCONFIRMED_PER_DAY = 3
+
+
+async def subscribe_to_alerts(
+    engine: AsyncEngine, sender: MailSender, settings: NotifierSettings, request: AlertRequest
+) -> None:
+    """A subscription waiting for its confirmation (double opt-in): it is stored, and the mail
+    asking to confirm it is sent, before the caller is answered. Unconfirmed, it is deleted
+    after a week."""
+    confirm_token = secrets.token_urlsafe(24)
+    async with engine.begin() as conn:
+        recent = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                sa.func.lower(alert_subscriptions.c.email) == request.email.lower(),
+                alert_subscriptions.c.confirmed_at.is_(None),
+                alert_subscriptions.c.created_at > sa.func.now() - timedelta(days=1),
+            )
+        )
+        if (recent or 0) >= UNCONFIRMED_PER_DAY:
+            raise TooManyUnconfirmed(request.email)
+        lat, long, radius_m = request.point or (None, None, None)
+        await conn.execute(
+            alert_subscriptions.insert().values(
+                email=request.email,
+                locale=request.locale,
+                service_code=request.service_code,
+                area_code=request.area_code,
+                lat=lat,
+                long=long,
+                radius_m=radius_m,
+                confirm_token=confirm_token,
+                unsubscribe_token=secrets.token_urlsafe(24),
+            )
+        )
+        category = CATEGORIES_BY_CODE.get(request.service_code or "")
+        locale = "en" if request.locale == "en" else "de"
+        subject, text, html = render(
+            "alert_confirm",
+            locale,
+            place=_alert_place(locale, request),
+            category=category.name(locale) if category else request.service_code,
+            confirm_url=f"{settings.public_base_url}/alerts/confirm/{confirm_token}",
+        )
+        # Inside the transaction: a mail that could not be sent leaves no subscription behind.
+        await sender.send(
+            Mail(
+                to=request.email,
+                subject=subject,
+                text=text,
+                html=html,
+                message_id=f"<confirm.{confirm_token}@maengelmelder>",
+                unsubscribe_url=None,
+            )
+        )
+
+
+def _alert_place(locale: str, request: AlertRequest) -> str:
+    if request.point is not None:
+        lat, long, radius_m = request.point
+        where = "im Umkreis von" if locale == "de" else "within"
+        return f"{where} {radius_m:.0f} m ({lat:.5f}, {long:.5f})"
+    return f"{'im Gebiet' if locale == 'de' else 'in the area'} {request.area_code}"
+
+
+async def alert_subscription(
+    engine: AsyncEngine, *, confirm_token: str = "", unsubscribe_token: str = ""
+) -> Any:
+    """The subscription a confirm or unsubscribe link belongs to, or None."""
+    s = alert_subscriptions
+    condition = (
+        s.c.confirm_token == confirm_token
+        if confirm_token
+        else s.c.unsubscribe_token == unsubscribe_token
+    )
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(s).where(condition))).first()
+
+
+async def confirm_alerts(engine: AsyncEngine, confirm_token: str) -> bool:
+    async with engine.begin() as conn:
+        confirmed = await conn.execute(
+            alert_subscriptions.update()
+            .where(alert_subscriptions.c.confirm_token == confirm_token)
+            .values(
+                confirmed_at=sa.func.coalesce(alert_subscriptions.c.confirmed_at, sa.func.now())
+            )
+        )
+    return bool(confirmed.rowcount)
+
+
+async def unsubscribe_alerts(engine: AsyncEngine, unsubscribe_token: str) -> bool:
+    """The subscription is deleted, with the alerts still due to it."""
+    async with engine.begin() as conn:
+        deleted = await conn.execute(
+            alert_subscriptions.delete().where(
+                alert_subscriptions.c.unsubscribe_token == unsubscribe_token
+            )
+        )
+    return bool(deleted.rowcount)
+
+
+#: Subscriptions an alert goes to: confirmed, of the report's category (or any), for one of
+#: its areas or a circle around its place (equirectangular distance: exact enough in a city).
+_QUEUE_ALERTS = sa.text(
+    "INSERT INTO notifier.notifications"
+    " (event_id, report_id, subscription_id, channel, event, state)"
+    " SELECT e.event_id, e.report_id, s.id, 'alert', e.event, 'pending'"
+    " FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(event_id uuid, report_id uuid,"
+    "      service_code text, lat float8, long float8, area_codes jsonb, event jsonb)"
+    " JOIN notifier.alert_subscriptions s ON s.confirmed_at IS NOT NULL"
+    "  AND (s.service_code IS NULL OR s.service_code = e.service_code)"
+    "  AND (s.area_code IN (SELECT jsonb_array_elements_text(e.area_codes))"
+    "       OR 6371008.8 * sqrt(power(radians(e.lat - s.lat), 2)"
+    "          + power(cos(radians((e.lat + s.lat) / 2)) * radians(e.long - s.long), 2))"
+    "          <= s.radius_m)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+async def record_routed(conn: AsyncConnection, events: Sequence[ReportRouted]) -> int:
+    """New reports (their first routing: not a staff override, and a re-announcement is the
+    same event) become alerts to the subscriptions that cover them. Returns how many."""
+    first = [e for e in events if not e.override]
+    fresh_ids = await first_deliveries(conn, inbox, [e.event_id for e in first])
+    fresh = [e for e in first if e.event_id in fresh_ids]
+    if not fresh:
+        return 0
+    rows = [
+        {
+            "event_id": str(e.event_id),
+            "report_id": str(e.report_id),
+            "service_code": e.service_code,
+            "lat": e.lat,
+            "long": e.long,
+            "area_codes": [a.code for a in e.areas],
+            "event": e.model_dump(mode="json"),
+        }
+        for e in fresh
+    ]
+    queued = await conn.execute(_QUEUE_ALERTS, {"events": json.dumps(rows)})
+    return queued.rowcount

@@ -19,8 +19,13 @@ class NotifierSettings(ServiceSettings):
     mail_from: str = "Mängelmelder Leipzig <noreply@maengelmelder.leipzig.example>"
     #: Where citizens reach the notifier's public links (unsubscribe, preferences).
     public_base_url: str = "http://127.0.0.1:8002"
-    #: Where citizens follow their report.
+    #: Where citizens follow their report (the reporter's own mails add ``?token=…``).
     tracking_base_url: str = "http://127.0.0.1:8000/api/v1/reports"
+    #: The web front's stylesheet, linked by the notifier's pages (preferences, unsubscribe,
+    #: alert confirmation) so that they look like the rest of the site; unset: plain pages.
+    stylesheet_url: str | None = None
+    #: Area alerts: the largest circle one may subscribe to.
+    alert_max_radius_m: float = 5000.0
     #: The city app's push backend: every status change is POSTed there, signed.
     webhook_url: str | None = None
     webhook_secret: str = ""

@@ -145,12 +145,7 @@ class TicketFilter:
         if self.service_codes:
             found.append(reports.c.service_code.in_(self.service_codes))
         if self.area:
-            found.append(
-                sa.or_(
-                    reports.c.areas.contains([{"code": self.area}]),
-                    reports.c.areas.contains([{"name": self.area}]),
-                )
-            )
+            found.append(_in_area(self.area))
         if self.older_than:
             found.append(reports.c.requested_at < self.older_than)
         if self.newer_than:
@@ -214,6 +209,13 @@ def _row_to_report(row: sa.Row[tuple[object, ...]], history: list[StatusChange])
     )
 
 
+def _in_area(area: str) -> sa.ColumnElement[bool]:
+    """Reports routed into an area, named by its code or its name (any level)."""
+    return sa.or_(
+        reports.c.areas.contains([{"code": area}]), reports.c.areas.contains([{"name": area}])
+    )
+
+
 @dataclass
 class ReportRepository:
     conn: AsyncConnection
@@ -268,9 +270,11 @@ class ReportRepository:
         end: datetime | None = None,
         statuses: Sequence[ReportStatus] = (),
         bbox: tuple[float, float, float, float] | None = None,
+        area: str | None = None,
         limit: int = 1000,
     ) -> list[Report]:
-        """Reports by the Open311 filters (newest first), with their public history."""
+        """Reports by the Open311 filters, a bounding box or an area (code or name), newest
+        first, with their history and photos."""
         query = sa.select(reports).order_by(reports.c.requested_at.desc()).limit(limit)
         if ids:
             query = query.where(reports.c.id.in_(ids))
@@ -289,6 +293,8 @@ class ReportRepository:
                     reports.c.lat.between(min_lat, max_lat),
                     reports.c.long.between(min_long, max_long),
                 )
+            if area:
+                query = query.where(_in_area(area))
         rows = (await self.conn.execute(query)).all()
         found = {row.id: _row_to_report(row, []) for row in rows}
         await self._add_details(found)
@@ -458,6 +464,10 @@ def _report_row(r: Report) -> dict[str, Any]:
     }
 
 
+_NEW_PHOTOS = (
+    "new_photos AS (INSERT INTO intake.photos SELECT * FROM"
+    " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb)))"
+)
 # Rows travel as one JSON array per table, read back into the table's own row type:
 # a batch of any size is one statement with a handful of parameters.
 _NEW_HISTORY = (
@@ -470,8 +480,7 @@ _NEW_HISTORY = (
 _ADD_REPORTS = (
     "new_reports AS (INSERT INTO intake.reports SELECT * FROM"
     " jsonb_populate_recordset(NULL::intake.reports, CAST(:reports AS jsonb))),"
-    " new_photos AS (INSERT INTO intake.photos SELECT * FROM"
-    " jsonb_populate_recordset(NULL::intake.photos, CAST(:photos AS jsonb))),"
+    f" {_NEW_PHOTOS},"
     # Every new report counts as saved (the history's filter asks).
     " saved_reports AS (SELECT id FROM jsonb_to_recordset(CAST(:reports AS jsonb)) AS r(id uuid)),"
     + _NEW_HISTORY
@@ -494,6 +503,22 @@ _SAVE_DELIVERED = (
 )
 
 
+def _photo_rows(photos_: Iterable[tuple[UUID, int, Photo]]) -> str:
+    return _json_rows(
+        [
+            {
+                "report_id": report_id,
+                "position": position,
+                "digest": p.digest,
+                "content_type": p.content_type,
+                "width": p.width,
+                "height": p.height,
+            }
+            for report_id, position, p in photos_
+        ]
+    )
+
+
 def added(new_reports: Sequence[Report]) -> Writes:
     """New reports with their history and photos."""
     return Writes(
@@ -501,19 +526,8 @@ def added(new_reports: Sequence[Report]) -> Writes:
         {
             "reports": _json_rows([_report_row(r) for r in new_reports]),
             "history": _json_rows(_history_rows((r.id, r.history) for r in new_reports)),
-            "photos": _json_rows(
-                [
-                    {
-                        "report_id": r.id,
-                        "position": i,
-                        "digest": p.digest,
-                        "content_type": p.content_type,
-                        "width": p.width,
-                        "height": p.height,
-                    }
-                    for r in new_reports
-                    for i, p in enumerate(r.photos)
-                ]
+            "photos": _photo_rows(
+                (r.id, i, p) for r in new_reports for i, p in enumerate(r.photos)
             ),
         },
     )
@@ -524,6 +538,7 @@ def saved(
     *,
     unless_changed_since: Mapping[UUID, datetime | None] | None = None,
     deliveries: Sequence[tuple[UUID, UUID]] = (),
+    new_photos: Sequence[tuple[UUID, int, Photo]] = (),
 ) -> Writes:
     """The new state of changed reports, their new history entries and their events.
 
@@ -536,11 +551,14 @@ def saved(
         row["read_updated_at"] = (unless_changed_since or {}).get(report.id)
         rows.append(row)
     return Writes(
-        _SAVE_REPORTS + (_SAVE_DELIVERED if deliveries else ""),
+        _SAVE_REPORTS
+        + (_SAVE_DELIVERED if deliveries else "")
+        + (f", {_NEW_PHOTOS}" if new_photos else ""),
         {
             "reports": _json_rows(rows),
             "history": _json_rows(_history_rows((r.id, changes) for r, changes in changed)),
             **(_delivery_arrays(deliveries) if deliveries else {}),
+            **({"photos": _photo_rows(new_photos)} if new_photos else {}),
         },
         stage_for="saved_reports" if unless_changed_since is not None else None,
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, time
-from typing import Annotated, Any, Literal
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, ValidationError
+from pydantic import BaseModel, EmailStr, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
@@ -23,14 +23,23 @@ from intake.adapters.boundaries import Boundaries
 from intake.adapters.console import open_data_export, stream_rows
 from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
-from intake.domain import Contact, InvalidReport, Photo, Report, distance_m
+from intake.adapters.rate_limits import RateLimits
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Photo,
+    ReopenRefused,
+    Report,
+    ReporterTokens,
+    distance_m,
+)
 from intake.entrypoints import pages
 from intake.entrypoints.formats import csv_response
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
-from mm_shared.service import problem
+from mm_shared.service import Text, problem
 
 MAX_PHOTOS = 5
 OPEN_DATA_COLUMNS = [
@@ -52,16 +61,6 @@ MAX_BODY_WITHOUT_FILES = 256 * 1024
 PHOTOS = Counter("mm_photos_total", "Photos processed, by outcome", ["outcome"])
 
 
-def _without_nul(text: str) -> str:
-    if "\x00" in text:
-        raise ValueError("must not contain a NUL character (\\u0000)")
-    return text
-
-
-#: Text from clients: PostgreSQL stores no NUL character, so none gets in.
-Text = Annotated[str, AfterValidator(_without_nul)]
-
-
 class ReportIn(BaseModel):
     """A submission as JSON (photos need multipart/form-data with the same field names)."""
 
@@ -75,6 +74,13 @@ class ReportIn(BaseModel):
     locale: Literal["de", "en"] = "de"
     address: Text | None = Field(default=None, max_length=500)
     attributes: dict[Text, list[Text]] = Field(default_factory=dict)
+
+
+class NotFixedIn(BaseModel):
+    """The reporter says a resolved report is not fixed (multipart: one photo in ``photos``)."""
+
+    reporter_token: Text = Field(min_length=1, max_length=200)
+    note: Text | None = Field(default=None, max_length=4000)
 
 
 class FollowerIn(BaseModel):
@@ -113,6 +119,39 @@ async def read_form(request: Request, max_files: int = 0, max_fields: int = 1000
     return FormData(fields)
 
 
+#: What reading a client's body may raise: each is the client's mistake (see unreadable_body).
+UNREADABLE = (ValidationError, TooLarge, json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+
+
+def unreadable_body(error: Exception) -> JSONResponse:
+    """The refusal for a body that could not be read into the expected fields."""
+    if isinstance(error, ValidationError):
+        return problem(
+            422,
+            *[
+                ("invalid_field", ".".join(map(str, e["loc"])) or None, e["msg"])
+                for e in error.errors()
+            ],
+        )
+    if isinstance(error, TooLarge):
+        return problem(413, ("body_too_large", None, str(error)))
+    return problem(400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply"))
+
+
+def rate_limited(retry_after_s: int) -> JSONResponse:
+    refused = problem(
+        429,
+        (
+            "rate_limited",
+            None,
+            f"too many submissions from here or for this e-mail address: "
+            f"try again in {retry_after_s} seconds",
+        ),
+    )
+    refused.headers["Retry-After"] = str(retry_after_s)
+    return refused
+
+
 def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:
     """Where a stored photo is served (see ``GET /api/v1/photos/{digest}/{variant}``)."""
     base = f"{public_base_url}/api/v1/photos/{photo.digest}"
@@ -133,6 +172,8 @@ def router(
     boundaries: Boundaries,
     store: PhotoStore,
     settings: IntakeSettings,
+    tokens: ReporterTokens,
+    limits: RateLimits,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["city app"])
 
@@ -150,6 +191,9 @@ def router(
             "service_name": {"de": category.name_de, "en": category.name_en} if category else None,
             "status": report.status.value,
             "office": report.office.model_dump() if report.office else None,
+            # As Open311 names it, for clients that know that name.
+            "agency_responsible": report.office.name if report.office else None,
+            "areas": [a.model_dump() for a in report.areas],
             "lat": report.lat,
             "long": report.long,
             "address": report.address,
@@ -179,10 +223,12 @@ def router(
         fields["attributes"] = attributes
         return ReportIn.model_validate(fields), uploads
 
-    async def process_uploads(uploads: list[UploadFile]) -> tuple[list[Photo], JSONResponse | None]:
-        if len(uploads) > MAX_PHOTOS:
+    async def process_uploads(
+        uploads: list[UploadFile], at_most: int = MAX_PHOTOS
+    ) -> tuple[list[Photo], JSONResponse | None]:
+        if len(uploads) > at_most:
             PHOTOS.labels("too_many").inc(len(uploads))
-            return [], problem(422, ("too_many_photos", "photos", f"at most {MAX_PHOTOS} photos"))
+            return [], problem(422, ("too_many_photos", "photos", f"at most {at_most} photos"))
         processed, failures = [], []
         for i, upload in enumerate(uploads):
             data = await upload.read(MAX_BYTES + 1)
@@ -214,22 +260,14 @@ def router(
         report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
         ``Idempotency-Key`` returns the report created the first time.
         """
+        if wait := limits.admit_address(request):
+            return rate_limited(wait)
         try:
             data, uploads = await read_submission(request)
-        except ValidationError as invalid:
-            return problem(
-                422,
-                *[
-                    ("invalid_field", ".".join(map(str, e["loc"])) or None, e["msg"])
-                    for e in invalid.errors()
-                ],
-            )
-        except TooLarge as refused:
-            return problem(413, ("body_too_large", None, str(refused)))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            return problem(
-                400, ("invalid_json", None, "the body is not valid JSON, or nests too deeply")
-            )
+        except UNREADABLE as unreadable:
+            return unreadable_body(unreadable)
+        if wait := limits.admit_email(str(data.email) if data.email else None):
+            return rate_limited(wait)
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )
@@ -283,10 +321,11 @@ def router(
         try:
             if idempotency_key:
                 report, created = await handlers.submit_report_once(
-                    outbox, boundaries, submission, idempotency_key
+                    outbox, boundaries, tokens, submission, idempotency_key
                 )
             else:
-                report, created = await handlers.submit_report(writer, boundaries, submission), True
+                report = await handlers.submit_report(writer, boundaries, tokens, submission)
+                created = True
         except handlers.OutsideJurisdiction as outside:
             return problem(
                 422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems]
@@ -301,6 +340,8 @@ def router(
                 "tracking_url": tracking_url(report.id),
                 "status": report.status.value,
                 "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
+                # The reporter's own handle (for "not fixed" and erasing their contact data).
+                "reporter_token": tokens.issue(report.id),
             },
             status_code=201 if created else 200,
             headers={"Location": tracking_url(report.id)}
@@ -324,33 +365,106 @@ def router(
         return JSONResponse(public(report))
 
     @api.post("/reports/{report_id}/followers", status_code=202)
-    async def follow(report_id: UUID, follower: FollowerIn) -> Response:
+    async def follow(report_id: UUID, follower: FollowerIn, request: Request) -> Response:
         """ "Me too": be told about every change of an existing report instead of filing a new one."""
+        if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
+            return rate_limited(wait)
         contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
         if not await handlers.follow(outbox, report_id, contact):
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
         return JSONResponse({"following": str(report_id)}, status_code=202)
 
+    async def read_not_fixed(request: Request) -> tuple[NotFixedIn, list[UploadFile]]:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            body = await read_body_without_files(request)
+            return NotFixedIn.model_validate(json.loads(body or b"null")), []
+        form = await read_form(request, max_files=2, max_fields=10)
+        uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return NotFixedIn.model_validate(fields), uploads
+
+    @api.post("/reports/{report_id}/not-fixed")
+    async def not_fixed(report_id: UUID, request: Request) -> Response:
+        """The reporter says a resolved report is not fixed (JSON ``{"reporter_token", "note"}``
+        or multipart with one optional photo in ``photos``): within
+        ``INTAKE_REOPEN_WITHIN_DAYS`` of its resolution it goes back to its office as
+        ``assigned``, the note public, and the office is told."""
+        try:
+            data, uploads = await read_not_fixed(request)
+        except UNREADABLE as unreadable:
+            return unreadable_body(unreadable)
+        within = timedelta(days=settings.reopen_within_days)
+        try:
+            await handlers.check_reopenable(outbox, tokens, report_id, data.reporter_token, within)
+            photos, refusal = await process_uploads(uploads, at_most=1)
+            if refusal is not None:
+                return refusal
+            report = await handlers.reopen_by_reporter(
+                outbox,
+                tokens,
+                report_id,
+                data.reporter_token,
+                note=data.note,
+                photo=photos[0] if photos else None,
+                within=within,
+            )
+        except handlers.InvalidReporterToken:
+            return problem(
+                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
+            )
+        except handlers.ReportNotFound:
+            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
+        except ReopenRefused as refused:
+            return problem(409, (refused.code, "status", str(refused)))
+        except InvalidReport as invalid:
+            return problem(422, *[("invalid_field", "note", p) for p in invalid.problems])
+        return JSONResponse(public(report))
+
     @api.get("/reports")
     async def reports_in_box(
-        bbox: str = Query(description="min_long,min_lat,max_long,max_lat (WGS84)"),
+        bbox: str | None = Query(
+            default=None,
+            description="min_long,min_lat,max_long,max_lat (WGS84); optional with area",
+        ),
+        area: str | None = Query(
+            default=None, max_length=200, description="an area's code or name, any level"
+        ),
+        service_code: str | None = Query(
+            default=None, max_length=1000, description="categories, comma-separated"
+        ),
         status: Literal["open", "closed", "all"] = "open",
+        limit: int = Query(default=1000, ge=1, le=1000),
     ) -> Response:
-        """Public reports in a bounding box as GeoJSON, for the app's map (1,000 at most)."""
-        try:
-            min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
-        except ValueError:
+        """Public reports in a bounding box and/or an area as GeoJSON, newest first, for the
+        map and the list (1,000 at most)."""
+        box: tuple[float, float, float, float] | None = None
+        if bbox is not None:
+            try:
+                min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
+            except ValueError:
+                return problem(
+                    400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
+                )
+            if not (
+                min_long <= max_long
+                and min_lat <= max_lat
+                and max_long - min_long <= 1
+                and max_lat - min_lat <= 1
+            ):
+                return problem(
+                    400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
+                )
+            box = (min_long, min_lat, max_long, max_lat)
+        elif not area:
+            return problem(400, ("invalid_bbox", "bbox", "give a bbox, an area, or both"))
+        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
+        if unknown := [c for c in codes if c not in CATEGORIES_BY_CODE]:
             return problem(
-                400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
-            )
-        if (
-            min_long > max_long
-            or min_lat > max_lat
-            or max_long - min_long > 1
-            or max_lat - min_lat > 1
-        ):
-            return problem(
-                400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
+                400,
+                *[
+                    ("invalid_service_code", "service_code", f"unknown service_code {c!r}")
+                    for c in unknown
+                ],
             )
         statuses = {
             "open": [ReportStatus(s) for s in OPEN_STATUSES],
@@ -359,7 +473,7 @@ def router(
         }[status]
         async with unit_of_work(outbox) as uow:
             found = await uow.reports.search(
-                bbox=(min_long, min_lat, max_long, max_lat), statuses=statuses
+                bbox=box, area=area, service_codes=codes, statuses=statuses, limit=limit
             )
         features = []
         for r in found:

@@ -18,8 +18,16 @@ from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.db import SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
+from intake.adapters.rate_limits import RateLimits
 from intake.catalogue import definition
-from intake.domain import Contact, InvalidReport, Report, email_problems, find_problems
+from intake.domain import (
+    Contact,
+    InvalidReport,
+    Report,
+    ReporterTokens,
+    email_problems,
+    find_problems,
+)
 from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
@@ -102,6 +110,8 @@ def router(
     outbox: Outbox,
     writer: SubmissionWriter,
     boundaries: Boundaries,
+    tokens: ReporterTokens,
+    limits: RateLimits,
     settings: IntakeSettings,
     geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
@@ -206,6 +216,15 @@ def router(
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
         if form.get("api_key", "") not in settings.api_keys:
             return errors(fmt, 403, "api_key is missing or not valid")
+        if wait := limits.admit_address(request) or limits.admit_email(form.get("email")):
+            limited = errors(
+                fmt,
+                429,
+                "too many requests from here or for this e-mail address: "
+                f"try again in {wait} seconds",
+            )
+            limited.headers["Retry-After"] = str(wait)
+            return limited
         if files := sorted({key for key, value in raw.multi_items() if not isinstance(value, str)}):
             # GeoReport v2 takes a photo as media_url; a dropped file would be a silent loss.
             return errors(
@@ -275,6 +294,7 @@ def router(
             report = await handlers.submit_report(
                 writer,
                 boundaries,
+                tokens,
                 handlers.Submission(
                     jurisdiction=settings.jurisdiction,
                     service_code=service_code,

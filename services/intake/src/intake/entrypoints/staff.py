@@ -26,13 +26,13 @@ from intake.adapters.db import OPEN_STATUSES, TicketFilter, unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember
 from intake.domain import InvalidReport, Report, TransitionNotAllowed, distance_m
-from intake.entrypoints.api import Text, photo_links
+from intake.entrypoints.api import photo_links
 from intake.entrypoints.formats import csv_response
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
 from mm_shared.outbox import Outbox
-from mm_shared.service import problem
+from mm_shared.service import Text, problem
 
 
 class Unauthorized(Exception):

@@ -27,6 +27,30 @@ contacts = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    #: The reporter's token (intake's HMAC of the report id; None for followers): their
+    #: mails link the report with it, and it proves a request to erase this contact.
+    sa.Column("reporter_token", sa.Text),
+)
+
+#: Area alerts: mails about new reports in an area (a code, or a circle around a point),
+#: optionally of one category. Confirmed by the subscriber's click (double opt-in).
+alert_subscriptions = sa.Table(
+    "alert_subscriptions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("locale", sa.Text, nullable=False),
+    sa.Column("service_code", sa.Text),
+    sa.Column("area_code", sa.Text),
+    sa.Column("lat", sa.Float),
+    sa.Column("long", sa.Float),
+    sa.Column("radius_m", sa.Float),
+    sa.Column("confirm_token", sa.Text, nullable=False, unique=True),
+    sa.Column("unsubscribe_token", sa.Text, nullable=False, unique=True),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 status_events = sa.Table(
@@ -44,8 +68,14 @@ notifications = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False),
-    #: NULL for the webhook, which tells the city app's push backend, not a person.
+    #: NULL for the webhook, which tells the city app's push backend, not a person, for mails
+    #: to offices and for area alerts (``subscription_id``).
     sa.Column("contact_id", sa.BigInteger, sa.ForeignKey(contacts.c.id)),
+    sa.Column(
+        "subscription_id",
+        sa.BigInteger,
+        sa.ForeignKey(alert_subscriptions.c.id, ondelete="CASCADE"),
+    ),
     sa.Column("channel", sa.Text, nullable=False),
     sa.Column("event", pg.JSONB, nullable=False),
     #: pending → sending (claimed) → sent | skipped | parked

@@ -1,6 +1,7 @@
 """The notifier's Kafka subscribers.
 
-- Contacts (private topic), status changes and office reminders: one consumer in the
+- Contacts (private topic), status changes, new reports (for area alerts) and office
+  reminders: one consumer in the
   ``notifier`` group (every extra consumer in a group costs a rebalance).
 - The office directory: compacted, read whole by every instance, so without a group.
 """
@@ -14,6 +15,7 @@ from mm_shared.events import (
     OfficeDirectoryChanged,
     OfficeReminderDue,
     ReporterContactSubmitted,
+    ReportRouted,
     ReportStatusChanged,
     Topic,
 )
@@ -22,8 +24,10 @@ from notifier import handlers
 from notifier.settings import NotifierSettings
 
 SERVICE = "notifier"
-INPUTS: dict[str, type[ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue]] = {
+Input = ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue | ReportRouted
+INPUTS: dict[str, type[Input]] = {
     Topic.REPORTER_CONTACT.value: ReporterContactSubmitted,
+    Topic.REPORT_ROUTED.value: ReportRouted,
     Topic.REPORT_STATUS_CHANGED.value: ReportStatusChanged,
     Topic.OFFICE_REMINDER_DUE.value: OfficeReminderDue,
 }
@@ -43,11 +47,10 @@ def register_consumers(
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
-    async def on_reporter_events(
-        events: list[ReporterContactSubmitted | ReportStatusChanged | OfficeReminderDue],
-    ) -> None:
+    async def on_reporter_events(events: list[Input]) -> None:
         """Keep reporters' contacts (only the notifier stores them), queue notifications for
-        status changes (one transaction per batch), mail the offices' daily reminders."""
+        status changes and area alerts for new reports (one transaction per batch), mail the
+        offices' daily reminders."""
         await handlers.record_batch(
             engine,
             [e for e in events if not isinstance(e, OfficeReminderDue)],

@@ -83,6 +83,13 @@ class Citizen:
             retry = self.per_email.retry_after(email.strip().lower())
         return self.too_many(request, retry) if retry is not None else None
 
+    def passed_on_limit(self, request: Request, answer: Answer) -> Response | None:
+        """A service's own 429 as the same friendly page."""
+        if answer.status != 429:
+            return None
+        retry = answer.headers.get("retry-after", "60")
+        return self.too_many(request, int(retry) if retry.isdigit() else 60)
+
     def too_many(self, request: Request, retry_after_s: int) -> Response:
         minutes = max(1, math.ceil(retry_after_s / 60))
         return render(
@@ -323,9 +330,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
                 "citizen/duplicates.html",
                 {"form": report, "duplicates": duplicates, "photos_attached": len(report.photos)},
             )
-        if answer.status == 429:
-            retry = answer.headers.get("retry-after", "60")
-            return citizen.too_many(request, int(retry) if retry.isdigit() else 60)
+        if limited := citizen.passed_on_limit(request, answer):
+            return limited
         report.errors.update(intake_refusal(answer))
         return await citizen.show_form(request, report, 422)
 
@@ -442,6 +448,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         )
         if answer.status == 404:
             raise HTTPException(status_code=404)
+        if limited := citizen.passed_on_limit(request, answer):
+            return limited
         if not answer.ok:
             errors = {"email": "follow.error.email"}
             return render(
@@ -490,6 +498,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             files=files or None,
             headers=citizen.forwarded(request),
         )
+        if limited := citizen.passed_on_limit(request, answer):
+            return limited
         return _back(report_id, token, _outcome(answer, "reopened"))
 
     @pages.post("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
@@ -672,6 +682,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         answer = await services.call(
             "notifier", "POST", "/api/v1/alerts", json=body, headers=citizen.forwarded(request)
         )
+        if limited := citizen.passed_on_limit(request, answer):
+            return limited
         if answer.status == 422:
             fields = (
                 {str(e.get("field") or "") for e in answer.body.get("errors", [])}

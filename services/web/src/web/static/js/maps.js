@@ -40,7 +40,7 @@
   MM.baseMap = function (element, options) {
     element.hidden = false;
     var body = document.body;
-    var map = L.map(element, Object.assign({ center: LEIPZIG, zoom: 12, minZoom: 10, maxZoom: 19 }, options || {}));
+    var map = L.map(element, Object.assign({ center: LEIPZIG, zoom: 12, minZoom: 9, maxZoom: 19, zoomSnap: 0.25 }, options || {}));
     map.attributionControl.setPrefix(false);
     if (body.dataset.tileUrl) {
       L.tileLayer(body.dataset.tileUrl, { attribution: body.dataset.tileAttribution || "", maxZoom: 19 }).addTo(map);

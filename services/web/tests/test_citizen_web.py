@@ -1,0 +1,285 @@
+"""Web's own rules, in process, with the services answered by a stand-in transport: CSRF, the
+honeypot, limits, bounded sizes, the forwarded client address, languages, the geocoder, the
+outlines it serves."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from web.bootstrap import create_app
+from web.citizen import geography
+from web.i18n import negotiate
+from web.ratelimit import SlidingWindow
+from web.settings import WebSettings
+
+SQUARE = {
+    "type": "Feature",
+    "properties": {"level": "stadtbezirk", "code": "0", "name": "Mitte"},
+    "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[12.3, 51.3], [12.4, 51.3], [12.4, 51.4], [12.3, 51.4], [12.3, 51.3]]],
+    },
+}
+
+
+class FakeServices:
+    """Answers web's calls like intake, geo-router and the notifier; keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.submit_status = 201
+        self.submit_headers: dict[str, str] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path
+        if request.url.host == "geocoder":
+            found = [{"lat": "51.35", "lon": "12.35"}] if "Markt" in request.url.params["q"] else []
+            return httpx.Response(200, json=found)
+        if path == "/v1/areas":
+            return httpx.Response(200, json={"type": "FeatureCollection", "features": [SQUARE]})
+        if path == "/open311/v2/services.json":
+            return httpx.Response(200, json=[{"service_code": "001", "metadata": False}])
+        if path == "/api/v1/reports" and request.method == "POST":
+            if self.submit_status != 201:
+                return httpx.Response(
+                    self.submit_status,
+                    json={"errors": [{"code": "x", "field": None, "message": "x"}]},
+                    headers=self.submit_headers,
+                )
+            body = {"id": "6f1c1f52-32ba-4c1e-9d53-6a8cbf0b8e52", "reporter_token": "tok"}
+            return httpx.Response(201, json=body)
+        return httpx.Response(404, json={"errors": [{"code": "not_found"}]})
+
+    def submissions(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path == "/api/v1/reports" and r.method == "POST"]
+
+
+Client = Callable[..., httpx.AsyncClient]
+
+
+@pytest.fixture
+def fake() -> FakeServices:
+    return FakeServices()
+
+
+@pytest.fixture
+def web(fake: FakeServices) -> Client:
+    def client(**settings: Any) -> httpx.AsyncClient:
+        app = create_app(
+            WebSettings(secret_key="test", **settings), transport=httpx.MockTransport(fake)
+        )
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 5000)),
+            base_url="http://web",
+        )
+
+    return client
+
+
+async def form_token(client: httpx.AsyncClient) -> str:
+    page = await client.get("/")
+    found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def report(token: str, **fields: str) -> dict[str, str]:
+    return {"csrf_token": token, "service_code": "001", "lat": "51.35", "long": "12.35"} | fields
+
+
+async def test_a_form_without_its_csrf_token_is_refused(web: Client, fake: FakeServices) -> None:
+    async with web() as client:
+        await form_token(client)
+        refused = await client.post("/", data=report("0" * 64))
+        missing = await client.post("/", data={"service_code": "001"})
+    assert refused.status_code == missing.status_code == 403
+    assert "Das Formular ist abgelaufen" in refused.text
+    assert fake.submissions() == []
+
+
+async def test_a_report_goes_to_intake_with_the_citizens_address(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web() as client:
+        token = await form_token(client)
+        sent = await client.post("/", data=report(token, email="A@Example.org", name="Ada"))
+    assert sent.status_code == 303
+    assert (
+        sent.headers["location"] == "/reports/6f1c1f52-32ba-4c1e-9d53-6a8cbf0b8e52/sent?token=tok"
+    )
+    (submission,) = fake.submissions()
+    assert submission.headers["x-forwarded-for"] == "203.0.113.7"
+    assert submission.headers["idempotency-key"]
+    sent_fields = parse_qs(submission.content.decode())
+    assert sent_fields["email"] == ["a@example.org"]
+    assert sent_fields["first_name"] == ["Ada"]
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_counts(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web(trusted_proxies=["203.0.113.0/24"]) as client:
+        token = await form_token(client)
+        await client.post(
+            "/", data=report(token), headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.8"}
+        )
+    assert fake.submissions()[0].headers["x-forwarded-for"] == "198.51.100.9"
+
+
+async def test_the_honeypot_keeps_a_bot_out_and_tells_a_person_what_to_do(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web() as client:
+        token = await form_token(client)
+        caught = await client.post("/", data=report(token, website="http://spam.example"))
+    assert caught.status_code == 422
+    assert "leer" in caught.text
+    assert fake.submissions() == []
+
+
+async def test_after_the_limit_per_address_a_429_with_retry_after(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web(rate_limit_per_address=2) as client:
+        token = await form_token(client)
+        answers = [await client.post("/", data=report(token)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [303, 303, 429]
+    assert 0 < int(answers[2].headers["retry-after"]) <= 3600
+    assert "Bitte einen Moment Geduld" in answers[2].text
+    assert len(fake.submissions()) == 2
+
+
+async def test_intakes_own_429_is_passed_on_as_the_friendly_page(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.submit_status, fake.submit_headers = 429, {"Retry-After": "120"}
+    async with web() as client:
+        token = await form_token(client)
+        answer = await client.post("/", data=report(token))
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "120"
+
+
+async def test_intake_away_is_a_page_asking_to_try_again(web: Client, fake: FakeServices) -> None:
+    fake.submit_status, fake.submit_headers = 503, {"Retry-After": "5"}
+    async with web() as client:
+        token = await form_token(client)
+        answer = await client.post("/", data=report(token, description="Schlagloch"))
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert "nicht erreichbar" in answer.text
+
+
+async def test_an_oversized_form_is_refused_before_it_is_read(web: Client) -> None:
+    async with web(max_body_bytes=1000) as client:
+        token = await form_token(client)
+        answer = await client.post("/", data=report(token, description="x" * 2000))
+    assert answer.status_code == 413
+
+
+async def test_bad_input_is_shown_beside_the_fields_not_sent(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web() as client:
+        token = await form_token(client)
+        answer = await client.post(
+            "/",
+            data=report(
+                token, service_code="999", lat="north", email="nope", description="x" * 4001
+            ),
+        )
+    assert answer.status_code == 422
+    for field in ("service_code", "place", "email", "description"):
+        assert f'id="{field}-error"' in answer.text
+    assert fake.submissions() == []
+
+
+async def test_with_a_geocoder_an_address_alone_places_the_report(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web(geocoder_url="http://geocoder") as client:
+        token = await form_token(client)
+        found = await client.post("/", data=report(token, lat="", long="", address="Markt 1"))
+        unknown = await client.post("/", data=report(token, lat="", long="", address="Nirgendwo"))
+    assert found.status_code == 303
+    sent_fields = parse_qs(fake.submissions()[0].content.decode())
+    assert sent_fields["lat"] == ["51.35"]
+    assert sent_fields["address"] == ["Markt 1"]
+    assert unknown.status_code == 422
+    assert "Diese Adresse haben wir nicht gefunden" in unknown.text
+
+
+async def test_english_by_accept_language_and_by_the_switch(web: Client) -> None:
+    async with web() as client:
+        english = await client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"})
+        switched = await client.get("/language/de?next=/alerts")
+        german = await client.get("/", headers={"Accept-Language": "en"})
+        outward = await client.get("/language/en?next=//evil.example/")
+    assert '<html lang="en">' in english.text
+    assert switched.status_code == 303
+    assert switched.headers["location"] == "/alerts"
+    assert '<html lang="de">' in german.text  # the switch's cookie wins over the browser
+    assert outward.headers["location"] == "/"
+
+
+def test_negotiation_follows_the_quality_values() -> None:
+    assert negotiate("fr-FR, en;q=0.8, de;q=0.9") == "de"
+    assert negotiate("en-US") == "en"
+    assert negotiate("fr, es") == "de"
+    assert negotiate("") == "de"
+
+
+async def test_the_outlines_are_served_simplified_and_pages_load_nothing_from_elsewhere(
+    web: Client,
+) -> None:
+    async with web() as client:
+        areas = await client.get("/areas.geojson")
+        page = await client.get("/")
+    feature = areas.json()["features"][0]
+    assert feature["properties"] == {"level": "stadtbezirk", "code": "0", "name": "Mitte"}
+    assert feature["geometry"]["type"] == "MultiPolygon"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self';" in policy
+    assert not re.search(r'(src|href)="https?://', page.text)
+
+
+def test_simplifying_keeps_the_shape_and_drops_needless_points() -> None:
+    wobbly = [[12.3 + i * 0.001, 51.3 + (0.00001 if i % 2 else 0)] for i in range(100)]
+    ring = [*wobbly, [12.399, 51.4], [12.3, 51.4], [12.3, 51.3]]
+    simple = geography.simplify_ring(ring)
+    assert len(simple) < 10
+    feature = {"geometry": {"type": "MultiPolygon", "coordinates": [[simple]]}}
+    assert geography.contains(feature, 51.35, 12.35)
+    assert not geography.contains(feature, 51.45, 12.35)
+
+
+def test_the_sliding_window_forgets_old_hits_and_bounds_its_memory() -> None:
+    now = [0.0]
+    window = SlidingWindow(2, 60, max_keys=3, clock=lambda: now[0])
+    assert window.retry_after("a") is None
+    assert window.retry_after("a") is None
+    assert window.retry_after("a") == 61
+    now[0] = 61
+    assert window.retry_after("a") is None
+    for key in "bcde":
+        window.retry_after(key)
+    assert len(window._hits) == 3
+
+
+async def test_health_and_metrics(web: Client) -> None:
+    async with web() as client:
+        health = await client.get("/healthz")
+        metrics = await client.get("/metrics")
+    # The stand-in answers /healthz with 404: web reports the services it depends on.
+    assert health.status_code == 503
+    assert json.loads(health.text)["checks"]["intake"].startswith("failing")
+    assert "mm_http_requests_total" in metrics.text
