@@ -303,16 +303,10 @@ class ReportRepository:
         await self._add_details(found)
         return [found[row.id] for row in rows]
 
-    async def for_offices(
-        self,
-        found: TicketFilter,
-        *,
-        sort: str = "-requested_at",
-        offset: int = 0,
-        limit: int = 50,
-    ) -> tuple[list[Report], dict[str, int]]:
-        """One page of the tickets ``found`` selects, sorted, and how many there are per status
-        under the same filter except the status (the queue's tabs): two queries."""
+    async def page(
+        self, found: TicketFilter, *, sort: str = "-requested_at", offset: int = 0, limit: int = 50
+    ) -> list[Report]:
+        """One page of the tickets ``found`` selects, sorted."""
         rows = await self.conn.execute(
             sa.select(reports)
             .where(*found.conditions())
@@ -320,12 +314,17 @@ class ReportRepository:
             .offset(offset)
             .limit(limit)
         )
+        return [_row_to_report(r, []) for r in rows]
+
+    async def status_counts(self, found: TicketFilter) -> dict[str, int]:
+        """How many tickets ``found`` selects per status, its status filter aside (the
+        queue's tabs)."""
         counts = await self.conn.execute(
             sa.select(reports.c.status, sa.func.count())
             .where(*found.conditions(with_status=False))
             .group_by(reports.c.status)
         )
-        return [_row_to_report(r, []) for r in rows], {status: n for status, n in counts}
+        return {status: n for status, n in counts}
 
     async def open_tickets(self) -> list[Report]:
         rows = await self.conn.execute(

@@ -36,7 +36,7 @@ from intake.domain import (
     distance_m,
 )
 from intake.entrypoints import pages
-from intake.entrypoints.formats import csv_response
+from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
@@ -45,15 +45,8 @@ from mm_shared.service import Text, problem
 
 MAX_PHOTOS = 5
 OPEN_DATA_COLUMNS = [
-    "id",
-    "status",
-    "service_code",
-    "service_name",
+    *REPORT_COLUMNS,
     "agency_responsible",
-    "stadtbezirk",
-    "ortsteil",
-    "lat",
-    "long",
     "requested_at",
     "updated_at",
     "expected_at",
@@ -510,18 +503,9 @@ def router(
         description may name people or number plates)."""
 
         def row(r: Any) -> list[object]:
-            category = CATEGORIES_BY_CODE.get(r.service_code)
-            levels = {a["level"]: a["name"] for a in r.areas}
             return [
-                r.id,
-                r.status,
-                r.service_code,
-                category.name_de if category else "",
+                *report_columns(r),
                 r.office_name or "",
-                levels.get("stadtbezirk", ""),
-                levels.get("ortsteil", ""),
-                r.lat,
-                r.long,
                 _iso(r.requested_at),
                 _iso(r.updated_at),
                 _iso(r.expected_at),

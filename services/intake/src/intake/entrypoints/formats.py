@@ -11,7 +11,36 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.text import xml_safe
+
+#: The first columns of every report export.
+REPORT_COLUMNS = [
+    "id",
+    "status",
+    "service_code",
+    "service_name",
+    "stadtbezirk",
+    "ortsteil",
+    "lat",
+    "long",
+]
+
+
+def report_columns(row: Any) -> list[object]:
+    """:data:`REPORT_COLUMNS` of a row of ``intake.reports`` (German category names)."""
+    category = CATEGORIES_BY_CODE.get(row.service_code)
+    levels = {a["level"]: a["name"] for a in row.areas}
+    return [
+        row.id,
+        row.status,
+        row.service_code,
+        category.name_de if category else "",
+        levels.get("stadtbezirk", ""),
+        levels.get("ortsteil", ""),
+        row.lat,
+        row.long,
+    ]
 
 
 def csv_response(

@@ -27,7 +27,7 @@ from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember, TokenExpired
 from intake.domain import InvalidReport, Report, TransitionNotAllowed, distance_m
 from intake.entrypoints.api import photo_links
-from intake.entrypoints.formats import csv_response
+from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
@@ -254,19 +254,10 @@ def router(
         names = directory.offices(settings.jurisdiction) or {}
 
         def row(r: Any) -> list[object]:
-            category = CATEGORIES_BY_CODE.get(r.service_code)
-            levels = {a["level"]: a["name"] for a in r.areas}
             return [
-                r.id,
-                r.status,
-                r.service_code,
-                category.name_de if category else "",
+                *report_columns(r),
                 r.office_code or "",
                 names.get(r.office_code, "") if r.office_code else "",
-                levels.get("stadtbezirk", ""),
-                levels.get("ortsteil", ""),
-                r.lat,
-                r.long,
                 r.address or "",
                 r.description,
                 _iso(r.requested_at),
@@ -486,16 +477,9 @@ def router(
 
 
 QUEUE_COLUMNS = [
-    "id",
-    "status",
-    "service_code",
-    "service_name",
+    *REPORT_COLUMNS,
     "office_code",
     "office_name",
-    "stadtbezirk",
-    "ortsteil",
-    "lat",
-    "long",
     "address",
     "description",
     "requested_at",

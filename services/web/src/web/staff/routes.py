@@ -12,13 +12,14 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
 from web import csrf
 from web.adapters.services import Answer, Services, ServiceUnavailable
-from web.i18n import Translator, language
+from web.i18n import language
 from web.staff import session as sessions
 from web.staff import views
 from web.staff.oidc import OidcClient, SignInFailed
@@ -289,7 +290,7 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
         )
         try:
             answer = await client.send(upstream, stream=True)
-        except Exception as exc:
+        except httpx.TransportError as exc:
             raise ServiceUnavailable("intake") from exc
         if answer.status_code == 401:
             await answer.aclose()
@@ -440,25 +441,15 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
         member = signed_in(request)
         form = await form_of(request)
         original = str(form.get("duplicate_of", "")).strip()
-        entered = {"duplicate_of": original}
-        if not _is_uuid(original):
-            return await ticket_page(
-                request,
-                member,
-                ticket_id,
-                errors={"duplicate_of": "staff.error.duplicate_id"},
-                entered=entered,
-                status_code=422,
-            )
-        answer = await intake(
-            member,
+        return await _transition(
             request,
-            "POST",
-            f"/tickets/{ticket_id}/transitions",
-            json={"status": "duplicate", "duplicate_of": original},
-        )
-        return await _after(
-            request, member, ticket_id, answer, "duplicate", entered, "duplicate_of"
+            member,
+            ticket_id,
+            {"status": "duplicate", "duplicate_of": original} if _is_uuid(original) else None,
+            entered={"duplicate_of": original},
+            field="duplicate_of",
+            missing="staff.error.duplicate_id",
+            done="duplicate",
         )
 
     @pages.post("/tickets/{ticket_id}/reassign")
@@ -467,26 +458,44 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
         form = await form_of(request)
         office = str(form.get("office_code", "")).strip()
         reason = str(form.get("reason", "")).strip()
-        entered = {"office_code": office, "reason": reason}
-        if not office:
+        return await _transition(
+            request,
+            member,
+            ticket_id,
+            {"status": "assigned", "office_code": office, "internal_note": reason or None}
+            if office
+            else None,
+            entered={"office_code": office, "reason": reason},
+            field="office_code",
+            missing="staff.error.choose_office",
+            done="reassigned",
+        )
+
+    async def _transition(
+        request: Request,
+        member: StaffSession,
+        ticket_id: UUID,
+        body: dict[str, Any] | None,
+        *,
+        entered: dict[str, str],
+        field: str,
+        missing: str,
+        done: str,
+    ) -> Response:
+        """A transition a form asked for; ``body`` None: the form lacks ``field``."""
+        if body is None:
             return await ticket_page(
                 request,
                 member,
                 ticket_id,
-                errors={"office_code": "staff.error.choose_office"},
+                errors={field: missing},
                 entered=entered,
                 status_code=422,
             )
         answer = await intake(
-            member,
-            request,
-            "POST",
-            f"/tickets/{ticket_id}/transitions",
-            json={"status": "assigned", "office_code": office, "internal_note": reason or None},
+            member, request, "POST", f"/tickets/{ticket_id}/transitions", json=body
         )
-        return await _after(
-            request, member, ticket_id, answer, "reassigned", entered, "office_code"
-        )
+        return await _after(request, member, ticket_id, answer, done, entered, field)
 
     async def _after(
         request: Request,
@@ -737,7 +746,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def translator(request: Request) -> Translator:
-    return Translator(language(request))

@@ -64,6 +64,8 @@ def upgrade() -> None:
         schema=SCHEMA,
         postgresql_where=sa.text("status IN ('received', 'assigned', 'in_progress')"),
     )
+    # An admin's queue by due date (all offices).
+    op.create_index("ix_reports_expected", "reports", ["expected_at"], schema=SCHEMA)
     op.create_index(
         "ix_reports_areas",
         "reports",
@@ -96,6 +98,7 @@ def downgrade() -> None:
         "ix_reports_id_text",
         "ix_reports_description_trgm",
         "ix_reports_areas",
+        "ix_reports_expected",
         "ix_reports_open_expected",
         "ix_reports_office_updated",
         "ix_reports_office_requested",
