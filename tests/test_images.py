@@ -23,6 +23,7 @@ IMAGES = {
     "intake": (ROOT / "services/intake/Dockerfile", ["intake"], 8000),
     "geo-router": (ROOT / "services/geo-router/Dockerfile", ["geo_router"], 8001),
     "notifier": (ROOT / "services/notifier/Dockerfile", ["notifier"], 8002),
+    "web": (ROOT / "services/web/Dockerfile", ["web"], 8003),
     "migrate": (ROOT / "deploy/migrate/Dockerfile", ["intake", "geo_router", "notifier"], None),
 }
 
