@@ -112,7 +112,8 @@ async def test_open311_refuses_in_its_own_shape(
     client = limited("192.0.2.30")
     form = {"api_key": API_KEY, "service_code": "no-such-code", "lat": "51.34", "long": "12.37"}
     for _ in range(3):
-        assert (await client.post("/open311/v2/requests.json", data=form)).status_code == 400
+        # An unknown service_code is GeoReport v2's 404: nothing is written.
+        assert (await client.post("/open311/v2/requests.json", data=form)).status_code == 404
     refused = await client.post("/open311/v2/requests.xml", data=form)
     assert refused.status_code == 429
     assert "<code>429</code>" in refused.text

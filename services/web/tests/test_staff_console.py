@@ -96,7 +96,10 @@ def test_a_member_of_staff_works_a_ticket_and_the_reporter_hears_of_it(
 
     photo = page.get_by_role("img", name="Foto 1 der Meldung (öffnet in voller Größe)")
     expect(photo).to_be_visible()
-    assert page.evaluate("img => img.naturalWidth", photo.element_handle()) > 0
+    # Visible as soon as its declared size is laid out; loaded once it has pixels.
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=photo.element_handle()
+    )
     expect(page.locator(".explanation")).to_contain_text("Stadtbezirk Mitte")
     expect(page.locator(".explanation")).to_contain_text("Verkehrs- und Tiefbauamt")
     full_size = page.request.get(page.locator(".photos a").first.get_attribute("href") or "")
