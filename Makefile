@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
 
-.PHONY: setup up down status test chaos lint format typecheck compose-config asyncapi ci staff-token dead-letters
+.PHONY: setup up down status test chaos chaos-small lint format typecheck compose-config asyncapi ci staff-token dead-letters
 
 setup:
 	@bash deploy/local/setup.sh
@@ -19,8 +19,11 @@ down:  ## stop everything `make up` started
 status:
 	@$(RUN) python -m devstack status
 
-test: setup  ## the whole suite; starts its own broker and test database
-	@$(RUN) pytest
+test: setup  ## the whole suite but the fault injection; starts its own broker and test database
+	@$(RUN) pytest -m "not chaos"
+
+chaos-small: setup  ## the fault-injection suite, small (300 reports, shorter outages)
+	@$(RUN) pytest -m chaos
 
 chaos: setup  ## the fault-injection suite, full size (10,000 reports); figures in bench/results/chaos.json
 	@$(RUN) python -m devstack.chaos --reports 10000 --out bench/results/chaos.json

@@ -30,6 +30,7 @@ SMALL = ChaosConfig(
 )
 
 
+@pytest.mark.chaos
 @pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="needs PostgreSQL 15's initdb")
 async def test_nothing_accepted_is_lost_whatever_fails() -> None:
     results = await run(SMALL, ROOT / "var" / "test-chaos.json")
