@@ -19,11 +19,18 @@ from web.i18n import LANGUAGES, Translator, language
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-#: The one inline script of every page, in <head> before the first paint: it marks the page as
-#: scripted, so the CSS reserves what the scripts will show (maps, their buttons) and hides what
-#: they will hide, from the start: no layout shift when they run (deferred). Allowed by its hash
-#: in the Content-Security-Policy (``SCRIPT_HASH``), not by 'unsafe-inline'.
-EARLY_SCRIPT = 'document.documentElement.classList.add("js")'
+#: The one inline script of every page, in <head> before the first paint (GOV.UK's
+#: ``js-enabled``): it marks the page as scripted, so the CSS reserves what the scripts will
+#: show (maps, their buttons) and hides what they will hide, from the start: no layout shift
+#: when they run (deferred). When one of the page's scripts fails to load, it takes the mark
+#: back: the page is then as it is without JavaScript, not half enhanced. Allowed by its hash in
+#: the Content-Security-Policy (``SCRIPT_HASH``), not by 'unsafe-inline'.
+EARLY_SCRIPT = (
+    "(function (root) { root.classList.add('js');"
+    " addEventListener('error', function (event) {"
+    " if (event.target instanceof HTMLScriptElement) root.classList.remove('js'); }, true);"
+    " })(document.documentElement);"
+)
 _DIGEST = base64.b64encode(hashlib.sha256(EARLY_SCRIPT.encode()).digest()).decode()
 SCRIPT_HASH = f"'sha256-{_DIGEST}'"
 templates = Jinja2Templates(directory=HERE / "templates")
