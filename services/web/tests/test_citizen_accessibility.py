@@ -42,8 +42,9 @@ def visitor(
         extra_http_headers={"Accept-Language": lang},
     )
     if not request.param:
-        # The pages as a browser without JavaScript shows them: none of their scripts runs (they
-        # have no inline ones). JavaScript itself stays on, since axe-core runs as a script.
+        # The pages as a browser without JavaScript shows them: none of their scripts runs (the
+        # one inline script, which marks a page as scripted, takes its mark back when a script
+        # fails to load). JavaScript itself stays on, since axe-core runs as a script.
         context.route(re.compile(r"\.js(\?|$)"), lambda route: route.abort())
     yield context.new_page()
     context.close()

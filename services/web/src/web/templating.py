@@ -3,6 +3,7 @@ translator, the CSRF token, versioned static URLs and the settings the maps read
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,22 @@ from web.i18n import LANGUAGES, Translator, language
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
+#: The one inline script of every page, in <head> before the first paint (GOV.UK's
+#: ``js-enabled``): it marks the page as scripted, so the CSS reserves what the scripts will
+#: show (maps, their buttons) and hides what they will hide, from the start: no layout shift
+#: when they run (deferred). When one of the page's scripts fails to load, it takes the mark
+#: back: the page is then as it is without JavaScript, not half enhanced. Allowed by its hash in
+#: the Content-Security-Policy (``SCRIPT_HASH``), not by 'unsafe-inline'.
+EARLY_SCRIPT = (
+    "(function (root) { root.classList.add('js');"
+    " addEventListener('error', function (event) {"
+    " if (event.target instanceof HTMLScriptElement) root.classList.remove('js'); }, true);"
+    " })(document.documentElement);"
+)
+_DIGEST = base64.b64encode(hashlib.sha256(EARLY_SCRIPT.encode()).digest()).decode()
+SCRIPT_HASH = f"'sha256-{_DIGEST}'"
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["early_script"] = EARLY_SCRIPT
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 

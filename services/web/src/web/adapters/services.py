@@ -4,6 +4,8 @@ its own; what it shows, it asks for."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import httpx
 
 from web.settings import WebSettings
 
+log = logging.getLogger(__name__)
 Service = Literal["intake", "geo_router", "notifier"]
 #: A photo to pass on: (file name, content, content type).
 Upload = tuple[str, bytes, str]
@@ -58,7 +61,8 @@ class Services:
             )
             for name, url in self._addresses(settings).items()
         }
-        self._areas: dict[str | None, tuple[float, dict[str, Any]]] = {}
+        #: Per level: when fetched, a digest of geo-router's answer, the parsed answer.
+        self._areas: dict[str | None, tuple[float, bytes, dict[str, Any]]] = {}
         self._definitions: dict[str, tuple[float, dict[str, Any]]] = {}
         self.geocoder = (
             httpx.AsyncClient(base_url=settings.geocoder_url, timeout=timeout, transport=transport)
@@ -111,25 +115,31 @@ class Services:
         body: Any = response.json() if "json" in content_type else response.content
         return Answer(response.status_code, body, response.headers)
 
-    async def raw(self, service: Service, path: str) -> httpx.Response:
+    async def raw(
+        self, service: Service, path: str, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         """An answer as it came (photos): the caller passes it on."""
         try:
-            return await self.clients[service].get(path)
+            return await self.clients[service].get(path, params=params)
         except httpx.TransportError as exc:
             raise ServiceUnavailable(service) from exc
 
     async def areas(self, level: str | None = None, max_age_s: float = 300.0) -> dict[str, Any]:
         """Geo-router's areas as GeoJSON, kept a few minutes: they change a few times a year,
-        and the maps and forms ask for them on every page."""
+        and the maps and forms ask for them on every page. An unchanged answer (the usual
+        case) keeps the parsed object it already has: parsing ~1 MB of GeoJSON is costly, and
+        the pages' caches built from it (see ``Citizen.outlines``) stay valid."""
         cached = self._areas.get(level)
         if cached and time.monotonic() - cached[0] < max_age_s:
-            return cached[1]
+            return cached[2]
         params = {"jurisdiction": self.settings.jurisdiction} | ({"level": level} if level else {})
-        answer = await self.call("geo_router", "GET", "/v1/areas", params=params)
-        if not answer.ok:
+        response = await self.raw("geo_router", "/v1/areas", params=params)
+        if response.status_code != 200:
             raise ServiceUnavailable("geo_router")
-        self._areas[level] = (time.monotonic(), answer.body)
-        return dict(answer.body)
+        digest = hashlib.sha256(response.content).digest()
+        areas = cached[2] if cached and cached[1] == digest else dict(response.json())
+        self._areas[level] = (time.monotonic(), digest, areas)
+        return areas
 
     async def service_definitions(self, max_age_s: float = 3600.0) -> dict[str, dict[str, Any]]:
         """Intake's Open311 service definitions of the categories that ask extra questions
@@ -149,6 +159,15 @@ class Services:
                     found[code] = answer.body
         self._definitions[""] = (time.monotonic(), found)
         return found
+
+    async def warm_up(self) -> None:
+        """Fill the caches the pages read (areas, service definitions) before the first
+        visitor, when the services answer already; otherwise the first page fills them."""
+        try:
+            await self.areas()
+            await self.service_definitions()
+        except ServiceUnavailable as away:
+            log.info("%s not reachable yet: caches fill on first use", away.service)
 
     async def geocode(self, address: str) -> tuple[float, float] | None:
         """The first hit of the configured geocoder for ``address``, or None."""

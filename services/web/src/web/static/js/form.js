@@ -3,12 +3,27 @@
 (function () {
   "use strict";
   var form = document.getElementById("report-form");
-  if (!form || !window.L) return;
+  if (!form) return;
+  var category = document.getElementById("service_code");
+
+  /* The chosen category's questions only; the others' fields are not sent. The page's CSS
+     already shows only the chosen one's (is-chosen) when scripting is on: no layout shift.
+     Before the map's check, so that the questions work even when the map cannot. */
+  function showQuestions() {
+    document.querySelectorAll("fieldset.attributes").forEach(function (set) {
+      var mine = set.dataset.category === category.value;
+      set.hidden = !mine;
+      set.classList.toggle("is-chosen", mine);
+      set.querySelectorAll("input, select, textarea").forEach(function (i) { i.disabled = !mine; });
+    });
+  }
+  category.addEventListener("change", showQuestions);
+  showQuestions();
+  if (!window.L) return;
   var MM = window.MM;
   var text = form.dataset;
   var lat = document.getElementById("lat"), lng = document.getElementById("long");
   var status = document.getElementById("place-status");
-  var category = document.getElementById("service_code");
   var mapElement = document.getElementById("form-map");
   var made = MM.baseMap(mapElement, { zoom: 12, fitCity: !lat.value });
   var map = made.map, marker = null, areas = null;
@@ -75,16 +90,7 @@
     );
   });
 
-  /* The chosen category's questions only; the others' fields are not sent. */
-  function showQuestions() {
-    document.querySelectorAll("fieldset.attributes").forEach(function (set) {
-      var mine = set.dataset.category === category.value;
-      set.hidden = !mine;
-      set.querySelectorAll("input, select, textarea").forEach(function (i) { i.disabled = !mine; });
-    });
-  }
-  category.addEventListener("change", function () { showQuestions(); lookForDuplicates(); });
-  showQuestions();
+  category.addEventListener("change", function () { lookForDuplicates(); });
 
   /* Open reports of the same kind close by, before sending. */
   var nearby = document.getElementById("nearby");
