@@ -35,7 +35,7 @@ DEFINITIONS: dict[str, ServiceDefinition] = {
                 "pole_number",
                 "string",
                 "Mastnummer der Laterne (falls lesbar) / number on the lamp post",
-                datatype_description="e.g. 12-345",
+                datatype_description="z. B. 12-345 / e.g. 12-345",
             ),
         ),
     ),

@@ -40,7 +40,7 @@ def bilingual(text: str, lang: str) -> str:
     german, _, english = text.partition(" / ")
     if lang == "en":
         return english or german
-    return "z. B. " + german[5:] if german.startswith("e.g. ") else german
+    return german
 
 
 def questions(definition: dict[str, Any], lang: str) -> list[AttributeQuestion]:
@@ -54,7 +54,7 @@ def questions(definition: dict[str, Any], lang: str) -> list[AttributeQuestion]:
                 code=a["code"],
                 datatype=a["datatype"],
                 label=bilingual(a["description"], lang),
-                hint=a.get("datatype_description") or "",
+                hint=bilingual(a.get("datatype_description") or "", lang),
                 required=bool(a.get("required")),
                 values=[(v["key"], bilingual(v["name"], lang)) for v in a.get("values", [])],
             )
