@@ -87,6 +87,9 @@ class ReportEvent(Event):
     """An event about one report, keyed by its id so that a report's events stay in order."""
 
     report_id: UUID
+    #: The jurisdiction the report belongs to (added within v1: events written before carry
+    #: none, and mean the deployment's only jurisdiction of that time).
+    jurisdiction: str | None = None
 
     @property
     def key(self) -> bytes:
@@ -258,6 +261,13 @@ class JurisdictionBoundaryChanged(Event):
     version: str
     #: GeoJSON MultiPolygon geometry, WGS84 lon/lat.
     boundary: dict[str, Any]
+    #: Where jurisdictions overlap, the higher precedence takes the report; on a tie, the
+    #: smaller area (added within v1, from the manifest).
+    precedence: int = 0
+    #: Categories of the shared catalogue this jurisdiction does not take (added within v1).
+    disabled_service_codes: tuple[str, ...] = ()
+    #: The jurisdiction was retired: intake accepts no more reports there (added within v1).
+    retired: bool = False
 
     @property
     def key(self) -> bytes:
@@ -280,6 +290,13 @@ class OfficeDirectoryChanged(Event):
     event_type: Literal["OfficeDirectoryChanged"] = "OfficeDirectoryChanged"
     jurisdiction: str
     offices: tuple[OfficeContact, ...]
+    #: The sender name of the platform's mails about this jurisdiction's reports, e.g.
+    #: "Mängelmelder Köln" (added within v1; None: the notifier's configured default).
+    sender_name: str | None = None
+    #: Public holidays the office reminders skip: the `holidays` package's country and
+    #: subdivision codes, e.g. DE and SN (added within v1; None: the service's default).
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
 
     @property
     def key(self) -> bytes:
