@@ -28,7 +28,7 @@ from mm_shared.outbox.metrics import (
     OUTBOX_PUBLISHED,
 )
 from mm_shared.outbox.relay import Outbox, RawPublisher, Transaction
-from mm_shared.outbox.staging import StagedRow, Writes, stage
+from mm_shared.outbox.staging import MessageRows, StagedRow, Writes, stage, stage_rows
 from mm_shared.outbox.tables import (
     add_outbox_lease,
     create_messaging_tables,
@@ -43,6 +43,7 @@ __all__ = [
     "OUTBOX_PUBLISH_FAILURES",
     "KafkaPublisher",
     "Message",
+    "MessageRows",
     "Outbox",
     "RawPublisher",
     "StagedRow",
@@ -57,4 +58,5 @@ __all__ = [
     "outbox_table",
     "since_time",
     "stage",
+    "stage_rows",
 ]

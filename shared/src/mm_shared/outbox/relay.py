@@ -25,7 +25,7 @@ from mm_shared.outbox.metrics import (
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISHED,
 )
-from mm_shared.outbox.staging import StagedRow, Writes, stage
+from mm_shared.outbox.staging import MessageRows, StagedRow, Writes, stage, stage_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,19 @@ class Transaction:
         self, *events: Event | Message, along_with: Writes | None = None
     ) -> list[StagedRow]:
         """Stage events (with the changes that imply them, in the same statement); they reach
-        Kafka only if this transaction commits. Returns the rows staged. (A service writing
-        outbox rows with its own SQL appends them, leased, to :attr:`staged` itself.)"""
+        Kafka only if this transaction commits. Returns the rows staged."""
         staged = await stage(
             self.conn, self._outbox.table, events, lease=self.lease, along_with=along_with
+        )
+        self.staged += staged
+        return staged
+
+    async def publish_rows(
+        self, rows: MessageRows, along_with: Writes | None = None
+    ) -> list[StagedRow]:
+        """Like :meth:`publish`, for messages given as a query over the CTEs of ``along_with``."""
+        staged = await stage_rows(
+            self.conn, self._outbox.table, rows, lease=self.lease, along_with=along_with
         )
         self.staged += staged
         return staged
