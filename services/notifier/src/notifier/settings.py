@@ -35,9 +35,6 @@ class NotifierSettings(ServiceSettings):
     #: Bearer token for the operators' endpoints (parked notifications); empty disables them.
     ops_token: SecretStr = SecretStr("")
     max_attempts: int = 8
-    #: Named in the offices' reminders (the thresholds themselves are intake's settings).
-    reminder_accept_within_working_days: int = 3
-    reminder_work_within_days: float = 14.0
     #: Every instance writes a heartbeat this often; claims of an instance silent for
     #: ``instance_dead_after_s`` are taken back by the others (or by itself once restarted).
     #: An instance whose own heartbeat has not reached the database for half that time stops
