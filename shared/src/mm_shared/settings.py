@@ -24,7 +24,7 @@ class ServiceSettings(BaseSettings):
     #: waiting fetch only when this runs out).
     kafka_fetch_max_wait_ms: int = 10
     #: The same for topics of rare events (configuration, outlines, office directory). Every
-    #: waiting consumer costs the broker and the client a fetch per wait: at 10 ms about a sixth
-    #: of a core between them on the local broker, for events that come a few times a day.
+    #: waiting consumer costs the broker and the client a fetch per wait (what that costs at
+    #: 10 ms: docs/architecture.md), for events that come a few times a day.
     kafka_rare_events_fetch_max_wait_ms: int = 500
     log_level: LogLevel = "INFO"

@@ -98,9 +98,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.warm_up()
-        # What lives as long as the process (modules, templates, the areas just cached: some
-        # 10^5 objects) leaves the collector's scans; each full collection scanned it all, in
-        # the middle of a request (the report page's p99).
+        # What lives as long as the process (modules, templates, the areas just cached) leaves
+        # the collector's scans; each full collection scanned it all, in the middle of a
+        # request, and showed in the report page's tail latency.
         gc.collect()
         gc.freeze()
         yield

@@ -9,7 +9,7 @@ import numpy as np
 
 def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
     """Kafka's default partition of each key (murmur2, as the Java client computes it), for a
-    whole batch at once: aiokafka's pure-Python murmur2 was a tenth of the relay's time."""
+    whole batch at once: aiokafka's pure-Python murmur2, key by key, showed in the relay's profile."""
     m, seed = np.uint32(0x5BD1E995), 0x9747B28C
     result = [0] * len(keys)
     by_length: dict[int, list[int]] = {}

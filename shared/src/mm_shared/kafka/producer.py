@@ -93,8 +93,8 @@ class KafkaPublisher:
                     if not built[-1].append(m):  # the builder takes any first record
                         raise ValueError(f"{len(m.payload)} bytes do not fit a record batch")
         # Sent by this task itself, not handed to aiokafka's sender task: in a busy process each
-        # hand-over waited for its turn in the event loop (3.6 ms from a record's creation to
-        # its request at the broker in intake, which answered in 0.6). A partition's second
+        # hand-over waited for its turn in the event loop, longer than the broker took to answer
+        # (docs/architecture.md, "Transactional outbox"). A partition's second
         # batch (over 512 kB) goes in the next round, after the first was acknowledged.
         client = producer.client
         for round_ in range(max((len(built) for built in batches.values()), default=0)):

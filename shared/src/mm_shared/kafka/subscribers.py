@@ -38,8 +38,8 @@ class _PromptBatchSubscriber(BatchSubscriber):
 
     FastStream 0.7 sleeps ``batch_timeout_ms`` after ``getmany`` came back empty, although
     ``getmany`` had already waited that long for records. A record arriving during the sleep
-    waited up to one more timeout at every hop (measured on the local broker at a 10 ms
-    timeout: p50 from producer to handler 9.0 ms with the pause, 3.3 ms without).
+    waited up to one more timeout at every hop (figures in docs/architecture.md, "Polling
+    costs CPU on Tansu").
     """
 
     __slots__ = ()

@@ -63,8 +63,8 @@ class OrderedWrites:
 
 class ThrottledCommits:
     """Offsets of written batches, committed together at most every ``interval_s``. At a few
-    records per batch, a commit per batch cost the local broker about a sixth of a core; a
-    redelivery after a crash or a rebalance now covers at most the interval, which idempotent
+    records per batch, a commit per batch cost the local broker a noticeable share of a core
+    (docs/architecture.md, "Consumers are pipelined"); a redelivery after a crash or a rebalance now covers at most the interval, which idempotent
     writers absorb like any other."""
 
     def __init__(self, subscriber: Any, interval_s: float) -> None:
