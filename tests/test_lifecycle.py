@@ -55,8 +55,8 @@ async def submit(stack: Stack, email: str, locale: str = "de", code: str = "001"
 
 async def assigned(stack: Stack, report_id: UUID, office: str = "VTA-OST") -> None:
     async def check() -> bool:
-        body = (await stack.intake.get(f"/api/v1/reports/{report_id}")).json()
-        return body["status"] == "assigned" and body["office"]["code"] == office
+        body: dict[str, Any] = (await stack.intake.get(f"/api/v1/reports/{report_id}")).json()
+        return bool(body["status"] == "assigned" and body["office"]["code"] == office)
 
     await eventually(check)
 
