@@ -20,12 +20,13 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka import KafkaBroker
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mm_shared.api_docs import RefusalDoc, document_frame_refusals, json_refusal
 from mm_shared.db import ping
 from mm_shared.kafka import keep_broker_connected
 from mm_shared.observability import instrument
@@ -211,8 +212,13 @@ def create_service_app(
     background: Sequence[BackgroundLoop] = (),
     on_shutdown: Sequence[Step] = (),
     refusal: Refusal = errors_list,
+    refusal_doc: RefusalDoc = json_refusal("ErrorsOut"),
+    refusal_models: Sequence[type[BaseModel]] = (),
     max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
+    """``refusal`` answers the frame's refusals; ``refusal_doc`` documents them (in the shape
+    of ``refusal_models``, or the platform's ``{"errors"}``) on every operation."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # HTTP serves even while the broker is unreachable (reports are still accepted into the
@@ -259,6 +265,13 @@ def create_service_app(
     _answer_refusals_in_shape(app, refusal)
     for router in routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_frame_refusals(FastAPI.openapi(app), refusal_doc, refusal_models)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def consumers() -> dict[str, str]:
         members = [s for s in broker.subscribers if getattr(s, "group_id", None)]
