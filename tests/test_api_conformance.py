@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import API_KEY, Stack
-from devstack.conformance import Tally, fuzz
+from devstack.conformance import Prepare, Tally, fuzz
 from devstack.processes import free_port
 from devstack.testing import eventually
 from intake.adapters import staff
@@ -44,25 +44,26 @@ async def live(app: FastAPI) -> AsyncIterator[str]:
         await task
 
 
-async def admin_token(stack: Stack) -> str:
+async def staff_token(stack: Stack, *offices: str, admin: bool = False) -> str:
     engine = create_async_engine(stack.database_url)
     try:
         async with engine.begin() as conn:
             name = f"conformance-{random.randrange(10**9)}"
-            _, token = await staff.create_account(conn, name, (), is_admin=True)
+            _, token = await staff.create_account(conn, name, offices, is_admin=admin)
     finally:
         await engine.dispose()
-    return token
+    return f"Bearer {token}"
 
 
-def credentials(authorization: str | None) -> Any:
-    """Most cases carry valid credentials (so that protected operations are exercised beyond
-    their 401), the rest what was generated."""
+def credentials(*authorizations: str) -> Prepare:
+    """Most cases carry valid credentials, one of ``authorizations`` (so that protected
+    operations are exercised beyond their 401), the rest what was generated."""
 
-    def prepare(case: schemathesis.Case) -> None:
+    def prepare(case: schemathesis.Case[Any]) -> None:
         if random.random() < 0.25:
             return
-        if authorization is not None:
+        if authorizations:
+            authorization = random.choice(authorizations)
             case.headers = {**(case.headers or {}), "Authorization": authorization}
         if isinstance(case.body, dict) and "api_key" in case.body:
             case.body["api_key"] = API_KEY
@@ -71,10 +72,13 @@ def credentials(authorization: str | None) -> Any:
 
 
 async def run_all(stack: Stack) -> Tally:
+    # An admin, and an office's member (who is refused other offices' tickets and filters).
     auth = {
-        "intake": f"Bearer {await admin_token(stack)}",
-        "geo_router": None,
-        "notifier": "Bearer test-ops",
+        "intake": credentials(
+            await staff_token(stack, admin=True), await staff_token(stack, "VTA-OST")
+        ),
+        "geo_router": credentials(),
+        "notifier": credentials("Bearer test-ops"),
     }
     documents = {name: app.openapi() for name, app in stack.apps.items()}
     operations = sum(
@@ -90,7 +94,7 @@ async def run_all(stack: Stack) -> Tally:
                 documents[name],
                 base_url,
                 requests_per_operation=per_operation,
-                prepare=credentials(auth[name]),
+                prepare=auth[name],
                 tally=tally,
             )
     return tally
