@@ -158,6 +158,24 @@ async def test_non_ascii_credentials_are_refused_not_a_server_error(stack: Stack
     await eventually(refused_as_not_theirs)
 
 
+async def test_row_ids_beyond_bigint_are_refused_not_a_server_error(stack: Stack) -> None:
+    """Found by schemathesis: an id larger than PostgreSQL's BIGINT went to the database
+    driver, which raised, and the client got a 500."""
+    too_large = 2**64
+    admin = {"Authorization": await staff_token(stack, admin=True)}
+    canned = f"/api/v1/staff/canned-responses/{too_large}"
+    dropped = await stack.intake.delete(canned, headers=admin)
+    assert dropped.status_code == 422, dropped.text
+    assert dropped.json()["errors"][0]["field"] == "response_id"
+    body = {"office_code": "VTA-OST", "title": "t", "body": "b"}
+    changed = await stack.intake.put(canned, json=body, headers=admin)
+    assert changed.status_code == 422, changed.text
+    retried = await stack.notifier.post(
+        f"/v1/notifications/{too_large}/retry", headers={"Authorization": "Bearer test-ops"}
+    )
+    assert retried.status_code == 422, retried.text
+
+
 async def test_every_answer_is_documented_and_none_is_a_server_error(stack: Stack) -> None:
     await stack.boundary_known()
     tally = await run_all(stack)

@@ -16,7 +16,7 @@ from html import escape
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka import KafkaBroker
@@ -50,6 +50,11 @@ def _allowed_characters(text: str) -> str:
 #: Text from clients: only characters XML 1.0 allows (:mod:`mm_shared.text`). PostgreSQL stores
 #: no NUL, and one stored control character had made Open311's XML unparseable for every client.
 Text = Annotated[str, AfterValidator(_allowed_characters)]
+
+
+#: A row id in a path (PostgreSQL BIGINT): a larger number is refused with a 422 by validation;
+#: passed on, the database driver raised for it, and the client got a 500.
+RowId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 
 
 def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:

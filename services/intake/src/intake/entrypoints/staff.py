@@ -33,7 +33,7 @@ from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
 from mm_shared.outbox import Outbox
-from mm_shared.service import Text, problem
+from mm_shared.service import RowId, Text, problem
 
 
 class Unauthorized(Exception):
@@ -400,7 +400,7 @@ def router(
         ),
     )
     async def change_canned(
-        response_id: int, body: CannedResponseIn, member: Staff
+        response_id: RowId, body: CannedResponseIn, member: Staff
     ) -> JSONResponse:
         return await _keep_canned(member, body, response_id)
 
@@ -410,7 +410,7 @@ def router(
         response_class=Response,
         responses=schemas.refusals(401, 404),
     )
-    async def drop_canned(response_id: int, member: Staff) -> Response:
+    async def drop_canned(response_id: RowId, member: Staff) -> Response:
         try:
             await handlers.drop_canned_response(outbox, member, response_id)
         except handlers.TicketNotFound:

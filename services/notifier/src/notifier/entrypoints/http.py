@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.api_docs import FRAME_REASONS, json_refusal, refusals
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.service import Problems, Refusal, Text, errors_list, problem
+from mm_shared.service import Problems, Refusal, RowId, Text, errors_list, problem
 from notifier import handlers
 from notifier.adapters.senders import TEMPLATES
 from notifier.domain import Preference
@@ -372,7 +372,7 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
         responses=refusals(401, 404),
     )
     async def retry(
-        notification_id: int, authorization: str | None = Header(default=None)
+        notification_id: RowId, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         operator(authorization)
         if not await handlers.retry(engine, notification_id):
