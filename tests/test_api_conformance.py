@@ -176,6 +176,19 @@ async def test_row_ids_beyond_bigint_are_refused_not_a_server_error(stack: Stack
     assert retried.status_code == 422, retried.text
 
 
+async def test_days_out_of_range_are_refused_not_a_server_error(stack: Stack) -> None:
+    """Found by schemathesis: from=0001-01-01 (before the first day the database driver takes
+    once it is in UTC) and to=9999-12-31 (whose next day does not exist) were 500s."""
+    admin = {"Authorization": await staff_token(stack, admin=True)}
+    for query in ("from=0001-01-01", "to=9999-12-31"):
+        answer = await stack.intake.get(f"/api/v1/staff/statistics?{query}", headers=admin)
+        assert answer.status_code == 422, answer.text
+    open_data = await stack.intake.get("/api/v1/open-data/reports.csv?since=0001-01-01")
+    assert open_data.status_code == 422, open_data.text
+    fine = await stack.intake.get("/api/v1/staff/statistics?from=2000-01-01", headers=admin)
+    assert fine.status_code == 200, fine.text
+
+
 async def test_every_answer_is_documented_and_none_is_a_server_error(stack: Stack) -> None:
     await stack.boundary_known()
     tally = await run_all(stack)

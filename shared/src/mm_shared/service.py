@@ -12,6 +12,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import date
 from html import escape
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -51,6 +52,19 @@ def _allowed_characters(text: str) -> str:
 #: no NUL, and one stored control character had made Open311's XML unparseable for every client.
 Text = Annotated[str, AfterValidator(_allowed_characters)]
 
+
+def _within(day: date, first: date, last: date) -> date:
+    if not first <= day <= last:
+        raise ValueError(f"a day from {first} to {last}")
+    return day
+
+
+#: A day asked for in a query: at midnight in the city's time zone, 0001-01-01 is before the
+#: first day PostgreSQL's driver takes in UTC, and the day after 9999-12-31 does not exist (each
+#: had been a 500).
+Day = Annotated[
+    date, AfterValidator(lambda day: _within(day, date(1900, 1, 1), date(9999, 12, 30)))
+]
 
 #: A row id in a path (PostgreSQL BIGINT): a larger number is refused with a 422 by validation;
 #: passed on, the database driver raised for it, and the client got a 500.

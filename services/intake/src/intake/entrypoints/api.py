@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -41,7 +41,7 @@ from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
-from mm_shared.service import Text, problem
+from mm_shared.service import Day, Text, problem
 
 MAX_PHOTOS = 5
 OPEN_DATA_COLUMNS = [
@@ -561,7 +561,7 @@ def router(
         responses=schemas.csv_answer("Every report, CSV (UTF-8 with BOM)"),
     )
     async def open_data(
-        since: date | None = Query(default=None, description="reports from this day on"),
+        since: Day | None = Query(default=None, description="reports from this day on"),
     ) -> Response:
         """Every report as open data (CSV, streamed): category, status, office, Stadtbezirk and
         Ortsteil, place and dates. Nothing of the reporter, no notes, and no free text (a

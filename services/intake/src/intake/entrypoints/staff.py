@@ -33,7 +33,7 @@ from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
 from mm_shared.outbox import Outbox
-from mm_shared.service import RowId, Text, problem
+from mm_shared.service import Day, RowId, Text, problem
 
 
 class Unauthorized(Exception):
@@ -318,8 +318,8 @@ def router(
     async def statistics(
         member: Staff,
         office: str | None = Query(default=None, description="one of my offices"),
-        start: date | None = Query(default=None, alias="from", description="first day"),
-        end: date | None = Query(default=None, alias="to", description="last day"),
+        start: Day | None = Query(default=None, alias="from", description="first day"),
+        end: Day | None = Query(default=None, alias="to", description="last day"),
     ) -> JSONResponse:
         """Reports per category, area and month; median hours to assignment and to closing;
         the share closed within the service level. My offices' (an admin: all)."""
