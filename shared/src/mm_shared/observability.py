@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -79,6 +80,15 @@ class _MetricsMiddleware:
             HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
 
 
+class HealthOut(BaseModel):
+    service: str
+    status: Literal["ok", "degraded"]
+    #: Each dependency: "ok" or "failing: <error>".
+    checks: dict[str, str]
+    #: Details that do not decide health, e.g. "consumers": "assigned" or "joining".
+    model_config = ConfigDict(extra="allow")
+
+
 def instrument(
     app: FastAPI,
     service: str,
@@ -93,7 +103,12 @@ def instrument(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        response_model=HealthOut,
+        responses={503: {"model": HealthOut, "description": "A dependency is failing"}},
+    )
     async def healthz() -> JSONResponse:
         """Readiness of the service and each of its dependencies."""
         checks: dict[str, str] = {}

@@ -12,20 +12,22 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from datetime import date
 from html import escape
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from faststream.kafka import KafkaBroker
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 from sqlalchemy import exc as db_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mm_shared.api_docs import RefusalDoc, document_frame_refusals, json_refusal
 from mm_shared.db import ping
 from mm_shared.kafka import keep_broker_connected
 from mm_shared.observability import instrument
@@ -49,6 +51,24 @@ def _allowed_characters(text: str) -> str:
 #: Text from clients: only characters XML 1.0 allows (:mod:`mm_shared.text`). PostgreSQL stores
 #: no NUL, and one stored control character had made Open311's XML unparseable for every client.
 Text = Annotated[str, AfterValidator(_allowed_characters)]
+
+
+def _within(day: date, first: date, last: date) -> date:
+    if not first <= day <= last:
+        raise ValueError(f"a day from {first} to {last}")
+    return day
+
+
+#: A day asked for in a query: at midnight in the city's time zone, 0001-01-01 is before the
+#: first day PostgreSQL's driver takes in UTC, and the day after 9999-12-31 does not exist (each
+#: had been a 500).
+Day = Annotated[
+    date, AfterValidator(lambda day: _within(day, date(1900, 1, 1), date(9999, 12, 30)))
+]
+
+#: A row id in a path (PostgreSQL BIGINT): a larger number is refused with a 422 by validation;
+#: passed on, the database driver raised for it, and the client got a 500.
+RowId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 
 
 def problem(status: int, *errors: tuple[str, str | None, str]) -> JSONResponse:
@@ -211,8 +231,13 @@ def create_service_app(
     background: Sequence[BackgroundLoop] = (),
     on_shutdown: Sequence[Step] = (),
     refusal: Refusal = errors_list,
+    refusal_doc: RefusalDoc = json_refusal("ErrorsOut"),
+    refusal_models: Sequence[type[BaseModel]] = (),
     max_body_bytes: int = 1024 * 1024,
 ) -> FastAPI:
+    """``refusal`` answers the frame's refusals; ``refusal_doc`` documents them (in the shape
+    of ``refusal_models``, or the platform's ``{"errors"}``) on every operation."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # HTTP serves even while the broker is unreachable (reports are still accepted into the
@@ -259,6 +284,13 @@ def create_service_app(
     _answer_refusals_in_shape(app, refusal)
     for router in routers:
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_frame_refusals(FastAPI.openapi(app), refusal_doc, refusal_models)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def consumers() -> dict[str, str]:
         members = [s for s in broker.subscribers if getattr(s, "group_id", None)]

@@ -16,6 +16,7 @@ from geo_router.adapters.index import RoutingCache
 from geo_router.entrypoints import http
 from geo_router.entrypoints.consumers import register_consumers
 from geo_router.settings import GeoRouterSettings
+from mm_shared.api_docs import json_refusal
 from mm_shared.db import create_engine
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
@@ -72,6 +73,8 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
         ],
         on_shutdown=[outbox.close],
         refusal=http.refused,
+        refusal_doc=json_refusal("RefusalOut"),
+        refusal_models=[http.RefusalOut],
     )
 
 

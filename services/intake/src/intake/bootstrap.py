@@ -23,7 +23,7 @@ from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
 from intake.adapters.rate_limits import RateLimits
 from intake.domain import ReporterTokens
-from intake.entrypoints import api, open311, staff
+from intake.entrypoints import api, open311, schemas, staff
 from intake.entrypoints.consumers import register_consumers
 from intake.entrypoints.formats import Format, errors
 from intake.settings import IntakeSettings
@@ -162,6 +162,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ],
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
         refusal=refused,
+        refusal_doc=schemas.refusal_doc,
+        refusal_models=[schemas.Open311Error],
         # Five photos of at most 10 MB each, and the form around them.
         max_body_bytes=api.MAX_PHOTOS * MAX_BYTES + 1024 * 1024,
     )

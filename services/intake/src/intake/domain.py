@@ -96,7 +96,8 @@ class ReporterTokens:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def valid(self, report_id: UUID, token: str) -> bool:
-        return hmac.compare_digest(self.issue(report_id), token)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        return hmac.compare_digest(self.issue(report_id).encode(), token.encode())
 
 
 @dataclass(frozen=True)

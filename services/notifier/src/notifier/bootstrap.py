@@ -76,6 +76,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         ],
         on_shutdown=[*dispatcher.closers, confirmation_sender.close],
         refusal=http.refusal(settings),
+        refusal_doc=http.refusal_doc,
     )
 
 

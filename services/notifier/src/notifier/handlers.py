@@ -302,7 +302,11 @@ async def erase_reporter_contact(engine: AsyncEngine, report_id: UUID, token: st
         ).all()
         if not reporters:
             return False
-        theirs = [c.id for c in reporters if hmac.compare_digest(c.reporter_token, token)]
+        theirs = [
+            c.id
+            for c in reporters
+            if hmac.compare_digest(c.reporter_token.encode(), token.encode())
+        ]
         if not theirs:
             raise WrongReporterToken(report_id)
         erased = await _erase_contacts(

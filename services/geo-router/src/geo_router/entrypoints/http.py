@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from geo_router import handlers
 from geo_router.adapters.db import unit_of_work
 from geo_router.adapters.index import RoutingCache
+from mm_shared.api_docs import json_answer
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import MatchedArea, OfficeRef
 from mm_shared.outbox import Outbox
@@ -43,6 +44,45 @@ class RuleListed(BaseModel):
     explanation: str
 
 
+class ProblemOut(BaseModel):
+    field: str | None
+    message: str
+
+
+class RefusalOut(BaseModel):
+    """Geo-router's error shape."""
+
+    error: str = Field(description="machine-readable, e.g. invalid_field, not_found")
+    detail: str = Field(description="the problems in one sentence")
+    problems: list[ProblemOut] | None = None
+
+
+class NoOfficeOut(BaseModel):
+    """No rule gives the place and category an office (or the place is outside the city)."""
+
+    error: str
+    detail: str | None
+    areas: list[MatchedArea]
+
+
+class GeoJSONResponse(JSONResponse):
+    """Documents an answer as application/geo+json."""
+
+    media_type = "application/geo+json"
+
+
+class FeatureOut(BaseModel):
+    type: str = "Feature"
+    id: str | int | None = None
+    geometry: dict[str, Any]
+    properties: dict[str, Any]
+
+
+class FeatureCollectionOut(BaseModel):
+    type: str = "FeatureCollection"
+    features: list[FeatureOut]
+
+
 class OfficeOut(BaseModel):
     code: str
     name: str
@@ -73,7 +113,10 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
     @api.get(
         "/route",
         response_model=RouteOut,
-        responses={404: {"description": "no office"}, 422: {"description": "bad parameters"}},
+        responses={
+            404: {"model": NoOfficeOut, "description": "No office for this place and category"},
+            422: {"model": RefusalOut, "description": "A parameter is not valid"},
+        },
     )
     async def explain_route(
         lat: float = Query(ge=-90, le=90),
@@ -110,7 +153,7 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             ),
         )
 
-    @api.get("/areas", responses={200: {"content": {"application/geo+json": {}}}})
+    @api.get("/areas", response_model=FeatureCollectionOut, response_class=GeoJSONResponse)
     async def list_areas(jurisdiction: str = default_jurisdiction, level: str | None = None) -> Any:
         """The current areas (all levels, or one) as a GeoJSON FeatureCollection."""
         async with unit_of_work(outbox) as uow:
@@ -119,7 +162,12 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             {"type": "FeatureCollection", "features": features}, media_type="application/geo+json"
         )
 
-    @api.get("/areas/{level}/{code}", responses={404: {"description": "no such area"}})
+    @api.get(
+        "/areas/{level}/{code}",
+        response_model=FeatureOut,
+        response_class=GeoJSONResponse,
+        responses={404: json_answer("RefusalOut", "No such area")},
+    )
     async def get_area(level: str, code: str, jurisdiction: str = default_jurisdiction) -> Any:
         """One current area as a GeoJSON Feature."""
         async with unit_of_work(outbox) as uow:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -35,13 +35,13 @@ from intake.domain import (
     check_coordinates,
     distance_m,
 )
-from intake.entrypoints import pages
+from intake.entrypoints import pages, schemas
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
-from mm_shared.service import Text, problem
+from mm_shared.service import Day, Text, problem
 
 MAX_PHOTOS = 5
 OPEN_DATA_COLUMNS = [
@@ -243,7 +243,32 @@ def router(
             return [], problem(status, *failures)
         return processed, None
 
-    @api.post("/reports", status_code=201, responses={409: {"description": "possible duplicates"}})
+    @api.post(
+        "/reports",
+        status_code=201,
+        response_model=schemas.ReportCreatedOut,
+        responses={
+            200: {
+                "model": schemas.ReportCreatedOut,
+                "description": "A retry with an Idempotency-Key already used: the report "
+                "created the first time (header Idempotent-Replayed: true)",
+            },
+            409: {
+                "model": schemas.PossibleDuplicatesOut,
+                "description": "Open reports of this category very close by",
+            },
+            **schemas.refusals(
+                400,
+                413,
+                422,
+                429,
+                s400="The body is not valid JSON, or nests too deeply",
+                s413="A photo over 10 MB, or a body without photos over 256 kB",
+                s429="Too many submissions from this address or for this e-mail address",
+            ),
+        },
+        openapi_extra=schemas.report_body(ReportIn),
+    )
     async def submit(
         request: Request,
         idempotency_key: str | None = Header(default=None, max_length=200),
@@ -348,7 +373,18 @@ def router(
             | ({} if created else {"Idempotent-Replayed": "true"}),
         )
 
-    @api.get("/reports/{report_id}")
+    @api.get(
+        "/reports/{report_id}",
+        response_model=schemas.PublicReportOut,
+        responses={
+            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+            404: {
+                "model": schemas.ErrorsOut,
+                "description": "No such report (a page for Accept: text/html)",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+        },
+    )
     async def get_report(report_id: UUID, request: Request) -> Response:
         """Public status of a report with its history and public notes (no personal data). A
         browser (Accept: text/html) gets it as a page, in English for an English
@@ -364,7 +400,12 @@ def router(
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
         return JSONResponse(public(report))
 
-    @api.post("/reports/{report_id}/followers", status_code=202)
+    @api.post(
+        "/reports/{report_id}/followers",
+        status_code=202,
+        response_model=schemas.FollowingOut,
+        responses=schemas.refusals(404, 429),
+    )
     async def follow(report_id: UUID, follower: FollowerIn, request: Request) -> Response:
         """ "Me too": be told about every change of an existing report instead of filing a new one."""
         if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
@@ -383,7 +424,22 @@ def router(
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return NotFixedIn.model_validate(fields), uploads
 
-    @api.post("/reports/{report_id}/not-fixed")
+    @api.post(
+        "/reports/{report_id}/not-fixed",
+        response_model=schemas.PublicReportOut,
+        responses=schemas.refusals(
+            400,
+            403,
+            404,
+            409,
+            413,
+            422,
+            s400="The body is not valid JSON, or nests too deeply",
+            s403="Not the reporter's token",
+            s409="The report is not resolved, or was resolved too long ago",
+        ),
+        openapi_extra=schemas.not_fixed_body(NotFixedIn),
+    )
     async def not_fixed(report_id: UUID, request: Request) -> Response:
         """The reporter says a resolved report is not fixed (JSON ``{"reporter_token", "note"}``
         or multipart with one optional photo in ``photos``): within
@@ -420,7 +476,12 @@ def router(
             return problem(422, *[("invalid_field", "note", p) for p in invalid.problems])
         return JSONResponse(public(report))
 
-    @api.get("/reports")
+    @api.get(
+        "/reports",
+        response_model=schemas.ReportFeatureCollection,
+        response_class=schemas.GeoJSONResponse,
+        responses=schemas.refusals(400, s400="A bbox or service_code that is not valid"),
+    )
     async def reports_in_box(
         bbox: str | None = Query(
             default=None,
@@ -494,9 +555,13 @@ def router(
             media_type="application/geo+json",
         )
 
-    @api.get("/open-data/reports.csv")
+    @api.get(
+        "/open-data/reports.csv",
+        response_class=Response,
+        responses=schemas.csv_answer("Every report, CSV (UTF-8 with BOM)"),
+    )
     async def open_data(
-        since: date | None = Query(default=None, description="reports from this day on"),
+        since: Day | None = Query(default=None, description="reports from this day on"),
     ) -> Response:
         """Every report as open data (CSV, streamed): category, status, office, Stadtbezirk and
         Ortsteil, place and dates. Nothing of the reporter, no notes, and no free text (a
@@ -519,7 +584,17 @@ def router(
             row,
         )
 
-    @api.get("/photos/{digest}/{variant}")
+    @api.get(
+        "/photos/{digest}/{variant}",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The photo",
+                "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **schemas.refusals(404),
+        },
+    )
     async def photo(digest: str, variant: Literal["original", "display", "thumbnail"]) -> Response:
         """A stored photo (metadata stripped). Content-addressed, so cacheable forever."""
         found = await store.get(digest, variant)

@@ -28,6 +28,7 @@ from intake.domain import (
     email_problems,
     find_problems,
 )
+from intake.entrypoints import schemas
 from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
@@ -121,7 +122,7 @@ def router(
     tz = ZoneInfo(settings.timezone)
     base = f"{settings.public_base_url}/open311/v2"
 
-    @api.get("/discovery.{fmt}")
+    @api.get("/discovery.{fmt}", responses=schemas.open311(schemas.DiscoveryOut))
     async def discovery(fmt: Format) -> Response:
         """Where this GeoReport v2 endpoint is and what it speaks."""
         return render(
@@ -144,7 +145,7 @@ def router(
             item="endpoint",
         )
 
-    @api.get("/services.{fmt}")
+    @api.get("/services.{fmt}", responses=schemas.open311(schemas.ServiceOut, many=True))
     async def list_services(fmt: Format, jurisdiction_id: str | None = None) -> Response:
         """The categories a report can be filed under (German names; English in keywords)."""
         return render(
@@ -165,7 +166,10 @@ def router(
             item="service",
         )
 
-    @api.get("/services/{service_code}.{fmt}")
+    @api.get(
+        "/services/{service_code}.{fmt}",
+        responses=schemas.open311(schemas.ServiceDefinitionOut, 404),
+    )
     async def service_definition(service_code: str, fmt: Format) -> Response:
         """The extra questions of one category (its attributes)."""
         found = definition(service_code)
@@ -197,7 +201,14 @@ def router(
             item="attribute",
         )
 
-    @api.post("/requests.{fmt}", status_code=201)
+    @api.post(
+        "/requests.{fmt}",
+        status_code=201,
+        responses=schemas.open311(
+            schemas.RequestCreatedOut, 400, 403, 404, 415, 429, 503, many=True, status=201
+        ),
+        openapi_extra=schemas.open311_request_body(),
+    )
     async def create_request(fmt: Format, request: Request) -> Response:
         """Submit a report: form-encoded, as the spec prescribes."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -329,7 +340,9 @@ def router(
             status_code=201,
         )
 
-    @api.get("/requests.{fmt}")
+    @api.get(
+        "/requests.{fmt}", responses=schemas.open311(schemas.ServiceRequestOut, 400, many=True)
+    )
     async def list_requests(
         fmt: Format,
         service_request_id: str | None = None,
@@ -394,7 +407,10 @@ def router(
             item="request",
         )
 
-    @api.get("/requests/{service_request_id}.{fmt}")
+    @api.get(
+        "/requests/{service_request_id}.{fmt}",
+        responses=schemas.open311(schemas.ServiceRequestOut, 404, many=True),
+    )
     async def get_request(service_request_id: str, fmt: Format) -> Response:
         """One report's public status."""
         try:
@@ -408,7 +424,7 @@ def router(
             fmt, [report_to_open311(report, settings, tz)], root="service_requests", item="request"
         )
 
-    @api.get("/tokens/{token}.{fmt}")
+    @api.get("/tokens/{token}.{fmt}", responses=schemas.open311(schemas.TokenOut, 404, many=True))
     async def get_token(token: str, fmt: Format) -> Response:
         """The service_request_id behind a token."""
         async with unit_of_work(outbox) as uow:

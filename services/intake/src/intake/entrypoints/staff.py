@@ -26,13 +26,14 @@ from intake.adapters.db import OPEN_STATUSES, TicketFilter, unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember, TokenExpired
 from intake.domain import InvalidReport, Report, TransitionNotAllowed, distance_m
+from intake.entrypoints import schemas
 from intake.entrypoints.api import photo_links
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
 from mm_shared.outbox import Outbox
-from mm_shared.service import Text, problem
+from mm_shared.service import Day, RowId, Text, problem
 
 
 class Unauthorized(Exception):
@@ -212,7 +213,7 @@ def router(
 
     Filter = Annotated[TicketFilter, Depends(queue_filter)]  # noqa: N806 - a type alias
 
-    @api.get("/me")
+    @api.get("/me", response_model=schemas.MeOut, responses=schemas.refusals(401))
     async def me(member: Staff) -> JSONResponse:
         """Who the token belongs to: the sign-in check of the console."""
         names = directory.offices(settings.jurisdiction) or {}
@@ -224,7 +225,11 @@ def router(
             }
         )
 
-    @api.get("/tickets")
+    @api.get(
+        "/tickets",
+        response_model=schemas.TicketPageOut,
+        responses=schemas.refusals(400, 401, 403, s400="An unknown status"),
+    )
     async def list_tickets(
         found: Filter,
         sort: SortKey = "-requested_at",
@@ -248,7 +253,14 @@ def router(
             }
         )
 
-    @api.get("/tickets.csv")
+    @api.get(
+        "/tickets.csv",
+        response_class=Response,
+        responses={
+            **schemas.csv_answer("The filtered queue, CSV (UTF-8 with BOM)"),
+            **schemas.refusals(400, 401, 403, s400="An unknown status"),
+        },
+    )
     async def export_tickets(found: Filter, sort: SortKey = "-requested_at") -> Response:
         """The filtered queue as CSV (UTF-8 with BOM, for spreadsheets), streamed."""
         names = directory.offices(settings.jurisdiction) or {}
@@ -274,7 +286,11 @@ def router(
             row,
         )
 
-    @api.get("/tickets/{ticket_id}/nearby")
+    @api.get(
+        "/tickets/{ticket_id}/nearby",
+        response_model=list[schemas.NearbyTicketOut],
+        responses=schemas.refusals(401, 404),
+    )
     async def nearby(
         ticket_id: UUID, member: Staff, radius_m: float = Query(default=150, gt=0, le=2000)
     ) -> JSONResponse:
@@ -294,12 +310,16 @@ def router(
             ]
         )
 
-    @api.get("/statistics")
+    @api.get(
+        "/statistics",
+        response_model=schemas.StatisticsOut,
+        responses=schemas.refusals(401, 403),
+    )
     async def statistics(
         member: Staff,
         office: str | None = Query(default=None, description="one of my offices"),
-        start: date | None = Query(default=None, alias="from", description="first day"),
-        end: date | None = Query(default=None, alias="to", description="last day"),
+        start: Day | None = Query(default=None, alias="from", description="first day"),
+        end: Day | None = Query(default=None, alias="to", description="last day"),
     ) -> JSONResponse:
         """Reports per category, area and month; median hours to assignment and to closing;
         the share closed within the service level. My offices' (an admin: all)."""
@@ -354,23 +374,43 @@ def router(
             }
         )
 
-    @api.get("/canned-responses")
+    @api.get(
+        "/canned-responses",
+        response_model=list[schemas.CannedResponseOut],
+        responses=schemas.refusals(401),
+    )
     async def list_canned(member: Staff) -> JSONResponse:
         """My offices' canned responses ("Textbausteine")."""
         return JSONResponse([_canned(c) for c in await handlers.canned_responses(outbox, member)])
 
-    @api.post("/canned-responses", status_code=201)
+    @api.post(
+        "/canned-responses",
+        status_code=201,
+        response_model=schemas.CannedResponseOut,
+        responses=schemas.refusals(401, 403, 409, s409="The office has a response of that title"),
+    )
     async def add_canned(body: CannedResponseIn, member: Staff) -> JSONResponse:
         return await _keep_canned(member, body, None)
 
-    @api.put("/canned-responses/{response_id}")
+    @api.put(
+        "/canned-responses/{response_id}",
+        response_model=schemas.CannedResponseOut,
+        responses=schemas.refusals(
+            401, 403, 404, 409, s409="The office has a response of that title"
+        ),
+    )
     async def change_canned(
-        response_id: int, body: CannedResponseIn, member: Staff
+        response_id: RowId, body: CannedResponseIn, member: Staff
     ) -> JSONResponse:
         return await _keep_canned(member, body, response_id)
 
-    @api.delete("/canned-responses/{response_id}", status_code=204)
-    async def drop_canned(response_id: int, member: Staff) -> Response:
+    @api.delete(
+        "/canned-responses/{response_id}",
+        status_code=204,
+        response_class=Response,
+        responses=schemas.refusals(401, 404),
+    )
+    async def drop_canned(response_id: RowId, member: Staff) -> Response:
         try:
             await handlers.drop_canned_response(outbox, member, response_id)
         except handlers.TicketNotFound:
@@ -403,7 +443,11 @@ def router(
             return problem(422, *[("invalid_canned_response", None, p) for p in invalid.problems])
         return JSONResponse(_canned(kept), status_code=201 if response_id is None else 200)
 
-    @api.post("/tickets/{ticket_id}/notes")
+    @api.post(
+        "/tickets/{ticket_id}/notes",
+        response_model=schemas.TicketDetailOut,
+        responses=schemas.refusals(401, 404),
+    )
     async def note(ticket_id: UUID, body: NoteIn, member: Staff) -> JSONResponse:
         """A note without a change of status: ``internal_note`` for colleagues, ``public_note``
         for the reporter, who is told as of a change."""
@@ -421,7 +465,13 @@ def router(
             return problem(422, *[("invalid_note", None, p) for p in invalid.problems])
         return JSONResponse(ticket(report, settings, detail=True))
 
-    @api.get("/offices")
+    @api.get(
+        "/offices",
+        response_model=list[schemas.OfficeOut],
+        responses=schemas.refusals(
+            401, 503, s503="The office directory has not arrived yet from geo-router"
+        ),
+    )
     async def list_offices(_: Staff) -> JSONResponse:
         """The offices a ticket can be handed to (``assigned`` with their ``office_code``)."""
         offices = directory.offices(settings.jurisdiction)
@@ -431,7 +481,11 @@ def router(
             )
         return JSONResponse([{"code": c, "name": n} for c, n in sorted(offices.items())])
 
-    @api.get("/tickets/{ticket_id}")
+    @api.get(
+        "/tickets/{ticket_id}",
+        response_model=schemas.TicketDetailOut,
+        responses=schemas.refusals(401, 404),
+    )
     async def get_ticket(ticket_id: UUID, member: Staff) -> JSONResponse:
         """A ticket with photos and its full history, internal notes included."""
         try:
@@ -440,7 +494,17 @@ def router(
             return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
         return JSONResponse(ticket(report, settings, detail=True))
 
-    @api.post("/tickets/{ticket_id}/transitions")
+    @api.post(
+        "/tickets/{ticket_id}/transitions",
+        response_model=schemas.TicketDetailOut,
+        responses={
+            202: {
+                "model": schemas.ReassignmentOut,
+                "description": "A hand-over to another office, requested from geo-router",
+            },
+            **schemas.refusals(401, 404, 409, s409="The transition is not allowed"),
+        },
+    )
     async def transition(ticket_id: UUID, body: TransitionIn, member: Staff) -> JSONResponse:
         """Move a ticket on: ``in_progress``, ``resolved``, ``rejected`` (with a public_note
         saying why), ``duplicate`` (with duplicate_of), back to ``in_progress`` (reopen), or

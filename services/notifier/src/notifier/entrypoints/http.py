@@ -16,8 +16,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mm_shared.api_docs import FRAME_REASONS, json_refusal, refusals
 from mm_shared.categories import CATEGORIES_BY_CODE
-from mm_shared.service import Problems, Refusal, Text, errors_list, problem
+from mm_shared.service import Problems, Refusal, RowId, Text, errors_list, problem
 from notifier import handlers
 from notifier.adapters.senders import TEMPLATES
 from notifier.domain import Preference
@@ -85,6 +86,28 @@ class ErasureIn(BaseModel):
     reporter_token: Text = Field(min_length=1, max_length=200)
 
 
+class ConfirmationSentOut(BaseModel):
+    status: Literal["confirmation_sent"]
+
+
+class RetryingOut(BaseModel):
+    retrying: int
+
+
+#: A page for a person (the links in mails); refusals there are pages too.
+PAGE: dict[str, Any] = {"content": {"text/html": {"schema": {"type": "string"}}}}
+UNKNOWN_LINK_PAGE: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown link (a page)", **PAGE}
+}
+
+
+def refusal_doc(path: str, status: int) -> dict[str, Any]:
+    """How :func:`refusal` answers the service frame's refusals, for the OpenAPI document."""
+    if path.startswith(PERSON_PAGES):
+        return {"description": FRAME_REASONS[status] + " (a page)", **PAGE}
+    return json_refusal("ErrorsOut")(path, status)
+
+
 def refusal(settings: NotifierSettings) -> Refusal:
     """Refusals in the notifier's JSON error shape, and as a page on the pages people open."""
 
@@ -125,7 +148,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
         # The form posts back to its own address: no token is ever written into the page.
         return page(settings, template="ask", question=question, button=button)
 
-    @api.get("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["reporters"])
+    @api.get(
+        "/v1/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["reporters"],
+    )
     async def confirm_unsubscribe(token: str) -> HTMLResponse:
         """The link in every mail asks first: mail scanners open links, and must not
         unsubscribe anybody by doing so."""
@@ -136,7 +164,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             "Abmelden / Unsubscribe",
         )
 
-    @api.post("/v1/unsubscribe/{token}", response_class=HTMLResponse, tags=["reporters"])
+    @api.post(
+        "/v1/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["reporters"],
+    )
     async def unsubscribe(token: str) -> HTMLResponse:
         """No more mails about that report; also the one-click unsubscribe of RFC 8058 that
         mail clients send from the List-Unsubscribe header."""
@@ -148,7 +181,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             "You will get no more e-mails about this report.",
         )
 
-    @api.get("/v1/preferences/{token}", response_class=HTMLResponse, tags=["reporters"])
+    @api.get(
+        "/v1/preferences/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["reporters"],
+    )
     async def preferences_form(token: str) -> HTMLResponse:
         current = await handlers.preference_of(engine, token)
         if current is None:
@@ -160,14 +198,25 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             current=current.value,
         )
 
-    @api.post("/v1/preferences/{token}", response_class=HTMLResponse, tags=["reporters"])
+    @api.post(
+        "/v1/preferences/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["reporters"],
+    )
     async def set_preferences(token: str, preference: Preference = Form()) -> HTMLResponse:
         """Every change, only when closed, or none."""
         if not await handlers.set_preference(engine, token, preference):
             return unknown_link()
         return page(settings, f"Gespeichert / saved: {CHOICES[preference]}")
 
-    @api.post("/api/v1/reports/{report_id}/contact/erase", status_code=204, tags=["reporters"])
+    @api.post(
+        "/api/v1/reports/{report_id}/contact/erase",
+        status_code=204,
+        response_class=Response,
+        responses=refusals(403, 404, s403="Not the reporter's token"),
+        tags=["reporters"],
+    )
     async def erase_contact(report_id: UUID, erasure: ErasureIn) -> Response:
         """The reporter's right to erasure (GDPR Art. 17), proven by their token: their
         address and name and every notification to them are erased; the report stays, without
@@ -186,7 +235,18 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             )
         return Response(status_code=204)
 
-    @api.post("/api/v1/alerts", status_code=202, tags=["area alerts"])
+    @api.post(
+        "/api/v1/alerts",
+        status_code=202,
+        response_model=ConfirmationSentOut,
+        responses=refusals(
+            429,
+            503,
+            s429="The address has several unconfirmed subscriptions",
+            s503="The confirmation mail cannot be sent right now",
+        ),
+        tags=["area alerts"],
+    )
     async def subscribe(alert: AlertIn) -> Response:
         """Subscribe to e-mails about new reports in an area (``{"code"}`` as geo-router's
         /v1/areas lists it) or within ``radius_m`` of a point, of one category or all. Double
@@ -231,7 +291,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             return refused
         return JSONResponse({"status": "confirmation_sent"}, status_code=202)
 
-    @api.get("/alerts/confirm/{token}", response_class=HTMLResponse, tags=["area alerts"])
+    @api.get(
+        "/alerts/confirm/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["area alerts"],
+    )
     async def ask_to_confirm(token: str) -> HTMLResponse:
         """Asks: mail scanners open links, and must not subscribe anybody by doing so."""
         if await handlers.alert_subscription(engine, confirm_token=token) is None:
@@ -241,7 +306,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             "Bestätigen / Confirm",
         )
 
-    @api.post("/alerts/confirm/{token}", response_class=HTMLResponse, tags=["area alerts"])
+    @api.post(
+        "/alerts/confirm/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["area alerts"],
+    )
     async def confirm(token: str) -> HTMLResponse:
         if not await handlers.confirm_alerts(engine, token):
             return unknown_link()
@@ -251,7 +321,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             "Confirmed: you will get e-mails about new reports.",
         )
 
-    @api.get("/alerts/unsubscribe/{token}", response_class=HTMLResponse, tags=["area alerts"])
+    @api.get(
+        "/alerts/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["area alerts"],
+    )
     async def ask_to_unsubscribe(token: str) -> HTMLResponse:
         if await handlers.alert_subscription(engine, unsubscribe_token=token) is None:
             return unknown_link()
@@ -260,7 +335,12 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             "Abmelden / Unsubscribe",
         )
 
-    @api.post("/alerts/unsubscribe/{token}", response_class=HTMLResponse, tags=["area alerts"])
+    @api.post(
+        "/alerts/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        responses=UNKNOWN_LINK_PAGE,
+        tags=["area alerts"],
+    )
     async def unsubscribe_alerts(token: str) -> HTMLResponse:
         """Deletes the subscription; also RFC 8058's one-click from List-Unsubscribe."""
         if not await handlers.unsubscribe_alerts(engine, token):
@@ -274,18 +354,26 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
     def operator(authorization: str | None) -> None:
         ops_token = settings.ops_token.get_secret_value()
         expected = f"Bearer {ops_token}"
-        if not ops_token or not hmac.compare_digest(authorization or "", expected):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        sent = (authorization or "").encode()
+        if not ops_token or not hmac.compare_digest(sent, expected.encode()):
             raise HTTPException(401, "a valid operator token (NOTIFIER_OPS_TOKEN) is required")
 
-    @api.get("/v1/notifications/parked", tags=["operations"])
+    @api.get("/v1/notifications/parked", tags=["operations"], responses=refusals(401))
     async def list_parked(authorization: str | None = Header(default=None)) -> list[dict[str, Any]]:
         """Notifications that kept failing and wait for an operator."""
         operator(authorization)
         return await handlers.parked(engine)
 
-    @api.post("/v1/notifications/{notification_id}/retry", tags=["operations"], status_code=202)
+    @api.post(
+        "/v1/notifications/{notification_id}/retry",
+        tags=["operations"],
+        status_code=202,
+        response_model=RetryingOut,
+        responses=refusals(401, 404),
+    )
     async def retry(
-        notification_id: int, authorization: str | None = Header(default=None)
+        notification_id: RowId, authorization: str | None = Header(default=None)
     ) -> dict[str, Any]:
         operator(authorization)
         if not await handlers.retry(engine, notification_id):
