@@ -10,12 +10,12 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import mapping, shape
 
-from geo_router.adapters.importer import (
+from geo_router.adapters.importer import read_areas
+from geo_router.adapters.manifest import (
     InvalidImport,
     JurisdictionSpec,
     OfficeSpec,
     RuleSpec,
-    read_areas,
     read_manifest,
     rule_rows,
 )
@@ -106,11 +106,13 @@ def test_every_rule_problem_is_reported_at_once() -> None:
             ),
             {("l", "1")},
         )
-    problems = "\n".join(refused.value.problems)
-    assert "unknown office 'NOPE'" in problems
-    assert "unknown category '999'" in problems
-    assert "unknown area l '7'" in problems
-    assert "2 rules of equal priority 0 for category 005" in problems
+    assert refused.value.problems == [
+        "rule 1 (office NOPE): unknown office 'NOPE'",
+        "rule 1 (office NOPE): unknown category '999'",
+        "rule 2 (office A): unknown area of level l: '7'",
+        "rule 3 (office A), rule 4 (office A): equal priority 0 for category 005 in the whole "
+        "jurisdiction; give one of them a higher priority",
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".shp"])
