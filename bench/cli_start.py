@@ -21,7 +21,7 @@ from devstack.databases import fresh_database
 from devstack.processes import ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, report
+from common import RESULTS, python_speed, report
 
 RUNS = 7
 COMMANDS = {
@@ -72,6 +72,8 @@ def main() -> None:
     runs[label] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        # Figures of different runs only compare beside the machine's speed at the time.
+        "python_loop_million_per_s": python_speed(),
         "runs_per_command": RUNS,
         **figures,
     }

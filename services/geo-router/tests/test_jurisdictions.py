@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -272,8 +273,9 @@ async def test_jurisdictions_are_listed_shown_and_retired(stack: Stack, tmp_path
     assert "mail sender name: Mängelmelder Köln" in shown
     assert "public holidays: DE/NW" in shown
     assert "categories switched off: 011" in shown
-    assert "1. stadtteil (der Stadtteil): 86 areas, version 1" in shown
-    assert "OA: Ordnungsamt der Stadt Köln <ordnungsamt@koeln.example>, 1 rules" in shown
+    # The version is 1 unless the reload test ran first and changed an area.
+    assert re.search(r"1\. stadtteil \(der Stadtteil\): 86 areas, version \d+\n", shown)
+    assert "OA: Ordnungsamt der Stadt Köln <ordnungsamt@koeln.example>, 1 rule" in shown
 
     # A city to retire: Köln's Stadtteile under another code.
     retiree = (

@@ -242,7 +242,10 @@ def show_text(database_url: str, code: str) -> str:
         for lv in shown.levels
     ] or ["    none"]
     lines.append(f"  offices ({len(shown.offices)}), {j.rules} rules:")
-    lines += [f"    {o.code}: {o.public_name} <{o.email}>, {o.rules} rules" for o in shown.offices]
+    lines += [
+        f"    {o.code}: {o.public_name} <{o.email}>, {o.rules} rule{'' if o.rules == 1 else 's'}"
+        for o in shown.offices
+    ]
     return "\n".join(lines)
 
 
