@@ -177,7 +177,7 @@ def test_a_feature_without_area_is_refused(tmp_path: Path) -> None:
     feature = {"type": "Feature", "properties": {"c": "1", "n": "Pin"}, "geometry": point}
     path = tmp_path / "areas.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
-    with pytest.raises(InvalidImport, match=r"feature 0 \(1\): a Point with no area"):
+    with pytest.raises(InvalidImport, match=r"feature 1 \(1\): a Point with no area"):
         read_areas(path, "c", "n")
 
 
@@ -198,5 +198,6 @@ def test_a_wrong_property_name_is_reported_once_with_the_properties_there_are() 
     with pytest.raises(InvalidImport) as refused:
         read_areas(DATA / "leipzig" / "ortsteile.geojson", "NOPE", "Name")
     assert refused.value.problems == [
-        "63 of 63 features have no property 'NOPE' (the first: feature 0, which has Name, OT)"
+        "ortsteile.geojson: 63 of 63 features have no property 'NOPE' (the first: feature 1, "
+        "which has Name, OT)"
     ]

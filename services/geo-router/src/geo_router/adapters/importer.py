@@ -119,7 +119,8 @@ def read_areas(
             raise InvalidImport([f"{path.name}: unknown CRS {crs!r}: {exc}"]) from exc
     features, repaired, problems = [], [], []
     lacking: dict[str, list[int]] = {code_property: [], name_property: []}
-    items = list(enumerate(rows))
+    # Features count from 1, as every other problem of a load does.
+    items = list(enumerate(rows, start=1))
     for i, (props, geom) in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
         code, name = props.get(code_property), props.get(name_property)
         if code is None or name is None:
@@ -128,7 +129,7 @@ def read_areas(
                     lacking[wanted].append(i)
             continue
         if geom is None:
-            problems.append(f"feature {i} ({code}): no geometry")
+            problems.append(f"{path.name}: feature {i} ({code}): no geometry")
             continue
         if transformer is not None:
             geom = shapely.transform(
@@ -136,7 +137,7 @@ def read_areas(
             )
         elif not _looks_like_degrees(geom):
             problems.append(
-                f"feature {i} ({code}): coordinates are not lon/lat degrees; "
+                f"{path.name}: feature {i} ({code}): coordinates are not lon/lat degrees; "
                 "name the source CRS (e.g. --source-crs EPSG:25833)"
             )
             continue
@@ -147,19 +148,22 @@ def read_areas(
             repaired.append(f"{code} {name}: {reason}")
         area = _as_multipolygon(geom)
         if area.is_empty:
-            problems.append(f"feature {i} ({code}): a {kind} with no area; areas are polygons")
+            problems.append(
+                f"{path.name}: feature {i} ({code}): a {kind} with no area; areas are polygons"
+            )
             continue
         features.append((str(code), str(name), area))
     for wanted, where in lacking.items():
         if where:
-            found = sorted(rows[where[0]][0])
+            found = sorted(rows[where[0] - 1][0])
             problems.append(
-                f"{len(where)} of {len(rows)} features have no property {wanted!r} (the first: "
+                f"{path.name}: {len(where)} of {len(rows)} features have no property {wanted!r} "
+                "(the first: "
                 f"feature {where[0]}, which has {', '.join(found) or 'none'})"
             )
     duplicates = [c for c, n in Counter(c for c, _, _ in features).items() if n > 1]
     if duplicates:
-        problems.append(f"duplicate area codes: {', '.join(sorted(duplicates))}")
+        problems.append(f"{path.name}: duplicate area codes: {', '.join(sorted(duplicates))}")
     if problems:
         raise InvalidImport(problems)
     return features, repaired
