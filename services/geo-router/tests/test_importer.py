@@ -201,3 +201,13 @@ def test_a_wrong_property_name_is_reported_once_with_the_properties_there_are() 
         "ortsteile.geojson: 63 of 63 features have no property 'NOPE' (the first: feature 1, "
         "which has Name, OT)"
     ]
+
+
+def test_integer_codes_in_a_geojson_are_read_as_text(tmp_path: Path) -> None:
+    source = json.loads((DATA / "leipzig" / "stadtbezirke.geojson").read_text())
+    for feature in source["features"]:
+        feature["properties"]["SBZ"] = int(feature["properties"]["SBZ"]) + 100
+    path = tmp_path / "numbers.geojson"
+    path.write_text(json.dumps(source))
+    features, _ = read_areas(path, "SBZ", "Name")
+    assert sorted(code for code, _, _ in features)[:2] == ["100", "101"]
