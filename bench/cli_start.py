@@ -1,7 +1,7 @@
 """How long geo-router's command line takes to answer: ``geo-router --help`` and ``geo-router
 jurisdictions list`` (against a database with Leipzig loaded), each run as its own process,
-as an administrator runs them. Writes bench/results/geo_router_cli.json; the figures of one
-label (e.g. ``before`` and ``after`` a change) are kept beside the others'.
+as an administrator runs them. Appends the run, under its label (``before``, ``after`` a
+change), to those in bench/results/geo_router_cli.json.
 
     uv run python bench/cli_start.py after
 """
@@ -68,8 +68,10 @@ def main() -> None:
     figures = {name: seconds_per_run(command, env) for name, command in COMMANDS.items()}
     path = RESULTS / f"{NAME}.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
-    runs = previous.get("runs", {})
-    runs[label] = {
+    # Every run is kept: on this shared machine one run's figures mean little alone.
+    runs = previous.get("runs", [])
+    run = {
+        "label": label,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_1m": round(os.getloadavg()[0], 2),
         # Figures of different runs only compare beside the machine's speed at the time.
@@ -77,7 +79,7 @@ def main() -> None:
         "runs_per_command": RUNS,
         **figures,
     }
-    report(NAME, {"target_s": 1.0, "runs": runs})
+    report(NAME, {"target_s": 1.0, "runs": [*runs, run]})
 
 
 if __name__ == "__main__":

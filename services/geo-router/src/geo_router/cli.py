@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -336,12 +337,15 @@ def _database_error_line(exc: BaseException) -> str:
 
 def main() -> None:
     args = parser().parse_args()
-    # Settings are read after parsing: `--help` needs none of them.
-    from geo_router.settings import GeoRouterSettings
-
-    settings = GeoRouterSettings()
     try:
-        _run(args, settings.database_url, settings)
+        if args.command == "jurisdictions" and args.action in {"list", "show"}:
+            print(_jurisdictions(args, _database_url_for_a_glance()))
+        else:
+            # Settings are read after parsing: `--help` needs none of them.
+            from geo_router.settings import GeoRouterSettings
+
+            settings = GeoRouterSettings()
+            _run(args, settings.database_url, settings)
     except InvalidImport as invalid:
         sys.exit(f"import refused:\n{invalid}")
     except UnknownJurisdiction as unknown:
@@ -350,6 +354,19 @@ def main() -> None:
         if _is_database_error(exc):
             sys.exit(_database_error_line(exc))
         raise
+
+
+def _database_url_for_a_glance() -> str:
+    """The database of a listing. Importing pydantic-settings costs more than the rest of a
+    listing together: the variable as deployments set it is read directly, and only without it
+    do the settings decide (their default, other spellings)."""
+    return os.environ.get("GEO_ROUTER_DATABASE_URL") or _settings_database_url()
+
+
+def _settings_database_url() -> str:
+    from geo_router.settings import GeoRouterSettings
+
+    return GeoRouterSettings().database_url
 
 
 def _run(args: argparse.Namespace, database_url: str, settings: Any) -> None:
