@@ -71,6 +71,7 @@ def kafka_bootstrap() -> Iterator[str]:
 def database_url() -> str:
     url = asyncio.run(fresh_database(TEST_DATABASE))
     asyncio.run(load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml"))
+    asyncio.run(load_jurisdiction(url, ROOT / "data" / "koeln" / "jurisdiction.yaml"))
     return url
 
 

@@ -112,10 +112,11 @@ def up() -> None:
 
     for service in SERVICES:
         run(python_module(f"{service.replace('-', '_')}.cli", "migrate"), env)
-    run(
-        python_module("geo_router.cli", "load", "--if-empty", "data/leipzig/jurisdiction.yaml"),
-        env,
-    )
+    for city in ("leipzig", "koeln"):
+        run(
+            python_module("geo_router.cli", "load", "--if-empty", f"data/{city}/jurisdiction.yaml"),
+            env,
+        )
 
     if not port_open(SMTP_PORT):
         smtp = spawn(

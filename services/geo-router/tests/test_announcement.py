@@ -18,9 +18,11 @@ def test_a_routed_message_is_the_model_serialised() -> None:
     )
     rule = Rule(id=7, service_code="001", office=office, priority=10, area_level="stadtbezirk")
     decision = Decision(office, rule, "Regel 7: „Schlagloch“ → Verkehrs- und Tiefbauamt")
-    # The second and third come from the cached template, at other places.
-    for lat, long in ((51.3397, 12.3731), (51.3, 12.4), (51.312345678901, 12.00001)):
-        report = submitted(lat, long)
+    # The second and third come from the cached template, at other places; the fourth is of
+    # another jurisdiction and must not take the first one's from the cache.
+    places = ((51.3397, 12.3731), (51.3, 12.4), (51.312345678901, 12.00001), (50.94, 6.95))
+    for (lat, long), jurisdiction in zip(places, ["leipzig"] * 3 + ["koeln"], strict=True):
+        report = submitted(lat, long).model_copy(update={"jurisdiction": jurisdiction})
         [(event_id, message)] = routed_messages([(report, decision, areas)])
         routed = ReportRouted.model_validate_json(message.payload)
         expected = ReportRouted(
@@ -28,6 +30,7 @@ def test_a_routed_message_is_the_model_serialised() -> None:
             correlation_id=report.correlation_id,
             occurred_at=routed.occurred_at,
             report_id=report.report_id,
+            jurisdiction=jurisdiction,
             office=office,
             areas=areas,
             rule=decision.explanation,

@@ -10,12 +10,12 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import mapping, shape
 
-from geo_router.adapters.importer import (
+from geo_router.adapters.importer import read_areas
+from geo_router.adapters.manifest import (
     InvalidImport,
     JurisdictionSpec,
     OfficeSpec,
     RuleSpec,
-    read_areas,
     read_manifest,
     rule_rows,
 )
@@ -106,11 +106,13 @@ def test_every_rule_problem_is_reported_at_once() -> None:
             ),
             {("l", "1")},
         )
-    problems = "\n".join(refused.value.problems)
-    assert "unknown office 'NOPE'" in problems
-    assert "unknown category '999'" in problems
-    assert "unknown area l '7'" in problems
-    assert "2 rules of equal priority 0 for category 005" in problems
+    assert refused.value.problems == [
+        "rule 1 (office NOPE): unknown office 'NOPE'",
+        "rule 1 (office NOPE): unknown category '999'",
+        "rule 2 (office A): unknown area of level l: '7'",
+        "rule 3 (office A), rule 4 (office A): equal priority 0 for category 005 in the whole "
+        "jurisdiction; give one of them a higher priority",
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".shp"])
@@ -175,7 +177,7 @@ def test_a_feature_without_area_is_refused(tmp_path: Path) -> None:
     feature = {"type": "Feature", "properties": {"c": "1", "n": "Pin"}, "geometry": point}
     path = tmp_path / "areas.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
-    with pytest.raises(InvalidImport, match=r"feature 0 \(1\): a Point with no area"):
+    with pytest.raises(InvalidImport, match=r"feature 1 \(1\): a Point with no area"):
         read_areas(path, "c", "n")
 
 
@@ -196,5 +198,16 @@ def test_a_wrong_property_name_is_reported_once_with_the_properties_there_are() 
     with pytest.raises(InvalidImport) as refused:
         read_areas(DATA / "leipzig" / "ortsteile.geojson", "NOPE", "Name")
     assert refused.value.problems == [
-        "63 of 63 features have no property 'NOPE' (the first: feature 0, which has Name, OT)"
+        "ortsteile.geojson: 63 of 63 features have no property 'NOPE' (the first: feature 1, "
+        "which has Name, OT)"
     ]
+
+
+def test_integer_codes_in_a_geojson_are_read_as_text(tmp_path: Path) -> None:
+    source = json.loads((DATA / "leipzig" / "stadtbezirke.geojson").read_text())
+    for feature in source["features"]:
+        feature["properties"]["SBZ"] = int(feature["properties"]["SBZ"]) + 100
+    path = tmp_path / "numbers.geojson"
+    path.write_text(json.dumps(source))
+    features, _ = read_areas(path, "SBZ", "Name")
+    assert sorted(code for code, _, _ in features)[:2] == ["100", "101"]

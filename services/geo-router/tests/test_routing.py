@@ -260,10 +260,11 @@ async def test_areas_rules_and_offices_are_published_for_people(stack: Stack) ->
 async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack) -> None:
     from geo_router.cli import import_areas
 
+    # Köln's Stadtteile as areas alone (Köln itself is loaded with its manifest for the session).
     summary = await import_areas(
         stack.database_url,
         DATA / "koeln" / "stadtteile.geojson",
-        jurisdiction="koeln",
+        jurisdiction="koeln-areas",
         jurisdiction_name="Stadt Köln",
         level="stadtteil",
         level_name="Stadtteil",
@@ -271,13 +272,13 @@ async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack)
         code_property="STT_NR",
         name_property="STT_NAME",
     )
-    assert "86 areas of koeln level stadtteil" in summary
+    assert "86 areas of koeln-areas level stadtteil" in summary
     assert "repaired: 202 Marienburg: Ring Self-intersection" in summary
     # A new version of the areas alone keeps what the first import named.
     await import_areas(
         stack.database_url,
         DATA / "koeln" / "stadtteile.geojson",
-        jurisdiction="koeln",
+        jurisdiction="koeln-areas",
         jurisdiction_name=None,
         level="stadtteil",
         level_name=None,
@@ -291,7 +292,7 @@ async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack)
             await conn.execute(
                 sa.text(
                     "SELECT j.name, l.name, l.rank FROM geo_router.jurisdictions j "
-                    "JOIN geo_router.area_levels l ON l.jurisdiction = j.code WHERE j.code = 'koeln'"
+                    "JOIN geo_router.area_levels l ON l.jurisdiction = j.code WHERE j.code = 'koeln-areas'"
                 )
             )
         ).one()
@@ -301,7 +302,7 @@ async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack)
         "lat": 50.89639,
         "long": 6.97585,
         "service_code": "001",
-        "jurisdiction": "koeln",
+        "jurisdiction": "koeln-areas",
     }
 
     async def routed_to_marienburg() -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
@@ -63,10 +63,17 @@ def find_routes(
     index: JurisdictionIndex | None,
     jurisdiction: str,
     points: Sequence[tuple[float, float, str]],
+    *,
+    retired: bool = False,
 ) -> list[Route]:
-    """Routes for (lat, long, service_code) points of one jurisdiction."""
+    """Routes for (lat, long, service_code) points of one jurisdiction: only its areas and
+    rules count, even where another jurisdiction covers the point too."""
     if index is None:
-        detail = f"unknown jurisdiction {jurisdiction!r}"
+        detail = (
+            f"jurisdiction {jurisdiction!r} was retired and takes no more reports"
+            if retired
+            else f"unknown jurisdiction {jurisdiction!r}"
+        )
         return [Route((), None, RoutingFailureReason.UNKNOWN_JURISDICTION, detail) for _ in points]
     matched = index.areas_at_many([p[0] for p in points], [p[1] for p in points])
     routes = []
@@ -89,6 +96,7 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
         return ReportRouted(
             report_id=event.report_id,
             correlation_id=event.correlation_id,
+            jurisdiction=event.jurisdiction,
             office=route.decision.office,
             areas=route.areas,
             rule=route.decision.explanation,
@@ -101,6 +109,7 @@ def _announcement(event: ReportSubmitted, route: Route) -> ReportRouted | Report
     return ReportRoutingFailed(
         report_id=event.report_id,
         correlation_id=event.correlation_id,
+        jurisdiction=event.jurisdiction,
         reason=route.failure,
         detail=route.detail,
     )
@@ -118,23 +127,28 @@ _MARKS = [f'"{UUID(int=i)}"' for i in (1, 2, 3)] + ['"2000-01-01T00:00:00Z"']
 _UNSET_TAIL = ',"service_code":null,"lat":null,"long":null}'
 _TAIL = ',"service_code":{4},"lat":{5},"long":{6}}}'  # the model's closing brace, escaped
 
-#: Decision object → (the decision, its ReportRouted format). The index makes one Decision per
-#: (category, areas) and keeps it; holding it here as well keeps its id from being reused.
-_routed_formats: dict[int, tuple[Decision, str]] = {}
+#: (Decision object, jurisdiction) → (the decision, its ReportRouted format). The index makes
+#: one Decision per (category, areas) and keeps it; holding it here as well keeps its id from
+#: being reused.
+_routed_formats: dict[tuple[int, str], tuple[Decision, str]] = {}
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _routed_format(decision: Decision, areas: tuple[MatchedArea, ...]) -> str:
+def _routed_format(decision: Decision, areas: tuple[MatchedArea, ...], jurisdiction: str) -> str:
     """ReportRouted's JSON for ``decision`` as pydantic writes it, with the per-report fields
     as ``str.format`` fields. A city has a few hundred decisions; filling in four strings is
     far cheaper than building and serialising the model (or hashing it for a cache key)."""
-    cached = _routed_formats.get(id(decision))
+    cached = _routed_formats.get((id(decision), jurisdiction))
     if cached is not None:
         return cached[1]
     if len(_routed_formats) >= 4096:  # old indexes' decisions
         _routed_formats.clear()
     sample = ReportRouted(
-        office=decision.office, areas=areas, rule=decision.explanation, **_SLOTS
+        jurisdiction=jurisdiction,
+        office=decision.office,
+        areas=areas,
+        rule=decision.explanation,
+        **_SLOTS,
     ).model_dump_json()
     assert sample.endswith(_UNSET_TAIL), "ReportRouted's last fields moved: adapt _TAIL"
     routed_format = sample.removesuffix(_UNSET_TAIL).replace("{", "{{").replace("}", "}}")
@@ -142,7 +156,7 @@ def _routed_format(decision: Decision, areas: tuple[MatchedArea, ...]) -> str:
     for position, mark in enumerate(_MARKS):
         routed_format = routed_format.replace(mark, f'"{{{position}}}"', 1)
     routed_format += _TAIL
-    _routed_formats[id(decision)] = (decision, routed_format)
+    _routed_formats[(id(decision), jurisdiction)] = (decision, routed_format)
     return routed_format
 
 
@@ -172,7 +186,7 @@ def routed_messages(
         correlation_id = (
             report_id if event.correlation_id == event.report_id else str(event.correlation_id)
         )
-        payload = _routed_format(decision, areas).format(
+        payload = _routed_format(decision, areas, event.jurisdiction).format(
             event_id,
             correlation_id,
             report_id,
@@ -227,6 +241,7 @@ def route_batch(cache: RoutingCache, events: Sequence[ReportSubmitted]) -> Route
             cache.get(jurisdiction),
             jurisdiction,
             [(e.lat, e.long, e.service_code) for e in batch.values()],
+            retired=jurisdiction in cache.retired,
         )
         decided = []
         for submitted, route in zip(batch.values(), found, strict=True):
@@ -279,6 +294,7 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
         announcement = ReportRouted(
             report_id=event.report_id,
             correlation_id=event.correlation_id,
+            jurisdiction=event.jurisdiction,
             office=office,
             areas=areas,
             rule=f"Manuelle Zuweisung durch {event.reassigned_by}{note}",
@@ -297,8 +313,13 @@ async def reload_and_announce(
     if_changed: bool = False,
 ) -> None:
     """Rebuild the routing index; announce each reloaded jurisdiction's outline (for intake)
-    and office directory (for the notifier)."""
+    and office directory (for the notifier), and each retired one's retirement."""
     indexes = await cache.reload(jurisdiction, if_changed=if_changed)
+    retired = {
+        code: name
+        for code, name in cache.retired.items()
+        if jurisdiction is None or code == jurisdiction
+    }
     async with unit_of_work(outbox) as uow:
         for index in indexes:
             directory = await uow.geography.offices(index.code)
@@ -308,6 +329,8 @@ async def reload_and_announce(
                     name=index.name,
                     version=index.version,
                     boundary=index.boundary_geojson(),
+                    precedence=index.precedence,
+                    disabled_service_codes=index.disabled_service_codes,
                 ),
                 OfficeDirectoryChanged(
                     jurisdiction=index.code,
@@ -315,10 +338,29 @@ async def reload_and_announce(
                         OfficeContact(code=o["code"], name=o["public_name"], email=o["email"])
                         for o in directory
                     ),
+                    sender_name=index.sender_name,
+                    holidays_country=index.holidays_country,
+                    holidays_subdivision=index.holidays_subdivision,
                 ),
             )
+        # Compacted topic: announcing a retirement again only repeats the latest state.
+        await uow.publish(*(retirement(code, name) for code, name in retired.items()))
     for index in indexes:
         log.info("routing index for %s loaded (version %s)", index.code, index.version)
+
+
+def retirement(code: str, name: str) -> JurisdictionBoundaryChanged:
+    """The announcement that a jurisdiction takes no more reports: no outline at all."""
+    return JurisdictionBoundaryChanged(
+        jurisdiction=code,
+        name=name,
+        version="retired",
+        boundary=EMPTY_MULTIPOLYGON,
+        retired=True,
+    )
+
+
+EMPTY_MULTIPOLYGON: dict[str, Any] = {"type": "MultiPolygon", "coordinates": []}
 
 
 async def reannounce(outbox: Outbox, cache: RoutingCache, since: datetime) -> int:
@@ -340,4 +382,18 @@ async def reannounce(outbox: Outbox, cache: RoutingCache, since: datetime) -> in
 def explain_route(
     cache: RoutingCache, jurisdiction: str, lat: float, long: float, service_code: str
 ) -> Route:
-    return find_routes(cache.get(jurisdiction), jurisdiction, [(lat, long, service_code)])[0]
+    return find_routes(
+        cache.get(jurisdiction),
+        jurisdiction,
+        [(lat, long, service_code)],
+        retired=jurisdiction in cache.retired,
+    )[0]
+
+
+def covering_jurisdiction(cache: RoutingCache, lat: float, long: float) -> str | None:
+    """The jurisdiction a report at this place belongs to when it names none: of those whose
+    areas cover it, the highest precedence, then the smallest (as intake decides)."""
+    covering = [index for index in cache.all() if index.areas_at_many([lat], [long])[0]]
+    if not covering:
+        return None
+    return min(covering, key=lambda i: (-i.precedence, i.extent, i.code)).code

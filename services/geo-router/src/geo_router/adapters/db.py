@@ -35,6 +35,22 @@ jurisdictions = sa.Table(
     metadata,
     sa.Column("code", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
+    #: Where jurisdictions overlap, the higher precedence takes a report (then the smaller area).
+    sa.Column("precedence", sa.Integer, nullable=False, server_default="0"),
+    #: Categories of the shared catalogue this jurisdiction does not take.
+    sa.Column(
+        "disabled_service_codes",
+        pg.ARRAY(sa.Text),
+        nullable=False,
+        server_default=sa.text("'{}'::text[]"),
+    ),
+    #: None: the notifier's default sender name, the service's default holidays.
+    sa.Column("mail_sender_name", sa.Text),
+    sa.Column("holidays_country", sa.Text),
+    sa.Column("holidays_subdivision", sa.Text),
+    #: A retired jurisdiction keeps its areas and rules (past decisions stay explainable) but
+    #: takes no more reports; loading its manifest again brings it back.
+    sa.Column("retired_at", sa.DateTime(timezone=True)),
 )
 
 area_levels = sa.Table(
@@ -117,14 +133,18 @@ class Geography:
     conn: AsyncConnection
 
     async def version(self, jurisdiction: str) -> str:
-        """A fingerprint of what routing reads (current areas, rules, offices, levels): equal
-        fingerprints mean an index built from either is the same."""
+        """A fingerprint of what routing and the announcements read (the jurisdiction's
+        settings, levels, current areas and rules, offices): equal fingerprints mean an index
+        built from either is the same, and so are the announcements."""
         return str(
             await self.conn.scalar(
                 sa.text(
                     "SELECT md5(concat_ws('|',"
-                    " (SELECT name FROM geo_router.jurisdictions WHERE code = :j),"
-                    " (SELECT string_agg(code || '@' || rank, ',' ORDER BY rank)"
+                    " (SELECT concat_ws(':', name, precedence, disabled_service_codes::text,"
+                    "    mail_sender_name, holidays_country, holidays_subdivision, retired_at)"
+                    "    FROM geo_router.jurisdictions WHERE code = :j),"
+                    " (SELECT string_agg(concat_ws(':', code, rank, name, article), ','"
+                    "    ORDER BY rank, code)"
                     "    FROM geo_router.area_levels WHERE jurisdiction = :j),"
                     " (SELECT string_agg(id::text, ',' ORDER BY id)"
                     "    FROM geo_router.areas WHERE jurisdiction = :j AND valid_to IS NULL),"
@@ -136,6 +156,17 @@ class Geography:
                 {"j": jurisdiction},
             )
         )
+
+    async def jurisdiction(self, code: str) -> sa.Row[Any] | None:
+        """The jurisdiction's row (settings, ``retired_at``), or None when there is none."""
+        result = await self.conn.execute(
+            sa.select(jurisdictions).where(jurisdictions.c.code == code)
+        )
+        return result.first()
+
+    async def jurisdictions(self) -> list[sa.Row[Any]]:
+        result = await self.conn.execute(sa.select(jurisdictions).order_by(jurisdictions.c.code))
+        return list(result)
 
     async def level_order(self, jurisdiction: str) -> list[str]:
         result = await self.conn.execute(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyogrio
@@ -17,8 +18,6 @@ import pyogrio.errors
 import pyogrio.raw
 import shapely
 import sqlalchemy as sa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pyproj import Transformer
 from pyproj.exceptions import CRSError
 from shapely import MultiPolygon, Polygon, make_valid
@@ -29,17 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tqdm import tqdm
 
 from geo_router.adapters.db import area_levels, areas, jurisdictions, offices, rules
-from mm_shared.categories import CATEGORIES_BY_CODE
+from geo_router.adapters.manifest import JurisdictionSpec, read_manifest, rule_rows
+from geo_router.adapters.refusal import InvalidImport
+
+__all__ = ["InvalidImport", "read_manifest"]  # the command line's use of this module
 
 WGS84_NAMES = {"urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:EPSG::4326", "EPSG:4326"}
-
-
-class InvalidImport(ValueError):
-    """A file that cannot be imported; ``problems`` says every reason."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def _as_multipolygon(geom: Any) -> MultiPolygon:
@@ -125,7 +119,8 @@ def read_areas(
             raise InvalidImport([f"{path.name}: unknown CRS {crs!r}: {exc}"]) from exc
     features, repaired, problems = [], [], []
     lacking: dict[str, list[int]] = {code_property: [], name_property: []}
-    items = list(enumerate(rows))
+    # Features count from 1, as every other problem of a load does.
+    items = list(enumerate(rows, start=1))
     for i, (props, geom) in tqdm(items, desc=path.name, unit=" areas", disable=not progress):
         code, name = props.get(code_property), props.get(name_property)
         if code is None or name is None:
@@ -134,7 +129,7 @@ def read_areas(
                     lacking[wanted].append(i)
             continue
         if geom is None:
-            problems.append(f"feature {i} ({code}): no geometry")
+            problems.append(f"{path.name}: feature {i} ({code}): no geometry")
             continue
         if transformer is not None:
             geom = shapely.transform(
@@ -142,7 +137,7 @@ def read_areas(
             )
         elif not _looks_like_degrees(geom):
             problems.append(
-                f"feature {i} ({code}): coordinates are not lon/lat degrees; "
+                f"{path.name}: feature {i} ({code}): coordinates are not lon/lat degrees; "
                 "name the source CRS (e.g. --source-crs EPSG:25833)"
             )
             continue
@@ -153,19 +148,22 @@ def read_areas(
             repaired.append(f"{code} {name}: {reason}")
         area = _as_multipolygon(geom)
         if area.is_empty:
-            problems.append(f"feature {i} ({code}): a {kind} with no area; areas are polygons")
+            problems.append(
+                f"{path.name}: feature {i} ({code}): a {kind} with no area; areas are polygons"
+            )
             continue
         features.append((str(code), str(name), area))
     for wanted, where in lacking.items():
         if where:
-            found = sorted(rows[where[0]][0])
+            found = sorted(rows[where[0] - 1][0])
             problems.append(
-                f"{len(where)} of {len(rows)} features have no property {wanted!r} (the first: "
+                f"{path.name}: {len(where)} of {len(rows)} features have no property {wanted!r} "
+                "(the first: "
                 f"feature {where[0]}, which has {', '.join(found) or 'none'})"
             )
     duplicates = [c for c, n in Counter(c for c, _, _ in features).items() if n > 1]
     if duplicates:
-        problems.append(f"duplicate area codes: {', '.join(sorted(duplicates))}")
+        problems.append(f"{path.name}: duplicate area codes: {', '.join(sorted(duplicates))}")
     if problems:
         raise InvalidImport(problems)
     return features, repaired
@@ -193,6 +191,46 @@ async def ensure_jurisdiction(conn: AsyncConnection, code: str, name: str | None
     )
 
 
+async def apply_manifest_settings(conn: AsyncConnection, spec: JurisdictionSpec) -> None:
+    """Create or update the jurisdiction with what its manifest says about it as a whole.
+    Loading the manifest of a retired jurisdiction brings it back."""
+    values = {
+        "name": spec.name,
+        "precedence": spec.precedence,
+        "disabled_service_codes": sorted(set(spec.disabled_service_codes)),
+        "mail_sender_name": spec.mail_sender_name,
+        "holidays_country": spec.holidays.country if spec.holidays else None,
+        "holidays_subdivision": spec.holidays.subdivision if spec.holidays else None,
+        "retired_at": None,
+    }
+    await conn.execute(
+        sa.dialects.postgresql.insert(jurisdictions)
+        .values(code=spec.code, **values)
+        .on_conflict_do_update(index_elements=["code"], set_=values)
+    )
+
+
+@dataclass(frozen=True)
+class AreaChanges:
+    """What a load did to one level's areas. Unchanged areas keep their row and version."""
+
+    version: int
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+    def summary(self) -> str:
+        if not self.any:
+            return f"version {self.version}, unchanged"
+        counts = f"{self.added} added, {self.changed} changed, {self.removed} removed"
+        return f"version {self.version}: {counts}, {self.unchanged} unchanged"
+
+
 async def replace_areas(
     conn: AsyncConnection,
     jurisdiction: str,
@@ -202,9 +240,11 @@ async def replace_areas(
     level_name: str | None = None,
     rank: int | None = None,
     article: str | None = None,
-) -> int:
-    """End-date the current areas of this level and insert the new set; returns its version.
-    The level's name, rank and article change only where given (a new level gets defaults)."""
+) -> AreaChanges:
+    """Make ``features`` the current areas of this level, changing only what differs: an area
+    whose name or outline changed, or that is new, gets a row of the next version; one that is
+    gone is end-dated; an unchanged one keeps its row (and version). The level's name, rank and
+    article change only where given (a new level gets defaults)."""
     given = {"name": level_name, "rank": rank, "article": article}
     changes = {column: value for column, value in given.items() if value is not None}
     insert = sa.dialects.postgresql.insert(area_levels).values(
@@ -220,22 +260,51 @@ async def replace_areas(
         if changes
         else insert.on_conflict_do_nothing(index_elements=keys)
     )
-    current = await conn.scalar(
-        sa.select(sa.func.coalesce(sa.func.max(areas.c.version), 0)).where(
-            areas.c.jurisdiction == jurisdiction, areas.c.level == level
-        )
+    this_level = (areas.c.jurisdiction == jurisdiction, areas.c.level == level)
+    latest = await conn.scalar(
+        sa.select(sa.func.coalesce(sa.func.max(areas.c.version), 0)).where(*this_level)
     )
-    version = int(current or 0) + 1
-    await conn.execute(
-        areas.update()
-        .where(
-            areas.c.jurisdiction == jurisdiction,
-            areas.c.level == level,
-            areas.c.valid_to.is_(None),
+    current = {
+        r.code: r
+        for r in await conn.execute(
+            sa.select(
+                areas.c.id,
+                areas.c.code,
+                areas.c.name,
+                sa.func.ST_AsBinary(areas.c.geom).label("wkb"),
+            ).where(*this_level, areas.c.valid_to.is_(None))
         )
-        .values(valid_to=sa.func.now())
+    }
+    new = {code: (name, geom) for code, name, geom in features}
+    stored = [c for c in new if c in current]
+    same_outline = (
+        shapely.equals_exact(
+            shapely.from_wkb([bytes(current[c].wkb) for c in stored]),
+            np.array([new[c][1] for c in stored], dtype=object),
+            tolerance=0,
+        ).tolist()
+        if stored
+        else []
     )
-    if features:
+    unchanged = {
+        c
+        for c, same in zip(stored, same_outline, strict=True)
+        if same and current[c].name == new[c][0]
+    }
+    replaced = [current[c].id for c in current if c not in unchanged]
+    inserted = [c for c in new if c not in unchanged]
+    result = AreaChanges(
+        version=int(latest or 0) + 1 if inserted else int(latest or 0),
+        added=sum(1 for c in inserted if c not in current),
+        changed=sum(1 for c in inserted if c in current),
+        removed=sum(1 for c in current if c not in new),
+        unchanged=len(unchanged),
+    )
+    if replaced:
+        await conn.execute(
+            areas.update().where(areas.c.id.in_(replaced)).values(valid_to=sa.func.now())
+        )
+    if inserted:
         await conn.execute(
             sa.text(
                 "INSERT INTO geo_router.areas (jurisdiction, level, code, name, geom, version) "
@@ -247,115 +316,38 @@ async def replace_areas(
                     "jurisdiction": jurisdiction,
                     "level": level,
                     "code": code,
-                    "name": name,
-                    "wkb": geom.wkb,
-                    "version": version,
+                    "name": new[code][0],
+                    "wkb": new[code][1].wkb,
+                    "version": result.version,
                 }
-                for code, name, geom in features
+                for code in inserted
             ],
         )
-    return version
+    return result
 
 
-class OfficeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: str
-    name: str
-    public_name: str | None = None
-    email: str
+@dataclass(frozen=True)
+class RuleChanges:
+    """What a load did to the rules: rows (one per category and area) kept, added, ended."""
+
+    kept: int
+    added: int
+    ended: int
+
+    def summary(self) -> str:
+        if not (self.added or self.ended):
+            return f"{self.kept} rules, unchanged"
+        return f"{self.kept + self.added} rules ({self.added} new, {self.ended} ended)"
 
 
-class RuleSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    service_codes: list[str]
-    office: str
-    priority: int = 0
-    area_level: str | None = None
-    area_codes: list[str] = Field(default_factory=list)
+def _rule_key(row: Any) -> tuple[Any, ...]:
+    return (row["service_code"], row["area_level"], row["area_code"], row["priority"])
 
 
-class LevelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: str
-    name: str
-    rank: int
-    file: str
-    code_property: str
-    name_property: str
-    #: The level's grammatical article: explanations say "im Ortsteil …", "in der Gemeinde …".
-    article: Literal["der", "die", "das"] = "der"
-    #: CRS of the file when it does not say (e.g. "EPSG:25833"); WGS84 otherwise.
-    source_crs: str | None = None
-
-
-class JurisdictionSpec(BaseModel):
-    """The YAML manifest of one jurisdiction: its area levels, offices and rules."""
-
-    model_config = ConfigDict(extra="forbid")
-    code: str
-    name: str
-    levels: list[LevelSpec] = Field(default_factory=list)
-    offices: list[OfficeSpec]
-    rules: list[RuleSpec]
-
-
-def read_manifest(path: Path) -> JurisdictionSpec:
-    try:
-        return JurisdictionSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidImport([f"{path}: cannot be read ({exc.__class__.__name__}: {exc})"]) from exc
-    except yaml.YAMLError as exc:
-        raise InvalidImport([f"{path.name}: not valid YAML: {' '.join(str(exc).split())}"]) from exc
-    except ValidationError as exc:
-        raise InvalidImport(
-            [f"{path.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        ) from exc
-
-
-def rule_rows(spec: JurisdictionSpec, known_areas: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Expand the manifest's rules into one row per (category, area); every problem at once."""
-    problems: list[str] = []
-    office_codes = {o.code for o in spec.offices}
-    rows: list[dict[str, Any]] = []
-    for i, r in enumerate(spec.rules, start=1):
-        where = f"rule {i}"
-        if r.office not in office_codes:
-            problems.append(f"{where}: unknown office {r.office!r}")
-        for code in r.service_codes:
-            if code not in CATEGORIES_BY_CODE:
-                problems.append(f"{where}: unknown category {code!r}")
-        if r.area_codes and r.area_level is None:
-            problems.append(f"{where}: area_codes need an area_level")
-        for unknown in [c for c in r.area_codes if (r.area_level or "", c) not in known_areas]:
-            problems.append(f"{where}: unknown area {r.area_level} {unknown!r}")
-        for code in r.service_codes:
-            area_codes: list[str | None] = list(r.area_codes) or [None]
-            for area_code in area_codes:
-                rows.append(
-                    {
-                        "jurisdiction": spec.code,
-                        "service_code": code,
-                        "area_level": r.area_level if area_code else None,
-                        "area_code": area_code,
-                        "priority": r.priority,
-                        "office_code": r.office,
-                    }
-                )
-    clashes = Counter(
-        (row["service_code"], row["area_level"], row["area_code"], row["priority"]) for row in rows
-    )
-    for (code, level, area_code, priority), n in sorted(clashes.items(), key=str):
-        if n > 1:
-            place = f"{level} {area_code}" if area_code else "the whole jurisdiction"
-            problems.append(
-                f"{n} rules of equal priority {priority} for category {code} in {place}"
-            )
-    if problems:
-        raise InvalidImport(problems)
-    return rows
-
-
-async def replace_offices_and_rules(conn: AsyncConnection, spec: JurisdictionSpec) -> int:
+async def replace_offices_and_rules(conn: AsyncConnection, spec: JurisdictionSpec) -> RuleChanges:
+    """Offices are created or updated by (jurisdiction, code). A rule row the manifest still
+    has unchanged keeps its id (staff read "Regel N" in explanations); one that changed or is
+    gone is end-dated, and new ones get new ids."""
     known = {
         (r.level, r.code)
         for r in await conn.execute(
@@ -372,10 +364,35 @@ async def replace_offices_and_rules(conn: AsyncConnection, spec: JurisdictionSpe
             .values(jurisdiction=spec.code, code=o.code, **values)
             .on_conflict_do_update(index_elements=["jurisdiction", "code"], set_=values)
         )
-    await conn.execute(
-        rules.update()
-        .where(rules.c.jurisdiction == spec.code, rules.c.valid_to.is_(None))
-        .values(valid_to=sa.func.now())
+    current = (
+        await conn.execute(
+            sa.select(rules).where(rules.c.jurisdiction == spec.code, rules.c.valid_to.is_(None))
+        )
+    ).all()
+    wanted = {_rule_key(row): row for row in rows}
+    ended = [
+        r.id
+        for r in current
+        if (key := _rule_key(r._mapping)) not in wanted
+        or wanted[key]["office_code"] != r.office_code
+    ]
+    kept = {_rule_key(r._mapping) for r in current if r.id not in ended}
+    added = [row for key, row in wanted.items() if key not in kept]
+    if ended:
+        await conn.execute(
+            rules.update().where(rules.c.id.in_(ended)).values(valid_to=sa.func.now())
+        )
+    if added:
+        await conn.execute(rules.insert(), added)
+    return RuleChanges(kept=len(kept), added=len(added), ended=len(ended))
+
+
+async def retire(conn: AsyncConnection, code: str) -> bool:
+    """Mark a jurisdiction retired; False when there is no such jurisdiction."""
+    result = await conn.execute(
+        jurisdictions.update()
+        .where(jurisdictions.c.code == code)
+        .values(retired_at=sa.func.coalesce(jurisdictions.c.retired_at, sa.func.now()))
+        .returning(jurisdictions.c.code)
     )
-    await conn.execute(rules.insert(), rows)
-    return len(rows)
+    return result.first() is not None

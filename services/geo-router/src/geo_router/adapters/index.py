@@ -38,12 +38,27 @@ class JurisdictionIndex:
     version: str
     #: When the database was read: the index holds every change committed before.
     loaded_at: float = field(default_factory=time.time)
+    #: The manifest's settings, announced with the outline and the office directory.
+    precedence: int = 0
+    disabled_service_codes: tuple[str, ...] = ()
+    sender_name: str | None = None
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
 
     def __post_init__(self) -> None:
         self._decisions: dict[tuple[str, ...], Decision | None] = {}
         shapely.prepare(self.geometries)
         self._tree = STRtree(self.geometries)
         self._build_grid()
+        #: Where jurisdictions overlap and precedence ties, the smaller one takes a report
+        #: (square degrees: only compared between places of similar latitude).
+        self.extent = float(
+            sum(
+                shapely.area(g)
+                for a, g in zip(self.areas, self.geometries, strict=True)
+                if a.level == self.levels[0]
+            )
+        )
 
     def _build_grid(self) -> None:
         """Classify a grid of cells once, so that most points are answered by array lookups.
@@ -128,11 +143,9 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
     async with engine.connect() as conn:
         geography = Geography(conn)
         version = await geography.version(jurisdiction)
-        name = await conn.scalar(
-            sa.select(jurisdictions.c.name).where(jurisdictions.c.code == jurisdiction)
-        )
+        settings = await geography.jurisdiction(jurisdiction)
         levels = await geography.level_order(jurisdiction)
-        if name is None or not levels:
+        if settings is None or settings.retired_at is not None or not levels:
             return None
         rows = (
             await conn.execute(
@@ -155,19 +168,35 @@ async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionInde
     return await asyncio.to_thread(
         JurisdictionIndex,
         code=jurisdiction,
-        name=str(name),
+        name=str(settings.name),
         levels=levels,
         areas=[MatchedArea(level=r.level, code=r.code, name=r.name) for r in rows],
         geometries=shapely.from_wkb([bytes(r.wkb) for r in rows]),
         rules=by_service,
         version=version,
         loaded_at=read_at,
+        precedence=settings.precedence,
+        disabled_service_codes=tuple(settings.disabled_service_codes),
+        sender_name=settings.mail_sender_name,
+        holidays_country=settings.holidays_country,
+        holidays_subdivision=settings.holidays_subdivision,
     )
 
 
 async def jurisdiction_codes(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         return list((await conn.scalars(sa.select(jurisdictions.c.code))).all())
+
+
+async def retired_jurisdictions(engine: AsyncEngine) -> dict[str, str]:
+    """Code → name of every retired jurisdiction."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(jurisdictions.c.code, jurisdictions.c.name).where(
+                jurisdictions.c.retired_at.is_not(None)
+            )
+        )
+        return {r.code: r.name for r in rows}
 
 
 class RoutingCache:
@@ -177,12 +206,17 @@ class RoutingCache:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._indexes: dict[str, JurisdictionIndex] = {}
+        #: Code → name of the retired jurisdictions: routing refuses them, saying so.
+        self.retired: dict[str, str] = {}
         #: Set once every jurisdiction was loaded: routing waits for it rather than failing
         #: reports as "unknown jurisdiction" during start-up.
         self.ready = asyncio.Event()
 
     def get(self, jurisdiction: str) -> JurisdictionIndex | None:
         return self._indexes.get(jurisdiction)
+
+    def all(self) -> list[JurisdictionIndex]:
+        return list(self._indexes.values())
 
     def oldest_load(self) -> float:
         return min((i.loaded_at for i in self._indexes.values()), default=time.time())
@@ -209,6 +243,7 @@ class RoutingCache:
             else:
                 self._indexes[code] = index
                 loaded.append(index)
+        self.retired = await retired_jurisdictions(self._engine)
         if jurisdiction is None:
             self.ready.set()
         return loaded

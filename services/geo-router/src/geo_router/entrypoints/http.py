@@ -83,6 +83,14 @@ class FeatureCollectionOut(BaseModel):
     features: list[FeatureOut]
 
 
+class JurisdictionOut(BaseModel):
+    code: str
+    name: str
+    precedence: int
+    disabled_service_codes: list[str]
+    retired: bool
+
+
 class OfficeOut(BaseModel):
     code: str
     name: str
@@ -107,8 +115,43 @@ def refused(_: Request, status: int, code: str, problems: Problems) -> Response:
     return refusal(status, code, problems)
 
 
+def _not_served(code: str, found: Any) -> JSONResponse | None:
+    """404 for a jurisdiction that is not loaded or was retired; None when it is served."""
+    if found is None:
+        why = f"unknown jurisdiction {code!r}; GET /v1/jurisdictions lists them"
+        return refusal(404, "unknown_jurisdiction", [("jurisdiction", why)])
+    if found.retired_at is not None:
+        why = f"jurisdiction {code!r} was retired"
+        return refusal(404, "retired_jurisdiction", [("jurisdiction", why)])
+    return None
+
+
 def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> APIRouter:
+    """``default_jurisdiction`` (GEO_ROUTER_DEFAULT_JURISDICTION) is taken where a client names
+    none: clients older than several jurisdictions per deployment (web's maps) knew only one."""
     api = APIRouter(prefix="/v1", tags=["routing"])
+    #: For the parameter's documentation in /docs.
+    jurisdiction_query = Query(
+        default_jurisdiction,
+        description="The jurisdiction's code, e.g. koeln (GET /v1/jurisdictions); "
+        f"without it, {default_jurisdiction!r}, for clients from before several jurisdictions",
+    )
+
+    @api.get("/jurisdictions", response_model=list[JurisdictionOut])
+    async def list_jurisdictions() -> Any:
+        """Every jurisdiction loaded, retired ones included (marked), sorted by code."""
+        async with unit_of_work(outbox) as uow:
+            found = await uow.geography.jurisdictions()
+        return [
+            JurisdictionOut(
+                code=j.code,
+                name=j.name,
+                precedence=j.precedence,
+                disabled_service_codes=list(j.disabled_service_codes),
+                retired=j.retired_at is not None,
+            )
+            for j in found
+        ]
 
     @api.get(
         "/route",
@@ -122,13 +165,31 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
         lat: float = Query(ge=-90, le=90),
         long: float = Query(ge=-180, le=180),
         service_code: str = Query(min_length=1),
-        jurisdiction: str = default_jurisdiction,
+        jurisdiction: str | None = Query(
+            None,
+            description="The jurisdiction whose areas and rules decide; without it, the one "
+            "covering the point (the highest precedence, then the smallest), as for a report "
+            "that names none",
+        ),
     ) -> Any:
         """The areas containing the point, the office responsible and the rule that decided."""
         if service_code not in CATEGORIES_BY_CODE:
             known = ", ".join(sorted(CATEGORIES_BY_CODE))
             why = f"unknown service_code {service_code!r}; the categories are {known}"
             return refusal(422, "invalid_field", [("service_code", why)])
+        if jurisdiction is None:
+            jurisdiction = handlers.covering_jurisdiction(cache, lat, long)
+            if jurisdiction is None:
+                served = ", ".join(sorted(i.name for i in cache.all())) or "none"
+                return JSONResponse(
+                    {
+                        "error": "outside_jurisdiction",
+                        "detail": f"({lat}, {long}) lies outside every jurisdiction served "
+                        f"here ({served})",
+                        "areas": [],
+                    },
+                    status_code=404,
+                )
         route = handlers.explain_route(cache, jurisdiction, lat, long, service_code)
         if route.decision is None:
             return JSONResponse(
@@ -153,10 +214,18 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             ),
         )
 
-    @api.get("/areas", response_model=FeatureCollectionOut, response_class=GeoJSONResponse)
-    async def list_areas(jurisdiction: str = default_jurisdiction, level: str | None = None) -> Any:
+    @api.get(
+        "/areas",
+        response_model=FeatureCollectionOut,
+        response_class=GeoJSONResponse,
+        responses={404: json_answer("RefusalOut", "No such jurisdiction, or a retired one")},
+    )
+    async def list_areas(jurisdiction: str = jurisdiction_query, level: str | None = None) -> Any:
         """The current areas (all levels, or one) as a GeoJSON FeatureCollection."""
         async with unit_of_work(outbox) as uow:
+            refused = _not_served(jurisdiction, await uow.geography.jurisdiction(jurisdiction))
+            if refused is not None:
+                return refused
             features = await uow.geography.areas_geojson(jurisdiction, level)
         return JSONResponse(
             {"type": "FeatureCollection", "features": features}, media_type="application/geo+json"
@@ -168,9 +237,12 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
         response_class=GeoJSONResponse,
         responses={404: json_answer("RefusalOut", "No such area")},
     )
-    async def get_area(level: str, code: str, jurisdiction: str = default_jurisdiction) -> Any:
+    async def get_area(level: str, code: str, jurisdiction: str = jurisdiction_query) -> Any:
         """One current area as a GeoJSON Feature."""
         async with unit_of_work(outbox) as uow:
+            refused = _not_served(jurisdiction, await uow.geography.jurisdiction(jurisdiction))
+            if refused is not None:
+                return refused
             features = await uow.geography.areas_geojson(jurisdiction, level, code)
         if not features:
             return JSONResponse(
@@ -179,10 +251,17 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             )
         return JSONResponse(features[0], media_type="application/geo+json")
 
-    @api.get("/rules", response_model=list[RuleListed])
-    async def list_rules(jurisdiction: str = default_jurisdiction) -> Any:
-        """The responsibility rules in force, each with its explanation."""
+    @api.get(
+        "/rules",
+        response_model=list[RuleListed],
+        responses={404: json_answer("RefusalOut", "No such jurisdiction, or a retired one")},
+    )
+    async def list_rules(jurisdiction: str = jurisdiction_query) -> Any:
+        """The jurisdiction's responsibility rules in force, each with its explanation."""
         async with unit_of_work(outbox) as uow:
+            refused = _not_served(jurisdiction, await uow.geography.jurisdiction(jurisdiction))
+            if refused is not None:
+                return refused
             rules = await uow.geography.rules(jurisdiction)
         return [
             RuleListed(
@@ -197,9 +276,17 @@ def router(outbox: Outbox, cache: RoutingCache, default_jurisdiction: str) -> AP
             for r in rules
         ]
 
-    @api.get("/offices", response_model=list[OfficeOut])
-    async def list_offices(jurisdiction: str = default_jurisdiction) -> Any:
+    @api.get(
+        "/offices",
+        response_model=list[OfficeOut],
+        responses={404: json_answer("RefusalOut", "No such jurisdiction, or a retired one")},
+    )
+    async def list_offices(jurisdiction: str = jurisdiction_query) -> Any:
+        """The jurisdiction's offices (codes are unique within a jurisdiction only)."""
         async with unit_of_work(outbox) as uow:
+            refused = _not_served(jurisdiction, await uow.geography.jurisdiction(jurisdiction))
+            if refused is not None:
+                return refused
             return await uow.geography.offices(jurisdiction)
 
     return api
