@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from collections.abc import Container
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -91,9 +92,23 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def remind_offices() -> None:
         """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
         tz = ZoneInfo(settings.timezone)
-        public_holidays = holidays.country_holidays(
-            settings.holidays_country, subdiv=settings.holidays_subdivision
-        )
+        calendars: dict[tuple[str, str | None], Container[date]] = {}
+
+        def holidays_of(jurisdiction: str) -> Container[date]:
+            """The jurisdiction's manifest names its holidays (from the office directory);
+            else the configured ones."""
+            country, subdivision = directory.holidays(jurisdiction)
+            if country is None:
+                country, subdivision = settings.holidays_country, settings.holidays_subdivision
+            key = (country, subdivision)
+            if key not in calendars:
+                try:
+                    calendars[key] = holidays.country_holidays(country, subdiv=subdivision)
+                except NotImplementedError:
+                    log.error("unknown holidays %s/%s for %s: none counted", *key, jurisdiction)
+                    calendars[key] = frozenset()
+            return calendars[key]
+
         while True:
             now = datetime.now(tz)
             try:
@@ -101,7 +116,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                     outbox,
                     accept_within_working_days=settings.reminder_accept_within_working_days,
                     work_within_days=settings.reminder_work_within_days,
-                    holidays=public_holidays,
+                    holidays_of=holidays_of,
                 )
                 if now.hour >= settings.reminder_hour:
                     await handlers.send_office_reminders(
@@ -109,7 +124,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                         now.date(),
                         accept_within_working_days=settings.reminder_accept_within_working_days,
                         work_within_days=settings.reminder_work_within_days,
-                        holidays=public_holidays,
+                        holidays_of=holidays_of,
                     )
             except Exception:
                 log.exception("office reminders failed; trying again later")
@@ -135,6 +150,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             offices_claim=settings.oidc_offices_claim,
             roles_claim=settings.oidc_roles_claim,
             admin_role=settings.oidc_admin_role,
+            jurisdiction_claim=settings.oidc_jurisdiction_claim,
+            default_jurisdiction=settings.jurisdiction,
         )
         if settings.oidc_issuer and settings.oidc_jwks_url
         else None
