@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Container
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import holidays
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from faststream import FastStream
@@ -18,7 +16,7 @@ from faststream.specification import AsyncAPI
 
 from intake import handlers
 from intake.adapters import db
-from intake.adapters.boundaries import Boundaries, OfficeDirectory
+from intake.adapters.boundaries import Boundaries, OfficeDirectory, PublicHolidays
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
@@ -92,22 +90,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def remind_offices() -> None:
         """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
         tz = ZoneInfo(settings.timezone)
-        calendars: dict[tuple[str, str | None], Container[date]] = {}
-
-        def holidays_of(jurisdiction: str) -> Container[date]:
-            """The jurisdiction's manifest names its holidays (from the office directory);
-            else the configured ones."""
-            country, subdivision = directory.holidays(jurisdiction)
-            if country is None:
-                country, subdivision = settings.holidays_country, settings.holidays_subdivision
-            key = (country, subdivision)
-            if key not in calendars:
-                try:
-                    calendars[key] = holidays.country_holidays(country, subdiv=subdivision)
-                except NotImplementedError:
-                    log.error("unknown holidays %s/%s for %s: none counted", *key, jurisdiction)
-                    calendars[key] = frozenset()
-            return calendars[key]
+        holidays_of = PublicHolidays(
+            directory, settings.holidays_country, settings.holidays_subdivision
+        )
 
         while True:
             now = datetime.now(tz)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
+from datetime import date
 
+import holidays
 import shapely
 import sqlalchemy as sa
 from shapely.geometry import shape
@@ -177,3 +179,27 @@ class OfficeDirectory:
         """The `holidays` package's (country, subdivision) of the jurisdiction's manifest;
         (None, None) when it names none or no directory is known."""
         return self._holidays.get(jurisdiction, (None, None))
+
+
+class PublicHolidays:
+    """A jurisdiction's public holidays for the office reminders: those its manifest names
+    (country and subdivision of the `holidays` package, from the office directory), else the
+    configured ones. Callable with a jurisdiction's code; calendars are built once each."""
+
+    def __init__(self, directory: OfficeDirectory, country: str, subdivision: str | None) -> None:
+        self._directory = directory
+        self._default = (country, subdivision)
+        self._calendars: dict[tuple[str, str | None], Container[date]] = {}
+
+    def __call__(self, jurisdiction: str) -> Container[date]:
+        country, subdivision = self._directory.holidays(jurisdiction)
+        key = (country, subdivision) if country else self._default
+        if key not in self._calendars:
+            try:
+                self._calendars[key] = holidays.country_holidays(key[0], subdiv=key[1])
+            except NotImplementedError:
+                log.error(
+                    "no public holidays known for %s/%s (%s): none counted", *key, jurisdiction
+                )
+                self._calendars[key] = frozenset()
+        return self._calendars[key]

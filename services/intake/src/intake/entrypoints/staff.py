@@ -459,9 +459,17 @@ def router(
         return JSONResponse(ticket(report, settings, detail=True))
 
     @api.get("/offices")
-    async def list_offices(member: Staff) -> JSONResponse:
-        """The offices a ticket can be handed to (``assigned`` with their ``office_code``)."""
-        offices = own_directory(member)
+    async def list_offices(
+        member: Staff,
+        jurisdiction: str | None = Query(
+            default=None, max_length=100, description="a deployment-wide admin: one jurisdiction"
+        ),
+    ) -> JSONResponse:
+        """The offices a ticket of the member's jurisdiction can be handed to (``assigned``
+        with their ``office_code``)."""
+        offices = directory.offices(
+            scope(member, jurisdiction) or member.jurisdiction or settings.jurisdiction
+        )
         if offices is None:
             return problem(
                 503, ("unavailable", None, "the office directory has not arrived yet: try again")
