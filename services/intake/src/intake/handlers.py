@@ -761,13 +761,15 @@ async def nearby_candidates(
     outbox: Outbox, member: StaffMember, report_id: UUID, radius_m: float
 ) -> tuple[Report, list[Report]]:
     """Open reports of the same category near a ticket: candidates to mark it a duplicate of
-    (any office's: a duplicate may have been routed elsewhere), nearest first."""
+    (any office's of its jurisdiction: a duplicate may have been routed elsewhere), nearest
+    first."""
     ticket = await staff_ticket(outbox, member, report_id)
     async with unit_of_work(outbox) as uow:
         nearby = await uow.reports.open_nearby(
             ticket.service_code, ticket.lat, ticket.long, radius_m
         )
-    nearby = [r for r in nearby if r.id != ticket.id]
+    # Only the ticket's own jurisdiction's: a merge crosses no city limit.
+    nearby = [r for r in nearby if r.id != ticket.id and r.jurisdiction == ticket.jurisdiction]
     return ticket, sorted(nearby, key=lambda r: distance_m(ticket.lat, ticket.long, r.lat, r.long))
 
 
