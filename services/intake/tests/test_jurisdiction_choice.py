@@ -78,7 +78,7 @@ def test_outside_every_one_the_refusal_names_them_all(served: Boundaries) -> Non
 def test_swapped_coordinates_get_a_hint() -> None:
     boundaries = Boundaries(None)  # type: ignore[arg-type]
     boundaries.remember(outline("leipzig", square(12.2, 51.2, 12.6, 51.5)))
-    with pytest.raises(OutsideJurisdiction, match="did you mean lat=51.34, long=12.37"):
+    with pytest.raises(OutsideJurisdiction, match=r"did you mean lat=51\.34, long=12\.37"):
         choose(boundaries, 12.37, 51.34)
 
 
