@@ -131,6 +131,12 @@ async def test_a_report_in_koeln_is_accepted_through_open311(
         f"/open311/v2/requests/{report_id}.json", params={"jurisdiction_id": "leipzig"}
     )
     assert elsewhere.status_code == 404
+    for listed_in, count in (("koeln", 1), ("leipzig", 0)):
+        listed = await stack.intake.get(
+            "/open311/v2/requests.json",
+            params={"service_request_id": str(report_id), "jurisdiction_id": listed_in},
+        )
+        assert len(listed.json()) == count
 
 
 async def test_an_unknown_jurisdiction_is_a_404(stack: Stack) -> None:
