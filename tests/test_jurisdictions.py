@@ -396,3 +396,38 @@ async def test_office_reminders_follow_each_jurisdiction_s_holidays(stack: Stack
 
     await eventually(both_days)
     assert not [r for r in reminders(tuesday) if r[0] == "koeln"]
+
+
+async def test_the_staff_token_command_makes_a_member_of_a_named_jurisdiction(
+    stack: Stack,
+) -> None:
+    import asyncio
+    import os
+    import sys
+
+    async def staff_token(*arguments: str) -> tuple[int, str]:
+        command = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "intake.cli",
+            "staff-token",
+            *arguments,
+            env={**os.environ, "INTAKE_DATABASE_URL": stack.database_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await command.communicate()
+        assert command.returncode is not None
+        return command.returncode, (out + err).decode()
+
+    name = f"cli-koeln-{random.randrange(10**9)}"
+    code, out = await staff_token("--office", "OA", "--jurisdiction", "koeln", "--name", name)
+    assert code == 0, out
+    assert "koeln" in out.splitlines()[0]
+    headers = {"Authorization": f"Bearer {out.splitlines()[-1]}"}
+    me = (await stack.intake.get("/api/v1/staff/me", headers=headers)).json()
+    assert (me["jurisdiction"], [o["code"] for o in me["offices"]]) == ("koeln", ["OA"])
+    # The same account cannot be moved to another city by accident.
+    code, out = await staff_token("--office", "OA", "--jurisdiction", "leipzig", "--name", name)
+    assert code != 0
+    assert "works for koeln" in out
