@@ -53,9 +53,9 @@ asyncapi:  ## AsyncAPI documents of the three services under var/asyncapi/
 
 ci: setup lint typecheck compose-config test
 
-staff-token:  ## make staff-token OFFICE=VTA-OST: a staff account for the local stack; the token is the last line
-	@test -n "$(OFFICE)" || { echo "usage: make staff-token OFFICE=<office code, e.g. VTA-OST>"; exit 2; }
-	@$(RUN) intake staff-token --office $(OFFICE)
+staff-token:  ## make staff-token OFFICE=VTA-OST [JURISDICTION=koeln]: a staff account for the local stack; the token is the last line
+	@test -n "$(OFFICE)" || { echo "usage: make staff-token OFFICE=<office code, e.g. VTA-OST> [JURISDICTION=<code>]"; exit 2; }
+	@$(RUN) intake staff-token --office $(OFFICE) $(if $(JURISDICTION),--jurisdiction $(JURISDICTION))
 
 dead-letters:  ## what went to dead-letter.v1; send back with `uv run python -m mm_shared.dead_letters redrive OFFSET`
 	@$(RUN) python -m mm_shared.dead_letters list

@@ -29,7 +29,9 @@ async def token_for(stack: Stack, *offices: str, admin: bool = False) -> dict[st
     try:
         async with engine.begin() as conn:
             name = f"{'-'.join(offices) or 'admin'}-{random.randrange(10**9)}"
-            _, token = await staff.create_account(conn, name, offices, is_admin=admin)
+            _, token = await staff.create_account(
+                conn, name, offices, is_admin=admin, jurisdiction=None if admin else "leipzig"
+            )
     finally:
         await engine.dispose()
     return {"Authorization": f"Bearer {token}"}
@@ -222,10 +224,10 @@ async def test_staff_tokens_expire_and_record_their_last_use(stack: Stack) -> No
     try:
         async with engine.begin() as conn:
             _, valid = await staff.create_account(
-                conn, name, ["SRL"], expires_at=now + timedelta(hours=1)
+                conn, name, ["SRL"], expires_at=now + timedelta(hours=1), jurisdiction="leipzig"
             )
             _, expired = await staff.create_account(
-                conn, name, ["SRL"], expires_at=now - timedelta(seconds=1)
+                conn, name, ["SRL"], expires_at=now - timedelta(seconds=1), jurisdiction="leipzig"
             )
         last_used = sa.text(
             "SELECT t.expires_at, t.last_used_at FROM intake.staff_tokens t"

@@ -172,7 +172,8 @@ async def test_overdue_tickets_are_counted_per_office(stack: Stack) -> None:
             outbox, accept_within_working_days=3, work_within_days=14
         )
         sample = REGISTRY.get_sample_value(
-            "mm_overdue_tickets", {"office": "SRL", "reason": "not_accepted"}
+            "mm_overdue_tickets",
+            {"jurisdiction": "leipzig", "office": "SRL", "reason": "not_accepted"},
         )
         assert sample is not None
         return sample

@@ -233,7 +233,9 @@ async def test_a_place_outside_the_city_is_refused_at_submission(stack: Stack) -
         data={"api_key": "test-key", "service_code": "001", "lat": "52.52", "long": "13.405"},
     )
     assert open311.status_code == 400
-    assert "outside the area of leipzig" in open311.json()[0]["description"]
+    # The refusal names the places the deployment serves.
+    assert "outside the areas this service covers: " in open311.json()[0]["description"]
+    assert "Stadt Leipzig" in open311.json()[0]["description"]
 
 
 async def test_swapped_coordinates_get_a_hint(stack: Stack) -> None:

@@ -26,7 +26,9 @@ async def token_for(stack: Stack, *offices: str, admin: bool = False) -> dict[st
     try:
         async with engine.begin() as conn:
             name = f"console-{'-'.join(offices) or 'admin'}-{random.randrange(10**9)}"
-            _, token = await staff.create_account(conn, name, offices, is_admin=admin)
+            _, token = await staff.create_account(
+                conn, name, offices, is_admin=admin, jurisdiction=None if admin else "leipzig"
+            )
     finally:
         await engine.dispose()
     return {"Authorization": f"Bearer {token}"}

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import holidays
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from faststream import FastStream
@@ -17,7 +16,7 @@ from faststream.specification import AsyncAPI
 
 from intake import handlers
 from intake.adapters import db
-from intake.adapters.boundaries import Boundaries, OfficeDirectory
+from intake.adapters.boundaries import Boundaries, OfficeDirectory, PublicHolidays
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
@@ -91,9 +90,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def remind_offices() -> None:
         """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
         tz = ZoneInfo(settings.timezone)
-        public_holidays = holidays.country_holidays(
-            settings.holidays_country, subdiv=settings.holidays_subdivision
+        holidays_of = PublicHolidays(
+            directory, settings.holidays_country, settings.holidays_subdivision
         )
+
         while True:
             now = datetime.now(tz)
             try:
@@ -101,7 +101,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                     outbox,
                     accept_within_working_days=settings.reminder_accept_within_working_days,
                     work_within_days=settings.reminder_work_within_days,
-                    holidays=public_holidays,
+                    holidays_of=holidays_of,
                 )
                 if now.hour >= settings.reminder_hour:
                     await handlers.send_office_reminders(
@@ -109,7 +109,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                         now.date(),
                         accept_within_working_days=settings.reminder_accept_within_working_days,
                         work_within_days=settings.reminder_work_within_days,
-                        holidays=public_holidays,
+                        holidays_of=holidays_of,
                     )
             except Exception:
                 log.exception("office reminders failed; trying again later")
@@ -135,6 +135,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             offices_claim=settings.oidc_offices_claim,
             roles_claim=settings.oidc_roles_claim,
             admin_role=settings.oidc_admin_role,
+            jurisdiction_claim=settings.oidc_jurisdiction_claim,
+            default_jurisdiction=settings.jurisdiction,
         )
         if settings.oidc_issuer and settings.oidc_jwks_url
         else None

@@ -52,7 +52,14 @@ def main() -> None:
     )
     token.add_argument("--office", action="append", default=[], help="office code (repeatable)")
     token.add_argument("--name", help="account name (default: staff-<office>)")
-    token.add_argument("--admin", action="store_true", help="sees every office's tickets")
+    token.add_argument(
+        "--jurisdiction",
+        help="where the offices are (default: INTAKE_JURISDICTION; with --admin and without "
+        "this: an admin of every jurisdiction)",
+    )
+    token.add_argument(
+        "--admin", action="store_true", help="sees every office's tickets (of --jurisdiction)"
+    )
     token.add_argument(
         "--days",
         type=float,
@@ -77,17 +84,31 @@ def main() -> None:
             sys.exit("name at least one --office, or --admin")
         if args.days is not None and args.days <= 0:
             sys.exit("--days must be more than 0")
-        name = args.name or "staff-" + "-".join(args.office or ["admin"]).lower()
+        jurisdiction = args.jurisdiction or (None if args.admin else settings.jurisdiction)
+        # Office codes repeat across jurisdictions: another one's accounts get its code too.
+        prefix = "staff-" if jurisdiction in (None, settings.jurisdiction) else f"{jurisdiction}-"
+        name = args.name or prefix + "-".join(args.office or ["admin"]).lower()
         expires_at = datetime.now(UTC) + timedelta(days=args.days or settings.staff_token_ttl_days)
-        account_id, new_token = asyncio.run(
-            _staff(
-                settings.database_url,
-                lambda c: staff.create_account(
-                    c, name, args.office, is_admin=args.admin, expires_at=expires_at
-                ),
+        try:
+            account_id, new_token = asyncio.run(
+                _staff(
+                    settings.database_url,
+                    lambda c: staff.create_account(
+                        c,
+                        name,
+                        args.office,
+                        is_admin=args.admin,
+                        expires_at=expires_at,
+                        jurisdiction=jurisdiction,
+                    ),
+                )
             )
+        except staff.OtherJurisdiction as other:
+            sys.exit(str(other))
+        print(
+            f"account {name} (id {account_id}), {jurisdiction or 'every jurisdiction'}, "
+            f"offices: {', '.join(args.office) or 'all'}"
         )
-        print(f"account {name} (id {account_id}), offices: {', '.join(args.office) or 'all'}")
         print(f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
         print(new_token)
     elif args.command == "reannounce":

@@ -235,6 +235,7 @@ class Report:
         return ReportStatusChanged(
             report_id=self.id,
             correlation_id=correlation_id or self.id,
+            jurisdiction=self.jurisdiction,
             occurred_at=at,
             service_code=self.service_code,
             previous_status=previous,
@@ -317,6 +318,33 @@ def find_problems(
     return problems
 
 
+def submission_problems(
+    *,
+    service_code: str,
+    lat: float | None,
+    long: float | None,
+    description: str | None,
+    contact: Contact | None,
+    address: str | None = None,
+    media_url: str | None = None,
+    attributes: Mapping[str, list[str]] | None = None,
+) -> list[str]:
+    """Everything wrong with a submission itself (where it belongs is decided elsewhere)."""
+    problems = find_problems(service_code, lat, long, description, attributes=attributes)
+    problems += character_problems(
+        description=description,
+        address=address,
+        media_url=media_url,
+        **{f"attribute[{code}]": values for code, values in (attributes or {}).items()},
+    )
+    if contact is not None:
+        problems += email_problems(contact.email)
+        problems += character_problems(
+            first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
+        )
+    return problems
+
+
 def submit(
     *,
     jurisdiction: str,
@@ -335,18 +363,16 @@ def submit(
     """Validate a submission and create the report with the events it implies (the contact's
     with the reporter's token when ``tokens`` are given). ``service_levels`` (days per
     category) override the catalogue's."""
-    problems = find_problems(service_code, lat, long, description, attributes=attributes)
-    problems += character_problems(
+    problems = submission_problems(
+        service_code=service_code,
+        lat=lat,
+        long=long,
         description=description,
+        contact=contact,
         address=address,
         media_url=media_url,
-        **{f"attribute[{code}]": values for code, values in (attributes or {}).items()},
+        attributes=attributes,
     )
-    if contact is not None:
-        problems += email_problems(contact.email)
-        problems += character_problems(
-            first_name=contact.first_name, last_name=contact.last_name, phone=contact.phone
-        )
     if problems:
         raise InvalidReport(problems)
     assert lat is not None
@@ -387,6 +413,7 @@ def submit(
                 report_id=report.id,
                 correlation_id=report.id,
                 occurred_at=now,
+                jurisdiction=jurisdiction,
                 email=contact.email,
                 first_name=contact.first_name,
                 last_name=contact.last_name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from uuid import UUID
@@ -50,6 +50,7 @@ from intake.domain import (
     staff_transition,
     submit,
 )
+from mm_shared.categories import CATEGORIES, Category
 from mm_shared.events import (
     OfficeReminderDue,
     ReporterContactSubmitted,
@@ -83,13 +84,28 @@ class OutsideJurisdiction(InvalidReport):
     pass
 
 
+class ServiceDisabled(InvalidReport):
+    """The category is switched off in the report's jurisdiction (its manifest says so)."""
+
+
+class UnknownJurisdiction(LookupError):
+    """A request named a jurisdiction this deployment does not serve."""
+
+    def __init__(self, code: str, served: Sequence[str]) -> None:
+        known = ", ".join(served) or "none yet"
+        super().__init__(f"no jurisdiction {code!r} is served here; served: {known}")
+        self.code = code
+
+
 class IdempotencyConflict(ValueError):
     pass
 
 
 @dataclass(frozen=True)
 class Submission:
-    jurisdiction: str
+    #: The jurisdiction the client named (Open311 ``jurisdiction_id``); None: the one that
+    #: covers the place.
+    jurisdiction: str | None
     service_code: str
     lat: float | None
     long: float | None
@@ -102,21 +118,70 @@ class Submission:
     #: Days to resolve per category, overriding the catalogue's (configuration, so not part
     #: of the request's fingerprint).
     service_levels: Mapping[str, float] | None = field(default=None, repr=False)
+    #: Where a report goes while no outline is known (configuration, as above).
+    default_jurisdiction: str = field(default="leipzig", repr=False)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
-def check_location(boundaries: Boundaries, jurisdiction: str, lat: float, long: float) -> None:
-    if boundaries.covers(jurisdiction, lat, long) is False:
+def check_named(boundaries: Boundaries, code: str | None) -> None:
+    """Raises UnknownJurisdiction for a named jurisdiction that is not served. While no
+    outline is known at all, any name passes (routing has the last word, as for the place)."""
+    served = boundaries.all()
+    if code is not None and served and boundaries.get(code) is None:
+        REFUSED.labels("unknown_jurisdiction").inc()
+        raise UnknownJurisdiction(code, [j.code for j in served])
+
+
+def offered_categories(boundaries: Boundaries, code: str | None) -> list[Category]:
+    """The shared catalogue, without the categories jurisdiction ``code`` switched off (all of
+    it without one)."""
+    chosen = boundaries.get(code) if code else None
+    off = chosen.disabled_service_codes if chosen else frozenset()
+    return [c for c in CATEGORIES if c.code not in off]
+
+
+def choose_jurisdiction(
+    boundaries: Boundaries,
+    requested: str | None,
+    default: str,
+    service_code: str,
+    lat: float,
+    long: float,
+) -> str:
+    """The jurisdiction a report at (lat, long) belongs to: the one named (the place must lie
+    inside it), else the one covering the place (precedence, then the smaller area). Raises
+    UnknownJurisdiction, OutsideJurisdiction, ServiceDisabled. While no outline is known,
+    the named one or ``default`` (routing decides)."""
+    check_named(boundaries, requested)
+    served = boundaries.all()
+    if not served:
+        return requested or default
+    chosen = boundaries.get(requested) if requested else boundaries.covering(lat, long)
+    if chosen is None or not chosen.covers(lat, long):
         REFUSED.labels("outside_jurisdiction").inc()
+        if requested and chosen is not None:
+            where = f"the area of {chosen.name}"
+        else:
+            where = "the areas this service covers: " + ", ".join(sorted(j.name for j in served))
         problem = (
-            f"the location ({lat}, {long}) is outside the area of {jurisdiction}: "
-            "reports can only be taken for places inside the city"
+            f"the location ({lat}, {long}) is outside {where}: "
+            "reports can only be taken for places inside them"
         )
-        if boundaries.covers(jurisdiction, long, lat):
+        swapped = chosen.covers(long, lat) if chosen else boundaries.covering(long, lat)
+        if swapped:
             problem += f"; lat and long look swapped: did you mean lat={long}, long={lat}?"
         raise OutsideJurisdiction([problem])
+    if service_code in chosen.disabled_service_codes:
+        REFUSED.labels("service_disabled").inc()
+        raise ServiceDisabled(
+            [
+                f"service_code {service_code!r} is not offered in {chosen.name}: "
+                f"services?jurisdiction={chosen.code} lists what is"
+            ]
+        )
+    return chosen.code
 
 
 async def submit_report(
@@ -178,26 +243,38 @@ async def idempotency_key_used(outbox: Outbox, idempotency_key: str) -> bool:
 def _create(
     boundaries: Boundaries, tokens: ReporterTokens, s: Submission
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
-    try:
-        report, events = submit(
-            jurisdiction=s.jurisdiction,
-            service_code=s.service_code,
-            lat=s.lat,
-            long=s.long,
-            description=s.description,
-            contact=s.contact,
-            address=s.address,
-            media_url=s.media_url,
-            attributes=s.attributes,
-            photos=s.photos,
-            service_levels=s.service_levels,
-            tokens=tokens,
-        )
-    except InvalidReport:
+    check_named(boundaries, s.jurisdiction)
+    problems = domain.submission_problems(
+        service_code=s.service_code,
+        lat=s.lat,
+        long=s.long,
+        description=s.description,
+        contact=s.contact,
+        address=s.address,
+        media_url=s.media_url,
+        attributes=s.attributes,
+    )
+    if problems:
         REFUSED.labels("invalid").inc()
-        raise
-    check_location(boundaries, report.jurisdiction, report.lat, report.long)
-    return report, events
+        raise InvalidReport(problems)
+    assert s.lat is not None
+    assert s.long is not None
+    return submit(
+        jurisdiction=choose_jurisdiction(
+            boundaries, s.jurisdiction, s.default_jurisdiction, s.service_code, s.lat, s.long
+        ),
+        service_code=s.service_code,
+        lat=s.lat,
+        long=s.long,
+        description=s.description,
+        contact=s.contact,
+        address=s.address,
+        media_url=s.media_url,
+        attributes=s.attributes,
+        photos=s.photos,
+        service_levels=s.service_levels,
+        tokens=tokens,
+    )
 
 
 async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
@@ -210,6 +287,7 @@ async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
             ReporterContactSubmitted(
                 report_id=report_id,
                 correlation_id=report_id,
+                jurisdiction=report.jurisdiction,
                 email=contact.email,
                 first_name=contact.first_name,
                 last_name=contact.last_name,
@@ -453,7 +531,9 @@ async def authenticate(outbox: Outbox, token: str) -> StaffMember | None:
 
 async def staff_ticket(outbox: Outbox, member: StaffMember, report_id: UUID) -> Report:
     report = await get_report(outbox, report_id)
-    if report is None or not member.may_handle(report.office.code if report.office else None):
+    if report is None or not member.may_handle(
+        report.jurisdiction, report.office.code if report.office else None
+    ):
         raise TicketNotFound(report_id)
     return report
 
@@ -468,20 +548,23 @@ async def change_ticket(
     internal_note: str | None = None,
     office_code: str | None = None,
     duplicate_of: UUID | None = None,
-    offices: Mapping[str, str] | None = None,
+    offices: Callable[[str], Mapping[str, str] | None] = lambda _: None,
 ) -> Report | None:
     """A staff transition. Handing a ticket to another office (``assigned`` with an
-    ``office_code``, one of ``offices`` when the directory is known) is asked of geo-router,
-    which announces the new office; None then."""
+    ``office_code``, one of ``offices(ticket's jurisdiction)`` when that directory is known)
+    is asked of geo-router, which announces the new office; None then."""
     async with unit_of_work(outbox) as uow:
         report = await uow.reports.get(report_id, for_update=True)
-        if report is None or not member.may_handle(report.office.code if report.office else None):
+        if report is None or not member.may_handle(
+            report.jurisdiction, report.office.code if report.office else None
+        ):
             raise TicketNotFound(report_id)
         if status is ReportStatus.ASSIGNED:
             if not office_code:
                 raise InvalidReport(["assigning to another office needs an office_code"])
-            if offices is not None and office_code not in offices:
-                known = ", ".join(sorted(offices))
+            directory = offices(report.jurisdiction)
+            if directory is not None and office_code not in directory:
+                known = ", ".join(sorted(directory))
                 raise InvalidReport([f"unknown office_code {office_code!r}; offices: {known}"])
             if report.status not in (ReportStatus.ASSIGNED, ReportStatus.IN_PROGRESS):
                 raise TransitionNotAllowed(f"a {report.status.value} ticket cannot be reassigned")
@@ -502,7 +585,7 @@ async def change_ticket(
             # office's ticket are refused alike, as they are a 404 elsewhere in this API.
             original = await uow.reports.get(duplicate_of)
             if original is None or not member.may_handle(
-                original.office.code if original.office else None
+                original.jurisdiction, original.office.code if original.office else None
             ):
                 raise InvalidField(
                     "duplicate_of", f"no ticket {duplicate_of} among your offices' tickets"
@@ -538,7 +621,9 @@ async def note_ticket(
     """A note on a ticket, its status kept; a public one reaches the reporter."""
     async with unit_of_work(outbox) as uow:
         report = await uow.reports.get(report_id, for_update=True)
-        if report is None or not member.may_handle(report.office.code if report.office else None):
+        if report is None or not member.may_handle(
+            report.jurisdiction, report.office.code if report.office else None
+        ):
             raise TicketNotFound(report_id)
         seen = len(report.history)
         news = staff_note(
@@ -553,14 +638,24 @@ async def note_ticket(
 OPEN_TICKET_AGE = Gauge(
     "mm_open_ticket_age_seconds",
     "Age of the oldest open ticket per office (for SLAs)",
-    ["office"],
+    ["jurisdiction", "office"],
 )
-OPEN_TICKETS = Gauge("mm_open_tickets", "Open tickets per office", ["office"])
+OPEN_TICKETS = Gauge("mm_open_tickets", "Open tickets per office", ["jurisdiction", "office"])
 OVERDUE_TICKETS = Gauge(
     "mm_overdue_tickets",
     "Tickets waiting longer than the reminders allow, per office: not accepted, stalled, or past their service level",
-    ["office", "reason"],
+    ["jurisdiction", "office", "reason"],
 )
+
+#: A jurisdiction's public holidays (its manifest's, else the configured ones).
+HolidaysOf = Callable[[str], Container[date]]
+
+
+def _by_jurisdiction(tickets: Sequence[Report]) -> dict[str, list[Report]]:
+    found: dict[str, list[Report]] = {}
+    for ticket in tickets:
+        found.setdefault(ticket.jurisdiction, []).append(ticket)
+    return found
 
 
 async def measure_open_tickets(
@@ -569,27 +664,32 @@ async def measure_open_tickets(
     accept_within_working_days: int,
     work_within_days: float,
     holidays: Container[date] = (),
+    holidays_of: HolidaysOf | None = None,
 ) -> None:
+    """The offices' gauges, per (jurisdiction, office): office codes repeat across cities."""
     async with unit_of_work(outbox) as uow:
         by_office = await uow.reports.open_by_office()
         tickets = await uow.reports.open_tickets()
-    for office, count, oldest in by_office:
-        OPEN_TICKETS.labels(office).set(count)
-        OPEN_TICKET_AGE.labels(office).set((utcnow() - oldest).total_seconds())
-    due = overdue(
-        tickets,
-        utcnow(),
-        accept_within_working_days=accept_within_working_days,
-        work_within_days=work_within_days,
-        holidays=holidays,
-    )
+    for jurisdiction, office, count, oldest in by_office:
+        OPEN_TICKETS.labels(jurisdiction, office).set(count)
+        OPEN_TICKET_AGE.labels(jurisdiction, office).set((utcnow() - oldest).total_seconds())
+    due: dict[tuple[str, str], OfficeBacklog] = {}
+    for jurisdiction, theirs in _by_jurisdiction(tickets).items():
+        found = overdue(
+            theirs,
+            utcnow(),
+            accept_within_working_days=accept_within_working_days,
+            work_within_days=work_within_days,
+            holidays=holidays_of(jurisdiction) if holidays_of else holidays,
+        )
+        due |= {(jurisdiction, office): backlog for office, backlog in found.items()}
     # Every office with open tickets gets both series (0 when none is overdue), so a
     # dashboard shows an office that caught up as 0, not as its last overdue count.
-    for office in {o for o, _, _ in by_office} | set(due):
-        backlog = due.get(office) or OfficeBacklog()
-        OVERDUE_TICKETS.labels(office, "not_accepted").set(len(backlog.not_accepted))
-        OVERDUE_TICKETS.labels(office, "stalled").set(len(backlog.stalled))
-        OVERDUE_TICKETS.labels(office, "past_service_level").set(len(backlog.past_service_level))
+    for key in {(j, o) for j, o, _, _ in by_office} | set(due):
+        backlog = due.get(key) or OfficeBacklog()
+        OVERDUE_TICKETS.labels(*key, "not_accepted").set(len(backlog.not_accepted))
+        OVERDUE_TICKETS.labels(*key, "stalled").set(len(backlog.stalled))
+        OVERDUE_TICKETS.labels(*key, "past_service_level").set(len(backlog.past_service_level))
 
 
 async def send_office_reminders(
@@ -599,39 +699,44 @@ async def send_office_reminders(
     accept_within_working_days: int,
     work_within_days: float,
     holidays: Container[date] = (),
+    holidays_of: HolidaysOf | None = None,
 ) -> int:
-    """Once per working day (across all intake instances): one summary per office that has
-    tickets waiting too long. Returns how many offices are reminded."""
-    if not is_working_day(day, holidays):
-        return 0
+    """Once per working day of each jurisdiction (across all intake instances): one summary
+    per office that has tickets waiting too long, each jurisdiction with its own public
+    holidays. Returns how many offices are reminded."""
+    reminded = 0
     async with unit_of_work(outbox) as uow:
-        if not await uow.reports.claim_reminder_day(day):
-            return 0
         tickets = await uow.reports.open_tickets()
-        due = overdue(
-            tickets,
-            utcnow(),
-            accept_within_working_days=accept_within_working_days,
-            work_within_days=work_within_days,
-            holidays=holidays,
-        )
-        jurisdiction = {t.office.code: t.jurisdiction for t in tickets if t.office}
-        await uow.publish(
-            *(
-                OfficeReminderDue(
-                    jurisdiction=jurisdiction[office],
-                    office_code=office,
-                    day=day,
-                    not_accepted=tuple(backlog.not_accepted),
-                    stalled=tuple(backlog.stalled),
-                    past_service_level=tuple(backlog.past_service_level),
-                    accept_within_working_days=accept_within_working_days,
-                    work_within_days=work_within_days,
-                )
-                for office, backlog in sorted(due.items())
+        for jurisdiction, theirs in sorted(_by_jurisdiction(tickets).items()):
+            days_off = holidays_of(jurisdiction) if holidays_of else holidays
+            if not is_working_day(day, days_off):
+                continue
+            if not await uow.reports.claim_reminder_day(jurisdiction, day):
+                continue
+            due = overdue(
+                theirs,
+                utcnow(),
+                accept_within_working_days=accept_within_working_days,
+                work_within_days=work_within_days,
+                holidays=days_off,
             )
-        )
-    return len(due)
+            await uow.publish(
+                *(
+                    OfficeReminderDue(
+                        jurisdiction=jurisdiction,
+                        office_code=office,
+                        day=day,
+                        not_accepted=tuple(backlog.not_accepted),
+                        stalled=tuple(backlog.stalled),
+                        past_service_level=tuple(backlog.past_service_level),
+                        accept_within_working_days=accept_within_working_days,
+                        work_within_days=work_within_days,
+                    )
+                    for office, backlog in sorted(due.items())
+                )
+            )
+            reminded += len(due)
+    return reminded
 
 
 # The staff console.
@@ -658,13 +763,15 @@ async def nearby_candidates(
     outbox: Outbox, member: StaffMember, report_id: UUID, radius_m: float
 ) -> tuple[Report, list[Report]]:
     """Open reports of the same category near a ticket: candidates to mark it a duplicate of
-    (any office's: a duplicate may have been routed elsewhere), nearest first."""
+    (any office's of its jurisdiction: a duplicate may have been routed elsewhere), nearest
+    first."""
     ticket = await staff_ticket(outbox, member, report_id)
     async with unit_of_work(outbox) as uow:
         nearby = await uow.reports.open_nearby(
             ticket.service_code, ticket.lat, ticket.long, radius_m
         )
-    nearby = [r for r in nearby if r.id != ticket.id]
+    # Only the ticket's own jurisdiction's: a merge crosses no city limit.
+    nearby = [r for r in nearby if r.id != ticket.id and r.jurisdiction == ticket.jurisdiction]
     return ticket, sorted(nearby, key=lambda r: distance_m(ticket.lat, ticket.long, r.lat, r.long))
 
 
@@ -674,29 +781,29 @@ class NotYourOffice(PermissionError):
 
 async def canned_responses(outbox: Outbox, member: StaffMember) -> list[CannedResponse]:
     async with outbox.transaction() as tx:
-        return await CannedResponses(tx.conn).of_offices(
-            None if member.is_admin else member.offices
-        )
+        return await CannedResponses(tx.conn).of_offices(member.jurisdiction, member.seen_offices)
 
 
 async def keep_canned_response(
     outbox: Outbox,
     member: StaffMember,
     *,
+    jurisdiction: str,
     office_code: str,
     title: str,
     body: str,
     response_id: int | None = None,
 ) -> CannedResponse:
-    """Add a canned response for one of my offices, or (``response_id``) change one of theirs.
-    Raises TicketNotFound for another office's response, NotYourOffice, InvalidReport,
-    TitleTaken."""
+    """Add a canned response for one of my offices (in ``jurisdiction``), or
+    (``response_id``) change one of theirs. Raises TicketNotFound for another office's
+    response, NotYourOffice, InvalidReport, TitleTaken."""
     if problems := canned_response_problems(title, body):
         raise InvalidReport(problems)
-    if not member.may_handle(office_code):
+    if not member.may_handle(jurisdiction, office_code):
         raise NotYourOffice(office_code)
     response = CannedResponse(
         id=response_id or 0,
+        jurisdiction=jurisdiction,
         office_code=office_code,
         title=title.strip(),
         body=body.strip(),
@@ -708,7 +815,7 @@ async def keep_canned_response(
         if response_id is None:
             return await kept.add(response)
         existing = await kept.get(response_id)
-        if existing is None or not member.may_handle(existing.office_code):
+        if existing is None or not member.may_handle(existing.jurisdiction, existing.office_code):
             raise TicketNotFound(response_id)
         return await kept.replace(response)
 
@@ -717,18 +824,22 @@ async def drop_canned_response(outbox: Outbox, member: StaffMember, response_id:
     async with outbox.transaction() as tx:
         kept = CannedResponses(tx.conn)
         existing = await kept.get(response_id)
-        if existing is None or not member.may_handle(existing.office_code):
+        if existing is None or not member.may_handle(existing.jurisdiction, existing.office_code):
             raise TicketNotFound(response_id)
         await kept.delete(response_id)
 
 
 async def office_statistics(
     outbox: Outbox,
+    jurisdiction: str | None,
     offices: frozenset[str] | None,
     *,
     start: datetime | None,
     end: datetime | None,
     timezone: str,
 ) -> Statistics:
+    """Of ``offices`` (None: all) in ``jurisdiction`` (None: every one)."""
     async with outbox.transaction() as tx:
-        return await statistics(tx.conn, offices, start=start, end=end, timezone=timezone)
+        return await statistics(
+            tx.conn, jurisdiction, offices, start=start, end=end, timezone=timezone
+        )

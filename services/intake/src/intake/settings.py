@@ -15,6 +15,9 @@ class IntakeSettings(ServiceSettings):
     #: Open311 api_keys accepted for POSTs (comma-separated in the environment). Empty means
     #: nobody may post: production sets its keys explicitly.
     api_keys: list[SecretStr] = Field(default_factory=list)
+    #: The default jurisdiction: where clients that name none (old ones) and staff accounts
+    #: created without one belong while no loaded outline decides. Reports go to the loaded
+    #: jurisdiction that covers their place (or the one they name); see docs/operations.md.
     jurisdiction: str = "leipzig"
     public_base_url: str = "http://127.0.0.1:8000"
     #: Web origins whose pages may call the API from the browser (the city's web app, a staff
@@ -42,6 +45,9 @@ class IntakeSettings(ServiceSettings):
     oidc_offices_claim: str = "offices"
     oidc_roles_claim: str = "roles"
     oidc_admin_role: str = "maengelmelder-admin"
+    #: The claim naming the jurisdiction a member works for (office codes are unique only
+    #: within one); without it: ``jurisdiction`` (an admin without it: all of them).
+    oidc_jurisdiction_claim: str = "jurisdiction"
     #: How long a local staff token (``intake staff-token``) is valid; then it answers 401.
     staff_token_ttl_days: float = Field(default=90.0, gt=0)
     #: Where uploaded photos are kept (content-addressed files).

@@ -20,12 +20,13 @@ canned_responses = sa.Table(
     "canned_responses",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("jurisdiction", sa.Text, nullable=False),
     sa.Column("office_code", sa.Text, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("updated_by", sa.Text, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("office_code", "title"),
+    sa.UniqueConstraint("jurisdiction", "office_code", "title"),
 )
 
 CLOSED_STATUSES = [
@@ -38,6 +39,7 @@ CLOSED_STATUSES = [
 @dataclass(frozen=True)
 class CannedResponse:
     id: int
+    jurisdiction: str
     office_code: str
     title: str
     body: str
@@ -53,10 +55,17 @@ class TitleTaken(ValueError):
 class CannedResponses:
     conn: AsyncConnection
 
-    async def of_offices(self, offices: frozenset[str] | None) -> list[CannedResponse]:
+    async def of_offices(
+        self, jurisdiction: str | None, offices: frozenset[str] | None
+    ) -> list[CannedResponse]:
+        """Of ``offices`` (None: all) in ``jurisdiction`` (None: every one)."""
         query = sa.select(canned_responses).order_by(
-            canned_responses.c.office_code, canned_responses.c.title
+            canned_responses.c.jurisdiction,
+            canned_responses.c.office_code,
+            canned_responses.c.title,
         )
+        if jurisdiction is not None:
+            query = query.where(canned_responses.c.jurisdiction == jurisdiction)
         if offices is not None:
             query = query.where(canned_responses.c.office_code.in_(sorted(offices)))
         return [CannedResponse(**r._mapping) for r in await self.conn.execute(query)]
@@ -84,8 +93,10 @@ class CannedResponses:
         return CannedResponse(**row._mapping)
 
     async def replace(self, response: CannedResponse) -> CannedResponse:
+        """A new title and text for a response of the same jurisdiction and office."""
         clash = await self.conn.scalar(
             sa.select(canned_responses.c.id).where(
+                canned_responses.c.jurisdiction == response.jurisdiction,
                 canned_responses.c.office_code == response.office_code,
                 canned_responses.c.title == response.title,
                 canned_responses.c.id != response.id,
@@ -131,6 +142,7 @@ def queue_export(found: TicketFilter, sort: str) -> sa.Select[Any]:
     return (
         sa.select(
             reports.c.id,
+            reports.c.jurisdiction,
             reports.c.status,
             reports.c.service_code,
             reports.c.office_code,
@@ -184,6 +196,7 @@ class Statistics:
 
 async def statistics(
     conn: AsyncConnection,
+    jurisdiction: str | None,
     offices: frozenset[str] | None,
     *,
     start: datetime | None,
@@ -191,8 +204,10 @@ async def statistics(
     timezone: str,
 ) -> Statistics:
     """Reports that arrived between ``start`` and ``end`` and now lie with ``offices`` (all
-    when None)."""
+    when None) of ``jurisdiction`` (every one when None)."""
     conditions: list[sa.ColumnElement[bool]] = []
+    if jurisdiction is not None:
+        conditions.append(reports.c.jurisdiction == jurisdiction)
     if offices is not None:
         conditions.append(reports.c.office_code.in_(sorted(offices)))
     if start is not None:

@@ -73,6 +73,7 @@ idempotency_keys = sa.Table(
 reminder_runs = sa.Table(
     "reminder_runs",
     metadata,
+    sa.Column("jurisdiction", sa.Text, primary_key=True),
     sa.Column("day", sa.Date, primary_key=True),
     sa.Column("ran_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
@@ -85,6 +86,14 @@ jurisdiction_boundaries = sa.Table(
     sa.Column("boundary", sa.Text, nullable=False),
     sa.Column(
         "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("name", sa.Text),
+    sa.Column("precedence", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column(
+        "disabled_service_codes",
+        pg.ARRAY(sa.Text),
+        nullable=False,
+        server_default=sa.text("'{}'::text[]"),
     ),
 )
 
@@ -138,9 +147,14 @@ class TicketFilter:
     #: The start of a report id, or words in the description.
     q: str | None = None
     now: datetime = field(default_factory=utcnow)
+    #: The jurisdiction of those offices (codes are unique only within one); None: every one
+    #: (a deployment-wide admin).
+    jurisdiction: str | None = None
 
     def conditions(self, *, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
         found: list[sa.ColumnElement[bool]] = []
+        if self.jurisdiction is not None:
+            found.append(reports.c.jurisdiction == self.jurisdiction)
         if self.offices is not None:
             found.append(reports.c.office_code.in_(sorted(self.offices)))
         if with_status and self.statuses:
@@ -274,6 +288,7 @@ class ReportRepository:
         statuses: Sequence[ReportStatus] = (),
         bbox: tuple[float, float, float, float] | None = None,
         area: str | None = None,
+        jurisdiction: str | None = None,
         limit: int = 1000,
     ) -> list[Report]:
         """Reports by the Open311 filters, a bounding box or an area (code or name), newest
@@ -298,6 +313,8 @@ class ReportRepository:
                 )
             if area:
                 query = query.where(_in_area(area))
+        if jurisdiction:
+            query = query.where(reports.c.jurisdiction == jurisdiction)
         rows = (await self.conn.execute(query)).all()
         found = {row.id: _row_to_report(row, []) for row in rows}
         await self._add_details(found)
@@ -334,18 +351,24 @@ class ReportRepository:
         )
         return [_row_to_report(r, []) for r in rows]
 
-    async def open_by_office(self) -> list[tuple[str, int, datetime]]:
+    async def open_by_office(self) -> list[tuple[str, str, int, datetime]]:
+        """(jurisdiction, office, open tickets, oldest request)."""
         rows = await self.conn.execute(
-            sa.select(reports.c.office_code, sa.func.count(), sa.func.min(reports.c.requested_at))
+            sa.select(
+                reports.c.jurisdiction,
+                reports.c.office_code,
+                sa.func.count(),
+                sa.func.min(reports.c.requested_at),
+            )
             .where(reports.c.status.in_(OPEN_STATUSES), reports.c.office_code.is_not(None))
-            .group_by(reports.c.office_code)
+            .group_by(reports.c.jurisdiction, reports.c.office_code)
         )
-        return [(r[0], int(r[1]), r[2]) for r in rows]
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
-    async def claim_reminder_day(self, day: date) -> bool:
+    async def claim_reminder_day(self, jurisdiction: str, day: date) -> bool:
         claimed = await self.conn.scalar(
             pg.insert(reminder_runs)
-            .values(day=day)
+            .values(jurisdiction=jurisdiction, day=day)
             .on_conflict_do_nothing()
             .returning(reminder_runs.c.day)
         )

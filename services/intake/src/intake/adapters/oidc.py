@@ -24,6 +24,8 @@ class JwtAuthenticator:
         offices_claim: str = "offices",
         roles_claim: str = "roles",
         admin_role: str = "maengelmelder-admin",
+        jurisdiction_claim: str = "jurisdiction",
+        default_jurisdiction: str = "leipzig",
     ) -> None:
         self._issuer = issuer
         self._audience = audience
@@ -32,6 +34,8 @@ class JwtAuthenticator:
         self._offices_claim = offices_claim
         self._roles_claim = roles_claim
         self._admin_role = admin_role
+        self._jurisdiction_claim = jurisdiction_claim
+        self._default_jurisdiction = default_jurisdiction
 
     @staticmethod
     def looks_like_jwt(token: str) -> bool:
@@ -47,7 +51,13 @@ class JwtAuthenticator:
         offices = _strings(claims.get(self._offices_claim))
         roles = _strings(claims.get(self._roles_claim))
         name = str(claims.get("preferred_username") or claims["sub"])
-        return StaffMember(0, name, frozenset(offices), self._admin_role in roles)
+        is_admin = self._admin_role in roles
+        # Without the claim: a member works for the deployment's default jurisdiction, an admin
+        # for all of them (as before there were several).
+        jurisdiction = claims.get(self._jurisdiction_claim)
+        if not isinstance(jurisdiction, str) or not jurisdiction:
+            jurisdiction = None if is_admin else self._default_jurisdiction
+        return StaffMember(0, name, frozenset(offices), is_admin, jurisdiction)
 
     def _verify(self, token: str) -> dict[str, Any]:
         key = self._keys.get_signing_key_from_jwt(token)

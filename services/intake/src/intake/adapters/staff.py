@@ -21,6 +21,9 @@ staff_accounts = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("is_admin", sa.Boolean, nullable=False),
+    #: The jurisdiction the member works for (office codes are unique only within one); NULL
+    #: only for a deployment-wide admin.
+    sa.Column("jurisdiction", sa.Text),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -54,11 +57,23 @@ DEFAULT_LIFETIME = timedelta(days=90)
 class StaffMember:
     account_id: int
     name: str
+    #: Office codes within ``jurisdiction``.
     offices: frozenset[str]
     is_admin: bool = False
+    #: The jurisdiction the member works for; None only for a deployment-wide admin.
+    jurisdiction: str | None = None
 
-    def may_handle(self, office_code: str | None) -> bool:
+    def may_handle(self, jurisdiction: str, office_code: str | None) -> bool:
+        """Whether the member may see and work a ticket of ``office_code`` in
+        ``jurisdiction`` (an admin: any of their jurisdiction, or of all)."""
+        if self.jurisdiction is not None and jurisdiction != self.jurisdiction:
+            return False
         return self.is_admin or (office_code is not None and office_code in self.offices)
+
+    @property
+    def seen_offices(self) -> frozenset[str] | None:
+        """The offices whose tickets the member sees within their jurisdiction; None: all."""
+        return None if self.is_admin else self.offices
 
     @property
     def label(self) -> str:
@@ -67,6 +82,10 @@ class StaffMember:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class OtherJurisdiction(ValueError):
+    """The account exists and works for another jurisdiction."""
 
 
 class TokenExpired(Exception):
@@ -84,13 +103,27 @@ async def create_account(
     *,
     is_admin: bool = False,
     expires_at: datetime | None = None,
+    jurisdiction: str | None = None,
 ) -> tuple[int, str]:
     """A new account (or more offices for an existing one) with a fresh token, valid until
     ``expires_at`` (:data:`DEFAULT_LIFETIME` from now by default); the token is returned once
-    and never stored in clear."""
+    and never stored in clear. ``jurisdiction`` is where the offices are; None only for a
+    deployment-wide admin. Raises OtherJurisdiction for an existing account of another one."""
+    if jurisdiction is None and not is_admin:
+        raise ValueError("a member of staff who is no deployment-wide admin needs a jurisdiction")
+    existing = (
+        await conn.execute(
+            sa.select(staff_accounts.c.jurisdiction).where(staff_accounts.c.name == name)
+        )
+    ).first()
+    if existing is not None and existing.jurisdiction != jurisdiction:
+        raise OtherJurisdiction(
+            f"account {name} works for {existing.jurisdiction or 'every jurisdiction'}, "
+            f"not {jurisdiction or 'every jurisdiction'}: choose another name"
+        )
     account_id = await conn.scalar(
         sa.dialects.postgresql.insert(staff_accounts)
-        .values(name=name, is_admin=is_admin)
+        .values(name=name, is_admin=is_admin, jurisdiction=jurisdiction)
         .on_conflict_do_update(index_elements=["name"], set_={"is_admin": is_admin})
         .returning(staff_accounts.c.id)
     )
@@ -130,6 +163,7 @@ async def authenticate(conn: AsyncConnection, token: str) -> StaffMember | None:
                 staff_accounts.c.id,
                 staff_accounts.c.name,
                 staff_accounts.c.is_admin,
+                staff_accounts.c.jurisdiction,
                 staff_tokens.c.id.label("token_id"),
                 staff_tokens.c.expires_at,
             )
@@ -155,4 +189,4 @@ async def authenticate(conn: AsyncConnection, token: str) -> StaffMember | None:
     offices = await conn.scalars(
         sa.select(staff_offices.c.office_code).where(staff_offices.c.account_id == row.id)
     )
-    return StaffMember(row.id, row.name, frozenset(offices), row.is_admin)
+    return StaffMember(row.id, row.name, frozenset(offices), row.is_admin, row.jurisdiction)

@@ -69,6 +69,9 @@ class ReportIn(BaseModel):
     locale: Literal["de", "en"] = "de"
     address: Text | None = Field(default=None, max_length=500)
     attributes: dict[Text, list[Text]] = Field(default_factory=dict)
+    #: The jurisdiction the report is for (as Open311's ``jurisdiction_id``); without it, the
+    #: one that covers the place.
+    jurisdiction: Text | None = Field(default=None, max_length=100)
 
 
 class NotFixedIn(BaseModel):
@@ -161,6 +164,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
+def unknown_jurisdiction(unknown: handlers.UnknownJurisdiction, field: str) -> JSONResponse:
+    return problem(404, ("unknown_jurisdiction", field, str(unknown)))
+
+
 def router(
     outbox: Outbox,
     writer: SubmissionWriter,
@@ -182,6 +189,7 @@ def router(
         return {
             "id": str(report.id),
             "tracking_url": tracking_url(report.id),
+            "jurisdiction": report.jurisdiction,
             "service_code": report.service_code,
             "service_name": {"de": category.name_de, "en": category.name_en} if category else None,
             "status": report.status.value,
@@ -293,6 +301,10 @@ def router(
             return problem(422, *[("invalid_report", "lat,long", p) for p in location_problems])
         if wait := limits.admit_email(str(data.email) if data.email else None):
             return rate_limited(wait)
+        try:
+            handlers.check_named(boundaries, data.jurisdiction or None)
+        except handlers.UnknownJurisdiction as unknown:
+            return unknown_jurisdiction(unknown, "jurisdiction")
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
             outbox, str(idempotency_key)
         )
@@ -330,7 +342,8 @@ def router(
         if refusal is not None:
             return refusal
         submission = handlers.Submission(
-            jurisdiction=settings.jurisdiction,
+            jurisdiction=data.jurisdiction or None,
+            default_jurisdiction=settings.jurisdiction,
             service_code=data.service_code,
             lat=data.lat,
             long=data.long,
@@ -351,9 +364,15 @@ def router(
             else:
                 report = await handlers.submit_report(writer, boundaries, tokens, submission)
                 created = True
+        except handlers.UnknownJurisdiction as unknown:
+            return unknown_jurisdiction(unknown, "jurisdiction")
         except handlers.OutsideJurisdiction as outside:
             return problem(
                 422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems]
+            )
+        except handlers.ServiceDisabled as disabled:
+            return problem(
+                422, *[("service_disabled", "service_code", p) for p in disabled.problems]
             )
         except InvalidReport as invalid:
             return problem(422, *[("invalid_report", None, p) for p in invalid.problems])
@@ -494,6 +513,7 @@ def router(
             default=None, max_length=1000, description="categories, comma-separated"
         ),
         status: Literal["open", "closed", "all"] = "open",
+        jurisdiction: str | None = Query(default=None, max_length=100),
         limit: int = Query(default=1000, ge=1, le=1000),
     ) -> Response:
         """Public reports in a bounding box and/or an area as GeoJSON, newest first, for the
@@ -521,6 +541,10 @@ def router(
             box = (min_long, min_lat, max_long, max_lat)
         elif not area:
             return problem(400, ("invalid_bbox", "bbox", "give a bbox, an area, or both"))
+        try:
+            handlers.check_named(boundaries, jurisdiction or None)
+        except handlers.UnknownJurisdiction as unknown_place:
+            return unknown_jurisdiction(unknown_place, "jurisdiction")
         codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
         if unknown := [c for c in codes if c not in CATEGORIES_BY_CODE]:
             return problem(
@@ -537,7 +561,12 @@ def router(
         }[status]
         async with unit_of_work(outbox) as uow:
             found = await uow.reports.search(
-                bbox=box, area=area, service_codes=codes, statuses=statuses, limit=limit
+                bbox=box,
+                area=area,
+                service_codes=codes,
+                statuses=statuses,
+                jurisdiction=jurisdiction or None,
+                limit=limit,
             )
         features = []
         for r in found:
@@ -582,6 +611,49 @@ def router(
             OPEN_DATA_COLUMNS,
             stream_rows(outbox.engine, open_data_export(start)),
             row,
+        )
+
+    @api.get("/jurisdictions", response_model=schemas.JurisdictionsOut)
+    async def jurisdictions() -> JSONResponse:
+        """The jurisdictions this deployment serves (by code): name, bounding box
+        ``[min_lon, min_lat, max_lon, max_lat]`` and the categories switched off there."""
+        return JSONResponse(
+            {
+                "jurisdictions": [
+                    {
+                        "code": j.code,
+                        "name": j.name,
+                        "bbox": list(j.bbox),
+                        "precedence": j.precedence,
+                        "disabled_service_codes": sorted(j.disabled_service_codes),
+                    }
+                    for j in boundaries.all()
+                ]
+            }
+        )
+
+    @api.get(
+        "/services",
+        response_model=list[schemas.CategoryOut],
+        responses=schemas.refusals(404, s404="No such jurisdiction"),
+    )
+    async def services(jurisdiction: str | None = Query(default=None, max_length=100)) -> Response:
+        """The categories a report can be filed under: the shared catalogue, without those
+        ``jurisdiction`` switched off."""
+        try:
+            handlers.check_named(boundaries, jurisdiction or None)
+        except handlers.UnknownJurisdiction as unknown:
+            return unknown_jurisdiction(unknown, "jurisdiction")
+        return JSONResponse(
+            [
+                {
+                    "service_code": c.code,
+                    "name": {"de": c.name_de, "en": c.name_en},
+                    "description": {"de": c.description_de, "en": c.description_en},
+                    "group": c.group,
+                }
+                for c in handlers.offered_categories(boundaries, jurisdiction or None)
+            ]
         )
 
     @api.get(

@@ -32,7 +32,7 @@ from intake.entrypoints import schemas
 from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
 from intake.settings import IntakeSettings
-from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
+from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.outbox import Outbox
 
@@ -122,6 +122,15 @@ def router(
     tz = ZoneInfo(settings.timezone)
     base = f"{settings.public_base_url}/open311/v2"
 
+    def unknown_jurisdiction(fmt: Format, code: str | None) -> Response | None:
+        """GeoReport v2: an endpoint serving several jurisdictions answers an unknown
+        ``jurisdiction_id`` with 404; None when it is served (or not given)."""
+        try:
+            handlers.check_named(boundaries, code or None)
+        except handlers.UnknownJurisdiction as unknown:
+            return errors(fmt, 404, str(unknown))
+        return None
+
     @api.get("/discovery.{fmt}", responses=schemas.open311(schemas.DiscoveryOut))
     async def discovery(fmt: Format) -> Response:
         """Where this GeoReport v2 endpoint is and what it speaks."""
@@ -140,14 +149,22 @@ def router(
                         "formats": ["text/xml", "application/json"],
                     }
                 ],
+                # This endpoint serves several jurisdictions: requests may name theirs in
+                # jurisdiction_id (without it, the one covering the place is chosen).
+                "jurisdictions": [
+                    {"jurisdiction_id": j.code, "name": j.name} for j in boundaries.all()
+                ],
             },
             root="discovery",
             item="endpoint",
         )
 
-    @api.get("/services.{fmt}", responses=schemas.open311(schemas.ServiceOut, many=True))
+    @api.get("/services.{fmt}", responses=schemas.open311(schemas.ServiceOut, 404, many=True))
     async def list_services(fmt: Format, jurisdiction_id: str | None = None) -> Response:
-        """The categories a report can be filed under (German names; English in keywords)."""
+        """The categories a report can be filed under (German names; English in keywords);
+        with ``jurisdiction_id``, without those that jurisdiction switched off."""
+        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
+            return refusal
         return render(
             fmt,
             [
@@ -160,7 +177,7 @@ def router(
                     "keywords": c.name_en,
                     "group": c.group,
                 }
-                for c in CATEGORIES
+                for c in handlers.offered_categories(boundaries, jurisdiction_id or None)
             ],
             root="services",
             item="service",
@@ -170,10 +187,15 @@ def router(
         "/services/{service_code}.{fmt}",
         responses=schemas.open311(schemas.ServiceDefinitionOut, 404),
     )
-    async def service_definition(service_code: str, fmt: Format) -> Response:
+    async def service_definition(
+        service_code: str, fmt: Format, jurisdiction_id: str | None = None
+    ) -> Response:
         """The extra questions of one category (its attributes)."""
+        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
+            return refusal
         found = definition(service_code)
-        if found is None:
+        offered = {c.code for c in handlers.offered_categories(boundaries, jurisdiction_id)}
+        if found is None or service_code not in offered:
             return errors(fmt, 404, f"no service with service_code {service_code!r}")
         return render(
             fmt,
@@ -246,6 +268,9 @@ def router(
                 f"file uploads ({', '.join(files)}) are not taken here: send media_url, or "
                 "use POST /api/v1/reports with files named photos",
             )
+        jurisdiction_id = form.get("jurisdiction_id", "").strip() or None
+        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
+            return refusal
         service_code = form.get("service_code", "").strip()
         if service_code and service_code not in CATEGORIES_BY_CODE:
             # GeoReport v2: "404 - service_code or service_request_id not found".
@@ -316,7 +341,8 @@ def router(
                 boundaries,
                 tokens,
                 handlers.Submission(
-                    jurisdiction=settings.jurisdiction,
+                    jurisdiction=jurisdiction_id,
+                    default_jurisdiction=settings.jurisdiction,
                     service_code=service_code,
                     lat=lat,
                     long=long,
@@ -328,6 +354,8 @@ def router(
                     service_levels=settings.service_level_days,
                 ),
             )
+        except handlers.UnknownJurisdiction as unknown:
+            return errors(fmt, 404, str(unknown))
         except InvalidReport as invalid:
             return errors(fmt, 400, *invalid.problems)
         # The id alone: every service is realtime, and GeoReport v2 answers the id or a token
@@ -341,7 +369,7 @@ def router(
         )
 
     @api.get(
-        "/requests.{fmt}", responses=schemas.open311(schemas.ServiceRequestOut, 400, many=True)
+        "/requests.{fmt}", responses=schemas.open311(schemas.ServiceRequestOut, 400, 404, many=True)
     )
     async def list_requests(
         fmt: Format,
@@ -393,12 +421,19 @@ def router(
                 start = end - MAX_SPAN
             elif end is None and start is not None:
                 end = start + MAX_SPAN
+        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
+            return refusal
         if problems:
             return errors(fmt, 400, *problems)
         codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
         async with unit_of_work(outbox) as uow:
             found = await uow.reports.search(
-                ids=ids, service_codes=codes, start=start, end=end, statuses=statuses
+                ids=ids,
+                service_codes=codes,
+                start=start,
+                end=end,
+                statuses=statuses,
+                jurisdiction=jurisdiction_id or None,
             )
         return render(
             fmt,
@@ -411,14 +446,18 @@ def router(
         "/requests/{service_request_id}.{fmt}",
         responses=schemas.open311(schemas.ServiceRequestOut, 404, many=True),
     )
-    async def get_request(service_request_id: str, fmt: Format) -> Response:
+    async def get_request(
+        service_request_id: str, fmt: Format, jurisdiction_id: str | None = None
+    ) -> Response:
         """One report's public status."""
+        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
+            return refusal
         try:
             report_id = UUID(service_request_id)
         except ValueError:
             return errors(fmt, 404, f"no service request {service_request_id!r}")
         report = await handlers.get_report(outbox, report_id)
-        if report is None:
+        if report is None or (jurisdiction_id and report.jurisdiction != jurisdiction_id):
             return errors(fmt, 404, f"no service request {service_request_id!r}")
         return render(
             fmt, [report_to_open311(report, settings, tz)], root="service_requests", item="request"

@@ -232,6 +232,25 @@ class OfficeOut(BaseModel):
 # --- Open311 GeoReport v2 ---
 
 
+class JurisdictionOut(BaseModel):
+    code: str
+    name: str
+    bbox: list[float] = Field(description="[min_lon, min_lat, max_lon, max_lat], WGS84")
+    precedence: int
+    disabled_service_codes: list[str]
+
+
+class JurisdictionsOut(BaseModel):
+    jurisdictions: list[JurisdictionOut]
+
+
+class CategoryOut(BaseModel):
+    service_code: str
+    name: Names
+    description: Names
+    group: str
+
+
 class Open311Error(BaseModel):
     code: int = Field(description="the HTTP status")
     description: str

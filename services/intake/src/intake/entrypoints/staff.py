@@ -53,6 +53,8 @@ class Refused(Exception):
 
 class CannedResponseIn(BaseModel):
     office_code: Text = Field(max_length=100)
+    #: Where the office is; by default the member's own jurisdiction.
+    jurisdiction: Text | None = Field(default=None, max_length=100)
     title: Text = Field(max_length=200)
     body: Text = Field(max_length=4000)
 
@@ -100,6 +102,7 @@ def ticket(
     category = CATEGORIES_BY_CODE.get(report.service_code)
     summary: dict[str, Any] = {
         "id": str(report.id),
+        "jurisdiction": report.jurisdiction,
         "status": report.status.value,
         "service_code": report.service_code,
         "service_name": category.name_de if category else None,
@@ -179,6 +182,9 @@ def router(
             default=None, max_length=200, description="start of an id, or words in the text"
         ),
         office: str | None = Query(default=None, description="one of my offices"),
+        jurisdiction: str | None = Query(
+            default=None, max_length=100, description="a deployment-wide admin: one jurisdiction"
+        ),
     ) -> TicketFilter:
         """The queue's filter, shared by the list, its CSV export and the console's map."""
         try:
@@ -189,9 +195,10 @@ def router(
                     400, ("invalid_status", "status", f"statuses are {', '.join(ReportStatus)}")
                 )
             ) from None
-        offices: frozenset[str] | None = None if member.is_admin else member.offices
+        within = scope(member, jurisdiction)
+        offices = member.seen_offices
         if office:
-            if not member.may_handle(office):
+            if not member.may_handle(within or settings.jurisdiction, office):
                 raise Refused(
                     problem(403, ("not_your_office", "office", f"you do not work for {office}"))
                 )
@@ -209,17 +216,40 @@ def router(
             overdue=overdue,
             q=q,
             now=now,
+            jurisdiction=within,
         )
 
     Filter = Annotated[TicketFilter, Depends(queue_filter)]  # noqa: N806 - a type alias
 
+    def scope(member: StaffMember, jurisdiction: str | None) -> str | None:
+        """The jurisdiction a request is about: the member's own (asking for another is a 403),
+        or, for a deployment-wide admin, the one asked for (None: all)."""
+        if member.jurisdiction is None:
+            return jurisdiction or None
+        if jurisdiction and jurisdiction != member.jurisdiction:
+            raise Refused(
+                problem(
+                    403,
+                    (
+                        "not_your_jurisdiction",
+                        "jurisdiction",
+                        f"you work for {member.jurisdiction}, not {jurisdiction}",
+                    ),
+                )
+            )
+        return member.jurisdiction
+
+    def own_directory(member: StaffMember) -> dict[str, str] | None:
+        return directory.offices(member.jurisdiction or settings.jurisdiction)
+
     @api.get("/me", response_model=schemas.MeOut, responses=schemas.refusals(401))
     async def me(member: Staff) -> JSONResponse:
         """Who the token belongs to: the sign-in check of the console."""
-        names = directory.offices(settings.jurisdiction) or {}
+        names = own_directory(member) or {}
         return JSONResponse(
             {
                 "name": member.name,
+                "jurisdiction": member.jurisdiction,
                 "offices": [{"code": c, "name": names.get(c)} for c in sorted(member.offices)],
                 "admin": member.is_admin,
             }
@@ -263,9 +293,9 @@ def router(
     )
     async def export_tickets(found: Filter, sort: SortKey = "-requested_at") -> Response:
         """The filtered queue as CSV (UTF-8 with BOM, for spreadsheets), streamed."""
-        names = directory.offices(settings.jurisdiction) or {}
 
         def row(r: Any) -> list[object]:
+            names = directory.offices(r.jurisdiction) or {}
             return [
                 *report_columns(r),
                 r.office_code or "",
@@ -318,14 +348,18 @@ def router(
     async def statistics(
         member: Staff,
         office: str | None = Query(default=None, description="one of my offices"),
+        jurisdiction: str | None = Query(
+            default=None, max_length=100, description="a deployment-wide admin: one jurisdiction"
+        ),
         start: Day | None = Query(default=None, alias="from", description="first day"),
         end: Day | None = Query(default=None, alias="to", description="last day"),
     ) -> JSONResponse:
         """Reports per category, area and month; median hours to assignment and to closing;
         the share closed within the service level. My offices' (an admin: all)."""
-        offices: frozenset[str] | None = None if member.is_admin else member.offices
+        within = scope(member, jurisdiction)
+        offices = member.seen_offices
         if office:
-            if not member.may_handle(office):
+            if not member.may_handle(within or settings.jurisdiction, office):
                 return problem(403, ("not_your_office", "office", f"you do not work for {office}"))
             offices = frozenset({office})
         if start and end and end < start:
@@ -337,6 +371,7 @@ def router(
 
         found = await handlers.office_statistics(
             outbox,
+            within,
             offices,
             start=midnight(start),
             end=midnight(end + timedelta(days=1) if end else None),
@@ -344,6 +379,7 @@ def router(
         )
         return JSONResponse(
             {
+                "jurisdiction": within,
                 "offices": sorted(offices) if offices is not None else None,
                 "from": start.isoformat() if start else None,
                 "to": end.isoformat() if end else None,
@@ -424,6 +460,7 @@ def router(
             kept = await handlers.keep_canned_response(
                 outbox,
                 member,
+                jurisdiction=body.jurisdiction or member.jurisdiction or settings.jurisdiction,
                 office_code=body.office_code,
                 title=body.title,
                 body=body.body,
@@ -469,12 +506,24 @@ def router(
         "/offices",
         response_model=list[schemas.OfficeOut],
         responses=schemas.refusals(
-            401, 503, s503="The office directory has not arrived yet from geo-router"
+            401,
+            403,
+            503,
+            s403="Another jurisdiction than the member's",
+            s503="The office directory has not arrived yet from geo-router",
         ),
     )
-    async def list_offices(_: Staff) -> JSONResponse:
-        """The offices a ticket can be handed to (``assigned`` with their ``office_code``)."""
-        offices = directory.offices(settings.jurisdiction)
+    async def list_offices(
+        member: Staff,
+        jurisdiction: str | None = Query(
+            default=None, max_length=100, description="a deployment-wide admin: one jurisdiction"
+        ),
+    ) -> JSONResponse:
+        """The offices a ticket of the member's jurisdiction can be handed to (``assigned``
+        with their ``office_code``)."""
+        offices = directory.offices(
+            scope(member, jurisdiction) or member.jurisdiction or settings.jurisdiction
+        )
         if offices is None:
             return problem(
                 503, ("unavailable", None, "the office directory has not arrived yet: try again")
@@ -519,7 +568,7 @@ def router(
                 internal_note=body.internal_note,
                 office_code=body.office_code,
                 duplicate_of=body.duplicate_of,
-                offices=directory.offices(settings.jurisdiction),
+                offices=directory.offices,
             )
         except handlers.TicketNotFound:
             return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
@@ -561,6 +610,7 @@ def _late(row: Any, now: datetime) -> bool:
 def _canned(c: CannedResponse) -> dict[str, Any]:
     return {
         "id": c.id,
+        "jurisdiction": c.jurisdiction,
         "office_code": c.office_code,
         "title": c.title,
         "body": c.body,
