@@ -204,9 +204,14 @@ async def test_area_alerts_of_a_city_come_from_it_and_are_about_its_reports_only
     )
     assert (await stack.notifier.post(path)).status_code == 200
 
-    # The same area code in another jurisdiction is another place.
-    elsewhere, here = uuid4(), uuid4()
-    for report_id, jurisdiction in ((elsewhere, f"other-{code}"), (here, code)):
+    # The same area code in another jurisdiction is another place; a report whose event names
+    # no jurisdiction (from before there were several) is of any.
+    elsewhere, here, unnamed = uuid4(), uuid4(), uuid4()
+    for report_id, jurisdiction in (
+        (elsewhere, f"other-{code}"),
+        (here, code),
+        (unnamed, None),
+    ):
         await publish(
             stack.kafka,
             ReportRouted(
@@ -220,8 +225,9 @@ async def test_area_alerts_of_a_city_come_from_it_and_are_about_its_reports_only
                 long=6.9603,
             ),
         )
-    [_, alert] = await eventually(mails_to(stack, email, count=2))
-    assert str(here) in body_text(alert)
+    [_, *alerts] = await eventually(mails_to(stack, email, count=3))
+    [alert] = [m for m in alerts if str(here) in body_text(m)]
+    assert [m for m in alerts if str(unnamed) in body_text(m)]
     assert str(alert["From"]) == KOELN_FROM
     assert body_text(alert).rstrip().endswith("Ihr Mängelmelder-Team – Stadt Köln")
 
@@ -241,6 +247,6 @@ async def test_area_alerts_of_a_city_come_from_it_and_are_about_its_reports_only
         stack.database_url,
         "SELECT report_id FROM notifier.notifications WHERE channel = 'alert'"
         " AND report_id = ANY(CAST(:ids AS uuid[]))",
-        ids=[elsewhere, here],
+        ids=[elsewhere, here, unnamed],
     )
-    assert [r[0] for r in rows] == [here]
+    assert {r[0] for r in rows} == {here, unnamed}

@@ -1042,9 +1042,10 @@ async def unsubscribe_alerts(engine: AsyncEngine, unsubscribe_token: str) -> boo
     return bool(deleted.rowcount)
 
 
-#: Subscriptions an alert goes to: confirmed, of the report's jurisdiction (or any) and
-#: category (or any), for one of its areas or a circle around its place (equirectangular
-#: distance: exact enough in a city).
+#: Subscriptions an alert goes to: confirmed, of the report's jurisdiction (or any; a report
+#: whose event names none is of the deployment's one jurisdiction of its time) and category
+#: (or any), for one of its areas or a circle around its place (equirectangular distance: exact
+#: enough in a city).
 _QUEUE_ALERTS = sa.text(
     "INSERT INTO notifier.notifications"
     " (event_id, report_id, subscription_id, channel, event, state)"
@@ -1053,7 +1054,7 @@ _QUEUE_ALERTS = sa.text(
     "      jurisdiction text, service_code text, lat float8, long float8, area_codes jsonb,"
     "      event jsonb)"
     " JOIN notifier.alert_subscriptions s ON s.confirmed_at IS NOT NULL"
-    "  AND (s.jurisdiction IS NULL OR s.jurisdiction = e.jurisdiction)"
+    "  AND (s.jurisdiction IS NULL OR e.jurisdiction IS NULL OR s.jurisdiction = e.jurisdiction)"
     "  AND (s.service_code IS NULL OR s.service_code = e.service_code)"
     "  AND (s.area_code IN (SELECT jsonb_array_elements_text(e.area_codes))"
     "       OR 6371008.8 * sqrt(power(radians(e.lat - s.lat), 2)"
