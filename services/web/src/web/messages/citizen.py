@@ -52,7 +52,7 @@ MESSAGES = {
         "Ohne Karte oder Koordinaten genügt die Adresse, zum Beispiel „Markt 1“.",
         "Without the map or coordinates the address is enough, for example “Markt 1”.",
     ),
-    "form.place_inside": ("Ort gesetzt: innerhalb von Leipzig.", "Place set: inside Leipzig."),
+    "form.place_inside": ("Ort gesetzt: innerhalb von {city}.", "Place set: inside {city}."),
     "form.place_pinned": ("Markierung gesetzt.", "Pin placed."),
     "form.locating": ("Standort wird ermittelt …", "Finding your location …"),
     "form.location_failed": (
@@ -97,8 +97,8 @@ MESSAGES = {
         "Place the pin on the map, or enter latitude and longitude",
     ),
     "form.error.outside": (
-        "Dieser Ort liegt außerhalb von Leipzig. Wir können nur Mängel im Stadtgebiet annehmen.",
-        "This place is outside Leipzig. We can only take reports within the city.",
+        "Dieser Ort liegt außerhalb von {city}. Wir können nur Mängel im Stadtgebiet annehmen.",
+        "This place is outside {city}. We can only take reports within the city.",
     ),
     "form.error.address_unknown": (
         "Diese Adresse haben wir nicht gefunden. Setzen Sie den Ort auf der Karte",
@@ -315,7 +315,7 @@ MESSAGES = {
         "If life or limb is in danger, please call 110 or 112.",
     ),
     # Map of reports
-    "reports.title": ("Meldungen in Leipzig", "Reports in Leipzig"),
+    "reports.title": ("Meldungen in {city}", "Reports in {city}"),
     "reports.all_categories": ("Alle Arten", "All kinds"),
     "reports.status": ("Stand", "Status"),
     "reports.status.open": ("offen", "open"),
@@ -349,6 +349,8 @@ MESSAGES = {
     "alerts.area_choose": ("Bitte wählen", "Please choose"),
     "alerts.level.stadtbezirk": ("Stadtbezirke", "Stadtbezirke (districts)"),
     "alerts.level.ortsteil": ("Ortsteile", "Ortsteile (neighbourhoods)"),
+    "alerts.level.stadtteil": ("Stadtteile", "Stadtteile (districts)"),
+    "alerts.level.gemeinde": ("Gemeinden", "Gemeinden (municipalities)"),
     "alerts.kind_point": ("Im Umkreis eines Ortes", "Within a radius of a place"),
     "alerts.radius": ("Umkreis", "Radius"),
     "alerts.category": ("Nur diese Art von Mangel", "Only this kind of defect"),
@@ -377,5 +379,5 @@ MESSAGES = {
     ),
     "alerts.feeds_areas": ("Feeds nach Gebiet", "Feeds by area"),
     "alerts.feeds_categories": ("Feeds nach Art des Mangels", "Feeds by kind of defect"),
-    "feed.title": ("Mängelmelder Leipzig: {name}", "Mängelmelder Leipzig: {name}"),
+    "feed.title": ("Mängelmelder {city}: {name}", "Mängelmelder {city}: {name}"),
 }
