@@ -58,6 +58,8 @@ class FakeServices:
         self.submit_headers: dict[str, str] = {}
         #: Intake's answer to GET /api/v1/jurisdictions; None: an intake without it (404).
         self.jurisdictions: list[dict[str, Any]] | None = None
+        #: Reports intake answers GET /api/v1/reports/<id> with, by id.
+        self.reports: dict[str, dict[str, Any]] = {}
         #: Intake's answer to GET /api/v1/staff/me; None: no such member.
         self.member: dict[str, Any] | None = None
 
@@ -70,6 +72,8 @@ class FakeServices:
         if path == "/v1/areas":
             features = [KOELN_SQUARE if request.url.params["jurisdiction"] == "koeln" else SQUARE]
             return httpx.Response(200, json={"type": "FeatureCollection", "features": features})
+        if path.startswith("/api/v1/reports/") and path.rsplit("/", 1)[1] in self.reports:
+            return httpx.Response(200, json=self.reports[path.rsplit("/", 1)[1]])
         if path == "/api/v1/staff/me" and self.member is not None:
             return httpx.Response(200, json=self.member)
         if path.startswith("/api/v1/staff/"):
@@ -454,3 +458,38 @@ async def test_the_staff_console_shows_the_members_city(web: Client, fake: FakeS
         await client.post("/staff/sign-in", data={"csrf_token": token, "token": "t"})
         console = await client.get("/staff/canned-responses")
     assert "Angemeldet: Anna Amt · Stadt Köln" in console.text
+
+
+async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    in_koeln, in_leipzig = (
+        "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a01",
+        "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a02",
+    )
+    for report_id, jurisdiction in ((in_koeln, "koeln"), (in_leipzig, "leipzig")):
+        fake.reports[report_id] = {
+            "id": report_id,
+            "status": "received",
+            "service_code": "001",
+            "jurisdiction": jurisdiction,
+            "lat": 50.94,
+            "long": 6.95,
+            "history": [],
+            "photos": [],
+        }
+    async with web(hosts={"maengelmelder.koeln.example": "koeln"}) as client:
+        moved = await client.get(f"/reports/{in_koeln}?token=t")
+        shown = await client.get(f"/koeln/reports/{in_koeln}")
+        at_home = await client.get(f"/reports/{in_leipzig}")
+        from_koelns_host = await client.get(
+            f"/reports/{in_leipzig}", headers={"Host": "maengelmelder.koeln.example"}
+        )
+    assert moved.status_code == 307
+    assert moved.headers["location"] == f"/koeln/reports/{in_koeln}?token=t"
+    assert shown.status_code == 200
+    assert "Mängelmelder Köln" in shown.text
+    assert at_home.status_code == 200
+    assert from_koelns_host.status_code == 307
+    assert from_koelns_host.headers["location"] == f"/leipzig/reports/{in_leipzig}"

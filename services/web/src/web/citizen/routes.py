@@ -241,7 +241,14 @@ class Citizen:
         for q in questions(definitions.get(chosen, {}), lang):
             first = f"-{q.values[0][0]}" if q.values else ""
             anchors[f"attribute[{q.code}]"] = f"attribute-{chosen}-{q.code}{first}"
+        try:
+            box = await self.city_box(city)
+            # A place in the city's middle, as the coordinate fields' example.
+            example = (f"{(box[1] + box[3]) / 2:.4f}", f"{(box[0] + box[2]) / 2:.4f}")
+        except ServiceUnavailable:  # the form works without the areas: a plain example
+            example = ("51.3397", "12.3731")
         return {
+            "example": example,
             "anchors": anchors,
             "groups": category_groups(lang, city.disabled_service_codes),
             "attribute_sets": attribute_sets,
@@ -430,9 +437,10 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         home = (await cities.known()).get(str(report.get("jurisdiction") or ""))
         city = city_of(request)
         if home is not None and home.code != city.code and not city.base:
-            there = f"/{home.code}" if home.code != cities.default_code else ""
+            # At / is another city (the default, or the one of this host name): the report's
+            # own is under its prefix.
             query = f"?{request.url.query}" if request.url.query else ""
-            return RedirectResponse(f"{there}/reports/{report_id}{query}", status_code=307)
+            return RedirectResponse(f"/{home.code}/reports/{report_id}{query}", status_code=307)
         return render(
             request,
             "citizen/report.html",

@@ -39,9 +39,9 @@ MESSAGES = {
     "form.use_location": ("Meinen Standort verwenden", "Use my location"),
     "form.pin_centre": ("Markierung in die Kartenmitte", "Pin the map's centre"),
     "form.lat": ("Breitengrad", "Latitude"),
-    "form.lat_hint": ("zum Beispiel 51.3397", "for example 51.3397"),
+    "form.lat_hint": ("zum Beispiel {lat}", "for example {lat}"),
     "form.long": ("Längengrad", "Longitude"),
-    "form.long_hint": ("zum Beispiel 12.3731", "for example 12.3731"),
+    "form.long_hint": ("zum Beispiel {long}", "for example {long}"),
     "form.address": ("Ortsbeschreibung", "Description of the place"),
     "form.address_geocoder": ("Adresse", "Address"),
     "form.address_hint": (
@@ -338,13 +338,12 @@ MESSAGES = {
     # Alerts and feeds
     "alerts.title": ("Über neue Meldungen informiert werden", "Hear about new reports"),
     "alerts.lead": (
-        "Wir schreiben Ihnen, wenn in Ihrem Ortsteil, Stadtbezirk oder rund um einen Ort etwas "
-        "Neues gemeldet wird.",
-        "We write to you when something new is reported in your Ortsteil or Stadtbezirk, or "
-        "around a place.",
+        "Wir schreiben Ihnen, wenn in Ihrem Teil von {city} oder rund um einen Ort etwas Neues "
+        "gemeldet wird.",
+        "We write to you when something new is reported in your part of {city}, or around a place.",
     ),
     "alerts.where": ("Wo?", "Where?"),
-    "alerts.kind_area": ("In einem Ortsteil oder Stadtbezirk", "In an Ortsteil or Stadtbezirk"),
+    "alerts.kind_area": ("In einem Gebiet von {city}", "In an area of {city}"),
     "alerts.area": ("Gebiet", "Area"),
     "alerts.area_choose": ("Bitte wählen", "Please choose"),
     "alerts.level.stadtbezirk": ("Stadtbezirke", "Stadtbezirke (districts)"),
