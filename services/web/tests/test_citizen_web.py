@@ -29,6 +29,26 @@ SQUARE = {
 }
 
 
+#: A Stadtteil of Köln (around the Dom) as geo-router lists it: Köln has one level.
+KOELN_SQUARE = {
+    "type": "Feature",
+    "properties": {"level": "stadtteil", "code": "101", "name": "Altstadt/Süd"},
+    "geometry": {
+        "type": "Polygon",
+        "coordinates": [[[6.9, 50.9], [7.0, 50.9], [7.0, 51.0], [6.9, 51.0], [6.9, 50.9]]],
+    },
+}
+CITIES = [
+    {
+        "code": "koeln",
+        "name": "Stadt Köln",
+        "bbox": [6.77, 50.83, 7.16, 51.08],
+        "disabled_service_codes": ["011"],
+    },
+    {"code": "leipzig", "name": "Stadt Leipzig", "bbox": [12.23, 51.23, 12.54, 51.45]},
+]
+
+
 class FakeServices:
     """Answers web's calls like intake, geo-router and the notifier; keeps what it was sent."""
 
@@ -36,6 +56,12 @@ class FakeServices:
         self.requests: list[httpx.Request] = []
         self.submit_status = 201
         self.submit_headers: dict[str, str] = {}
+        #: Intake's answer to GET /api/v1/jurisdictions; None: an intake without it (404).
+        self.jurisdictions: list[dict[str, Any]] | None = None
+        #: Reports intake answers GET /api/v1/reports/<id> with, by id.
+        self.reports: dict[str, dict[str, Any]] = {}
+        #: Intake's answer to GET /api/v1/staff/me; None: no such member.
+        self.member: dict[str, Any] | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -44,7 +70,18 @@ class FakeServices:
             found = [{"lat": "51.35", "lon": "12.35"}] if "Markt" in request.url.params["q"] else []
             return httpx.Response(200, json=found)
         if path == "/v1/areas":
-            return httpx.Response(200, json={"type": "FeatureCollection", "features": [SQUARE]})
+            features = [KOELN_SQUARE if request.url.params["jurisdiction"] == "koeln" else SQUARE]
+            return httpx.Response(200, json={"type": "FeatureCollection", "features": features})
+        if path.startswith("/api/v1/reports/") and path.rsplit("/", 1)[1] in self.reports:
+            return httpx.Response(200, json=self.reports[path.rsplit("/", 1)[1]])
+        if path == "/api/v1/staff/me" and self.member is not None:
+            return httpx.Response(200, json=self.member)
+        if path.startswith("/api/v1/staff/"):
+            return httpx.Response(200, json=[])
+        if path == "/api/v1/jurisdictions" and self.jurisdictions is not None:
+            return httpx.Response(200, json={"jurisdictions": self.jurisdictions})
+        if path == "/api/v1/alerts" and request.method == "POST":
+            return httpx.Response(202, json={"status": "confirmation_sent"})
         if path == "/open311/v2/services.json":
             return httpx.Response(200, json=[{"service_code": "001", "metadata": False}])
         if path == "/api/v1/reports" and request.method == "POST":
@@ -244,7 +281,18 @@ async def test_the_outlines_are_served_simplified_and_pages_load_nothing_from_el
         areas = await client.get("/areas.geojson")
         page = await client.get("/")
     feature = areas.json()["features"][0]
-    assert feature["properties"] == {"level": "stadtbezirk", "code": "0", "name": "Mitte"}
+    # The coarsest level, whose union is the city's outline (the form checks the pin against it).
+    assert feature["properties"] == {
+        "level": "stadtbezirk",
+        "code": "0",
+        "name": "Mitte",
+        "outline": True,
+    }
+    assert not any(
+        f["properties"]["outline"]
+        for f in areas.json()["features"]
+        if f["properties"]["level"] == "ortsteil"
+    )
     assert feature["geometry"]["type"] == "MultiPolygon"
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy
@@ -286,3 +334,162 @@ async def test_health_and_metrics(web: Client) -> None:
     assert health.status_code == 503
     assert json.loads(health.text)["checks"]["intake"].startswith("failing")
     assert "mm_http_requests_total" in metrics.text
+
+
+# -- several cities ----------------------------------------------------------------------------
+
+PAGE_LINK = re.compile(r'(?:href|action|data-geojson)="(/[^"]*)"')
+
+
+def page_links(html: str) -> list[str]:
+    return [
+        link for link in PAGE_LINK.findall(html) if not link.startswith(("/static/", "/language/"))
+    ]
+
+
+async def test_a_city_is_served_under_its_prefix_with_its_name_outline_and_categories(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    async with web() as client:
+        moved = await client.get("/koeln")
+        form = await client.get("/koeln/")
+        reports = await client.get("/koeln/reports")
+        alerts = await client.get("/koeln/alerts")
+        areas = await client.get("/koeln/areas.geojson")
+        leipzig = await client.get("/")
+    assert moved.status_code == 308
+    assert moved.headers["location"] == "/koeln/"
+    assert "<title>Einen Mangel melden – Mängelmelder Köln</title>" in form.text
+    assert "Leipzig" not in form.text
+    assert 'data-bbox="6.77,50.83,7.16,51.08"' in form.text
+    assert 'value="011"' not in form.text  # switched off in Köln
+    assert 'value="011"' in leipzig.text
+    assert "<title>Einen Mangel melden – Mängelmelder Leipzig</title>" in leipzig.text
+    for page in (form, reports, alerts):
+        assert page.status_code == 200
+        assert page_links(page.text)
+        assert all(link.startswith("/koeln/") for link in page_links(page.text))
+    assert "Meldungen in Köln" in reports.text
+    assert "Altstadt/Süd" in alerts.text
+    assert areas.json()["features"][0]["properties"]["code"] == "101"
+    asked = {r.url.params.get("jurisdiction") for r in fake.requests if r.url.path == "/v1/areas"}
+    assert asked == {"koeln"}  # every area the pages of Köln showed was Köln's
+
+
+async def test_a_report_sent_in_a_city_names_it_and_comes_back_to_its_pages(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    async with web() as client:
+        page = await client.get("/koeln/")
+        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+        assert token
+        graffiti = await client.post(
+            "/koeln/", data=report(token.group(1), service_code="011", lat="50.94", long="6.95")
+        )
+        sent = await client.post("/koeln/", data=report(token.group(1), lat="50.94", long="6.95"))
+    assert graffiti.status_code == 422  # not offered in Köln, and not passed on
+    [submission] = fake.submissions()
+    assert parse_qs(submission.content.decode())["jurisdiction"] == ["koeln"]
+    assert sent.status_code == 303
+    assert sent.headers["location"].startswith("/koeln/reports/")
+
+
+async def test_a_city_by_its_host_name_is_at_the_root(web: Client, fake: FakeServices) -> None:
+    fake.jurisdictions = CITIES
+    async with web(hosts={"maengelmelder.koeln.example": "koeln"}) as client:
+        form = await client.get("/", headers={"Host": "maengelmelder.koeln.example"})
+        alert = await client.post(
+            "/alerts",
+            headers={"Host": "maengelmelder.koeln.example"},
+            data={
+                "csrf_token": re.findall(r'name="csrf_token" value="([0-9a-f]+)"', form.text)[0],
+                "email": "a@example.org",
+                "kind": "area",
+                "area": "101",
+            },
+        )
+    assert "Mängelmelder Köln" in form.text
+    assert {"/", "/reports", "/alerts"} <= set(page_links(form.text))
+    assert alert.status_code == 200, alert.text
+    [subscribed] = [r for r in fake.requests if r.url.path == "/api/v1/alerts"]
+    assert json.loads(subscribed.content)["jurisdiction"] == "koeln"
+
+
+async def test_an_unknown_city_is_a_friendly_404_naming_the_cities_served(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    async with web() as client:
+        unknown = await client.get("/atlantis/reports")
+        staff_in_a_city = await client.get("/koeln/staff/")
+    assert unknown.status_code == 404
+    assert "Seite nicht gefunden" in unknown.text
+    assert '<a href="/koeln/">Stadt Köln</a>' in unknown.text
+    assert '<a href="/">Stadt Leipzig</a>' in unknown.text
+    assert staff_in_a_city.status_code == 404  # the console is not per city
+
+
+async def test_without_intakes_list_of_cities_the_default_city_alone(
+    web: Client, fake: FakeServices
+) -> None:
+    async with web() as client:  # fake.jurisdictions is None: intake answers 404
+        token = await form_token(client)
+        sent = await client.post("/", data=report(token))
+        koeln = await client.get("/koeln/")
+    assert sent.status_code == 303
+    [submission] = fake.submissions()
+    assert "jurisdiction" not in parse_qs(submission.content.decode())  # an intake of one city
+    assert koeln.status_code == 404
+
+
+async def test_the_staff_console_shows_the_members_city(web: Client, fake: FakeServices) -> None:
+    fake.jurisdictions = CITIES
+    fake.member = {
+        "name": "Anna Amt",
+        "offices": [{"code": "OA", "name": "Ordnungsamt"}],
+        "admin": False,
+        "jurisdiction": "koeln",
+    }
+    async with web() as client:
+        sign_in = await client.get("/staff/")
+        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)[0]
+        await client.post("/staff/sign-in", data={"csrf_token": token, "token": "t"})
+        console = await client.get("/staff/canned-responses")
+    assert "Angemeldet: Anna Amt · Stadt Köln" in console.text
+
+
+async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    in_koeln, in_leipzig = (
+        "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a01",
+        "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a02",
+    )
+    for report_id, jurisdiction in ((in_koeln, "koeln"), (in_leipzig, "leipzig")):
+        fake.reports[report_id] = {
+            "id": report_id,
+            "status": "received",
+            "service_code": "001",
+            "jurisdiction": jurisdiction,
+            "lat": 50.94,
+            "long": 6.95,
+            "history": [],
+            "photos": [],
+        }
+    async with web(hosts={"maengelmelder.koeln.example": "koeln"}) as client:
+        moved = await client.get(f"/reports/{in_koeln}?token=t")
+        shown = await client.get(f"/koeln/reports/{in_koeln}")
+        at_home = await client.get(f"/reports/{in_leipzig}")
+        from_koelns_host = await client.get(
+            f"/reports/{in_leipzig}", headers={"Host": "maengelmelder.koeln.example"}
+        )
+    assert moved.status_code == 307
+    assert moved.headers["location"] == f"/koeln/reports/{in_koeln}?token=t"
+    assert shown.status_code == 200
+    assert "Mängelmelder Köln" in shown.text
+    assert at_home.status_code == 200
+    assert from_koelns_host.status_code == 307
+    assert from_koelns_host.headers["location"] == f"/leipzig/reports/{in_leipzig}"

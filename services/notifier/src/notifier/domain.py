@@ -36,3 +36,15 @@ class Mail:
     message_id: str
     #: None for mails to offices, which are not a subscription.
     unsubscribe_url: str | None
+    #: The name the mail comes from ("Mängelmelder Köln"), its jurisdiction's; None: the
+    #: configured sender's own.
+    sender_name: str | None = None
+
+
+@dataclass(frozen=True)
+class City:
+    """The jurisdiction a mail is about, as far as the notifier knows it: its name for the
+    wording ("Stadt Köln") and the sender name of its mails ("Mängelmelder Köln")."""
+
+    name: str | None = None
+    sender_name: str | None = None

@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import (
     STATUS_LABELS,
+    JurisdictionBoundaryChanged,
     OfficeDirectoryChanged,
     OfficeReminderDue,
     ReporterContactSubmitted,
+    ReportEvent,
     ReportRouted,
     ReportStatus,
     ReportStatusChanged,
@@ -39,12 +41,14 @@ from notifier.adapters.db import (
     contacts,
     inbox,
     instances,
+    jurisdictions,
     notifications,
     offices,
+    report_jurisdictions,
     status_events,
 )
 from notifier.adapters.senders import compose
-from notifier.domain import Mail, Preference, retry_delay_s, wants
+from notifier.domain import City, Mail, Preference, retry_delay_s, wants
 from notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -215,11 +219,41 @@ async def record_batch(
 ) -> None:
     """A consumed batch of contacts, status changes and new reports, in one transaction."""
     async with engine.begin() as conn:
+        await record_report_jurisdictions(conn, events)
         await record_routed(conn, [e for e in events if isinstance(e, ReportRouted)])
         await record_contacts(conn, [e for e in events if isinstance(e, ReporterContactSubmitted)])
         await record_status_changes(
             conn, [e for e in events if isinstance(e, ReportStatusChanged)], with_webhook
         )
+
+
+async def record_report_jurisdictions(conn: AsyncConnection, events: Sequence[ReportEvent]) -> None:
+    """Each report's jurisdiction, from the first event that names it (the events of one
+    report agree on it; a reporter's contact may come without it)."""
+    named = {e.report_id: e.jurisdiction for e in events if e.jurisdiction}
+    if named:
+        await conn.execute(
+            sa.text(
+                "INSERT INTO notifier.report_jurisdictions (report_id, jurisdiction)"
+                " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:codes AS text[]))"
+                " ON CONFLICT DO NOTHING"
+            ),
+            {"ids": list(named), "codes": list(named.values())},
+        )
+
+
+async def city_of(conn: AsyncConnection, jurisdiction: str | None) -> City:
+    """What the notifier knows of a jurisdiction's name and sender name (nothing for None)."""
+    if jurisdiction is None:
+        return City()
+    row = (
+        await conn.execute(
+            sa.select(jurisdictions.c.name, jurisdictions.c.sender_name).where(
+                jurisdictions.c.code == jurisdiction
+            )
+        )
+    ).first()
+    return City(row.name, row.sender_name) if row else City()
 
 
 CONTACTS_ERASED = Counter(
@@ -437,6 +471,7 @@ class Dispatcher:
         return compose(
             "status_changed",
             locale,
+            city=City(contact.jurisdiction_name, contact.sender_name),
             to=str(contact.email),
             message_id=f"<{event.event_id}.{contact.contact_id}@maengelmelder>",
             unsubscribe_url=unsubscribe,
@@ -572,6 +607,9 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> list[Any]:
         n, c, s = notifications, contacts, alert_subscriptions
+        rj, j = report_jurisdictions, jurisdictions
+        # The event's own jurisdiction, else the one an earlier event of the report named.
+        jurisdiction = sa.func.coalesce(n.c.event["jurisdiction"].astext, rj.c.jurisdiction)
         earlier = n.alias("earlier")
         now = datetime.now(UTC)
         async with self._engine.begin() as conn:
@@ -625,11 +663,15 @@ class Dispatcher:
                             ),
                             c.c.reporter_token,
                             s.c.area_code,
+                            jurisdiction.label("jurisdiction"),
+                            j.c.name.label("jurisdiction_name"),
+                            j.c.sender_name,
                         )
                         .select_from(
-                            n.outerjoin(c, c.c.id == n.c.contact_id).outerjoin(
-                                s, s.c.id == n.c.subscription_id
-                            )
+                            n.outerjoin(c, c.c.id == n.c.contact_id)
+                            .outerjoin(s, s.c.id == n.c.subscription_id)
+                            .outerjoin(rj, rj.c.report_id == n.c.report_id)
+                            .outerjoin(j, j.c.code == jurisdiction)
                         )
                         .where(claimed)
                         .order_by(n.c.id)
@@ -677,6 +719,7 @@ class Dispatcher:
         return compose(
             "alert",
             locale,
+            city=City(row.jurisdiction_name, row.sender_name),
             to=str(row.email),
             message_id=f"<{event.event_id}.alert{row.subscription_id}@maengelmelder>",
             unsubscribe_url=unsubscribe,
@@ -686,15 +729,19 @@ class Dispatcher:
             report_url=f"{self._settings.tracking_base_url}/{event.report_id}",
         )
 
-    async def _office_mail(self, event: ReportStatusChanged) -> Mail | None:
-        """To the office a reporter sent their report back to, from the office directory."""
+    async def _office_mail(self, event: ReportStatusChanged, row: Any) -> Mail | None:
+        """To the office a reporter sent their report back to, from the office directory
+        (office codes are unique within a jurisdiction only)."""
         if event.office is None:
             return None
+        in_jurisdiction = (
+            [offices.c.jurisdiction == row.jurisdiction] if row.jurisdiction is not None else []
+        )
         async with self._engine.connect() as conn:
             office = (
                 await conn.execute(
                     sa.select(offices.c.name, offices.c.email)
-                    .where(offices.c.code == event.office.code)
+                    .where(offices.c.code == event.office.code, *in_jurisdiction)
                     .limit(1)
                 )
             ).first()
@@ -705,6 +752,7 @@ class Dispatcher:
         return compose(
             "office_reopened",
             "de",
+            city=City(row.jurisdiction_name, row.sender_name),
             to=office.email,
             message_id=f"<{event.event_id}.office@maengelmelder>",
             category=category.name_de if category else event.service_code,
@@ -720,7 +768,7 @@ class Dispatcher:
             return self._alert_mail(ReportRouted.model_validate(row.event), row)
         event = ReportStatusChanged.model_validate(row.event)
         if row.channel == OFFICE:
-            return await self._office_mail(event)
+            return await self._office_mail(event, row)
         if not wants(Preference(row.preference), event.status):
             return None
         return self._mail(event, row)
@@ -787,7 +835,17 @@ class Dispatcher:
 
 
 async def record_office_directory(engine: AsyncEngine, event: OfficeDirectoryChanged) -> None:
+    """Where each office is reached, and the sender name of the jurisdiction's mails."""
     async with engine.begin() as conn:
+        upsert = pg.insert(jurisdictions).values(
+            code=event.jurisdiction, sender_name=event.sender_name
+        )
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[jurisdictions.c.code],
+                set_={"sender_name": upsert.excluded.sender_name},
+            )
+        )
         await conn.execute(offices.delete().where(offices.c.jurisdiction == event.jurisdiction))
         if event.offices:
             await conn.execute(
@@ -802,6 +860,20 @@ async def record_office_directory(engine: AsyncEngine, event: OfficeDirectoryCha
                     for o in event.offices
                 ],
             )
+
+
+async def record_jurisdiction_boundary(
+    engine: AsyncEngine, event: JurisdictionBoundaryChanged
+) -> None:
+    """The jurisdiction's name, for the wording of its mails (kept when it is retired: its
+    reports' reporters still hear about them)."""
+    async with engine.begin() as conn:
+        upsert = pg.insert(jurisdictions).values(code=event.jurisdiction, name=event.name)
+        await conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[jurisdictions.c.code], set_={"name": upsert.excluded.name}
+            )
+        )
 
 
 async def send_office_reminder(
@@ -823,6 +895,7 @@ async def send_office_reminder(
         if office is None:
             log.warning("no address for office %s: reminder dropped", event.office_code)
             return
+        city = await city_of(conn, event.jurisdiction)
 
         def items(tickets: tuple[Any, ...]) -> list[dict[str, Any]]:
             return [
@@ -840,6 +913,7 @@ async def send_office_reminder(
             compose(
                 "office_reminder",
                 "de",
+                city=city,
                 to=office.email,
                 message_id=f"<{event.event_id}@maengelmelder>",
                 office=office.name,
@@ -864,6 +938,8 @@ class AlertRequest:
     service_code: str | None
     area_code: str | None
     point: tuple[float, float, float] | None  # lat, long, radius in metres
+    #: Only this jurisdiction's reports (area codes are unique within one only); None: any.
+    jurisdiction: str | None = None
 
 
 class TooManyUnconfirmed(Exception):
@@ -899,6 +975,7 @@ async def subscribe_to_alerts(
                 locale=request.locale,
                 service_code=request.service_code,
                 area_code=request.area_code,
+                jurisdiction=request.jurisdiction,
                 lat=lat,
                 long=long,
                 radius_m=radius_m,
@@ -908,11 +985,13 @@ async def subscribe_to_alerts(
         )
         category = CATEGORIES_BY_CODE.get(request.service_code or "")
         locale = "en" if request.locale == "en" else "de"
+        city = await city_of(conn, request.jurisdiction)
         # Inside the transaction: a mail that could not be sent leaves no subscription behind.
         await sender.send(
             compose(
                 "alert_confirm",
                 locale,
+                city=city,
                 to=request.email,
                 message_id=f"<confirm.{confirm_token}@maengelmelder>",
                 place=_alert_place(locale, request),
@@ -967,15 +1046,19 @@ async def unsubscribe_alerts(engine: AsyncEngine, unsubscribe_token: str) -> boo
     return bool(deleted.rowcount)
 
 
-#: Subscriptions an alert goes to: confirmed, of the report's category (or any), for one of
-#: its areas or a circle around its place (equirectangular distance: exact enough in a city).
+#: Subscriptions an alert goes to: confirmed, of the report's jurisdiction (or any; a report
+#: whose event names none is of the deployment's one jurisdiction of its time) and category
+#: (or any), for one of its areas or a circle around its place (equirectangular distance: exact
+#: enough in a city).
 _QUEUE_ALERTS = sa.text(
     "INSERT INTO notifier.notifications"
     " (event_id, report_id, subscription_id, channel, event, state)"
     " SELECT e.event_id, e.report_id, s.id, 'alert', e.event, 'pending'"
     " FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(event_id uuid, report_id uuid,"
-    "      service_code text, lat float8, long float8, area_codes jsonb, event jsonb)"
+    "      jurisdiction text, service_code text, lat float8, long float8, area_codes jsonb,"
+    "      event jsonb)"
     " JOIN notifier.alert_subscriptions s ON s.confirmed_at IS NOT NULL"
+    "  AND (s.jurisdiction IS NULL OR e.jurisdiction IS NULL OR s.jurisdiction = e.jurisdiction)"
     "  AND (s.service_code IS NULL OR s.service_code = e.service_code)"
     "  AND (s.area_code IN (SELECT jsonb_array_elements_text(e.area_codes))"
     "       OR 6371008.8 * sqrt(power(radians(e.lat - s.lat), 2)"
@@ -997,6 +1080,7 @@ async def record_routed(conn: AsyncConnection, events: Sequence[ReportRouted]) -
         {
             "event_id": str(e.event_id),
             "report_id": str(e.report_id),
+            "jurisdiction": e.jurisdiction,
             "service_code": e.service_code,
             "lat": e.lat,
             "long": e.long,

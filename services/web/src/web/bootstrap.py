@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mm_shared.observability import HealthCheck, configure_logging, instrument
 from web import csrf
 from web.adapters.services import Service, Services, ServiceUnavailable
+from web.cities import Cities, CityScope
 from web.citizen import routes as citizen
 from web.i18n import COOKIE as LANG_COOKIE
 from web.i18n import LANGUAGES
@@ -94,10 +95,12 @@ def create_app(
         log.warning("WEB_SECRET_KEY is unset: a random one signs this instance's forms")
         settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_urlsafe(32))})
     services = Services(settings, transport)
+    cities = Cities(services)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.warm_up()
+        await cities.known()
         # What lives as long as the process (modules, templates, the areas just cached) leaves
         # the collector's scans; each full collection scanned it all, in the middle of a
         # request, and showed in the report page's tail latency.
@@ -115,10 +118,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = services
+    app.state.cities = cities
 
     app.add_middleware(csrf.CsrfCookie, secure=settings.cookie_secure)
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(SecurityHeaders, tile_url=settings.tile_url)
+    # Outermost: every page, the error pages too, knows its city.
+    app.add_middleware(CityScope, cities=cities)
     app.mount("/static", CachedStatic(directory=STATIC), name="static")
 
     @app.get("/language/{lang}", include_in_schema=False)
@@ -136,7 +142,7 @@ def create_app(
             )
         return response
 
-    app.include_router(citizen.router(services, settings))
+    app.include_router(citizen.router(services, settings, cities))
     oidc = (
         OidcClient(settings, transport)
         if settings.oidc_issuer and settings.oidc_client_id
@@ -158,7 +164,14 @@ def create_app(
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
         status = error.status_code if error.status_code in (404, 405, 413) else 400
-        return render(request, "error.html", {"status": status}, status_code=status)
+        # A page or city that is not here: the cities that are, to choose from.
+        served = [
+            city.at("" if city.code == cities.default_code else f"/{city.code}")
+            for city in (await cities.known()).values()
+        ]
+        return render(
+            request, "error.html", {"status": status, "cities": served}, status_code=status
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, _: Exception) -> Response:

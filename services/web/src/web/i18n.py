@@ -64,10 +64,18 @@ def negotiate(accept_language: str) -> Lang:
 class Translator:
     """``t("key", name=...)``: the message in the page's language, with ``str.format`` fields."""
 
-    def __init__(self, lang: Lang) -> None:
+    def __init__(self, lang: Lang, **common: object) -> None:
         self.lang = lang
         self._index = LANGUAGES.index(lang)
+        #: Fields every message may use: the page's city (``{city}``: "Köln", ``{city_name}``:
+        #: "Stadt Köln").
+        self._common = common
+
+    def has(self, key: str) -> bool:
+        return key in MESSAGES
 
     def __call__(self, key: str, /, **fields: object) -> str:
         text = MESSAGES[key][self._index]
-        return text.format(**fields) if fields else text
+        if fields or (self._common and "{city" in text):
+            return text.format(**(self._common | fields))
+        return text

@@ -19,7 +19,14 @@ class WebSettings(BaseSettings):
     notifier_url: str = "http://127.0.0.1:8002"
     #: Where citizens reach web (links in pages and feeds).
     public_base_url: str = "http://127.0.0.1:8003"
+    #: The city at ``/`` (and wherever no host name or path names another).
     jurisdiction: str = "leipzig"
+    #: Its name, while intake's list of jurisdictions (which names every city) is unavailable.
+    jurisdiction_name: str = "Stadt Leipzig"
+    #: Host names of cities' own sites → jurisdiction code, e.g.
+    #: ``{"maengelmelder.koeln.example": "koeln"}``: that city is at ``/`` there. Every city
+    #: intake serves is also at ``/<code>/`` on any host.
+    hosts: dict[str, str] = {}
     #: Map tiles, e.g. the city's tile server or OpenStreetMap's (under its tile usage policy:
     #: ``https://tile.openstreetmap.org/{z}/{x}/{y}.png``). Unset, the maps show the district
     #: outlines from geo-router as their base map, so everything works offline.

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from web import csrf
+from web.cities import city_of
 from web.i18n import LANGUAGES, Translator, language
 
 HERE = Path(__file__).resolve().parent
@@ -58,11 +59,16 @@ def render(
     lang = language(request)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     settings = request.app.state.settings
+    city = city_of(request)
     page = {
         "request": request,
         "lang": lang,
         "other_lang": next(code for code in LANGUAGES if code != lang),
-        "t": Translator(lang),
+        "t": Translator(lang, city=city.short_name, city_name=city.name),
+        #: Links within a city's pages stay under its prefix: ``{{ base }}/reports``.
+        "city": city,
+        "base": city.base,
+        "city_name": request.app.state.cities.name_of,
         "csrf_token": csrf.token(request),
         "static_url": static_url,
         "here": quote(here, safe="/?=&"),

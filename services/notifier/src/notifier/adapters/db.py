@@ -45,6 +45,8 @@ alert_subscriptions = sa.Table(
     sa.Column("lat", sa.Float),
     sa.Column("long", sa.Float),
     sa.Column("radius_m", sa.Float),
+    #: The jurisdiction whose reports it is about (None: any, as before there were several).
+    sa.Column("jurisdiction", sa.Text),
     sa.Column("confirm_token", sa.Text, nullable=False, unique=True),
     sa.Column("unsubscribe_token", sa.Text, nullable=False, unique=True),
     sa.Column("confirmed_at", sa.DateTime(timezone=True)),
@@ -118,4 +120,23 @@ offices = sa.Table(
     sa.Column("code", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=False),
+)
+
+#: What makes a city's mails its own: its name (from geo-router's boundary event) and the
+#: sender name of its mails (from its office directory). Either may be unknown (None).
+jurisdictions = sa.Table(
+    "jurisdictions",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("sender_name", sa.Text),
+)
+
+#: Each report's jurisdiction, from the first event about it that names one (a reporter's
+#: contact may come without it).
+report_jurisdictions = sa.Table(
+    "report_jurisdictions",
+    metadata,
+    sa.Column("report_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("jurisdiction", sa.Text, nullable=False),
 )

@@ -19,7 +19,7 @@ import aiosmtplib
 import httpx
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from notifier.domain import Mail
+from notifier.domain import City, Mail
 from notifier.settings import NotifierSettings
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -39,12 +39,15 @@ def compose(
     to: str,
     message_id: str,
     unsubscribe_url: str | None = None,
+    city: City | None = None,
     **context: Any,
 ) -> Mail:
     """The mail ``template`` in ``locale`` (de or en) writes: its subject (set in the text
-    template), plain text and HTML; the templates see ``unsubscribe_url`` too."""
+    template), plain text and HTML; the templates see ``unsubscribe_url`` too, and
+    ``jurisdiction_name``, the name of the ``city`` the mail is about (None: unknown)."""
+    city = city or City()
     locale = "en" if locale == "en" else "de"
-    context = {**context, "unsubscribe_url": unsubscribe_url}
+    context = {**context, "unsubscribe_url": unsubscribe_url, "jurisdiction_name": city.name}
     module = _env.get_template(f"{locale}/{template}.txt").make_module(context)
     return Mail(
         to=to,
@@ -53,6 +56,7 @@ def compose(
         html=_env.get_template(f"{locale}/{template}.html").render(**context),
         message_id=message_id,
         unsubscribe_url=unsubscribe_url,
+        sender_name=city.sender_name,
     )
 
 
@@ -118,12 +122,22 @@ class SmtpSender:
         self._client: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
         name, self._sender = parseaddr(settings.mail_from)
-        self._from = (
-            formataddr((str(Header(name, "utf-8")), self._sender)) if name else self._sender
-        )
+        self._from = self._from_header(name)
+        #: From headers by sender name: the same few cities' names over and over.
+        self._froms: dict[str, str] = {}
+
+    def _from_header(self, name: str) -> str:
+        return formataddr((str(Header(name, "utf-8")), self._sender)) if name else self._sender
 
     def _message(self, mail: Mail) -> bytes:
-        return mime_message(self._from, mail)
+        """From: the mail's city's sender name at the configured address (one address for
+        every city: the one the SMTP relay and SPF/DKIM are set up for)."""
+        if not mail.sender_name:
+            return mime_message(self._from, mail)
+        sender = self._froms.get(mail.sender_name)
+        if sender is None:
+            sender = self._froms[mail.sender_name] = self._from_header(mail.sender_name)
+        return mime_message(sender, mail)
 
     async def _connected(self) -> aiosmtplib.SMTP:
         if self._client is None or not self._client.is_connected:

@@ -3,7 +3,8 @@
 - Contacts (private topic), status changes, new reports (for area alerts) and office
   reminders: one consumer in the
   ``notifier`` group (every extra consumer in a group costs a rebalance).
-- The office directory: compacted, read whole by every instance, so without a group.
+- The office directory and the jurisdictions' boundaries (for their names): compacted, read
+  whole by every instance, so without a group.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.events import (
+    JurisdictionBoundaryChanged,
     OfficeDirectoryChanged,
     OfficeReminderDue,
     ReporterContactSubmitted,
@@ -68,5 +70,15 @@ def register_consumers(
         "Where each office is reached, for their reminders",
     )
     async def on_office_directory(event: OfficeDirectoryChanged) -> None:
-        """Where each office is reached."""
+        """Where each office is reached, and the sender name of the jurisdiction's mails."""
         await handlers.record_office_directory(engine, event)
+
+    @broadcast_subscriber(
+        broker,
+        Topic.JURISDICTION_BOUNDARY,
+        settings.kafka_rare_events_fetch_max_wait_ms,
+        "Each jurisdiction's name, for the wording of its mails",
+    )
+    async def on_jurisdiction_boundary(event: JurisdictionBoundaryChanged) -> None:
+        """The jurisdiction's name (its outline is intake's business, not ours)."""
+        await handlers.record_jurisdiction_boundary(engine, event)

@@ -72,6 +72,9 @@ class AlertIn(BaseModel):
     service_code: Text | None = Field(default=None, max_length=20)
     area: AreaIn | None = None
     point: PointIn | None = None
+    #: Only this jurisdiction's reports (its code, as geo-router lists it; area codes are
+    #: unique within one jurisdiction only). Unset: reports anywhere.
+    jurisdiction: Text | None = Field(default=None, min_length=1, max_length=100)
 
     @model_validator(mode="after")
     def _one_place(self) -> AlertIn:
@@ -268,6 +271,7 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
             point=(alert.point.lat, alert.point.long, alert.point.radius_m)
             if alert.point
             else None,
+            jurisdiction=alert.jurisdiction,
         )
         try:
             await handlers.subscribe_to_alerts(engine, sender, settings, request)

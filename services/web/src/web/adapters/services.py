@@ -9,11 +9,14 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from web.cities import City
 
 log = logging.getLogger(__name__)
 Service = Literal["intake", "geo_router", "notifier"]
@@ -61,8 +64,9 @@ class Services:
             )
             for name, url in self._addresses(settings).items()
         }
-        #: Per level: when fetched, a digest of geo-router's answer, the parsed answer.
-        self._areas: dict[str | None, tuple[float, bytes, dict[str, Any]]] = {}
+        #: Per jurisdiction and level: when fetched, a digest of geo-router's answer, the
+        #: parsed answer.
+        self._areas: dict[tuple[str, str | None], tuple[float, bytes, dict[str, Any]]] = {}
         self._definitions: dict[str, tuple[float, dict[str, Any]]] = {}
         self.geocoder = (
             httpx.AsyncClient(base_url=settings.geocoder_url, timeout=timeout, transport=transport)
@@ -124,21 +128,27 @@ class Services:
         except httpx.TransportError as exc:
             raise ServiceUnavailable(service) from exc
 
-    async def areas(self, level: str | None = None, max_age_s: float = 300.0) -> dict[str, Any]:
+    async def areas(
+        self,
+        level: str | None = None,
+        max_age_s: float = 300.0,
+        jurisdiction: str | None = None,
+    ) -> dict[str, Any]:
         """Geo-router's areas as GeoJSON, kept a few minutes: they change a few times a year,
         and the maps and forms ask for them on every page. An unchanged answer (the usual
         case) keeps the parsed object it already has: parsing all outlines' GeoJSON is costly, and
         the pages' caches built from it (see ``Citizen.outlines``) stay valid."""
-        cached = self._areas.get(level)
+        key = (jurisdiction or self.settings.jurisdiction, level)
+        cached = self._areas.get(key)
         if cached and time.monotonic() - cached[0] < max_age_s:
             return cached[2]
-        params = {"jurisdiction": self.settings.jurisdiction} | ({"level": level} if level else {})
+        params = {"jurisdiction": key[0]} | ({"level": level} if level else {})
         response = await self.raw("geo_router", "/v1/areas", params=params)
         if response.status_code != 200:
             raise ServiceUnavailable("geo_router")
         digest = hashlib.sha256(response.content).digest()
         areas = cached[2] if cached and cached[1] == digest else dict(response.json())
-        self._areas[level] = (time.monotonic(), digest, areas)
+        self._areas[key] = (time.monotonic(), digest, areas)
         return areas
 
     async def service_definitions(self, max_age_s: float = 3600.0) -> dict[str, dict[str, Any]]:
@@ -169,11 +179,15 @@ class Services:
         except ServiceUnavailable as away:
             log.info("%s not reachable yet: caches fill on first use", away.service)
 
-    async def geocode(self, address: str) -> tuple[float, float] | None:
-        """The first hit of the configured geocoder for ``address``, or None."""
+    async def geocode(self, address: str, city: City | None = None) -> tuple[float, float] | None:
+        """The first hit of the configured geocoder for ``address`` in the city (the default
+        one: with ``WEB_GEOCODER_SUFFIX``; another: its name), or None."""
         if self.geocoder is None:
             return None
-        query = address + self.settings.geocoder_suffix
+        suffix = self.settings.geocoder_suffix
+        if city is not None and city.code != self.settings.jurisdiction:
+            suffix = f", {city.short_name}"
+        query = address + suffix
         try:
             answer = await self.geocoder.get(
                 "/search", params={"q": query, "format": "jsonv2", "limit": 1}

@@ -4,6 +4,7 @@ refusals turned into messages beside the fields they concern."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,15 @@ def questions(definition: dict[str, Any], lang: str) -> list[AttributeQuestion]:
     return found
 
 
-def category_groups(lang: str) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The categories by group, for the select's optgroups: [(group, [(code, name)])]."""
+def category_groups(
+    lang: str, disabled: Collection[str] = ()
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The categories by group, for the select's optgroups: [(group, [(code, name)])], without
+    those the city switched off."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for category in CATEGORIES:
+        if category.code in disabled:
+            continue
         groups.setdefault(category.group, []).append((category.code, category.name(lang)))
     return list(groups.items())
 

@@ -59,8 +59,20 @@ def polygons_of(geometry: dict[str, Any]) -> list[list[Sequence[Sequence[float]]
     return []
 
 
+def outline_level(collection: dict[str, Any]) -> str | None:
+    """The city's coarsest level (Leipzig's Stadtbezirke, Köln's Stadtteile): the one with the
+    fewest areas. Its union is the city's outline."""
+    counts: dict[str, int] = {}
+    for feature in collection.get("features", []):
+        level = feature.get("properties", {}).get("level")
+        counts[level] = counts.get(level, 0) + 1
+    return min(counts, key=lambda level: counts[level]) if counts else None
+
+
 def simplified(collection: dict[str, Any], tolerance: float = TOLERANCE_DEG) -> dict[str, Any]:
-    """The FeatureCollection with each polygon simplified and only level, code and name kept."""
+    """The FeatureCollection with each polygon simplified and only level, code and name kept;
+    the areas of the :func:`outline_level` marked ``outline``."""
+    outline = outline_level(collection)
     features = []
     for feature in collection.get("features", []):
         polygons = [
@@ -71,7 +83,8 @@ def simplified(collection: dict[str, Any], tolerance: float = TOLERANCE_DEG) -> 
         features.append(
             {
                 "type": "Feature",
-                "properties": {k: properties.get(k) for k in ("level", "code", "name")},
+                "properties": {k: properties.get(k) for k in ("level", "code", "name")}
+                | {"outline": properties.get("level") == outline},
                 "geometry": {"type": "MultiPolygon", "coordinates": polygons},
             }
         )

@@ -20,6 +20,7 @@ from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
 from mm_shared.events import STATUS_LABELS, ReportStatus
 from web import csrf
 from web.adapters.services import Answer, Services, ServiceUnavailable
+from web.cities import Cities, City, city_of
 from web.citizen import geography
 from web.citizen.forms import (
     EMAIL,
@@ -65,7 +66,9 @@ class Citizen:
             settings.rate_limit_per_address, settings.rate_limit_window_s
         )
         self.per_email = SlidingWindow(settings.rate_limit_per_email, settings.rate_limit_window_s)
-        self._outlines: tuple[int, dict[str, Any]] | None = None
+        #: Per city: the areas' identity (a changed answer is a new object), their outlines.
+        self._outlines: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._boxes: dict[str, tuple[int, geography.Box | None]] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -100,27 +103,28 @@ class Citizen:
             headers={"Retry-After": str(retry_after_s)},
         )
 
-    async def outlines(self) -> dict[str, Any]:
-        """Both levels of areas, simplified for the browser (recomputed when geo-router's
-        answer changes)."""
-        areas = await self.services.areas()
-        key = id(areas)
-        if self._outlines is None or self._outlines[0] != key:
-            self._outlines = (key, geography.simplified(areas))
-        return self._outlines[1]
+    async def outlines(self, city: City) -> dict[str, Any]:
+        """The city's areas of every level, simplified for the browser (recomputed when
+        geo-router's answer changes)."""
+        areas = await self.services.areas(jurisdiction=city.code)
+        cached = self._outlines.get(city.code)
+        if cached is None or cached[0] != id(areas):
+            cached = self._outlines[city.code] = (id(areas), geography.simplified(areas))
+        return cached[1]
 
-    async def districts(self) -> list[dict[str, Any]]:
-        return [
-            f
-            for f in (await self.services.areas())["features"]
-            if f["properties"]["level"] == "stadtbezirk"
-        ]
-
-    async def city_box(self) -> geography.Box:
-        box = geography.bbox(await self.districts())
-        if box is None:
+    async def city_box(self, city: City) -> geography.Box:
+        """The city's bounding box: intake's, else that of its areas' outline level."""
+        if city.bbox is not None:
+            return city.bbox
+        areas = await self.services.areas(jurisdiction=city.code)
+        cached = self._boxes.get(city.code)
+        if cached is None or cached[0] != id(areas):
+            level = geography.outline_level(areas)
+            outline = [f for f in areas["features"] if f["properties"]["level"] == level]
+            cached = self._boxes[city.code] = (id(areas), geography.bbox(outline))
+        if cached[1] is None:
             raise ServiceUnavailable("geo_router")
-        return box
+        return cached[1]
 
     def when(self, iso: str | None, lang: Lang) -> str:
         if not iso:
@@ -165,12 +169,14 @@ class Citizen:
         area: dict[str, Any] | None = None,
         box: geography.Box | None = None,
         limit: int = 1000,
+        city: City | None = None,
     ) -> list[dict[str, Any]]:
         """Intake's public list (newest first). The box is always sent (intake needs one unless
         it knows ``area``); the area's and category's filters are applied here too, so the
         answer is right whichever filters intake knows."""
         if box is None:
-            box = geography.bbox([area]) if area else await self.city_box()
+            assert area is not None or city is not None, "a box, an area or a city"
+            box = geography.bbox([area]) if area else await self.city_box(city)  # type: ignore[arg-type]
             assert box is not None
         params: dict[str, Any] = {
             "bbox": ",".join(f"{v:.6f}" for v in box),
@@ -214,6 +220,7 @@ class Citizen:
 
     async def form_context(self, request: Request, report: ReportForm) -> dict[str, Any]:
         lang = language(request)
+        city = city_of(request)
         definitions = await self.services.service_definitions()
         attribute_sets = [
             {
@@ -222,7 +229,7 @@ class Citizen:
                 "questions": questions(definition, lang),
             }
             for code, definition in sorted(definitions.items())
-            if questions(definition, lang)
+            if questions(definition, lang) and code not in city.disabled_service_codes
         ]
         anchors = {
             "service_code": "service_code",
@@ -234,9 +241,16 @@ class Citizen:
         for q in questions(definitions.get(chosen, {}), lang):
             first = f"-{q.values[0][0]}" if q.values else ""
             anchors[f"attribute[{q.code}]"] = f"attribute-{chosen}-{q.code}{first}"
+        try:
+            box = await self.city_box(city)
+            # A place in the city's middle, as the coordinate fields' example.
+            example = (f"{(box[1] + box[3]) / 2:.4f}", f"{(box[0] + box[2]) / 2:.4f}")
+        except ServiceUnavailable:  # the form works without the areas: a plain example
+            example = ("51.3397", "12.3731")
         return {
+            "example": example,
             "anchors": anchors,
-            "groups": category_groups(lang),
+            "groups": category_groups(lang, city.disabled_service_codes),
             "attribute_sets": attribute_sets,
             "form": report,
             "errors": report.errors,
@@ -267,7 +281,7 @@ def _values(request: Request, *names: str) -> dict[str, str]:
     return {n: request.query_params.get(n, "")[:200] for n in names}
 
 
-def router(services: Services, settings: WebSettings) -> APIRouter:
+def router(services: Services, settings: WebSettings, cities: Cities) -> APIRouter:
     pages = APIRouter()
     citizen = Citizen(services, settings)
 
@@ -291,13 +305,16 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             report.errors["photos"] = "form.error.photo_large"
             return await citizen.show_form(request, report, 413)
         definitions = await services.service_definitions()
+        city = city_of(request)
         chosen = str(form.get("service_code", ""))
         report = await read_report_form(form, questions(definitions.get(chosen, {}), lang))
+        if chosen in city.disabled_service_codes:
+            report.errors["service_code"] = "form.error.category"
         report.submission_id = report.submission_id or str(uuid.uuid4())
         if report.honeypot_filled:
             report.errors["form"] = "form.error.honeypot"
         if "place" in report.errors and report.values["address"] and services.geocoder:
-            found = await services.geocode(report.values["address"])
+            found = await services.geocode(report.values["address"], city)
             if found:
                 report.values["lat"], report.values["long"] = (f"{v:.6f}" for v in found)
                 del report.errors["place"]
@@ -310,16 +327,19 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         headers = citizen.forwarded(request) | {"Idempotency-Key": report.submission_id}
         if report.acknowledge_duplicate:
             headers["X-Acknowledge-Duplicate"] = "true"
+        fields = report.intake_fields(lang)
+        if cities.listed:  # an intake that serves several cities takes the one meant
+            fields["jurisdiction"] = city.code
         answer = await services.call(
             "intake",
             "POST",
             "/api/v1/reports",
-            data=report.intake_fields(lang),
+            data=fields,
             files=[("photos", photo) for photo in report.photos] or None,
             headers=headers,
         )
         if answer.ok:
-            return _sent(answer)
+            return _sent(answer, city)
         if answer.status == 409 and "possible_duplicates" in answer.error_codes():
             duplicates = [
                 citizen.listed(_as_feature(d), lang) | {"distance_m": round(d.get("distance_m", 0))}
@@ -335,8 +355,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         report.errors.update(intake_refusal(answer))
         return await citizen.show_form(request, report, 422)
 
-    def _sent(answer: Answer) -> Response:
-        target = f"/reports/{answer.body['id']}/sent"
+    def _sent(answer: Answer, city: City) -> Response:
+        target = f"{city.base}/reports/{answer.body['id']}/sent"
         if token := answer.body.get("reporter_token"):
             target += "?" + urlencode({"token": token})
         return RedirectResponse(target, status_code=303)
@@ -350,11 +370,11 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         return JSONResponse({"reports": found})
 
     @pages.get("/areas.geojson")
-    async def areas() -> Response:
+    async def areas(request: Request) -> Response:
         """The districts and Ortsteile, simplified: the maps' base layer and the city outline
         the form checks a pin against before sending."""
         return JSONResponse(
-            await citizen.outlines(),
+            await citizen.outlines(city_of(request)),
             media_type="application/geo+json",
             headers={"Cache-Control": "public, max-age=3600"},
         )
@@ -362,7 +382,7 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
     @pages.get("/reports/" + REPORT_ID + "/sent", response_class=HTMLResponse)
     async def sent(request: Request, report_id: uuid.UUID, token: str = "") -> Response:
         report = await _report(report_id, language(request))
-        tracking = f"{settings.public_base_url}/reports/{report_id}"
+        tracking = f"{settings.public_base_url}{city_of(request).base}/reports/{report_id}"
         mine = f"{tracking}?{urlencode({'token': token})}" if token else ""
         return render(
             request,
@@ -413,6 +433,14 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         """The page behind the link in every mail; with the reporter's token (only in their
         mail) it offers their actions."""
         report = await _report(report_id, language(request))
+        # The link in the mails has no city's prefix: a report is shown as its city's.
+        home = (await cities.known()).get(str(report.get("jurisdiction") or ""))
+        city = city_of(request)
+        if home is not None and home.code != city.code and not city.base:
+            # At / is another city (the default, or the one of this host name): the report's
+            # own is under its prefix.
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"/{home.code}/reports/{report_id}{query}", status_code=307)
         return render(
             request,
             "citizen/report.html",
@@ -460,9 +488,10 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             )
         return render(request, "citizen/followed.html", {"report": report})
 
-    def _back(report_id: uuid.UUID, token: str, done: str) -> Response:
+    def _back(request: Request, report_id: uuid.UUID, token: str, done: str) -> Response:
         query = urlencode({"token": token, "done": done})
-        return RedirectResponse(f"/reports/{report_id}?{query}#outcome", status_code=303)
+        base = city_of(request).base
+        return RedirectResponse(f"{base}/reports/{report_id}?{query}#outcome", status_code=303)
 
     @pages.post("/reports/" + REPORT_ID + "/not-fixed", response_class=HTMLResponse)
     async def not_fixed(request: Request, report_id: uuid.UUID) -> Response:
@@ -500,7 +529,7 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         )
         if limited := citizen.passed_on_limit(request, answer):
             return limited
-        return _back(report_id, token, _outcome(answer, "reopened"))
+        return _back(request, report_id, token, _outcome(answer, "reopened"))
 
     @pages.post("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
     async def erase_contact(request: Request, report_id: uuid.UUID) -> Response:
@@ -516,7 +545,7 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             json={"reporter_token": token},
             headers=citizen.forwarded(request),
         )
-        return _back(report_id, token, _outcome(answer, "erased"))
+        return _back(request, report_id, token, _outcome(answer, "erased"))
 
     def _outcome(answer: Answer, success: str) -> str:
         if answer.ok:
@@ -553,22 +582,23 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
     ) -> Response:
         """Open and recently closed reports: a map (JavaScript) and, for everyone, a paged list."""
         lang = language(request)
+        city = city_of(request)
         status = status if status in ("open", "recent", "closed", "all") else "open"
         service_code = service_code if service_code in CATEGORIES_BY_CODE else ""
-        found = await citizen.public_list(lang, status=status, service_code=service_code)
+        found = await citizen.public_list(lang, status=status, service_code=service_code, city=city)
         pages_total = max(1, math.ceil(len(found) / PAGE_SIZE))
         page = min(max(1, page), pages_total)
         shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
 
         def page_url(n: int) -> str:
             query = {"service_code": service_code, "status": status, "page": n}
-            return "/reports?" + urlencode({k: v for k, v in query.items() if v})
+            return f"{city.base}/reports?" + urlencode({k: v for k, v in query.items() if v})
 
         return render(
             request,
             "citizen/reports.html",
             {
-                "groups": category_groups(lang),
+                "groups": category_groups(lang, city.disabled_service_codes),
                 "service_code": service_code,
                 "status": status,
                 "reports": shown,
@@ -589,7 +619,9 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         lang = language(request)
         status = status if status in ("open", "recent", "closed", "all") else "open"
         service_code = service_code if service_code in CATEGORIES_BY_CODE else ""
-        found = await citizen.public_list(lang, status=status, service_code=service_code)
+        found = await citizen.public_list(
+            lang, status=status, service_code=service_code, city=city_of(request)
+        )
         features = [
             {
                 "type": "Feature",
@@ -606,10 +638,12 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
 
     # -- area alerts and feeds ------------------------------------------------------------------
 
-    async def _area_choices() -> list[tuple[str, list[dict[str, Any]]]]:
-        areas = (await services.areas())["features"]
-        by_level: dict[str, list[dict[str, Any]]] = {"stadtbezirk": [], "ortsteil": []}
-        for feature in areas:
+    async def _area_choices(city: City) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The city's areas by level, coarsest first."""
+        collection = await services.areas(jurisdiction=city.code)
+        outline = geography.outline_level(collection)
+        by_level: dict[str, list[dict[str, Any]]] = {outline: []} if outline else {}
+        for feature in collection["features"]:
             by_level.setdefault(feature["properties"]["level"], []).append(feature["properties"])
         for listed in by_level.values():
             listed.sort(key=lambda p: p["name"])
@@ -619,15 +653,20 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         request: Request, values: dict[str, str], errors: dict[str, str], status_code: int = 200
     ) -> Response:
         lang = language(request)
+        city = city_of(request)
         return render(
             request,
             "citizen/alerts.html",
             {
-                "levels": await _area_choices(),
-                "groups": category_groups(lang),
+                "levels": await _area_choices(city),
+                "groups": category_groups(lang, city.disabled_service_codes),
                 "values": values,
                 "errors": errors,
-                "categories": [(c.code, c.name(lang)) for c in CATEGORIES],
+                "categories": [
+                    (c.code, c.name(lang))
+                    for c in CATEGORIES
+                    if c.code not in city.disabled_service_codes
+                ],
                 "radii": (100, 250, 500, 1000),
             },
             status_code=status_code,
@@ -651,7 +690,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             errors["email"] = "form.error.email"
         if values[HONEYPOT]:
             errors["form"] = "form.error.honeypot"
-        known_areas = {p["code"] for _, listed in await _area_choices() for p in listed}
+        city = city_of(request)
+        known_areas = {p["code"] for _, listed in await _area_choices(city) for p in listed}
         body: dict[str, Any] = {
             "email": values["email"],
             "locale": lang,
@@ -660,6 +700,7 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
             else None,
             "area": None,
             "point": None,
+            "jurisdiction": city.code,
         }
         if values["kind"] == "point":
             report = ReportForm(values={"lat": values["lat"], "long": values["long"]})
@@ -700,8 +741,8 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
 
     @pages.get("/feeds/areas/{code}.atom")
     async def area_feed(request: Request, code: str) -> Response:
-        """New reports in an Ortsteil or Stadtbezirk, as an Atom feed."""
-        areas = (await services.areas())["features"]
+        """New reports in an area of the city (an Ortsteil, a Stadtbezirk), as an Atom feed."""
+        areas = (await services.areas(jurisdiction=city_of(request).code))["features"]
         area = next((f for f in areas if f["properties"]["code"] == code), None)
         if area is None:
             raise HTTPException(status_code=404)
@@ -716,19 +757,22 @@ def router(services: Services, settings: WebSettings) -> APIRouter:
         if code not in CATEGORIES_BY_CODE:
             raise HTTPException(status_code=404)
         lang = language(request)
-        found = await citizen.public_list(lang, status="all", service_code=code, limit=200)
+        found = await citizen.public_list(
+            lang, status="all", service_code=code, limit=200, city=city_of(request)
+        )
         return _feed(
             request, f"/feeds/categories/{code}.atom", citizen.category_name(code, lang), found[:50]
         )
 
     def _feed(request: Request, path: str, title: str, entries: list[dict[str, Any]]) -> Response:
         updated = max((e["updated_at"] or e["requested_at"] or "" for e in entries), default="")
+        base = settings.public_base_url + city_of(request).base
         response = render(
             request,
             "citizen/feed.atom.xml",
             {
-                "feed_url": settings.public_base_url + path,
-                "base": settings.public_base_url,
+                "feed_url": base + path,
+                "base": base,
                 "title": title,
                 "entries": entries,
                 "updated": updated or datetime.now(UTC).isoformat(timespec="seconds"),

@@ -39,9 +39,9 @@ MESSAGES = {
     "form.use_location": ("Meinen Standort verwenden", "Use my location"),
     "form.pin_centre": ("Markierung in die Kartenmitte", "Pin the map's centre"),
     "form.lat": ("Breitengrad", "Latitude"),
-    "form.lat_hint": ("zum Beispiel 51.3397", "for example 51.3397"),
+    "form.lat_hint": ("zum Beispiel {lat}", "for example {lat}"),
     "form.long": ("Längengrad", "Longitude"),
-    "form.long_hint": ("zum Beispiel 12.3731", "for example 12.3731"),
+    "form.long_hint": ("zum Beispiel {long}", "for example {long}"),
     "form.address": ("Ortsbeschreibung", "Description of the place"),
     "form.address_geocoder": ("Adresse", "Address"),
     "form.address_hint": (
@@ -52,7 +52,7 @@ MESSAGES = {
         "Ohne Karte oder Koordinaten genügt die Adresse, zum Beispiel „Markt 1“.",
         "Without the map or coordinates the address is enough, for example “Markt 1”.",
     ),
-    "form.place_inside": ("Ort gesetzt: innerhalb von Leipzig.", "Place set: inside Leipzig."),
+    "form.place_inside": ("Ort gesetzt: innerhalb von {city}.", "Place set: inside {city}."),
     "form.place_pinned": ("Markierung gesetzt.", "Pin placed."),
     "form.locating": ("Standort wird ermittelt …", "Finding your location …"),
     "form.location_failed": (
@@ -97,8 +97,8 @@ MESSAGES = {
         "Place the pin on the map, or enter latitude and longitude",
     ),
     "form.error.outside": (
-        "Dieser Ort liegt außerhalb von Leipzig. Wir können nur Mängel im Stadtgebiet annehmen.",
-        "This place is outside Leipzig. We can only take reports within the city.",
+        "Dieser Ort liegt außerhalb von {city}. Wir können nur Mängel im Stadtgebiet annehmen.",
+        "This place is outside {city}. We can only take reports within the city.",
     ),
     "form.error.address_unknown": (
         "Diese Adresse haben wir nicht gefunden. Setzen Sie den Ort auf der Karte",
@@ -315,7 +315,7 @@ MESSAGES = {
         "If life or limb is in danger, please call 110 or 112.",
     ),
     # Map of reports
-    "reports.title": ("Meldungen in Leipzig", "Reports in Leipzig"),
+    "reports.title": ("Meldungen in {city}", "Reports in {city}"),
     "reports.all_categories": ("Alle Arten", "All kinds"),
     "reports.status": ("Stand", "Status"),
     "reports.status.open": ("offen", "open"),
@@ -338,17 +338,18 @@ MESSAGES = {
     # Alerts and feeds
     "alerts.title": ("Über neue Meldungen informiert werden", "Hear about new reports"),
     "alerts.lead": (
-        "Wir schreiben Ihnen, wenn in Ihrem Ortsteil, Stadtbezirk oder rund um einen Ort etwas "
-        "Neues gemeldet wird.",
-        "We write to you when something new is reported in your Ortsteil or Stadtbezirk, or "
-        "around a place.",
+        "Wir schreiben Ihnen, wenn in Ihrem Teil von {city} oder rund um einen Ort etwas Neues "
+        "gemeldet wird.",
+        "We write to you when something new is reported in your part of {city}, or around a place.",
     ),
     "alerts.where": ("Wo?", "Where?"),
-    "alerts.kind_area": ("In einem Ortsteil oder Stadtbezirk", "In an Ortsteil or Stadtbezirk"),
+    "alerts.kind_area": ("In einem Gebiet von {city}", "In an area of {city}"),
     "alerts.area": ("Gebiet", "Area"),
     "alerts.area_choose": ("Bitte wählen", "Please choose"),
     "alerts.level.stadtbezirk": ("Stadtbezirke", "Stadtbezirke (districts)"),
     "alerts.level.ortsteil": ("Ortsteile", "Ortsteile (neighbourhoods)"),
+    "alerts.level.stadtteil": ("Stadtteile", "Stadtteile (districts)"),
+    "alerts.level.gemeinde": ("Gemeinden", "Gemeinden (municipalities)"),
     "alerts.kind_point": ("Im Umkreis eines Ortes", "Within a radius of a place"),
     "alerts.radius": ("Umkreis", "Radius"),
     "alerts.category": ("Nur diese Art von Mangel", "Only this kind of defect"),
@@ -377,5 +378,5 @@ MESSAGES = {
     ),
     "alerts.feeds_areas": ("Feeds nach Gebiet", "Feeds by area"),
     "alerts.feeds_categories": ("Feeds nach Art des Mangels", "Feeds by kind of defect"),
-    "feed.title": ("Mängelmelder Leipzig: {name}", "Mängelmelder Leipzig: {name}"),
+    "feed.title": ("Mängelmelder {city}: {name}", "Mängelmelder {city}: {name}"),
 }

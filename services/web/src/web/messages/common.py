@@ -1,14 +1,14 @@
 """Words every page shares: the layout, the language switch, the error pages."""
 
 MESSAGES = {
-    "site.name": ("Mängelmelder Leipzig", "Mängelmelder Leipzig"),
+    "site.name": ("Mängelmelder {city}", "Mängelmelder {city}"),
     "site.skip": ("Zum Inhalt springen", "Skip to main content"),
     "site.nav": ("Hauptnavigation", "Main navigation"),
     "site.switch_to": ("English", "Deutsch"),
     "site.switch_label": ("Switch to English", "Auf Deutsch wechseln"),
     "site.footer": (
-        "Ein Angebot der Stadt Leipzig. Kartendaten: Stadt Leipzig, Datenlizenz Deutschland.",
-        "A service of the City of Leipzig. Map data: Stadt Leipzig, Datenlizenz Deutschland.",
+        "Ein Angebot für {city}. Kartendaten: {city_name}, offene Daten.",
+        "A service for {city}. Map data: {city_name}, open data.",
     ),
     "site.privacy": ("Datenschutz", "Privacy"),
     "error.title.400": ("Die Anfrage war ungültig", "The request was not valid"),
@@ -27,6 +27,8 @@ MESSAGES = {
         "Prüfen Sie die Adresse. Eine Meldung, die es nicht gibt, finden wir nicht.",
         "Please check the address. We cannot find a report that does not exist.",
     ),
+    "error.cities": ("Mängelmelder gibt es hier für:", "Mängelmelder is here for:"),
+    "site.map_credit": ("© {city_name}", "© {city_name}"),
     "error.title.405": ("Das geht hier nicht", "That does not work here"),
     "error.text.405": (
         "Bitte nutzen Sie die Links und Formulare der Seite.",

@@ -701,6 +701,7 @@ async def _member(services: Services, credential: str) -> StaffSession | None:
         name=str(answer.body["name"]),
         offices=[(o["code"], o.get("name") or o["code"]) for o in answer.body["offices"]],
         admin=bool(answer.body["admin"]),
+        jurisdiction=str(answer.body["jurisdiction"]) if answer.body.get("jurisdiction") else None,
     )
 
 

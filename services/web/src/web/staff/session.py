@@ -31,6 +31,8 @@ class StaffSession:
     #: (code, name) of the member's offices.
     offices: list[tuple[str, str]]
     admin: bool
+    #: The jurisdiction the member belongs to, as intake says (None: an intake of one city).
+    jurisdiction: str | None = None
 
     @property
     def auth(self) -> dict[str, str]:
@@ -70,6 +72,7 @@ def read(request: Request) -> StaffSession | None:
             name=str(found["name"]),
             offices=[(str(c), str(n)) for c, n in found["offices"]],
             admin=bool(found["admin"]),
+            jurisdiction=str(found["jurisdiction"]) if found.get("jurisdiction") else None,
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -103,7 +103,7 @@
     var query = "service_code=" + encodeURIComponent(category.value) + "&lat=" + p.lat.toFixed(6) + "&long=" + p.lng.toFixed(6);
     if (query === lastQuery) return;
     lastQuery = query;
-    fetch("/nearby.json?" + query, { credentials: "same-origin" })
+    fetch(MM.base + "/nearby.json?" + query, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : { reports: [] }; })
       .then(function (data) {
         if (query !== lastQuery) return;
@@ -115,7 +115,7 @@
   function follow(reportId) {
     var f = document.createElement("form");
     f.method = "post";
-    f.action = "/reports/" + reportId + "/follow";
+    f.action = MM.base + "/reports/" + reportId + "/follow";
     [["csrf_token", form.elements.csrf_token.value], ["email", form.elements.email.value], ["name", form.elements.name.value]].forEach(function (pair) {
       var input = document.createElement("input");
       input.type = "hidden";
@@ -146,7 +146,7 @@
         li.appendChild(d);
       }
       var view = document.createElement("a");
-      view.href = "/reports/" + r.id;
+      view.href = MM.base + "/reports/" + r.id;
       view.textContent = nearby.dataset.view;
       view.setAttribute("aria-label", nearby.dataset.view + ": " + r.category + ", " + meta.textContent);
       var p = document.createElement("p");

@@ -1,15 +1,25 @@
 /* Mängelmelder maps (progressive enhancement: every page works without this file).
    Base map: the configured tile server, or, offline, the city's districts and Ortsteile from
-   geo-router (served simplified by web at /areas.geojson). */
+   geo-router (served simplified by web at <city's prefix>/areas.geojson; the city's coarsest
+   level, whose union is its outline, marked "outline"). */
 (function () {
   "use strict";
   var MM = (window.MM = window.MM || {});
   var LEIPZIG = [51.34, 12.37];
   var outlines = null;
+  /* Links and requests stay within the city's prefix ("" or "/koeln"). */
+  MM.base = document.body.dataset.base || "";
+
+  /* The city's centre, from its bounding box (min long, min lat, max long, max lat). */
+  function cityCentre() {
+    var box = (document.body.dataset.bbox || "").split(",").map(parseFloat);
+    if (box.length !== 4 || box.some(isNaN)) return LEIPZIG;
+    return [(box[1] + box[3]) / 2, (box[0] + box[2]) / 2];
+  }
 
   MM.outlines = function () {
     if (!outlines) {
-      outlines = fetch("/areas.geojson", { credentials: "same-origin" }).then(function (r) {
+      outlines = fetch(MM.base + "/areas.geojson", { credentials: "same-origin" }).then(function (r) {
         if (!r.ok) throw new Error("areas " + r.status);
         return r.json();
       });
@@ -29,7 +39,7 @@
   /* Whether a point lies in one of the city's districts (the city outline). */
   MM.inCity = function (areas, lat, lng) {
     return areas.features.some(function (f) {
-      if (f.properties.level !== "stadtbezirk") return false;
+      if (!f.properties.outline) return false;
       return f.geometry.coordinates.some(function (polygon) {
         if (!inRing(lng, lat, polygon[0])) return false;
         return !polygon.slice(1).some(function (hole) { return inRing(lng, lat, hole); });
@@ -40,7 +50,7 @@
   MM.baseMap = function (element, options) {
     element.hidden = false;
     var body = document.body;
-    var map = L.map(element, Object.assign({ center: LEIPZIG, zoom: 12, minZoom: 9, maxZoom: 19, zoomSnap: 0.25 }, options || {}));
+    var map = L.map(element, Object.assign({ center: cityCentre(), zoom: 12, minZoom: 9, maxZoom: 19, zoomSnap: 0.25 }, options || {}));
     map.attributionControl.setPrefix(false);
     if (body.dataset.tileUrl) {
       L.tileLayer(body.dataset.tileUrl, { attribution: body.dataset.tileAttribution || "", maxZoom: 19 }).addTo(map);
@@ -50,7 +60,7 @@
       L.geoJSON(areas, {
         interactive: false,
         style: function (f) {
-          var district = f.properties.level === "stadtbezirk";
+          var district = Boolean(f.properties.outline);
           return {
             color: district ? "#0b3d6b" : "#6f777b",
             weight: district ? 2 : 1,
@@ -60,11 +70,11 @@
             fillOpacity: 1,
           };
         },
-        filter: function (f) { return tiles ? f.properties.level === "stadtbezirk" : true; },
+        filter: function (f) { return tiles ? Boolean(f.properties.outline) : true; },
       }).addTo(map);
-      map.attributionControl.addAttribution("© Stadt Leipzig, dl-de/by-2-0");
+      map.attributionControl.addAttribution(document.body.dataset.mapCredit || "");
       if (options && options.fitCity) {
-        var districts = areas.features.filter(function (f) { return f.properties.level === "stadtbezirk"; });
+        var districts = areas.features.filter(function (f) { return f.properties.outline; });
         map.fitBounds(L.geoJSON({ type: "FeatureCollection", features: districts }).getBounds());
       }
       return areas;
@@ -88,7 +98,7 @@
           var c = f.geometry.coordinates, p = f.properties;
           var box = document.createElement("div");
           var link = document.createElement("a");
-          link.href = "/reports/" + p.id;
+          link.href = MM.base + "/reports/" + p.id;
           link.textContent = p.category;
           var meta = document.createElement("div");
           meta.textContent = p.status_label + " · " + p.when;
