@@ -17,11 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.common import RESULTS, python_speed, report
 from devstack.databases import fresh_database
 from devstack.processes import ROOT
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, python_speed, report
 
 RUNS = 7
 COMMANDS = {

@@ -373,7 +373,7 @@ async def test_office_reminders_follow_each_jurisdiction_s_holidays(stack: Stack
     def holidays_of(jurisdiction: str) -> set[date]:
         return koeln_holiday if jurisdiction == "koeln" else set()
 
-    limits = {"accept_within_working_days": 3, "work_within_days": 14}
+    limits: dict[str, Any] = {"accept_within_working_days": 3, "work_within_days": 14}
     try:
         await handlers.send_office_reminders(outbox, tuesday, holidays_of=holidays_of, **limits)
         await handlers.send_office_reminders(

@@ -12,13 +12,13 @@ from shapely.geometry import mapping, shape
 
 from geo_router.adapters.importer import read_areas
 from geo_router.adapters.manifest import (
-    InvalidImport,
     JurisdictionSpec,
     OfficeSpec,
     RuleSpec,
     read_manifest,
     rule_rows,
 )
+from geo_router.adapters.refusal import InvalidImport
 
 DATA = Path(__file__).resolve().parents[3] / "data"
 

@@ -105,7 +105,7 @@ async def test_the_same_office_code_resolves_within_each_jurisdiction(stack: Sta
 async def test_the_explain_api_takes_the_jurisdiction_or_the_one_covering_the_point(
     stack: Stack,
 ) -> None:
-    place = {"lat": KALK[0], "long": KALK[1], "service_code": "001"}
+    place: dict[str, str | float] = {"lat": KALK[0], "long": KALK[1], "service_code": "001"}
     named = await stack.geo_router.get("/v1/route", params={**place, "jurisdiction": "koeln"})
     covering = await stack.geo_router.get("/v1/route", params=place)
     assert named.json()["office"]["code"] == covering.json()["office"]["code"] == "ASR-RECHTS"
@@ -207,9 +207,14 @@ async def test_reloading_koeln_changes_only_what_changed(stack: Stack, tmp_path:
         assert {k: v for k, v in areas_after.items() if v != areas_before[k]} == {"802": 2}
 
         async def office_for_public_order() -> str | None:
-            params = {"lat": KALK[0], "long": KALK[1], "service_code": "010"}
+            params: dict[str, str | float] = {
+                "lat": KALK[0],
+                "long": KALK[1],
+                "service_code": "010",
+            }
             body = (await stack.geo_router.get("/v1/route", params=params)).json()
-            return body.get("office", {}).get("code")
+            code: str | None = body.get("office", {}).get("code")
+            return code
 
         await eventually(lambda: _is(office_for_public_order, "MM"))
     finally:
@@ -222,7 +227,7 @@ async def test_reloading_koeln_changes_only_what_changed(stack: Stack, tmp_path:
 
 
 async def _is(probe, expected) -> bool:  # type: ignore[no-untyped-def]
-    return await probe() == expected
+    return bool(await probe() == expected)
 
 
 async def test_a_dry_run_warns_and_changes_nothing(stack: Stack, tmp_path: Path) -> None:
@@ -304,7 +309,7 @@ async def test_jurisdictions_are_listed_shown_and_retired(stack: Stack, tmp_path
     assert announced["boundary"] == {"type": "MultiPolygon", "coordinates": []}
 
     async def refused():  # type: ignore[no-untyped-def]
-        params = {"lat": KALK[0], "long": KALK[1], "service_code": "001"}
+        params: dict[str, str | float] = {"lat": KALK[0], "long": KALK[1], "service_code": "001"}
         response = await stack.geo_router.get(
             "/v1/route", params={**params, "jurisdiction": "koeln-alt"}
         )

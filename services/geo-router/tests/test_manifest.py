@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from geo_router.adapters.manifest import InvalidImport, read_manifest, rule_rows, warnings
+from geo_router.adapters.manifest import read_manifest, rule_rows, warnings
+from geo_router.adapters.refusal import InvalidImport
 
 DATA = Path(__file__).resolve().parents[3] / "data"
 

@@ -76,7 +76,7 @@ def changed(report_id: UUID, jurisdiction: str | None, **fields: object) -> Repo
     return ReportStatusChanged(
         report_id=report_id,
         jurisdiction=jurisdiction,
-        **(defaults | fields),  # type: ignore[arg-type]
+        **(defaults | fields),
     )
 
 
