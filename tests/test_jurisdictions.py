@@ -1,11 +1,7 @@
 """One deployment, many jurisdictions (issue 19): Köln is served beside Leipzig by the same
 intake, geo-router and notifier. A report belongs to the jurisdiction that covers its place (or
 the one it names), is routed to that city's offices and handled by its staff; office codes
-repeat across cities (both have an Ordnungsamt "OA") without either seeing the other's tickets.
-
-Tests marked ``needs_manifest_keys`` depend on geo-router publishing the manifest's new keys
-(precedence, switched-off categories, sender name, holidays: branch city-geo) and, for the
-mail's sender, on the notifier using them (branch city-edge)."""
+repeat across cities (both have an Ordnungsamt "OA") without either seeing the other's tickets."""
 
 from __future__ import annotations
 
@@ -22,11 +18,6 @@ from conftest import API_KEY, Stack
 from devstack.testing import eventually
 from intake.adapters import staff
 from mm_shared.events import Topic
-
-needs_manifest_keys = pytest.mark.xfail(
-    strict=False,
-    reason="needs geo-router to publish the manifest's new keys (branch city-geo)",
-)
 
 BERLIN = {"lat": 52.52, "long": 13.405}
 BICYCLE = {"vehicle_kind": ["bicycle"]}
@@ -205,7 +196,6 @@ async def test_the_jurisdictions_are_listed_for_clients(stack: Stack) -> None:
     assert {"jurisdiction_id": "koeln", "name": "Stadt Köln"} in discovery["jurisdictions"]
 
 
-@needs_manifest_keys
 async def test_koeln_switched_graffiti_off(stack: Stack) -> None:
     await koeln_known(stack)
     answer = (await stack.intake.get("/api/v1/jurisdictions")).json()["jurisdictions"]
@@ -258,11 +248,6 @@ async def test_a_koeln_member_of_staff_closes_a_koeln_report(stack: Stack) -> No
     assert event.json()["jurisdiction"] == "koeln"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs geo-router's sender_name (branch city-geo) and the notifier using it "
-    "(branch city-edge)",
-)
 async def test_the_koeln_reporter_hears_from_maengelmelder_koeln(stack: Stack) -> None:
     await koeln_known(stack)
     address = f"koeln-{random.randrange(10**9)}@example.org"
