@@ -49,7 +49,9 @@ async def staff_token(stack: Stack, *offices: str, admin: bool = False) -> str:
     try:
         async with engine.begin() as conn:
             name = f"conformance-{random.randrange(10**9)}"
-            _, token = await staff.create_account(conn, name, offices, is_admin=admin)
+            _, token = await staff.create_account(
+                conn, name, offices, is_admin=admin, jurisdiction=None if admin else "leipzig"
+            )
     finally:
         await engine.dispose()
     return f"Bearer {token}"

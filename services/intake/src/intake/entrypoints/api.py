@@ -499,7 +499,9 @@ def router(
         "/reports",
         response_model=schemas.ReportFeatureCollection,
         response_class=schemas.GeoJSONResponse,
-        responses=schemas.refusals(400, s400="A bbox or service_code that is not valid"),
+        responses=schemas.refusals(
+            400, 404, s400="A bbox or service_code that is not valid", s404="No such jurisdiction"
+        ),
     )
     async def reports_in_box(
         bbox: str | None = Query(
