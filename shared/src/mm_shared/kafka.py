@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -147,7 +148,19 @@ async def decode_or_dead_letter(
     return events
 
 
+#: Where each broker connects, for :class:`LogFollower` (FastStream keeps it private).
+_BOOTSTRAP_SERVERS: weakref.WeakKeyDictionary[KafkaBroker, str] = weakref.WeakKeyDictionary()
+#: The throttled commits of each pipelined subscriber, to forget when its log was replaced.
+_COMMITS: weakref.WeakKeyDictionary[Any, _ThrottledCommits] = weakref.WeakKeyDictionary()
+
+
 def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
+    broker = _create_broker(bootstrap_servers, service)
+    _BOOTSTRAP_SERVERS[broker] = bootstrap_servers
+    return broker
+
+
+def _create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
     return KafkaBroker(
         bootstrap_servers,
         client_id=service,
@@ -278,6 +291,7 @@ def pipelined_batch_subscriber(
         assert type(subscriber) is BatchSubscriber, type(subscriber)
         subscriber.__class__ = _PromptBatchSubscriber
         commits = _ThrottledCommits(subscriber, commit_interval_s)
+        _COMMITS[subscriber] = commits
 
         async def write_until_done(write: Callable[[], Awaitable[None]], records: Records) -> None:
             while True:
@@ -295,7 +309,8 @@ def pipelined_batch_subscriber(
         writes = OrderedWrites(write_until_done, commits.add, concurrent_writes)
 
         @subscriber
-        async def consume(records: list[Any]) -> None:
+        async def consume(consumed: list[Any]) -> None:
+            records = _Batch(consumed, commits.epoch)
             events = await decode_or_dead_letter(broker, service, records, inputs)
             try:
                 write = await prepare(events) if events else _nothing
@@ -319,6 +334,14 @@ def pipelined_batch_subscriber(
         return prepare
 
     return register
+
+
+class _Batch(list[Any]):
+    """Consumed records, with the epoch of their subscriber's log they were read from."""
+
+    def __init__(self, records: Iterable[Any], epoch: int) -> None:
+        super().__init__(records)
+        self.epoch = epoch
 
 
 class OrderedWrites:
@@ -377,8 +400,19 @@ class _ThrottledCommits:
         self._interval_s = interval_s
         self._offsets: dict[TopicPartition, int] = {}
         self._flush: asyncio.Task[None] | None = None
+        #: Counts the times the broker's log was found replaced: offsets of records read
+        #: before are offsets in a log that no longer exists, never to be committed.
+        self.epoch = 0
+
+    def forget(self) -> None:
+        """The log was replaced: drop the offsets not yet committed, and those of batches
+        still being written."""
+        self.epoch += 1
+        self._offsets = {}
 
     def add(self, records: Records) -> None:
+        if getattr(records, "epoch", self.epoch) != self.epoch:
+            return
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._offsets[tp] = max(self._offsets.get(tp, 0), record.offset + 1)
@@ -390,6 +424,14 @@ class _ThrottledCommits:
         offsets, self._offsets = self._offsets, {}
         consumer = self._subscriber.consumer
         if consumer is None:  # stopped meanwhile: the batches come again, idempotently
+            return
+        # Never an offset past the partition's end: that would make the next member of the
+        # group wait there for records that will never come (see LogFollower).
+        for tp in list(offsets):
+            highwater = consumer.highwater(tp) if tp in consumer.assignment() else None
+            if highwater is not None and offsets[tp] > highwater:
+                del offsets[tp]
+        if not offsets:
             return
         try:
             await consumer.commit(offsets)
@@ -484,6 +526,133 @@ def main() -> None:
 
     asyncio.run(create())
     print(f"topics ready on {bootstrap}")
+
+
+LOGS_REPLACED = Counter(
+    "mm_consumer_logs_replaced_total",
+    "Times a consumer found the broker's log replaced and read its partitions from the start",
+    ["service", "reason"],
+)
+
+
+class LogFollower:
+    """Keeps every consumer of ``broker`` reading the broker's log as it is now.
+
+    A broker that lost its data (the local broker restarted empty, a Kafka cluster rebuilt)
+    starts its partitions again at offset 0, while the consumers' positions and the offsets
+    they are about to commit belong to the old log. Kafka answers a fetch past a partition's
+    end with OffsetOutOfRange, which resets the position; Tansu answers an empty batch, so a
+    consumer waited there for good; and Tansu takes a commit of an old offset from a member it
+    does not know, so the group's next assignment started where the old log had been, waiting
+    or skipping what the new log held before it. Hence, every ``interval_s``:
+
+    - a new cluster id (each broker start is a cluster of its own, ``devstack.processes``)
+      voids every position: each consumer reads its partitions from their start again
+      (consumers are idempotent) and forgets the offsets it had not committed yet; a group
+      member also commits the start, again until the new broker takes it, so that the group's
+      next assignment does not begin at an offset committed from the old log meanwhile;
+    - a position past its partition's end (highwater) is moved to the partition's start.
+    """
+
+    def __init__(self, broker: KafkaBroker, service: str, interval_s: float = 1.0) -> None:
+        self.broker = broker
+        self.service = service
+        self.interval_s = interval_s
+        #: The cluster the consumers read from, once known.
+        self.cluster_id: str | None = None
+        #: Subscribers whose restart at the new log's start the new broker has not yet taken
+        #: as their group's committed offsets.
+        self._restarting: set[Any] = set()
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def run(self) -> None:
+        bootstrap_servers = _BOOTSTRAP_SERVERS.get(self.broker)
+        if bootstrap_servers is None:
+            return
+        try:
+            while True:
+                await self.check(bootstrap_servers)
+                await asyncio.sleep(self.interval_s)
+        finally:
+            if self._admin is not None:
+                with contextlib.suppress(Exception):
+                    await self._admin.close()
+
+    async def check(self, bootstrap_servers: str) -> None:
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+                await self._admin.start()
+            current = (await self._admin.describe_cluster()).get("cluster_id")
+        except Exception:
+            log.debug("cluster id not readable right now", exc_info=True)
+            if self._admin is not None:
+                with contextlib.suppress(Exception):
+                    await self._admin.close()
+                self._admin = None
+            return
+        if self.cluster_id is not None and current != self.cluster_id:
+            log.warning(
+                "the broker is a new cluster (%s, was %s): consumers read from the start",
+                current,
+                self.cluster_id,
+            )
+            LOGS_REPLACED.labels(self.service, "new_cluster").inc()
+            self._restarting = set(self.broker.subscribers)
+            for subscriber in self._restarting:
+                if (commits := _COMMITS.get(subscriber)) is not None:
+                    commits.forget()
+        self.cluster_id = current
+        for subscriber in list(self.broker.subscribers):
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            try:
+                if subscriber in self._restarting:
+                    if await _restart_at_beginning(subscriber, consumer):
+                        self._restarting.discard(subscriber)
+                    continue
+                await _leave_positions_past_the_end(self.service, subscriber, consumer)
+            except Exception:
+                log.debug("positions not checkable right now", exc_info=True)
+
+
+async def _restart_at_beginning(subscriber: Any, consumer: Any) -> bool:
+    """Seek every assigned partition to its start; for a group member, also commit that
+    start. True once done (the commit taken by the new broker)."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    await consumer.seek_to_beginning(*assigned)
+    if not getattr(subscriber, "group_id", None):
+        return True
+    beginnings = await consumer.beginning_offsets(list(assigned))
+    try:
+        await consumer.commit(beginnings)
+    except KafkaError as exc:
+        log.info("start of the new log not committed yet: %r", exc)
+        return False
+    return True
+
+
+async def _leave_positions_past_the_end(service: str, subscriber: Any, consumer: Any) -> None:
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        position = await asyncio.wait_for(consumer.position(tp), 1.0)
+        if position > highwater:
+            log.warning(
+                "%s[%s]: position %d past the partition's end %d: reading from its start",
+                tp.topic,
+                tp.partition,
+                position,
+                highwater,
+            )
+            LOGS_REPLACED.labels(service, "past_the_end").inc()
+            if (commits := _COMMITS.get(subscriber)) is not None:
+                commits.forget()
+            await consumer.seek_to_beginning(tp)
 
 
 CONSUMER_LAG = Gauge(
