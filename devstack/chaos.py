@@ -93,6 +93,8 @@ class ChaosConfig:
     notifier_dead_after_s: float = 30.0
     notifier_heartbeat_s: float = 5.0
     resubmit_after_s: float = 120.0
+    #: How long the stack may take to converge: after each fault when settling between them,
+    #: else once for everything after the load.
     converge_timeout_s: float = 300.0
     seed: int = 15
     keep_files: bool = False
@@ -550,15 +552,14 @@ class Observer:
         }
         return None if not any(state.values()) else state
 
-    async def wait_converged(self, until: float, timeout_s: float) -> float | None:
-        """Seconds from ``until`` to convergence, None if not within ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
+    async def wait_converged(self, until: float, deadline: float) -> float | None:
+        """Seconds from ``until`` to convergence, None if not by ``deadline`` (monotonic)."""
         while True:
             state = await self.converged(until)
             if state is None:
                 return time.time() - until
             if time.monotonic() > deadline:
-                log.warning("not converged after %.0fs: %s", timeout_s, state)
+                log.warning("not converged by the deadline: %s", state)
                 return None
             await asyncio.sleep(1.0)
 
@@ -624,7 +625,7 @@ async def run_faults(stack: Stack, observer: Observer, rng: random.Random) -> li
         faults.append(fault)
         if c.settle_between_faults:
             fault.converged_after_s = await observer.wait_converged(
-                fault.ended, c.converge_timeout_s
+                fault.ended, time.monotonic() + c.converge_timeout_s
             )
     return faults
 
@@ -647,12 +648,12 @@ async def run(config: ChaosConfig, out: Path | None = None) -> dict[str, Any]:
         await asyncio.gather(*observer.recoveries)
         await load_task
         load_end = time.time()
+        # One deadline for all that is still to converge, however many faults wait for it.
+        deadline = time.monotonic() + config.converge_timeout_s
         if not config.settle_between_faults:  # each fault's convergence, measured afterwards
             for fault in faults:
-                fault.converged_after_s = await observer.wait_converged(
-                    fault.ended, config.converge_timeout_s
-                )
-        final = await observer.wait_converged(load_end, config.converge_timeout_s)
+                fault.converged_after_s = await observer.wait_converged(fault.ended, deadline)
+        final = await observer.wait_converged(load_end, deadline)
         results = await evaluate(stack, observer, faults, last_fault_end, final, load_end)
     finally:
         stack.stop_all()
