@@ -13,7 +13,6 @@ from conftest import Stack
 from devstack.testing import eventually
 from geo_router import handlers as geo_router
 from geo_router.adapters import db as geo_router_db
-from geo_router.adapters.index import RoutingCache
 from intake import handlers as intake
 from intake.adapters import db as intake_db
 from mm_shared.events import Topic, utcnow
@@ -61,9 +60,7 @@ async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_
         )
         assert staged >= 3
         decisions = await geo_router.reannounce(
-            Outbox.staging_only(engine, geo_router_db.metadata, "geo-router"),
-            RoutingCache(engine),
-            since,
+            Outbox.staging_only(engine, geo_router_db.metadata, "geo-router"), since
         )
         assert decisions >= 1
 

@@ -8,11 +8,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-import uvicorn
-
-from geo_router import handlers
-from geo_router.adapters import db, importer
-from geo_router.adapters.index import RoutingCache
+from geo_router.adapters import db
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
 from mm_shared.events import RoutingConfigChanged
@@ -30,6 +26,8 @@ async def load_jurisdiction(
     progress: bool = False,
 ) -> str:
     """Import a jurisdiction's areas, offices and rules in one transaction; returns a summary."""
+    from geo_router.adapters import importer
+
     spec = importer.read_manifest(manifest)
     lines = [f"{spec.name} ({spec.code})"]
     engine = create_engine(database_url, pool_size=1)
@@ -92,6 +90,8 @@ async def import_areas(
 ) -> str:
     """Replace one level of a jurisdiction's areas from a GeoJSON, GeoPackage or Shapefile, in
     one transaction."""
+    from geo_router.adapters import importer
+
     features, repaired = importer.read_areas(
         path, code_property, name_property, source_crs=source_crs, progress=progress
     )
@@ -123,10 +123,12 @@ async def import_areas(
 
 
 async def reannounce(database_url: str, since: datetime) -> int:
+    from geo_router import handlers
+
     engine = create_engine(database_url, pool_size=2)
     try:
         outbox = Outbox.staging_only(engine, db.metadata, "geo-router")
-        return await handlers.reannounce(outbox, RoutingCache(engine), since)
+        return await handlers.reannounce(outbox, since)
     finally:
         await engine.dispose()
 
@@ -179,6 +181,8 @@ def main() -> None:
             f"{asyncio.run(reannounce(settings.database_url, args.since))} decisions staged again"
         )
     elif args.command == "import-areas":
+        from geo_router.adapters.importer import InvalidImport
+
         try:
             print(
                 asyncio.run(
@@ -199,9 +203,11 @@ def main() -> None:
                     )
                 )
             )
-        except importer.InvalidImport as invalid:
+        except InvalidImport as invalid:
             sys.exit(f"import refused:\n{invalid}")
     elif args.command == "load":
+        from geo_router.adapters.importer import InvalidImport
+
         try:
             summary = load_jurisdiction(
                 settings.database_url,
@@ -211,9 +217,11 @@ def main() -> None:
                 progress=sys.stderr.isatty(),
             )
             print(asyncio.run(summary))
-        except importer.InvalidImport as invalid:
+        except InvalidImport as invalid:
             sys.exit(f"import refused:\n{invalid}")
     else:
+        import uvicorn
+
         uvicorn.run(
             "geo_router.bootstrap:create_app",
             factory=True,

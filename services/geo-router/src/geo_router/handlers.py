@@ -17,7 +17,7 @@ from uuid import UUID
 from prometheus_client import Counter, Histogram
 
 from geo_router.adapters.db import DecisionRows, decisions_since, unit_of_work
-from geo_router.adapters.index import JurisdictionIndex, RoutingCache
+from geo_router.adapters.index import JurisdictionIndex, Outline, RoutingCache, current_outlines
 from geo_router.domain import Decision
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
@@ -299,41 +299,48 @@ async def reload_and_announce(
     """Rebuild the routing index; announce each reloaded jurisdiction's outline (for intake)
     and office directory (for the notifier)."""
     indexes = await cache.reload(jurisdiction, if_changed=if_changed)
+    await _announce_geography(
+        outbox, [Outline(i.code, i.name, i.version, i.boundary_geojson()) for i in indexes]
+    )
+    for index in indexes:
+        log.info("routing index for %s loaded (version %s)", index.code, index.version)
+
+
+async def _announce_geography(outbox: Outbox, outlines: Sequence[Outline]) -> None:
     async with unit_of_work(outbox) as uow:
-        for index in indexes:
-            directory = await uow.geography.offices(index.code)
+        for outline in outlines:
+            directory = await uow.geography.offices(outline.code)
             await uow.publish(
                 JurisdictionBoundaryChanged(
-                    jurisdiction=index.code,
-                    name=index.name,
-                    version=index.version,
-                    boundary=index.boundary_geojson(),
+                    jurisdiction=outline.code,
+                    name=outline.name,
+                    version=outline.version,
+                    boundary=outline.boundary,
                 ),
                 OfficeDirectoryChanged(
-                    jurisdiction=index.code,
+                    jurisdiction=outline.code,
                     offices=tuple(
                         OfficeContact(code=o["code"], name=o["public_name"], email=o["email"])
                         for o in directory
                     ),
                 ),
             )
-    for index in indexes:
-        log.info("routing index for %s loaded (version %s)", index.code, index.version)
 
 
-async def reannounce(outbox: Outbox, cache: RoutingCache, since: datetime) -> int:
+async def reannounce(outbox: Outbox, since: datetime) -> int:
     """Stage again the routing decisions taken since ``since`` (ReportRouted or
     ReportRoutingFailed as stored, with their original event ids; a report's latest, an
     override if staff chose its office), then each jurisdiction's outline and office directory
     (compacted topics a broker may have lost whole): after a broker lost them, intake takes
-    what it misses and drops what it has. Returns how many decisions were staged."""
+    what it misses and drops what it has. The outlines are read as the index would publish
+    them, without building one. Returns how many decisions were staged."""
     staged = 0
     async with outbox.engine.connect() as reader:
         async for decisions in decisions_since(reader, since):
             async with unit_of_work(outbox) as uow:
                 await uow.publish(*decisions)
             staged += len(decisions)
-    await reload_and_announce(outbox, cache)
+    await _announce_geography(outbox, await current_outlines(outbox.engine))
     return staged
 
 

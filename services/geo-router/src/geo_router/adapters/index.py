@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
@@ -117,10 +117,54 @@ class JurisdictionIndex:
         coarsest = [
             g for a, g in zip(self.areas, self.geometries, strict=True) if a.level == self.levels[0]
         ]
-        outline = shapely.union_all(coarsest).simplify(BOUNDARY_SIMPLIFY_DEG)
-        if outline.geom_type == "Polygon":
-            outline = shapely.MultiPolygon([outline])
-        return dict(shapely.geometry.mapping(outline))
+        return outline_geojson(coarsest)
+
+
+def outline_geojson(coarsest_areas: Sequence[Any]) -> dict[str, Any]:
+    """The published outline of a jurisdiction: the union of its coarsest level's areas,
+    simplified."""
+    outline = shapely.union_all(coarsest_areas).simplify(BOUNDARY_SIMPLIFY_DEG)
+    if outline.geom_type == "Polygon":
+        outline = shapely.MultiPolygon([outline])
+    return dict(shapely.geometry.mapping(outline))
+
+
+class Outline(NamedTuple):
+    code: str
+    name: str
+    version: str
+    boundary: dict[str, Any]
+
+
+async def current_outlines(engine: AsyncEngine) -> list[Outline]:
+    """Every jurisdiction's outline as the routing index would publish it, read without
+    building the index (its lookup grid is what makes loading slow)."""
+    outlines = []
+    for code in await jurisdiction_codes(engine):
+        async with engine.connect() as conn:
+            geography = Geography(conn)
+            version = await geography.version(code)
+            name = await conn.scalar(
+                sa.select(jurisdictions.c.name).where(jurisdictions.c.code == code)
+            )
+            levels = await geography.level_order(code)
+            if name is None or not levels:
+                continue
+            wkbs = (
+                await conn.scalars(
+                    sa.select(sa.func.ST_AsBinary(areas.c.geom))
+                    .where(
+                        areas.c.jurisdiction == code,
+                        areas.c.valid_to.is_(None),
+                        areas.c.level == levels[0],
+                    )
+                    .order_by(areas.c.id)
+                )
+            ).all()
+        geometries = shapely.from_wkb([bytes(w) for w in wkbs])
+        boundary = await asyncio.to_thread(outline_geojson, geometries)
+        outlines.append(Outline(code, str(name), version, boundary))
+    return outlines
 
 
 async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionIndex | None:
