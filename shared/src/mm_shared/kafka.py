@@ -576,7 +576,7 @@ class LogFollower:
         finally:
             if self._admin is not None:
                 with contextlib.suppress(Exception):
-                    await self._admin.close()
+                    await asyncio.wait_for(self._admin.close(), 5)
 
     async def check(self, bootstrap_servers: str) -> None:
         try:

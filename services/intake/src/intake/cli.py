@@ -29,7 +29,7 @@ async def _staff(database_url: str, action: Callable[[AsyncConnection], Awaitabl
         await engine.dispose()
 
 
-async def _reannounce(database_url: str, since: datetime) -> int:
+async def _reannounce(database_url: str, since: datetime, contacts_kept: timedelta) -> int:
     # Imported here: the service's web stack is not needed to stage events, and a recovery
     # after a lost broker waits for this command.
     from intake import handlers
@@ -38,7 +38,8 @@ async def _reannounce(database_url: str, since: datetime) -> int:
 
     engine = create_engine(database_url, pool_size=1)
     try:
-        return await handlers.reannounce(Outbox.staging_only(engine, db.metadata, "intake"), since)
+        outbox = Outbox.staging_only(engine, db.metadata, "intake")
+        return await handlers.reannounce(outbox, since, contacts_kept=contacts_kept)
     finally:
         await engine.dispose()
 
@@ -64,8 +65,9 @@ def main() -> None:
     revoke.add_argument("token")
     again = sub.add_parser(
         "reannounce",
-        help="publish again, with their original event ids, the submissions and status changes "
-        "since TIME (after a broker lost messages); the running service's relay sends them",
+        help="publish again, with their original event ids, the submissions, status changes and "
+        "kept reporters' contacts since TIME (after a broker lost messages); the running "
+        "service's relay sends them",
     )
     again.add_argument(
         "--since", required=True, type=since_time, help="ISO 8601, e.g. 2026-05-04T10:00Z"
@@ -95,7 +97,9 @@ def main() -> None:
         print(f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
         print(new_token)
     elif args.command == "reannounce":
-        print(f"{asyncio.run(_reannounce(settings.database_url, args.since))} events staged again")
+        kept = timedelta(days=settings.contact_kept_days)
+        staged = asyncio.run(_reannounce(settings.database_url, args.since, kept))
+        print(f"{staged} events staged again")
     elif args.command == "revoke-token":
         from intake.adapters import staff
 
