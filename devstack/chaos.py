@@ -519,36 +519,24 @@ class Observer:
     stack: Stack
     load: Load
     mailbox: Mailbox
-    #: When a broker that lost its messages was killed: a contact accepted before then and
-    #: not yet with the notifier may have been lost with it (intake keeps none to re-announce).
-    broker_lost_at: list[float] = field(default_factory=list)
     #: Re-announcements still running.
     recoveries: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def excused(self, report_id: str) -> bool:
-        accepted = self.load.accepted[report_id].at
-        return any(accepted < lost for lost in self.broker_lost_at)
-
     async def converged(self, until: float) -> dict[str, int] | None:
         """None when everything accepted before ``until`` (epoch s) is stored, routed and
-        mailed; else what is still missing. Contacts possibly lost with a broker are excused."""
+        mailed; else what is still missing. Contacts a lost broker held count too: intake
+        re-announces them."""
         ids = [r for r, a in self.load.accepted.items() if a.at <= until]
         try:
             s = await snapshot(self.stack, self.load, ids, datetime.fromtimestamp(until, UTC))
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return {"database_unreachable": 1}
         received = set(self.mailbox.read())
-        missing_contacts = [r for r in ids if r not in s.contacts]
-        unexcused = {r for r in missing_contacts if not self.excused(r)}
-        excused_emails = {
-            self.load.accepted[r].email for r in missing_contacts if r not in unexcused
-        }
-        missing_mails = [m for m in s.expected_mails - received if m[0] not in excused_emails]
         state = {
             "not_stored": len(ids) - s.stored,
             "unrouted": s.unrouted,
-            "contacts_missing": len(unexcused),
-            "mails_missing": len(missing_mails),
+            "contacts_missing": sum(1 for r in ids if r not in s.contacts),
+            "mails_missing": len(s.expected_mails - received),
         }
         return None if not any(state.values()) else state
 
@@ -573,6 +561,8 @@ class Fault:
     started: float
     ended: float = 0.0
     converged_after_s: float | None = None
+    #: A lost broker's: how long both re-announcements took, from the new broker's start.
+    reannounced_after_s: float | None = None
 
 
 async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
@@ -592,12 +582,16 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
         stack.signal("broker", signal.SIGCONT)
     elif kind == "broker_lost":
         lost_since = stack.broker_started_at
-        observer.broker_lost_at.append(time.time())
         await asyncio.to_thread(stack.kill, "broker")
         await asyncio.to_thread(stack.start_broker)
         await stack.topics()
         fault.ended = time.time()
-        recovery = stack.reannounce(lost_since)
+
+        async def reannounce() -> None:
+            await stack.reannounce(lost_since)
+            fault.reannounced_after_s = time.time() - fault.ended
+
+        recovery = reannounce()
         if c.settle_between_faults:
             await recovery
         else:  # the next faults need not wait for it
@@ -713,8 +707,7 @@ async def evaluate(
     received = observer.mailbox.read()
     counts = Counter(received)
     lost_contacts = {r for r in ids if r not in snap.contacts}
-    lost_contact_emails = {load.accepted[r].email for r in lost_contacts}
-    expected = {m for m in snap.expected_mails if m[0] not in lost_contact_emails}
+    expected = snap.expected_mails
     routing_failed = [r for r in reports.values() if r["status"] == "rejected" and r["routing"]
                       and r["routing"].startswith("routing failed")]  # fmt: skip
     server_errors = sum(
@@ -765,6 +758,11 @@ async def evaluate(
                 "converged_after_s": None
                 if f.converged_after_s is None
                 else round(f.converged_after_s, 1),
+                **(
+                    {"reannounced_after_s": round(f.reannounced_after_s, 1)}
+                    if f.reannounced_after_s is not None
+                    else {}
+                ),
             }
             for f in faults
         ],

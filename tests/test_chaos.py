@@ -48,6 +48,7 @@ async def test_nothing_accepted_is_lost_whatever_fails() -> None:
     mails = results["mails"]
     assert mails["expected"] > results["accepted"], summary  # assigned, and some worked on
     assert mails["missing"] == 0, summary
+    assert mails["reporters_without_contact_at_notifier"] == 0, summary
     assert mails["duplicates"] <= mails["duplicate_bound"], summary
     assert {f["kind"] for f in results["faults"]} == set(FAULTS), summary
     for kind, times in results["time_to_converge_s"].items():
