@@ -231,15 +231,27 @@ class Stack:
 
         async def one(service: str) -> None:
             module = f"{service.replace('-', '_')}.cli"
-            process = await asyncio.create_subprocess_exec(
-                *python_module(module, "reannounce", "--since", since.isoformat()),
-                cwd=ROOT,
-                env={**os.environ, **self.env()},
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            output, _ = await process.communicate()
-            log.info("%s reannounce: %s", service, output.decode().strip()[-300:])
+            started = time.monotonic()
+            # Until it succeeds: with faults overlapping, the database may be away meanwhile.
+            while True:
+                process = await asyncio.create_subprocess_exec(
+                    *python_module(module, "reannounce", "--since", since.isoformat()),
+                    cwd=ROOT,
+                    env={**os.environ, **self.env()},
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                output, _ = await process.communicate()
+                log.info(
+                    "%s reannounce (exit %s, %.1fs): %s",
+                    service,
+                    process.returncode,
+                    time.monotonic() - started,
+                    output.decode().strip()[-300:],
+                )
+                if process.returncode == 0:
+                    return
+                await asyncio.sleep(1.0)
 
         await asyncio.gather(one("intake"), one("geo-router"))
 
