@@ -4,8 +4,7 @@ away 5 s instead of 30, a notifier counted dead after 8 s instead of 30, unroute
 re-published after 20 s instead of 120), and the faults follow each other without waiting for
 the stack to settle. Its own stack, processes and PostgreSQL instance (devstack/chaos.py).
 Part of ``make test``: 1.5–5 minutes on this 2-core machine (96 s at load 6, 296 s at load
-15); the
-convergence after the load has one deadline of ``converge_timeout_s`` in all."""
+15); the convergence after the load has one deadline of ``converge_timeout_s`` in all."""
 
 from __future__ import annotations
 
