@@ -73,8 +73,8 @@ async def test_consumers_read_a_replaced_broker_from_the_start(consumer: str) ->
         async def handle(events: list[RoutingConfigChanged]) -> None:
             received.extend(e.jurisdiction for e in events)
     else:
-
-        @broadcast_subscriber(broker, TOPIC, 50, "test")
+        # FastStream's subscriber decorator is untyped (as in the services' consumers).
+        @broadcast_subscriber(broker, TOPIC, 50, "test")  # type: ignore[untyped-decorator]
         async def handle_one(event: RoutingConfigChanged) -> None:
             received.append(event.jurisdiction)
 
