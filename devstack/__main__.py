@@ -162,9 +162,16 @@ def up() -> None:
 
 def reannounce(since: str, env: dict[str, str]) -> None:
     """After a broker restart: the owners publish again what the lost broker may have held
-    (the Kafka recovery procedure of docs/operations.md); consumers drop what they have."""
-    for service in REANNOUNCING:
-        run(python_module(f"{service.replace('-', '_')}.cli", "reannounce", "--since", since), env)
+    (the Kafka recovery procedure of docs/operations.md); consumers drop what they have.
+    Both at once: neither depends on the other, and the recovery waits for the slower."""
+    commands = [
+        python_module(f"{service.replace('-', '_')}.cli", "reannounce", "--since", since)
+        for service in REANNOUNCING
+    ]
+    running = [subprocess.Popen(c, cwd=ROOT, env={**os.environ, **env}) for c in commands]
+    for command, process in zip(commands, running, strict=True):
+        if process.wait() != 0:
+            raise subprocess.CalledProcessError(process.returncode, command)
 
 
 def down() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def spawn(
 
 
 def start_broker(port: int, log_dir: Path = LOGS) -> subprocess.Popen[bytes]:
-    """Tansu, the Kafka-compatible broker, with in-memory storage."""
+    """Tansu, the Kafka-compatible broker, with in-memory storage. Each start is a cluster of
+    its own (a new cluster id): it holds nothing of the previous one, and the services'
+    consumers tell by the id that their positions are void (``mm_shared.kafka``)."""
     url = f"tcp://127.0.0.1:{port}"
     process = spawn(
         f"tansu-{port}",
@@ -77,6 +80,8 @@ def start_broker(port: int, log_dir: Path = LOGS) -> subprocess.Popen[bytes]:
             url,
             "--storage-engine",
             "memory://tansu/",
+            "--cluster-id",
+            f"mm-local-{uuid.uuid4().hex[:12]}",
         ],
         log_dir=log_dir,
     )

@@ -13,12 +13,12 @@ from conftest import Stack
 from devstack.testing import eventually
 from geo_router import handlers as geo_router
 from geo_router.adapters import db as geo_router_db
-from geo_router.adapters.index import RoutingCache
 from intake import handlers as intake
 from intake.adapters import db as intake_db
 from mm_shared.events import Topic, utcnow
 from mm_shared.outbox import Outbox
 from tests.test_lifecycle import assigned_and_told, mails_to, move
+from tests.test_reporter_actions import reported
 
 
 async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_effect(
@@ -61,9 +61,7 @@ async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_
         )
         assert staged >= 3
         decisions = await geo_router.reannounce(
-            Outbox.staging_only(engine, geo_router_db.metadata, "geo-router"),
-            RoutingCache(engine),
-            since,
+            Outbox.staging_only(engine, geo_router_db.metadata, "geo-router"), since
         )
         assert decisions >= 1
 
@@ -88,3 +86,86 @@ async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_
         assert entries == 3  # geo-router's decision, heard again, changed nothing
     finally:
         await engine.dispose()
+
+
+async def test_a_contact_the_broker_lost_is_announced_again_until_its_reporter_erases_it(
+    stack: Stack,
+) -> None:
+    since = utcnow() - timedelta(seconds=1)
+    email = "lost-contact@example.org"
+    report_id, token = await reported(stack, email)
+    await eventually(mails_to(stack, email, 1))
+    engine = create_async_engine(stack.database_url)
+
+    async def kept() -> list[str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT event->>'event_id' FROM intake.kept_contacts WHERE report_id = :id"
+                ),
+                {"id": report_id},
+            )
+            return list(rows.scalars())
+
+    async def contacts_at_notifier() -> int:
+        async with engine.connect() as conn:
+            return int(
+                await conn.scalar(
+                    sa.text("SELECT count(*) FROM notifier.contacts WHERE report_id = :id"),
+                    {"id": report_id},
+                )
+            )
+
+    try:
+        [contact_event] = await kept()
+        published = stack.tap.about(report_id, Topic.REPORTER_CONTACT)
+        assert [r.headers["event_id"] for r in published] == [contact_event]
+        # The notifier as if the broker had lost the contact before it got there.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "DELETE FROM notifier.notifications WHERE contact_id IN"
+                    " (SELECT id FROM notifier.contacts WHERE report_id = :id)"
+                ),
+                {"id": report_id},
+            )
+            await conn.execute(
+                sa.text("DELETE FROM notifier.contacts WHERE report_id = :id"), {"id": report_id}
+            )
+            await conn.execute(
+                sa.text("DELETE FROM notifier.processed_events WHERE event_id = CAST(:e AS uuid)"),
+                {"e": contact_event},
+            )
+        outbox = Outbox.staging_only(engine, intake_db.metadata, "intake")
+        assert await intake.reannounce(outbox, since) >= 3  # submission, assigned, contact
+
+        async def contact_back() -> bool:
+            again = stack.tap.about(report_id, Topic.REPORTER_CONTACT)
+            return [r.headers["event_id"] for r in again] == [contact_event] * 2
+
+        await eventually(contact_back)
+        # The reporter is known again, and told what they missed.
+        await eventually(mails_to(stack, email, 2))
+        assert await contacts_at_notifier() == 1
+
+        erase = f"/api/v1/reports/{report_id}/contact/erase"
+        wrong = await stack.intake.post(erase, json={"reporter_token": "not-it"})
+        assert wrong.status_code == 403, wrong.text
+        assert wrong.json()["errors"][0]["code"] == "invalid_token"
+        assert await kept() == [contact_event]
+        assert (await stack.intake.post(erase, json={"reporter_token": token})).status_code == 204
+        assert await kept() == []
+        # Erased at the notifier too (web asks both); re-announcing brings nobody back.
+        assert (await stack.notifier.post(erase, json={"reporter_token": token})).status_code == 204
+        await intake.reannounce(outbox, since)
+        await eventually(
+            lambda: _async(len(stack.tap.about(report_id, Topic.REPORT_SUBMITTED)) == 3)
+        )
+        assert len(stack.tap.about(report_id, Topic.REPORTER_CONTACT)) == 2
+        assert await contacts_at_notifier() == 0
+    finally:
+        await engine.dispose()
+
+
+async def _async(value: bool) -> bool:
+    return value

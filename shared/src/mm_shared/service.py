@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mm_shared.api_docs import RefusalDoc, document_frame_refusals, json_refusal
 from mm_shared.db import ping
-from mm_shared.kafka import keep_broker_connected
+from mm_shared.kafka import LogFollower, keep_broker_connected
 from mm_shared.observability import instrument
 from mm_shared.text import forbidden_character, forbidden_in_query, why_forbidden
 
@@ -251,7 +251,10 @@ def create_service_app(
         # Requests allocate many short-lived objects: collect the young generation less often
         # than every 700 allocations (the effect on tail latency: docs/architecture.md).
         gc.set_threshold(50_000, 20, 10)
-        tasks = [asyncio.create_task(keep_broker_connected(broker))]
+        tasks = [
+            asyncio.create_task(keep_broker_connected(broker)),
+            asyncio.create_task(LogFollower(broker, service).run()),
+        ]
         tasks += [asyncio.create_task(loop()) for loop in background]
         try:
             yield

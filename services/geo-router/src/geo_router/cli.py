@@ -151,14 +151,13 @@ async def import_areas(
 async def reannounce(database_url: str, since: datetime) -> int:
     from geo_router import handlers
     from geo_router.adapters import db
-    from geo_router.adapters.index import RoutingCache
     from mm_shared.db import create_engine
     from mm_shared.outbox import Outbox
 
     engine = create_engine(database_url, pool_size=2)
     try:
         outbox = Outbox.staging_only(engine, db.metadata, "geo-router")
-        return await handlers.reannounce(outbox, RoutingCache(engine), since)
+        return await handlers.reannounce(outbox, since)
     finally:
         await engine.dispose()
 

@@ -11,13 +11,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 
 from geo_router.adapters.db import DecisionRows, decisions_since, unit_of_work
-from geo_router.adapters.index import JurisdictionIndex, RoutingCache
+from geo_router.adapters.index import (
+    EMPTY_MULTIPOLYGON,
+    JurisdictionIndex,
+    Outline,
+    RoutingCache,
+    current_outlines,
+)
 from geo_router.domain import Decision
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
@@ -315,38 +321,45 @@ async def reload_and_announce(
     """Rebuild the routing index; announce each reloaded jurisdiction's outline (for intake)
     and office directory (for the notifier), and each retired one's retirement."""
     indexes = await cache.reload(jurisdiction, if_changed=if_changed)
-    retired = {
-        code: name
+    retired = [
+        Outline.of_retired(code, name)
         for code, name in cache.retired.items()
         if jurisdiction is None or code == jurisdiction
-    }
+    ]
+    await _announce_geography(outbox, [Outline.of_index(i) for i in indexes] + retired)
+    for index in indexes:
+        log.info("routing index for %s loaded (version %s)", index.code, index.version)
+
+
+async def _announce_geography(outbox: Outbox, outlines: Sequence[Outline]) -> None:
+    """Each outline with its office directory; a retired jurisdiction's retirement alone
+    (compacted topic: announcing it again only repeats the latest state)."""
     async with unit_of_work(outbox) as uow:
-        for index in indexes:
-            directory = await uow.geography.offices(index.code)
+        for outline in outlines:
+            if outline.retired:
+                await uow.publish(retirement(outline.code, outline.name))
+                continue
+            directory = await uow.geography.offices(outline.code)
             await uow.publish(
                 JurisdictionBoundaryChanged(
-                    jurisdiction=index.code,
-                    name=index.name,
-                    version=index.version,
-                    boundary=index.boundary_geojson(),
-                    precedence=index.precedence,
-                    disabled_service_codes=index.disabled_service_codes,
+                    jurisdiction=outline.code,
+                    name=outline.name,
+                    version=outline.version,
+                    boundary=outline.boundary,
+                    precedence=outline.precedence,
+                    disabled_service_codes=outline.disabled_service_codes,
                 ),
                 OfficeDirectoryChanged(
-                    jurisdiction=index.code,
+                    jurisdiction=outline.code,
                     offices=tuple(
                         OfficeContact(code=o["code"], name=o["public_name"], email=o["email"])
                         for o in directory
                     ),
-                    sender_name=index.sender_name,
-                    holidays_country=index.holidays_country,
-                    holidays_subdivision=index.holidays_subdivision,
+                    sender_name=outline.sender_name,
+                    holidays_country=outline.holidays_country,
+                    holidays_subdivision=outline.holidays_subdivision,
                 ),
             )
-        # Compacted topic: announcing a retirement again only repeats the latest state.
-        await uow.publish(*(retirement(code, name) for code, name in retired.items()))
-    for index in indexes:
-        log.info("routing index for %s loaded (version %s)", index.code, index.version)
 
 
 def retirement(code: str, name: str) -> JurisdictionBoundaryChanged:
@@ -360,22 +373,20 @@ def retirement(code: str, name: str) -> JurisdictionBoundaryChanged:
     )
 
 
-EMPTY_MULTIPOLYGON: dict[str, Any] = {"type": "MultiPolygon", "coordinates": []}
-
-
-async def reannounce(outbox: Outbox, cache: RoutingCache, since: datetime) -> int:
+async def reannounce(outbox: Outbox, since: datetime) -> int:
     """Stage again the routing decisions taken since ``since`` (ReportRouted or
     ReportRoutingFailed as stored, with their original event ids; a report's latest, an
     override if staff chose its office), then each jurisdiction's outline and office directory
     (compacted topics a broker may have lost whole): after a broker lost them, intake takes
-    what it misses and drops what it has. Returns how many decisions were staged."""
+    what it misses and drops what it has. The outlines are read as the index would publish
+    them, without building one. Returns how many decisions were staged."""
     staged = 0
     async with outbox.engine.connect() as reader:
         async for decisions in decisions_since(reader, since):
             async with unit_of_work(outbox) as uow:
                 await uow.publish(*decisions)
             staged += len(decisions)
-    await reload_and_announce(outbox, cache)
+    await _announce_geography(outbox, await current_outlines(outbox.engine))
     return staged
 
 

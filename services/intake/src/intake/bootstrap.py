@@ -87,6 +87,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             except Exception:
                 log.exception("resubmitting unrouted reports failed; trying again later")
 
+    async def forget_kept_contacts() -> None:
+        """Contacts are kept for re-announcing only, and only for so long."""
+        kept_for = timedelta(days=settings.contact_kept_days)
+        while True:
+            try:
+                if erased := await handlers.forget_kept_contacts(outbox, kept_for):
+                    log.info("erased %d kept contacts past their time", erased)
+            except Exception:
+                log.exception("erasing kept contacts failed; trying again later")
+            await asyncio.sleep(3600)
+
     async def remind_offices() -> None:
         """Daily, at the configured local hour: the offices' summaries of waiting tickets."""
         tz = ZoneInfo(settings.timezone)
@@ -159,6 +170,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             writer.run,
             outbox.run_relay,
             sweep_unrouted,
+            forget_kept_contacts,
             remind_offices,
             lambda: track_consumer_lag(broker, SERVICE),
         ],

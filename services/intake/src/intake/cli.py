@@ -10,15 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from intake import handlers
-from intake.adapters import db, staff
-from intake.bootstrap import MissingReporterTokenSecret, reporter_tokens
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
-from mm_shared.outbox import Outbox, since_time
+from mm_shared.outbox import since_time
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 T = TypeVar("T")
@@ -33,10 +29,17 @@ async def _staff(database_url: str, action: Callable[[AsyncConnection], Awaitabl
         await engine.dispose()
 
 
-async def _reannounce(database_url: str, since: datetime) -> int:
+async def _reannounce(database_url: str, since: datetime, contacts_kept: timedelta) -> int:
+    # Imported here: the service's web stack is not needed to stage events, and a recovery
+    # after a lost broker waits for this command.
+    from intake import handlers
+    from intake.adapters import db
+    from mm_shared.outbox import Outbox
+
     engine = create_engine(database_url, pool_size=1)
     try:
-        return await handlers.reannounce(Outbox.staging_only(engine, db.metadata, "intake"), since)
+        outbox = Outbox.staging_only(engine, db.metadata, "intake")
+        return await handlers.reannounce(outbox, since, contacts_kept=contacts_kept)
     finally:
         await engine.dispose()
 
@@ -69,8 +72,9 @@ def main() -> None:
     revoke.add_argument("token")
     again = sub.add_parser(
         "reannounce",
-        help="publish again, with their original event ids, the submissions and status changes "
-        "since TIME (after a broker lost messages); the running service's relay sends them",
+        help="publish again, with their original event ids, the submissions, status changes and "
+        "kept reporters' contacts since TIME (after a broker lost messages); the running "
+        "service's relay sends them",
     )
     again.add_argument(
         "--since", required=True, type=since_time, help="ISO 8601, e.g. 2026-05-04T10:00Z"
@@ -80,6 +84,8 @@ def main() -> None:
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
     elif args.command == "staff-token":
+        from intake.adapters import staff
+
         if not args.office and not args.admin:
             sys.exit("name at least one --office, or --admin")
         if args.days is not None and args.days <= 0:
@@ -112,12 +118,20 @@ def main() -> None:
         print(f"valid until {expires_at:%Y-%m-%d %H:%M} UTC")
         print(new_token)
     elif args.command == "reannounce":
-        print(f"{asyncio.run(_reannounce(settings.database_url, args.since))} events staged again")
+        kept = timedelta(days=settings.contact_kept_days)
+        staged = asyncio.run(_reannounce(settings.database_url, args.since, kept))
+        print(f"{staged} events staged again")
     elif args.command == "revoke-token":
+        from intake.adapters import staff
+
         if not asyncio.run(_staff(settings.database_url, lambda c: staff.revoke(c, args.token))):
             sys.exit("no such active token")
         print("revoked")
     else:
+        import uvicorn
+
+        from intake.bootstrap import MissingReporterTokenSecret, reporter_tokens
+
         try:
             reporter_tokens(settings)  # said plainly here, not as the app factory's traceback
         except MissingReporterTokenSecret as missing:

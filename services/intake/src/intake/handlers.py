@@ -27,7 +27,10 @@ from intake.adapters.db import (
     SubmissionWriter,
     TicketFilter,
     added,
+    contacts_among,
     idempotency_keys,
+    kept,
+    kept_contacts,
     saved,
     status_history,
     unit_of_work,
@@ -222,7 +225,7 @@ async def submit_report_once(
             assert existing is not None
             return existing, False
         report, events = _create(boundaries, tokens, submission)
-        await uow.publish(*events, along_with=added([report]))
+        await uow.publish(*events, along_with=added([report], contacts_among(events)))
         await uow.conn.execute(
             pg.insert(idempotency_keys).values(
                 key=idempotency_key, request_hash=fingerprint, report_id=report.id
@@ -283,18 +286,17 @@ async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
         report = await uow.reports.get(report_id)
         if report is None:
             return False
-        await uow.publish(
-            ReporterContactSubmitted(
-                report_id=report_id,
-                correlation_id=report_id,
-                jurisdiction=report.jurisdiction,
-                email=contact.email,
-                first_name=contact.first_name,
-                last_name=contact.last_name,
-                phone=contact.phone,
-                locale=contact.language,
-            )
+        following = ReporterContactSubmitted(
+            report_id=report_id,
+            correlation_id=report_id,
+            jurisdiction=report.jurisdiction,
+            email=contact.email,
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            phone=contact.phone,
+            locale=contact.language,
         )
+        await uow.publish(following, along_with=kept([following]))
     return True
 
 
@@ -475,13 +477,39 @@ _KEPT_EVENTS: dict[str, type[ReportSubmitted | ReportStatusChanged]] = {
 }
 
 
-async def reannounce(outbox: Outbox, since: datetime, batch_size: int = 1000) -> int:
-    """Stage again every event intake announced since ``since`` and keeps in its history (each
-    report's submission and its status changes), exactly, with the original event ids, in
-    their order: after a broker lost them, consumers take what they miss and drop what they
-    have (their inboxes, geo-router's stored decisions). Not kept, so not re-announced:
-    reporters' contacts (intake stores none), staff's reassignment requests, the offices'
-    reminders. Returns how many events were staged."""
+async def reannounce(
+    outbox: Outbox, since: datetime, batch_size: int = 1000, contacts_kept: timedelta | None = None
+) -> int:
+    """Stage again every event intake announced since ``since`` and keeps (each report's
+    submission and its status changes from the history; reporters' contacts while they are
+    kept, ``contacts_kept``: all still stored when None), exactly, with the original event ids,
+    in their order: after a broker lost them, consumers take what they miss and drop what they
+    have (their inboxes, geo-router's stored decisions). Not kept, so not re-announced: staff's
+    reassignment requests, the offices' reminders. Returns how many events were staged."""
+    staged = await _reannounce_history(outbox, since, batch_size)
+    k = kept_contacts
+    # Keyset pages: one group commit keeps many contacts at the same moment.
+    after: tuple[datetime, UUID] | None = None
+    while True:
+        async with unit_of_work(outbox) as uow:
+            query = (
+                sa.select(k.c.kept_at, k.c.event_id, k.c.event)
+                .where(k.c.kept_at >= since)
+                .order_by(k.c.kept_at, k.c.event_id)
+                .limit(batch_size)
+            )
+            if after is not None:
+                query = query.where(sa.tuple_(k.c.kept_at, k.c.event_id) > sa.tuple_(*after))
+            if contacts_kept is not None:
+                query = query.where(k.c.kept_at >= sa.func.now() - contacts_kept)
+            rows = (await uow.conn.execute(query)).all()
+            if not rows:
+                return staged
+            await uow.publish(*(ReporterContactSubmitted.model_validate(r.event) for r in rows))
+        after, staged = (rows[-1].kept_at, rows[-1].event_id), staged + len(rows)
+
+
+async def _reannounce_history(outbox: Outbox, since: datetime, batch_size: int) -> int:
     h = status_history
     async with unit_of_work(outbox) as uow:
         after = await uow.conn.scalar(sa.select(sa.func.min(h.c.id)).where(h.c.changed_at >= since))
@@ -505,6 +533,34 @@ async def reannounce(outbox: Outbox, since: datetime, batch_size: int = 1000) ->
                 *(_KEPT_EVENTS[r.event["event_type"]].model_validate(r.event) for r in rows)
             )
         after, staged = rows[-1].id, staged + len(rows)
+
+
+async def forget_kept_contacts(outbox: Outbox, kept_for: timedelta) -> int:
+    """Erase the reporters' contact events kept longer than ``kept_for`` (storage limitation:
+    they are kept for re-announcing only). Returns how many were erased."""
+    async with unit_of_work(outbox) as uow:
+        erased = await uow.conn.execute(
+            kept_contacts.delete().where(kept_contacts.c.kept_at < sa.func.now() - kept_for)
+        )
+    return int(erased.rowcount)
+
+
+async def erase_kept_contact(
+    outbox: Outbox, tokens: ReporterTokens, report_id: UUID, token: str
+) -> int:
+    """The reporter asks to erase their contact data (GDPR Art. 17): intake's kept copy of it
+    goes (the notifier erases its own on the same request). Raises InvalidReporterToken for a
+    token that is not theirs. Returns how many were erased (0: none was kept any more)."""
+    if not tokens.valid(report_id, token):
+        raise InvalidReporterToken(report_id)
+    async with unit_of_work(outbox) as uow:
+        erased = await uow.conn.execute(
+            kept_contacts.delete().where(
+                kept_contacts.c.report_id == report_id,
+                kept_contacts.c.event["reporter_token"].astext.is_not(None),
+            )
+        )
+    return int(erased.rowcount)
 
 
 TRANSITIONS = Counter(

@@ -75,6 +75,11 @@ class IntakeSettings(ServiceSettings):
     reporter_token_secret: SecretStr | None = None
     #: How long after ``resolved`` a reporter may say "not fixed" and reopen the report.
     reopen_within_days: int = 28
+    #: How long intake keeps a reporter's contact event after publishing it, only so that
+    #: ``intake reannounce`` can publish it again when a broker lost it before the notifier
+    #: had it. Like the private topic's retention: a loss found later cannot be repaired by
+    #: the broker either. Erased at the reporter's request before that.
+    contact_kept_days: float = Field(default=7.0, gt=0)
     #: Rate limits of the public POSTs (reports, followers, Open311 requests): at most
     #: ``rate_limit_per_address`` per client address and ``rate_limit_per_email`` per e-mail
     #: address within ``rate_limit_window_s`` seconds; 0 switches a limit off.

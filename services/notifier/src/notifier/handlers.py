@@ -105,7 +105,11 @@ async def record_contacts(
     conn: AsyncConnection, events: Sequence[ReporterContactSubmitted]
 ) -> None:
     """Reporters (or followers): tell them of every change from their subscription on —
-    including changes that reached us before their contact did."""
+    including changes that reached us before their contact did. A contact event seen before
+    (redelivered, or re-announced by intake after a broker lost messages) is dropped by its
+    event id, also when its contact was erased meanwhile."""
+    fresh_ids = await first_deliveries(conn, inbox, [e.event_id for e in events])
+    events = [e for e in events if e.event_id in fresh_ids]
     if not events:
         return
     inserted = await conn.execute(

@@ -19,11 +19,13 @@ from mm_shared.kafka.dead_lettering import (
     decode_or_dead_letter,
     raw_records,
 )
+from mm_shared.kafka.log_follower import LogFollower
 from mm_shared.kafka.message import Message
 from mm_shared.kafka.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERED,
     HANDLER_RETRIES,
+    LOGS_REPLACED,
     track_consumer_lag,
 )
 from mm_shared.kafka.partitioner import kafka_partitions
@@ -40,7 +42,9 @@ __all__ = [
     "CONSUMER_LAG",
     "DEAD_LETTERED",
     "HANDLER_RETRIES",
+    "LOGS_REPLACED",
     "KafkaPublisher",
+    "LogFollower",
     "Message",
     "OrderedWrites",
     "PermanentFailure",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from faststream.kafka import KafkaBroker
 
@@ -13,8 +14,18 @@ from mm_shared.kafka.dead_lettering import dead_letter_middleware
 
 log = logging.getLogger(__name__)
 
+#: Where each broker connects, for :class:`~mm_shared.kafka.log_follower.LogFollower`
+#: (FastStream keeps it private).
+BOOTSTRAP_SERVERS: weakref.WeakKeyDictionary[KafkaBroker, str] = weakref.WeakKeyDictionary()
+
 
 def create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
+    broker = _create_broker(bootstrap_servers, service)
+    BOOTSTRAP_SERVERS[broker] = bootstrap_servers
+    return broker
+
+
+def _create_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
     return KafkaBroker(
         bootstrap_servers,
         client_id=service,

@@ -1,4 +1,5 @@
-"""Consumer-side Prometheus metrics: dead letters, retries, and each subscriber's lag."""
+"""Consumer-side Prometheus metrics: dead letters, retries, replaced logs, and each
+subscriber's lag."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ HANDLER_RETRIES = Counter(
     "mm_message_handler_retries_total",
     "Messages whose handler failed transiently and will be redelivered",
     ["service", "topic"],
+)
+LOGS_REPLACED = Counter(
+    "mm_consumer_logs_replaced_total",
+    "Times a consumer found the broker's log replaced and read its partitions from the start",
+    ["service", "reason"],
 )
 
 CONSUMER_LAG = Gauge(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -31,6 +32,10 @@ from mm_shared.kafka.writes import OrderedWrites, ThrottledCommits
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
+
+#: The throttled commits of each pipelined subscriber, to forget when its log was replaced
+#: (:class:`~mm_shared.kafka.log_follower.LogFollower`).
+THROTTLED_COMMITS: weakref.WeakKeyDictionary[Any, ThrottledCommits] = weakref.WeakKeyDictionary()
 
 
 class _PromptBatchSubscriber(BatchSubscriber):
@@ -149,6 +154,7 @@ def pipelined_batch_subscriber(
         assert type(subscriber) is BatchSubscriber, type(subscriber)
         subscriber.__class__ = _PromptBatchSubscriber
         commits = ThrottledCommits(subscriber, commit_interval_s)
+        THROTTLED_COMMITS[subscriber] = commits
 
         async def write_until_done(write: Callable[[], Awaitable[None]], records: Records) -> None:
             while True:
@@ -166,7 +172,8 @@ def pipelined_batch_subscriber(
         writes = OrderedWrites(write_until_done, commits.add, concurrent_writes)
 
         @subscriber
-        async def consume(records: list[Any]) -> None:
+        async def consume(consumed: list[Any]) -> None:
+            records = _Batch(consumed, commits.epoch)
             events = await decode_or_dead_letter(broker, service, records, inputs)
             try:
                 write = await prepare(events) if events else _nothing
@@ -190,6 +197,14 @@ def pipelined_batch_subscriber(
         return prepare
 
     return register
+
+
+class _Batch(list[Any]):
+    """Consumed records, with the epoch of their subscriber's log they were read from."""
+
+    def __init__(self, records: Iterable[Any], epoch: int) -> None:
+        super().__init__(records)
+        self.epoch = epoch
 
 
 async def _nothing() -> None:

@@ -72,8 +72,19 @@ class ThrottledCommits:
         self._interval_s = interval_s
         self._offsets: dict[TopicPartition, int] = {}
         self._flush: asyncio.Task[None] | None = None
+        #: Counts the times the broker's log was found replaced: offsets of records read
+        #: before are offsets in a log that no longer exists, never to be committed.
+        self.epoch = 0
+
+    def forget(self) -> None:
+        """The log was replaced: drop the offsets not yet committed, and those of batches
+        still being written."""
+        self.epoch += 1
+        self._offsets = {}
 
     def add(self, records: Records) -> None:
+        if getattr(records, "epoch", self.epoch) != self.epoch:
+            return
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._offsets[tp] = max(self._offsets.get(tp, 0), record.offset + 1)
@@ -85,6 +96,14 @@ class ThrottledCommits:
         offsets, self._offsets = self._offsets, {}
         consumer = self._subscriber.consumer
         if consumer is None:  # stopped meanwhile: the batches come again, idempotently
+            return
+        # Never an offset past the partition's end: that would make the next member of the
+        # group wait there for records that will never come (see LogFollower).
+        for tp in list(offsets):
+            highwater = consumer.highwater(tp) if tp in consumer.assignment() else None
+            if highwater is not None and offsets[tp] > highwater:
+                del offsets[tp]
+        if not offsets:
             return
         try:
             await consumer.commit(offsets)

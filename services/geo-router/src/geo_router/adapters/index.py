@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import shapely
@@ -132,10 +132,100 @@ class JurisdictionIndex:
         coarsest = [
             g for a, g in zip(self.areas, self.geometries, strict=True) if a.level == self.levels[0]
         ]
-        outline = shapely.union_all(coarsest).simplify(BOUNDARY_SIMPLIFY_DEG)
-        if outline.geom_type == "Polygon":
-            outline = shapely.MultiPolygon([outline])
-        return dict(shapely.geometry.mapping(outline))
+        return outline_geojson(coarsest)
+
+
+def outline_geojson(coarsest_areas: Sequence[Any]) -> dict[str, Any]:
+    """The published outline of a jurisdiction: the union of its coarsest level's areas,
+    simplified."""
+    outline = shapely.union_all(coarsest_areas).simplify(BOUNDARY_SIMPLIFY_DEG)
+    if outline.geom_type == "Polygon":
+        outline = shapely.MultiPolygon([outline])
+    return dict(shapely.geometry.mapping(outline))
+
+
+#: The outline of a jurisdiction that takes no more reports.
+EMPTY_MULTIPOLYGON: dict[str, Any] = {"type": "MultiPolygon", "coordinates": []}
+
+
+class Outline(NamedTuple):
+    """What geo-router announces about a jurisdiction: its outline with its manifest settings,
+    and its office directory's sender name and holidays."""
+
+    code: str
+    name: str
+    version: str
+    boundary: dict[str, Any]
+    precedence: int = 0
+    disabled_service_codes: tuple[str, ...] = ()
+    sender_name: str | None = None
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
+    retired: bool = False
+
+    @classmethod
+    def of_index(cls, index: JurisdictionIndex) -> Outline:
+        return cls(
+            index.code,
+            index.name,
+            index.version,
+            index.boundary_geojson(),
+            index.precedence,
+            tuple(index.disabled_service_codes),
+            index.sender_name,
+            index.holidays_country,
+            index.holidays_subdivision,
+        )
+
+    @classmethod
+    def of_retired(cls, code: str, name: str) -> Outline:
+        return cls(code, name, "retired", EMPTY_MULTIPOLYGON, retired=True)
+
+
+async def current_outlines(engine: AsyncEngine) -> list[Outline]:
+    """Every jurisdiction's outline as the routing index would publish it, read without
+    building the index (its lookup grid is what makes loading slow)."""
+    outlines = []
+    for code in await jurisdiction_codes(engine):
+        async with engine.connect() as conn:
+            geography = Geography(conn)
+            version = await geography.version(code)
+            settings = await geography.jurisdiction(code)
+            if settings is None:
+                continue
+            if settings.retired_at is not None:
+                outlines.append(Outline.of_retired(code, str(settings.name)))
+                continue
+            levels = await geography.level_order(code)
+            if not levels:
+                continue
+            wkbs = (
+                await conn.scalars(
+                    sa.select(sa.func.ST_AsBinary(areas.c.geom))
+                    .where(
+                        areas.c.jurisdiction == code,
+                        areas.c.valid_to.is_(None),
+                        areas.c.level == levels[0],
+                    )
+                    .order_by(areas.c.id)
+                )
+            ).all()
+        geometries = shapely.from_wkb([bytes(w) for w in wkbs])
+        boundary = await asyncio.to_thread(outline_geojson, geometries)
+        outlines.append(
+            Outline(
+                code,
+                str(settings.name),
+                version,
+                boundary,
+                settings.precedence,
+                tuple(settings.disabled_service_codes),
+                settings.mail_sender_name,
+                settings.holidays_country,
+                settings.holidays_subdivision,
+            )
+        )
+    return outlines
 
 
 async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionIndex | None:

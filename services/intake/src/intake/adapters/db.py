@@ -115,6 +115,18 @@ status_history = sa.Table(
     sa.Column("event", pg.JSONB),
 )
 
+#: Reporters' contact events as published, kept for ``INTAKE_CONTACT_KEPT_DAYS`` so that a
+#: contact a broker lost before the notifier had it can be re-announced (migration 0011).
+kept_contacts = sa.Table(
+    "kept_contacts",
+    metadata,
+    sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("report_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("event", pg.JSONB, nullable=False),
+    sa.Column("kept_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    schema="intake",
+)
+
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
@@ -546,11 +558,28 @@ def _photo_rows(photos_: Iterable[tuple[UUID, int, Photo]]) -> str:
     )
 
 
-def added(new_reports: Sequence[Report]) -> Writes:
-    """New reports with their history and photos."""
+_KEEP_CONTACTS = (
+    "kept AS (INSERT INTO intake.kept_contacts (event_id, report_id, event, kept_at)"
+    " SELECT (e->>'event_id')::uuid, (e->>'report_id')::uuid, e, now()"
+    " FROM jsonb_array_elements(CAST(:contacts AS jsonb)) AS e)"
+)
+
+
+def _contact_rows(contacts: Sequence[Event]) -> str:
+    return json.dumps([c.model_dump(mode="json") for c in contacts])
+
+
+def kept(contacts: Sequence[Event]) -> Writes:
+    """Reporters' contact events, kept beside their publication (see ``kept_contacts``)."""
+    return Writes(_KEEP_CONTACTS, {"contacts": _contact_rows(contacts)})
+
+
+def added(new_reports: Sequence[Report], contacts: Sequence[Event] = ()) -> Writes:
+    """New reports with their history and photos, and their reporters' contact events kept."""
     return Writes(
-        _ADD_REPORTS,
+        _ADD_REPORTS + (f", {_KEEP_CONTACTS}" if contacts else ""),
         {
+            **({"contacts": _contact_rows(contacts)} if contacts else {}),
             "reports": _json_rows([_report_row(r) for r in new_reports]),
             "history": _json_rows(_history_rows((r.id, r.history) for r in new_reports)),
             "photos": _photo_rows(
@@ -664,10 +693,15 @@ class SubmissionWriter:
     async def _write(self, batch: list[_PendingSubmission]) -> None:
         # One statement: autocommitted, no BEGIN and COMMIT round trips.
         async with self._outbox.transaction(autocommit=True) as tx:
+            events = [e for p in batch for e in p.events]
             await tx.publish(
-                *(e for p in batch for e in p.events),
-                along_with=added([p.report for p in batch]),
+                *events,
+                along_with=added([p.report for p in batch], contacts_among(events)),
             )
+
+
+def contacts_among(events: Iterable[Event]) -> list[Event]:
+    return [e for e in events if e.event_type == "ReporterContactSubmitted"]
 
 
 def _settle(pending: _PendingSubmission, error: Exception | None = None) -> None:

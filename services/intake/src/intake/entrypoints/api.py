@@ -81,6 +81,12 @@ class NotFixedIn(BaseModel):
     note: Text | None = Field(default=None, max_length=4000)
 
 
+class ErasureIn(BaseModel):
+    """The reporter's token, which proves the contact is theirs."""
+
+    reporter_token: Text = Field(min_length=1, max_length=200)
+
+
 class FollowerIn(BaseModel):
     email: EmailStr
     first_name: Text | None = Field(default=None, max_length=200)
@@ -442,6 +448,24 @@ def router(
         uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return NotFixedIn.model_validate(fields), uploads
+
+    @api.post(
+        "/reports/{report_id}/contact/erase",
+        status_code=204,
+        responses=schemas.refusals(403, 422, s403="Not the reporter's token"),
+    )
+    async def erase_contact(report_id: UUID, erasure: ErasureIn) -> Response:
+        """The reporter's right to erasure (GDPR Art. 17), proven by their token: intake erases
+        the copy of their contact it keeps for re-announcing (``INTAKE_CONTACT_KEPT_DAYS``);
+        the notifier's ``/api/v1/reports/{id}/contact/erase`` erases the rest. 204 also when
+        none was kept (any more)."""
+        try:
+            await handlers.erase_kept_contact(outbox, tokens, report_id, erasure.reporter_token)
+        except handlers.InvalidReporterToken:
+            return problem(
+                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
+            )
+        return Response(status_code=204)
 
     @api.post(
         "/reports/{report_id}/not-fixed",

@@ -533,11 +533,21 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
 
     @pages.post("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
     async def erase_contact(request: Request, report_id: uuid.UUID) -> Response:
-        """GDPR Art. 17: the notifier forgets the reporter's address; the report stays."""
+        """GDPR Art. 17: intake forgets the copy of the reporter's address it keeps for
+        re-announcing, then the notifier forgets theirs; the report stays."""
         form = await citizen.read_form(request)
         token = str(form.get("token", ""))[:200]
         if refused := citizen.refused_by_limit(request):
             return refused
+        kept = await services.call(
+            "intake",
+            "POST",
+            f"/api/v1/reports/{report_id}/contact/erase",
+            json={"reporter_token": token},
+            headers=citizen.forwarded(request),
+        )
+        if not kept.ok:
+            return _back(report_id, token, _outcome(kept, "erased"))
         answer = await services.call(
             "notifier",
             "POST",
