@@ -14,6 +14,10 @@ class ServiceSettings(BaseSettings):
     #: How long a waiting fetch may idle at the broker; small keeps latency low (Tansu answers a
     #: waiting fetch only when this runs out).
     kafka_fetch_max_wait_ms: int = 10
+    #: What the wait of a service's main consumer grows to once nothing came for a while, so
+    #: that an idle stack does not fetch a hundred times a second; the first message after a
+    #: quiet period waits up to this long at each hop.
+    kafka_idle_fetch_max_wait_ms: int = 500
     #: The same for topics of rare events (configuration, outlines, office directory). Every
     #: waiting consumer costs the broker and the client a fetch per wait: at 10 ms about a sixth
     #: of a core between them on the local broker, for events that come a few times a day.
