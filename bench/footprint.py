@@ -47,7 +47,8 @@ FIXED_POLLING = {
     for prefix in ("INTAKE", "GEO_ROUTER", "NOTIFIER")
     for name, value in {
         "KAFKA_IDLE_FETCH_MAX_WAIT_MS": "10",
-        "OUTBOX_IDLE_POLL_INTERVAL_S": "0.5",
+        "IDLE_POLL_INTERVAL_S": "0.5",
+        "KAFKA_RARE_EVENTS_FETCH_MAX_WAIT_MS": "500",
     }.items()
 }
 PROFILES: dict[str, dict[str, str]] = {"fixed": FIXED_POLLING, "adaptive": {}}

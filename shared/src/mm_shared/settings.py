@@ -22,4 +22,8 @@ class ServiceSettings(BaseSettings):
     #: waiting consumer costs the broker and the client a fetch per wait: at 10 ms about a sixth
     #: of a core between them on the local broker, for events that come a few times a day.
     kafka_rare_events_fetch_max_wait_ms: int = 500
+    #: Polling of tables for work another process left (outbox rows of other writers or of a
+    #: failed relay, due notifications): every 0.5 s while there is work, growing to this once
+    #: there was none for a while. Work of the process itself wakes its poller at once.
+    idle_poll_interval_s: float = 2.0
     log_level: str = "INFO"
