@@ -8,13 +8,14 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -44,6 +45,9 @@ def exits_on_database_errors(main: Callable[[], None]) -> Callable[[], None]:
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
+    # Alembic is imported only by the commands that migrate: a serving process never needs it.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.set_main_option("sqlalchemy.url", database_url)
@@ -52,6 +56,8 @@ def alembic_config(migrations_dir: Path, database_url: str) -> Config:
 
 def upgrade(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
     """Apply a service's migrations. Blocking: from async code call it via ``asyncio.to_thread``."""
+    from alembic import command
+
     command.upgrade(alembic_config(migrations_dir, database_url), revision)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from geo_router import handlers
-from geo_router.adapters import db, importer
+from geo_router.adapters import db
 from geo_router.adapters.index import RoutingCache
 from geo_router.settings import GeoRouterSettings
 from mm_shared.db import create_engine, exits_on_database_errors, upgrade
@@ -30,6 +30,8 @@ async def load_jurisdiction(
     progress: bool = False,
 ) -> str:
     """Import a jurisdiction's areas, offices and rules in one transaction; returns a summary."""
+    from geo_router.adapters import importer  # GIS file libraries: never in the serving process
+
     spec = importer.read_manifest(manifest)
     lines = [f"{spec.name} ({spec.code})"]
     engine = create_engine(database_url, pool_size=1)
@@ -92,6 +94,8 @@ async def import_areas(
 ) -> str:
     """Replace one level of a jurisdiction's areas from a GeoJSON, GeoPackage or Shapefile, in
     one transaction."""
+    from geo_router.adapters import importer  # GIS file libraries: never in the serving process
+
     features, repaired = importer.read_areas(
         path, code_property, name_property, source_crs=source_crs, progress=progress
     )
@@ -172,6 +176,8 @@ def main() -> None:
     areas.add_argument("--dry-run", action="store_true", help="validate and report, change nothing")
     args = parser.parse_args()
     settings = GeoRouterSettings()
+    if args.command in ("import-areas", "load"):
+        from geo_router.adapters.importer import InvalidImport
     if args.command == "migrate":
         upgrade(MIGRATIONS, settings.database_url)
     elif args.command == "reannounce":
@@ -199,7 +205,7 @@ def main() -> None:
                     )
                 )
             )
-        except importer.InvalidImport as invalid:
+        except InvalidImport as invalid:
             sys.exit(f"import refused:\n{invalid}")
     elif args.command == "load":
         try:
@@ -211,7 +217,7 @@ def main() -> None:
                 progress=sys.stderr.isatty(),
             )
             print(asyncio.run(summary))
-        except importer.InvalidImport as invalid:
+        except InvalidImport as invalid:
             sys.exit(f"import refused:\n{invalid}")
     else:
         uvicorn.run(
