@@ -288,6 +288,7 @@ def pipelined_batch_subscriber(
         )
         assert type(subscriber) is BatchSubscriber, type(subscriber)
         subscriber.__class__ = _PromptBatchSubscriber
+        assert isinstance(subscriber, _PromptBatchSubscriber)
         subscriber.fetch_pacing = FetchPacing(
             fetch_max_wait_ms, idle_fetch_max_wait_ms or fetch_max_wait_ms
         )
