@@ -12,7 +12,7 @@ under the same conditions. A second jurisdiction set (``--germany``) measures wh
 Germany's 10,997 municipalities costs each service's memory.
 
     uv run python bench/footprint.py [--rate 200] [--seconds 20] [--idle-seconds 60]
-    uv run python bench/footprint.py --profiles adaptive --germany   # quicker: one profile
+    uv run python bench/footprint.py --germany   # → footprint-germany.json
 
 Reads /proc: VmRSS, and user+system CPU time of each process.
 """
@@ -288,7 +288,7 @@ def main() -> None:
         "submit_to_assigned_ms": {"p50": 30, "p99": 100},
         "first_report_after_idle_ms": 1000,
     }
-    report("footprint", figures)
+    report("footprint-germany" if args.germany else "footprint", figures)
 
 
 if __name__ == "__main__":
