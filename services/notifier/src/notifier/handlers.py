@@ -769,6 +769,9 @@ class Dispatcher:
         wait_s = poll_interval_s
         try:
             while True:
+                # Cleared before delivering: a notify() meanwhile then ends the wait below at
+                # once instead of being lost until the next poll.
+                self._wakeup.clear()
                 try:
                     delivered = False
                     while await self.deliver_due():
@@ -780,7 +783,6 @@ class Dispatcher:
                     await asyncio.sleep(1.0)
                     continue
                 wait_s = poll_interval_s if delivered else min(idle_poll_interval_s, 2 * wait_s)
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait_s)
         finally:
