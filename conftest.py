@@ -225,10 +225,10 @@ def service_settings(
     geocoder_url: str | None = None,
     oidc: OidcProvider | None = None,
 ) -> dict[str, object]:
-    common = {"kafka_bootstrap_servers": kafka, "database_url": database_url}
     return {
-        "intake": IntakeSettings(  # type: ignore[arg-type]
-            **common,
+        "intake": IntakeSettings(
+            kafka_bootstrap_servers=kafka,
+            database_url=database_url,
             api_keys=[API_KEY],
             reporter_token_secret=REPORTER_TOKEN_SECRET,
             # The suite sends many reports from one address and one e-mail address: limits
@@ -241,9 +241,10 @@ def service_settings(
             oidc_issuer=oidc.issuer if oidc else None,
             oidc_jwks_url=oidc.jwks_url if oidc else None,
         ),
-        "geo_router": GeoRouterSettings(**common),  # type: ignore[arg-type]
-        "notifier": NotifierSettings(  # type: ignore[call-arg]
-            **common,
+        "geo_router": GeoRouterSettings(kafka_bootstrap_servers=kafka, database_url=database_url),
+        "notifier": NotifierSettings(
+            kafka_bootstrap_servers=kafka,
+            database_url=database_url,
             smtp_port=smtp_port,
             webhook_url=webhook_url,
             webhook_secret=WEBHOOK_SECRET,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LOGS, broker, database, free_port, open_loop_post, percentile, report
-
+from bench.common import LOGS, broker, database, free_port, open_loop_post, percentile, report
 from devstack.processes import ServiceProcess, python_module, service_env, spawn, wait_for_port
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -24,8 +24,10 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.common import (
     INTAKE_BENCH_SETTINGS,
     LOGS,
     PG_DSN,
@@ -39,9 +41,6 @@ from common import (
     service,
     service_env,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from devstack.pictures import camera_jpeg
 from devstack.processes import spawn, wait_for_port
 from intake.adapters.photos import process_photo
@@ -109,7 +108,7 @@ async def api_figures(
         return time.monotonic() - started
 
     async with service("intake", "intake.cli", port, env):
-        figures["intake"] = await load(
+        figures["intake"] = intake = await load(
             f"http://127.0.0.1:{port}/api/v1/reports", seconds, rate, outbox_drained
         )
     await engine.dispose()
@@ -135,16 +134,14 @@ async def api_figures(
     )
     try:
         wait_for_port(port, timeout_s=30, what="bare endpoint")
-        figures["bare_fastapi_asyncpg"] = await load(
+        figures["bare_fastapi_asyncpg"] = baseline = await load(
             f"http://127.0.0.1:{port}/api/v1/reports", seconds, rate, None
         )
     finally:
         bare.terminate()
         bare.wait(10)
-    intake, baseline = figures["intake"], figures["bare_fastapi_asyncpg"]
     figures["intake_share_of_bare"] = round(
-        intake["max_reports_per_s"] / baseline["max_reports_per_s"],
-        3,  # type: ignore[index]
+        intake["max_reports_per_s"] / baseline["max_reports_per_s"], 3
     )
     return figures
 

@@ -18,16 +18,14 @@ import asyncio
 import email
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from uuid import UUID, uuid4
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiosmtplib
 from aiokafka import AIOKafkaProducer
-from common import LOGS, broker, database, free_port, percentile, report, service, service_env
 
+from bench.common import LOGS, broker, database, free_port, percentile, report, service, service_env
 from devstack.processes import python_module, spawn, wait_for_port
 from mm_shared.events import (
     OfficeRef,

@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LOGS, broker, database, free_port, open_loop_post, report
-
+from bench.common import LOGS, broker, database, free_port, open_loop_post, report
 from devstack.processes import ServiceProcess, python_module, service_env, spawn, wait_for_port
 
 TICKS = os.sysconf("SC_CLK_TCK")

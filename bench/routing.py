@@ -28,8 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+from bench.common import (
     INTAKE_BENCH_SETTINGS,
     broker,
     database,
@@ -40,7 +39,6 @@ from common import (
     service,
     service_env,
 )
-
 from geo_router.adapters.index import load_index
 from mm_shared.events import ReportSubmitted, Topic, utcnow
 

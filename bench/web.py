@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +24,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import open_loop_get, report
-
+from bench.common import open_loop_get, report
 from devstack.browser import CHROMIUM, CHROMIUM_ARGS, PHONE, BrowserStack, running_browser_stack
 from devstack.pictures import phone_jpeg
 

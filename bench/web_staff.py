@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import re
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,9 +23,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+from bench.common import (
     broker,
     database,
     free_port,
@@ -35,9 +35,6 @@ from common import (
     service,
     service_env,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from devstack.processes import ROOT, python_module
 
 TICKETS = 100_000
@@ -70,7 +67,8 @@ SEED = text(
 )
 #: The queue as staff use it: the page's query string, and what web asks intake for it (25 a
 #: page, newest first unless sorted otherwise).
-QUEUES = {
+#: Per queue: the console page's query string, and the same query for the staff API.
+QUEUES: dict[str, tuple[str, dict[str, str | int]]] = {
     "all, newest first": ("", {}),
     "assigned": ("status=assigned", {"status": "assigned"}),
     "assigned, oldest first, page 40": (
@@ -134,6 +132,7 @@ async def queue_times(
     """The queue page's times (``api``: intake's staff API alone, with the page's query)."""
     by_queue: dict[str, list[float]] = {}
     for name, (query, api_params) in QUEUES.items():
+        params: dict[str, str | int]
         if api:
             path = "/api/v1/staff/tickets"
             params = {"sort": "-requested_at", "page": 1, **api_params, "page_size": PAGE_SIZE}

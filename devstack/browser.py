@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -30,6 +30,9 @@ from devstack.processes import ROOT, free_port, python_module, spawn, start_brok
 from devstack.testing import RecordingSmtp
 from geo_router.cli import load_jurisdiction
 from mm_shared.kafka import ensure_topics, wait_for_broker
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 T = TypeVar("T")
 LOGS = ROOT / "var" / "test-log"
@@ -41,7 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 #: A phone: the viewport of the tests unless a test asks for another.
-PHONE = {"width": 375, "height": 740}
+PHONE: ViewportSize = {"width": 375, "height": 740}
 #: Web's form limit per e-mail address in the browser stack (the 429 test uses it up).
 RATE_LIMIT_PER_EMAIL = 5
 #: Leipzig's Markt, and a place well outside the city (Munich).

@@ -42,9 +42,10 @@ def submitted(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], timeout_s: float = 30.0, interval_s: float = 0.05
+    probe: Callable[[], Awaitable[T | None]], timeout_s: float = 30.0, interval_s: float = 0.05
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with its last value otherwise."""
+    """Poll ``probe`` until it returns something truthy (so never None); fail with its last
+    value otherwise."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         value = await probe()

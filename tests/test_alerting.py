@@ -44,7 +44,8 @@ def test_every_alert_fires_and_stays_quiet_in_promtool_unit_tests() -> None:
         for rule in group["rules"]
         if "alert" in rule
     }
-    fires, quiet = set(), set()
+    fires: set[str] = set()
+    quiet: set[str] = set()
     for case in yaml.safe_load(UNIT_TESTS.read_text())["tests"]:
         for check in case.get("alert_rule_test", []):
             (fires if check["exp_alerts"] else quiet).add(check["alertname"])

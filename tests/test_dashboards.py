@@ -89,6 +89,7 @@ def test_every_panel_names_metrics_its_services_expose(running_stack: RunningSta
         assert found, (where, expr)
         for selector in found:
             name = selector.name
+            assert name, f"{where}: a selector without a metric name: {expr}"
             if name.startswith("slo:"):
                 assert name in recorded, (where, name)
                 continue

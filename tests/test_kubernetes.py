@@ -14,6 +14,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher.usecase import LogicPublisher
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from devstack.processes import ROOT
 from geo_router.bootstrap import asyncapi_app as geo_router_app
@@ -82,10 +85,15 @@ def consumers_and_producers() -> dict[str, tuple[dict[str | None, set[str]], set
         ("notifier", notifier_app),
     ):
         broker = app().broker
+        assert isinstance(broker, KafkaBroker)
         groups: dict[str | None, set[str]] = {}
         for subscriber in broker.subscribers:
+            assert isinstance(subscriber, LogicSubscriber)
             groups.setdefault(subscriber.group_id, set()).update(subscriber.topic_names)
-        published = {p.topic for p in broker.publishers}
+        published = set()
+        for publisher in broker.publishers:
+            assert isinstance(publisher, LogicPublisher)
+            published.add(publisher.topic)
         found[name] = (groups, published)
     return found
 

@@ -186,8 +186,8 @@ async def test_not_fixed_refuses_bad_requests_clearly(stack: Stack) -> None:
     assert open_one.status_code == 409
     assert open_one.json()["errors"][0]["code"] == "not_resolved"
     # Refused before its photo was stored: nothing kept for a report that stays as it was.
-    digest = process_photo(picture).digest
-    assert (await stack.intake.get(f"/api/v1/photos/{digest}/original")).status_code == 404
+    stored_as = process_photo(picture).digest
+    assert (await stack.intake.get(f"/api/v1/photos/{stored_as}/original")).status_code == 404
 
 
 async def test_the_reporter_erases_their_contact_data_the_report_stays(stack: Stack) -> None:

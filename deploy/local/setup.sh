@@ -74,8 +74,7 @@ if ! command -v uv >/dev/null && ! python3 -m uv --version >/dev/null 2>&1; then
 fi
 if command -v uv >/dev/null; then UV=(uv); else UV=(python3 -m uv); fi
 # Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (as on our CI
-# machines), every service start and test process otherwise compiles its imports again
-# (measured: importing the three services 5.0 s → 2.1 s).
+# machines), every service start and test process otherwise compiles its imports again.
 "${UV[@]}" sync --locked --python "$(command -v python3.11)" -q --compile-bytecode
 
 # Web's front-end libraries (Leaflet, Leaflet.markercluster) from npm, pinned by

@@ -1,6 +1,8 @@
 """The frame every service runs in: its answers when the database is away, or when a request
 carries what no database stores. No lifespan: nothing here needs the broker or PostgreSQL."""
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import APIRouter, Request
@@ -111,7 +113,7 @@ async def test_a_body_over_the_limit_is_refused_however_it_is_sent(
     declared = await client.post("/echo", content=b"x" * 1001)
     assert declared.status_code == 413
 
-    async def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: chunked
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked
         for _ in range(11):
             yield b"x" * 100
 

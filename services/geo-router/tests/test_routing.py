@@ -1,6 +1,8 @@
 """Geo-router over the real broker and PostGIS with Leipzig's real districts."""
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import sqlalchemy as sa
@@ -101,7 +103,11 @@ async def test_a_vertex_shared_by_two_ortsteile_always_goes_to_the_same_one(
     stack: Stack,
 ) -> None:
     # A vertex of the boundary between Zentrum (00) and Zentrum-Ost (01), from the real data.
-    params = {"lat": 51.34436056624219, "long": 12.379275261310742, "service_code": "005"}
+    params: dict[str, str | float] = {
+        "lat": 51.34436056624219,
+        "long": 12.379275261310742,
+        "service_code": "005",
+    }
     for _ in range(3):
         body = (await stack.geo_router.get("/v1/route", params=params)).json()
         assert {"level": "ortsteil", "code": "00", "name": "Zentrum"} in body["areas"]
@@ -192,7 +198,7 @@ async def test_a_staff_reassignment_overrides_the_rules(stack: Stack) -> None:
     assert (await eventually(thrice))[2].json()["office"]["code"] == "SRL"
 
 
-async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path: Path) -> None:
     from geo_router.cli import load_jurisdiction
 
     districts = DATA / "leipzig" / "stadtbezirke.geojson"
@@ -210,7 +216,12 @@ async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) 
         )
         return path
 
-    params = {"lat": 51.3397, "long": 12.3731, "service_code": "001", "jurisdiction": "testcity"}
+    params: dict[str, str | float] = {
+        "lat": 51.3397,
+        "long": 12.3731,
+        "service_code": "001",
+        "jurisdiction": "testcity",
+    }
 
     async def office() -> str | None:
         response = await stack.geo_router.get("/v1/route", params=params)
@@ -222,7 +233,7 @@ async def test_changed_rules_are_used_without_a_restart(stack: Stack, tmp_path) 
     assert await eventually(lambda: _equals(office, "NEW"))
 
 
-async def _equals(probe, expected):  # type: ignore[no-untyped-def]
+async def _equals(probe: Callable[[], Awaitable[object]], expected: object) -> bool:
     return await probe() == expected
 
 
@@ -286,9 +297,14 @@ async def test_koeln_with_its_broken_marienburg_imports_and_routes(stack: Stack)
         ).one()
     await engine.dispose()
     assert tuple(names) == ("Stadt Köln", "Stadtteil", 1)
-    params = {"lat": 50.89639, "long": 6.97585, "service_code": "001", "jurisdiction": "koeln"}
+    params: dict[str, str | float] = {
+        "lat": 50.89639,
+        "long": 6.97585,
+        "service_code": "001",
+        "jurisdiction": "koeln",
+    }
 
-    async def routed_to_marienburg():  # type: ignore[no-untyped-def]
+    async def routed_to_marienburg() -> list[dict[str, Any]]:
         body = (await stack.geo_router.get("/v1/route", params=params)).json()
         return [a for a in body.get("areas", []) if a["name"] == "Marienburg"]
 

@@ -32,7 +32,7 @@ async def test_reports_accepted_while_the_broker_is_down_are_delivered_after(tmp
     await wait_for_broker(bootstrap)
     await ensure_topics(bootstrap)
     app = create_app(
-        IntakeSettings(  # type: ignore[call-arg]
+        IntakeSettings(
             database_url=url,
             kafka_bootstrap_servers=bootstrap,
             api_keys=[API_KEY],

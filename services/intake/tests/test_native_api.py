@@ -1,6 +1,7 @@
 """The city app's API over the real database and broker: photos, duplicates, idempotency,
 outside-the-city refusal, privacy."""
 
+import functools
 import io
 import random
 from typing import Any
@@ -376,7 +377,7 @@ async def test_the_public_list_by_area_and_category_newest_first(stack: Stack) -
         body = (await stack.intake.get(f"/api/v1/reports/{report_id}")).json()
         return body if body["status"] == "assigned" else None
 
-    first, _, other = [await eventually(lambda i=i: routed(i)) for i in ids]
+    first, _, other = [await eventually(functools.partial(routed, i)) for i in ids]
     assert first["agency_responsible"] == first["office"]["name"]
     [district, *_] = first["areas"]  # the Stadtbezirk, by code and by name alike
     for area in (district["code"], district["name"]):
@@ -400,14 +401,15 @@ async def test_the_public_list_by_area_and_category_newest_first(stack: Stack) -
     )
     assert len(newest.json()["features"]) == 1
     everywhere = "12.2,51.2,13.0,51.5"
-    for refused, code in (
+    refusals: tuple[tuple[dict[str, str | int], str], ...] = (
         ({}, "invalid_bbox"),
         ({"area": ""}, "invalid_bbox"),
         ({"bbox": "nan,51,12.4,51.4"}, "invalid_bbox"),
         ({"bbox": everywhere, "service_code": "999"}, "invalid_service_code"),
         ({"bbox": everywhere, "limit": 0}, "invalid_field"),
         ({"bbox": everywhere, "limit": 1001}, "invalid_field"),
-    ):
+    )
+    for refused, code in refusals:
         response = await stack.intake.get("/api/v1/reports", params=refused)
         assert response.status_code in (400, 422), (refused, response.text)
         assert response.json()["errors"][0]["code"] == code, refused

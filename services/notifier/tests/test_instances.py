@@ -24,9 +24,7 @@ from notifier.settings import NotifierSettings
 
 
 def _settings(stack: Stack, **overrides: Any) -> NotifierSettings:
-    return NotifierSettings(  # type: ignore[call-arg]
-        database_url=stack.database_url, smtp_port=stack.smtp.port, **overrides
-    )
+    return NotifierSettings(database_url=stack.database_url, smtp_port=stack.smtp.port, **overrides)
 
 
 @contextlib.asynccontextmanager

@@ -1,7 +1,8 @@
 """The notifier over the real broker, database and an SMTP server."""
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -22,7 +23,9 @@ from notifier.handlers import erase_expired_contacts
 OFFICE = OfficeRef(code="SRL", name="Stadtreinigung Leipzig")
 
 
-def status_changed(report_id, status=ReportStatus.ASSIGNED, note=None):  # type: ignore[no-untyped-def]
+def status_changed(
+    report_id: UUID, status: ReportStatus = ReportStatus.ASSIGNED, note: str | None = None
+) -> ReportStatusChanged:
     return ReportStatusChanged(
         report_id=report_id,
         service_code="005",
@@ -120,7 +123,7 @@ async def test_unsubscribe_stops_further_mails(stack: Stack) -> None:
     assert len(stack.smtp.to("quiet@example.org")) == 1
 
 
-async def _is_skipped(state):  # type: ignore[no-untyped-def]
+async def _is_skipped(state: Callable[[], Awaitable[str | None]]) -> bool:
     return await state() == "skipped"
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from devstack.browser import BrowserStack, axe_violations, get_json, wait_until
 from devstack.pictures import phone_jpeg
 from web.settings import WebSettings
 from web.staff import session as sessions
 
-DESKTOP = {"width": 1280, "height": 900}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 def staff_token(stack: BrowserStack, office: str) -> str:
@@ -172,7 +172,9 @@ def test_a_post_without_its_csrf_token_is_refused(
     report_id = report(browser_stack, "Ampel aus", code="004")
     sign_in(page, base_url, office)
     for token in (None, "forged"):
-        form = {"action": "in_progress", **({"csrf_token": token} if token else {})}
+        form: dict[str, str | float | bool] = {"action": "in_progress"}
+        if token:
+            form["csrf_token"] = token
         refused = page.request.post(f"{base_url}/staff/tickets/{report_id}/work", form=form)
         assert refused.status == 403
     assert status_of(browser_stack, report_id) == "assigned"
@@ -193,7 +195,8 @@ def test_an_expired_session_returns_to_sign_in(
     stale = fernet.encrypt_at_time(
         json.dumps(payload).encode(), int(time.time()) - settings.staff_idle_timeout_s - 60
     ).decode()
-    page.context.add_cookies([{**cookie, "value": stale}])  # type: ignore[list-item]
+    # A cookie as read back is one to set, but for the optional "url" key the types disagree on.
+    page.context.add_cookies([{**cookie, "value": stale}])  # type: ignore[typeddict-item]
     page.goto(f"{base_url}/staff/statistics")
     expect(page).to_have_url(f"{base_url}/staff/?next=%2Fstaff%2Fstatistics&expired=1")
     expect(page.get_by_role("status")).to_contain_text("Ihre Sitzung ist abgelaufen")

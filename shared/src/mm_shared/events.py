@@ -326,6 +326,10 @@ class OfficeReminderDue(Event):
     stalled: tuple[OverdueTicket, ...]
     #: Other open tickets past their category's service level (optional, added within v1).
     past_service_level: tuple[OverdueTicket, ...] = ()
+    #: The thresholds the tickets were found overdue by (intake's settings), for the mail to
+    #: name them (optional, added within v1; absent from earlier events).
+    accept_within_working_days: int | None = None
+    work_within_days: float | None = None
 
     @property
     def key(self) -> bytes:

@@ -625,6 +625,8 @@ async def send_office_reminders(
                     not_accepted=tuple(backlog.not_accepted),
                     stalled=tuple(backlog.stalled),
                     past_service_level=tuple(backlog.past_service_level),
+                    accept_within_working_days=accept_within_working_days,
+                    work_within_days=work_within_days,
                 )
                 for office, backlog in sorted(due.items())
             )

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -12,7 +14,7 @@ class IntakeSettings(ServiceSettings):
     http_port: int = 8000
     #: Open311 api_keys accepted for POSTs (comma-separated in the environment). Empty means
     #: nobody may post: production sets its keys explicitly.
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[SecretStr] = Field(default_factory=list)
     jurisdiction: str = "leipzig"
     public_base_url: str = "http://127.0.0.1:8000"
     #: Web origins whose pages may call the API from the browser (the city's web app, a staff
@@ -23,7 +25,7 @@ class IntakeSettings(ServiceSettings):
     #: Open311 discovery: who runs this endpoint and where keys are requested.
     contact: str = "Stadt Leipzig, Mängelmelder, maengelmelder@leipzig.example"
     key_service: str = "Stadt Leipzig, Amt für Digitalisierung (API-Schlüssel auf Anfrage)"
-    endpoint_type: str = "production"
+    endpoint_type: Literal["production", "test"] = "production"
     #: A Nominatim-compatible search service for Open311 reports that bring only an
     #: address_string (e.g. https://nominatim.openstreetmap.org); unset: such reports are
     #: refused with a clear error asking for coordinates.

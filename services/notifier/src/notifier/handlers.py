@@ -852,8 +852,8 @@ async def send_office_reminder(
                 not_accepted=items(event.not_accepted),
                 stalled=items(event.stalled),
                 past_service_level=items(event.past_service_level),
-                accept_days=settings.reminder_accept_within_working_days,
-                work_days=settings.reminder_work_within_days,
+                accept_days=event.accept_within_working_days,
+                work_days=event.work_within_days,
             )
         )
     NOTIFICATIONS.labels("office_reminder", "sent").inc()

@@ -1,3 +1,6 @@
+from typing import Literal
+
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from mm_shared.settings import ServiceSettings
@@ -13,9 +16,9 @@ class NotifierSettings(ServiceSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None
-    smtp_password: str | None = None
-    #: "none", "starttls" or "tls" (implicit TLS, usually port 465).
-    smtp_security: str = "none"
+    smtp_password: SecretStr | None = None
+    #: Implicit TLS ("tls") usually listens on port 465.
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
     mail_from: str = "Mängelmelder Leipzig <noreply@maengelmelder.leipzig.example>"
     #: Where citizens reach the notifier's public links (unsubscribe, preferences).
     public_base_url: str = "http://127.0.0.1:8002"
@@ -28,13 +31,10 @@ class NotifierSettings(ServiceSettings):
     alert_max_radius_m: float = 5000.0
     #: The city app's push backend: every status change is POSTed there, signed.
     webhook_url: str | None = None
-    webhook_secret: str = ""
+    webhook_secret: SecretStr = SecretStr("")
     #: Bearer token for the operators' endpoints (parked notifications); empty disables them.
-    ops_token: str = ""
+    ops_token: SecretStr = SecretStr("")
     max_attempts: int = 8
-    #: Named in the offices' reminders (the thresholds themselves are intake's settings).
-    reminder_accept_within_working_days: int = 3
-    reminder_work_within_days: float = 14.0
     #: Every instance writes a heartbeat this often; claims of an instance silent for
     #: ``instance_dead_after_s`` are taken back by the others (or by itself once restarted).
     #: An instance whose own heartbeat has not reached the database for half that time stops

@@ -14,6 +14,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
@@ -89,17 +90,17 @@ def create_app(
     configure_logging(settings.log_level)
     # A line per upstream call would cost more than the call; /metrics counts requests.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not settings.secret_key:
+    if not settings.secret_key.get_secret_value():
         log.warning("WEB_SECRET_KEY is unset: a random one signs this instance's forms")
-        settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
+        settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_urlsafe(32))})
     services = Services(settings, transport)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.warm_up()
-        # What lives as long as the process (modules, templates, the areas just cached: some
-        # 10^5 objects) leaves the collector's scans; each full collection scanned it all, in
-        # the middle of a request (the report page's p99).
+        # What lives as long as the process (modules, templates, the areas just cached) leaves
+        # the collector's scans; each full collection scanned it all, in the middle of a
+        # request, and showed in the report page's tail latency.
         gc.collect()
         gc.freeze()
         yield

@@ -26,7 +26,10 @@ def _sign(secret: str, value: str) -> str:
 
 def token(request: Request) -> str:
     """The token to put in the form's hidden ``csrf_token`` field."""
-    return _sign(request.app.state.settings.secret_key, request.scope["state"]["csrf_seed"])
+    return _sign(
+        request.app.state.settings.secret_key.get_secret_value(),
+        request.scope["state"]["csrf_seed"],
+    )
 
 
 def verify(request: Request, form: FormData) -> None:
@@ -34,7 +37,9 @@ def verify(request: Request, form: FormData) -> None:
     seed = request.cookies.get(COOKIE)
     if not isinstance(sent, str) or not seed:
         raise CsrfRefused
-    if not hmac.compare_digest(sent, _sign(request.app.state.settings.secret_key, seed)):
+    if not hmac.compare_digest(
+        sent, _sign(request.app.state.settings.secret_key.get_secret_value(), seed)
+    ):
         raise CsrfRefused
 
 

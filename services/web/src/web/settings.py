@@ -1,4 +1,7 @@
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mm_shared.settings import LogLevel
 
 
 class WebSettings(BaseSettings):
@@ -9,7 +12,7 @@ class WebSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8003
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     #: The services' public HTTP APIs (the same the city's app uses).
     intake_url: str = "http://127.0.0.1:8000"
     geo_router_url: str = "http://127.0.0.1:8001"
@@ -32,7 +35,7 @@ class WebSettings(BaseSettings):
     timezone: str = "Europe/Berlin"
     #: Signs CSRF tokens (and the staff console's sessions); the same for every instance. Unset,
     #: each start makes a random one (forms open across a restart must then be sent again).
-    secret_key: str = ""
+    secret_key: SecretStr = SecretStr("")
     #: Cookies only over HTTPS; off in the local stack (plain HTTP on 127.0.0.1).
     cookie_secure: bool = False
     #: Seconds web waits for a service's answer.
@@ -55,5 +58,5 @@ class WebSettings(BaseSettings):
     #: the same issuer (INTAKE_OIDC_*), since the console passes the access token on.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
-    oidc_client_secret: str | None = None
+    oidc_client_secret: SecretStr | None = None
     oidc_scope: str = "openid profile"

@@ -18,9 +18,10 @@ from geo_router.domain import Rule
 from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportRoutingFailed, Topic
 from mm_shared.outbox import (
     Message,
+    MessageRows,
     Outbox,
-    StagedRow,
     Transaction,
+    Writes,
     inbox_table,
     outbox_table,
 )
@@ -355,21 +356,19 @@ class UnitOfWork:
         one statement; returns the reports decided now. A report decided before (a redelivery,
         or a duplicate in flight) keeps its first decision and is not announced again.
 
-        Its own statement rather than ``Transaction.publish(along_with=...)``: there the
-        outbox rows get their payloads in a second array, so each announcement would travel to
-        PostgreSQL twice; here decision and outbox row read one input."""
+        Decisions and outbox rows read one input (the announcements travel to PostgreSQL once),
+        the outbox rows being those of the decisions that took place."""
         if not rows.by_key:
             return set()
-        result = await self._tx.conn.execute(
-            _DECIDE_ONCE, {**rows.parameters, "lease": self._tx.lease}
+        staged = await self._tx.publish_rows(
+            MessageRows(_ANNOUNCE_DECIDED, {}, [m for _, m in rows.by_key.values()]),
+            along_with=Writes(_DECIDE_ONCE, rows.parameters),
         )
-        decided = [(row.id, *rows.by_key[bytes(row.key)]) for row in result]
-        self._tx.staged += [StagedRow(row_id, message) for row_id, _, message in decided]
-        return {report_id for _, report_id, _ in decided}
+        return {rows.by_key[row.message.key][0] for row in staged}
 
 
-_DECIDE_ONCE = sa.text(
-    "WITH input AS (SELECT * FROM ROWS FROM ("
+_DECIDE_ONCE = (
+    "input AS (SELECT * FROM ROWS FROM ("
     " unnest(CAST(:reports AS uuid[])), unnest(CAST(:events AS uuid[])),"
     " unnest(CAST(:topics AS text[])), unnest(CAST(:payloads AS bytea[])),"
     " jsonb_array_elements(CAST(:headers AS jsonb)))"
@@ -378,11 +377,10 @@ _DECIDE_ONCE = sa.text(
     " (report_id, event_id, topic, event)"
     " SELECT report_id, event_id, topic, convert_from(payload, 'UTF8') FROM input"
     " ON CONFLICT (report_id) DO NOTHING RETURNING report_id)"
-    " INSERT INTO geo_router.outbox (topic, key, payload, headers, lease_until)"
-    " SELECT i.topic, convert_to(i.report_id::text, 'UTF8'),"
-    " i.payload, i.headers, now() + CAST(:lease AS interval)"
+)
+_ANNOUNCE_DECIDED = (
+    "SELECT i.topic, convert_to(i.report_id::text, 'UTF8') AS key, i.payload, i.headers"
     " FROM input i JOIN decided d USING (report_id)"
-    " RETURNING id, key"
 )
 
 

@@ -41,8 +41,8 @@ def register_consumers(
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         idle_fetch_max_wait_ms=settings.kafka_idle_fetch_max_wait_ms,
         # Each write reads and guards the reports it changes (optimistically), so batches of
-        # other reports need not wait for each other: without this, the consumer waited for the
-        # previous write before 64 % of batches at 200 reports/s.
+        # other reports need not wait for each other: without this, most batches under load
+        # waited for the previous write (docs/architecture.md, "Consumers are pipelined").
         concurrent_writes=4,
     )
     async def on_routing_results(events: list[ReportRouted | ReportRoutingFailed]) -> None:

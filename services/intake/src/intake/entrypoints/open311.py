@@ -216,7 +216,7 @@ def router(
         except TooLarge as refused:
             return errors(fmt, 400, str(refused))
         form = {k: v for k, v in raw.items() if isinstance(v, str)}
-        if form.get("api_key", "") not in settings.api_keys:
+        if form.get("api_key", "") not in {key.get_secret_value() for key in settings.api_keys}:
             return errors(fmt, 403, "api_key is missing or not valid")
         if wait := limits.admit_address(request) or limits.admit_email(form.get("email")):
             limited = errors(

@@ -137,7 +137,9 @@ class SmtpSender:
             )
             await client.connect()
             if s.smtp_username:
-                await client.login(s.smtp_username, s.smtp_password or "")
+                await client.login(
+                    s.smtp_username, s.smtp_password.get_secret_value() if s.smtp_password else ""
+                )
             self._client = client
         return self._client
 
@@ -185,7 +187,7 @@ class WebhookSender:
                 "content-type": "application/json",
                 "x-maengelmelder-event-id": event_id,
                 "x-maengelmelder-signature": signature(
-                    self._settings.webhook_secret, timestamp, body
+                    self._settings.webhook_secret.get_secret_value(), timestamp, body
                 ),
             },
         )

@@ -272,8 +272,9 @@ def router(engine: AsyncEngine, settings: NotifierSettings, sender: MailSender) 
         )
 
     def operator(authorization: str | None) -> None:
-        expected = f"Bearer {settings.ops_token}"
-        if not settings.ops_token or not hmac.compare_digest(authorization or "", expected):
+        ops_token = settings.ops_token.get_secret_value()
+        expected = f"Bearer {ops_token}"
+        if not ops_token or not hmac.compare_digest(authorization or "", expected):
             raise HTTPException(401, "a valid operator token (NOTIFIER_OPS_TOKEN) is required")
 
     @api.get("/v1/notifications/parked", tags=["operations"])

@@ -127,7 +127,7 @@ class Services:
     async def areas(self, level: str | None = None, max_age_s: float = 300.0) -> dict[str, Any]:
         """Geo-router's areas as GeoJSON, kept a few minutes: they change a few times a year,
         and the maps and forms ask for them on every page. An unchanged answer (the usual
-        case) keeps the parsed object it already has: parsing ~1 MB of GeoJSON is costly, and
+        case) keeps the parsed object it already has: parsing all outlines' GeoJSON is costly, and
         the pages' caches built from it (see ``Citizen.outlines``) stay valid."""
         cached = self._areas.get(level)
         if cached and time.monotonic() - cached[0] < max_age_s:

@@ -1,6 +1,6 @@
-"""The areas as the maps need them: geo-router's polygons simplified for the browser (the
-Ortsteile weigh 0.9 MB as stored; a phone needs a few dozen kB), bounding boxes, and whether a
-point lies in an area. Pure Python."""
+"""The areas as the maps need them: geo-router's polygons simplified for the browser (as stored
+they are far more detailed than a phone's map needs), bounding boxes, and whether a point lies
+in an area. Pure Python."""
 
 from __future__ import annotations
 

@@ -36,15 +36,15 @@ class OidcClient:
         self._metadata: dict[str, Any] | None = None
 
     def _client(self) -> AsyncOAuth2Client:
+        secret = self.settings.oidc_client_secret
+        client_secret = secret.get_secret_value() if secret else ""
         return AsyncOAuth2Client(
             client_id=self.settings.oidc_client_id,
-            client_secret=self.settings.oidc_client_secret,
+            client_secret=client_secret or None,
             scope=self.settings.oidc_scope,
             redirect_uri=self.redirect_uri,
             code_challenge_method="S256",
-            token_endpoint_auth_method="client_secret_post"
-            if self.settings.oidc_client_secret
-            else "none",
+            token_endpoint_auth_method="client_secret_post" if client_secret else "none",
             transport=self.transport,
             timeout=10.0,
         )

@@ -41,7 +41,7 @@ class StaffSession:
 
 
 def _fernet(settings: WebSettings, purpose: str) -> Fernet:
-    digest = hashlib.sha256(f"{purpose}:{settings.secret_key}".encode()).digest()
+    digest = hashlib.sha256(f"{purpose}:{settings.secret_key.get_secret_value()}".encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 
 

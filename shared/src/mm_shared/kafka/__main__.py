@@ -1,0 +1,5 @@
+"""``python -m mm_shared.kafka BOOTSTRAP``: create the platform's topics (deployment step)."""
+
+from mm_shared.kafka.topics import main
+
+main()
