@@ -45,8 +45,8 @@ def exits_on_database_errors(main: Callable[[], None]) -> Callable[[], None]:
 
 
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
-    # Alembic is imported when migrating only: the other commands (a recovery's re-announce)
-    # start faster without it.
+    # Alembic is imported only by the commands that migrate: serving processes and a recovery's
+    # re-announce start faster without it.
     from alembic.config import Config
 
     config = Config()

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mm_shared.api_docs import RefusalDoc, document_frame_refusals, json_refusal
 from mm_shared.db import ping
 from mm_shared.kafka import LogFollower, keep_broker_connected
+from mm_shared.memory import release_free_memory
 from mm_shared.observability import instrument
 from mm_shared.text import forbidden_character, forbidden_in_query, why_forbidden
 
@@ -246,7 +247,7 @@ def create_service_app(
             await step()
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's scans, which otherwise show up as latency spikes under load.
-        gc.collect()
+        release_free_memory()  # the start-up's temporary objects: collected and handed back
         gc.freeze()
         # Requests allocate many short-lived objects: collect the young generation less often
         # than every 700 allocations (the effect on tail latency: docs/architecture.md).

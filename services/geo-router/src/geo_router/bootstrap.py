@@ -36,7 +36,13 @@ CACHE_AGE = Gauge("mm_routing_cache_age_seconds", "Age of the oldest loaded rout
 def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, RoutingCache]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    outbox = Outbox.for_kafka(engine, db.metadata, settings.kafka_bootstrap_servers, SERVICE)
+    outbox = Outbox.for_kafka(
+        engine,
+        db.metadata,
+        settings.kafka_bootstrap_servers,
+        SERVICE,
+        idle_poll_interval_s=settings.idle_poll_interval_s,
+    )
     cache = RoutingCache(engine)
     register_consumers(broker, outbox, cache, settings)
     document_publications(

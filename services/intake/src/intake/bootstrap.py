@@ -48,7 +48,13 @@ def create_messaging(
 ) -> tuple[KafkaBroker, Outbox, Boundaries, OfficeDirectory]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
-    outbox = Outbox.for_kafka(engine, db.metadata, settings.kafka_bootstrap_servers, SERVICE)
+    outbox = Outbox.for_kafka(
+        engine,
+        db.metadata,
+        settings.kafka_bootstrap_servers,
+        SERVICE,
+        idle_poll_interval_s=settings.idle_poll_interval_s,
+    )
     boundaries = Boundaries(engine)
     directory = OfficeDirectory()
     register_consumers(broker, outbox, boundaries, directory, settings)

@@ -817,21 +817,30 @@ class Dispatcher:
             await asyncio.sleep(self._settings.instance_heartbeat_interval_s)
 
     async def run(self, poll_interval_s: float = 0.5) -> None:
+        """Deliver due notifications; woken by new ones of this process, and polling for the
+        rest (retries, other instances' released claims): every ``poll_interval_s`` while
+        there is work, doubling up to ``idle_poll_interval_s`` while there is none."""
         heartbeat = asyncio.create_task(self._keep_heartbeat())
+        idle_poll_interval_s = max(self._settings.idle_poll_interval_s, poll_interval_s)
+        wait_s = poll_interval_s
         try:
             while True:
+                # Cleared before delivering: a notify() meanwhile then ends the wait below at
+                # once instead of being lost until the next poll.
+                self._wakeup.clear()
                 try:
+                    delivered = False
                     while await self.deliver_due():
-                        pass
+                        delivered = True
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("notification dispatch failed; retrying")
                     await asyncio.sleep(1.0)
                     continue
-                self._wakeup.clear()
+                wait_s = poll_interval_s if delivered else min(idle_poll_interval_s, 2 * wait_s)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), poll_interval_s)
+                    await asyncio.wait_for(self._wakeup.wait(), wait_s)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 
 def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
     """Kafka's default partition of each key (murmur2, as the Java client computes it), for a
     whole batch at once: aiokafka's pure-Python murmur2, key by key, showed in the relay's profile."""
+    # Imported here: of the services only the relaying ones need it, not the notifier.
+    import numpy as np
+
     m, seed = np.uint32(0x5BD1E995), 0x9747B28C
     result = [0] * len(keys)
     by_length: dict[int, list[int]] = {}

@@ -19,6 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 
 from mm_shared.events import Event, Topic
+from mm_shared.fetch_tuning import FetchPacing, set_fetch_max_wait
 from mm_shared.kafka.dead_lettering import (
     PermanentFailure,
     Records,
@@ -49,11 +50,17 @@ class _PromptBatchSubscriber(BatchSubscriber):
 
     __slots__ = ()
 
+    #: Set after the class swap; its wait grows while the consumer is idle (fetch_tuning).
+    fetch_pacing: FetchPacing
+
     async def get_msg(self, consumer: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+        # getmany returns as soon as records are there: waiting long costs no latency here.
         batches = await consumer.getmany(
-            timeout_ms=self.batch_timeout_ms, max_records=self.max_records
+            timeout_ms=self.fetch_pacing.wait_ms, max_records=self.max_records
         )
-        return tuple(record for records in batches.values() for record in records)
+        records = tuple(record for records in batches.values() for record in records)
+        set_fetch_max_wait(consumer, self.fetch_pacing.observe(len(records)))
+        return records
 
 
 def broadcast_subscriber(
@@ -78,6 +85,7 @@ def batch_subscriber(
     *,
     group_id: str,
     fetch_max_wait_ms: int,
+    idle_fetch_max_wait_ms: int | None = None,
     max_records: int = 500,
     description: str | None = None,
     concurrent_writes: int = 1,
@@ -102,6 +110,7 @@ def batch_subscriber(
             inputs,
             group_id=group_id,
             fetch_max_wait_ms=fetch_max_wait_ms,
+            idle_fetch_max_wait_ms=idle_fetch_max_wait_ms,
             max_records=max_records,
             concurrent_writes=concurrent_writes,
         )(prepare)
@@ -117,6 +126,7 @@ def pipelined_batch_subscriber(
     *,
     group_id: str,
     fetch_max_wait_ms: int,
+    idle_fetch_max_wait_ms: int | None = None,
     max_records: int = 500,
     retry_pause_s: float = 1.0,
     commit_interval_s: float = 0.2,
@@ -131,7 +141,8 @@ def pipelined_batch_subscriber(
     computing of the next. Offsets are committed by hand once a write succeeded, at most every
     ``commit_interval_s``; a write is retried until it does (it must be idempotent: after a
     crash or a rebalance its batch is consumed again), and the next write waits for it, in
-    order. ``concurrent_writes`` > 1 lets writes of batches with other keys overlap
+    order. The fetch wait grows from ``fetch_max_wait_ms`` to ``idle_fetch_max_wait_ms`` while
+    nothing comes (:mod:`mm_shared.fetch_tuning`). ``concurrent_writes`` > 1 lets writes of batches with other keys overlap
     (:class:`OrderedWrites`); for writers that tolerate a concurrent writer of other keys."""
 
     def register(
@@ -153,6 +164,10 @@ def pipelined_batch_subscriber(
         )
         assert type(subscriber) is BatchSubscriber, type(subscriber)
         subscriber.__class__ = _PromptBatchSubscriber
+        assert isinstance(subscriber, _PromptBatchSubscriber)
+        subscriber.fetch_pacing = FetchPacing(
+            fetch_max_wait_ms, idle_fetch_max_wait_ms or fetch_max_wait_ms
+        )
         commits = ThrottledCommits(subscriber, commit_interval_s)
         THROTTLED_COMMITS[subscriber] = commits
 

@@ -94,6 +94,7 @@ class Outbox:
         *,
         batch_size: int = 2000,
         poll_interval_s: float = 0.5,
+        idle_poll_interval_s: float | None = None,
         max_backoff_s: float = 5.0,
         lease_s: float = 10.0,
     ) -> None:
@@ -106,6 +107,7 @@ class Outbox:
         self._service = service
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        self._idle_poll_interval_s = max(idle_poll_interval_s or 0.0, poll_interval_s)
         self._max_backoff_s = max_backoff_s
         self._wakeup = asyncio.Event()
         #: Committed rows of this process, in commit order, for the relay to publish.
@@ -118,7 +120,12 @@ class Outbox:
 
     @classmethod
     def for_kafka(
-        cls, engine: AsyncEngine, metadata: sa.MetaData, bootstrap_servers: str, service: str
+        cls,
+        engine: AsyncEngine,
+        metadata: sa.MetaData,
+        bootstrap_servers: str,
+        service: str,
+        idle_poll_interval_s: float | None = None,
     ) -> Outbox:
         """The service's outbox and inbox tables (from its metadata), relayed to Kafka."""
         schema = metadata.schema
@@ -128,6 +135,7 @@ class Outbox:
             metadata.tables[f"{schema}.processed_events"],
             KafkaPublisher(bootstrap_servers, service),
             service,
+            idle_poll_interval_s=idle_poll_interval_s,
         )
 
     @classmethod
@@ -244,10 +252,12 @@ class Outbox:
 
     async def run_relay(self) -> None:
         """Publish forever: this process's commits as they happen, and by polling for rows of
-        other writers or of a relay that failed."""
+        other writers or of a relay that failed. Once nothing was published for a while, the
+        polls (and the backlog measurements) come less often, up to ``idle_poll_interval_s``."""
         backoff = 0.2
         loop = asyncio.get_running_loop()
-        next_measure = next_poll = 0.0
+        next_measure = next_poll = last_published = 0.0
+        poll_interval = self._poll_interval_s
         while True:
             self._wakeup.clear()
             if loop.time() >= next_measure:
@@ -255,7 +265,7 @@ class Outbox:
                 # is away is exactly what operators need to see.
                 with suppress(Exception):
                     await self.measure_backlog()
-                next_measure = loop.time() + 1.0
+                next_measure = loop.time() + max(1.0, poll_interval)
             try:
                 if self._draining:
                     self._committed.clear()  # polling publishes them, in id order
@@ -264,11 +274,17 @@ class Outbox:
                         pass
                     self._draining = False
                 while await self.publish_committed():
-                    pass
+                    last_published = loop.time()
                 if loop.time() >= next_poll:
                     while await self.publish_pending():
-                        pass
-                    next_poll = loop.time() + self._poll_interval_s
+                        last_published = loop.time()
+                    poll_interval = _next_poll_interval(
+                        poll_interval,
+                        self._poll_interval_s,
+                        self._idle_poll_interval_s,
+                        busy=loop.time() - last_published < 2 * self._idle_poll_interval_s,
+                    )
+                    next_poll = loop.time() + poll_interval
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
@@ -282,3 +298,8 @@ class Outbox:
             if not self._committed:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), max(next_poll - loop.time(), 0.001))
+
+
+def _next_poll_interval(current: float, busy_s: float, idle_s: float, *, busy: bool) -> float:
+    """The short interval while there is work, doubling up to the idle one after."""
+    return busy_s if busy else min(idle_s, 2 * current)

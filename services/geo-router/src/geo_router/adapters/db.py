@@ -11,7 +11,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +27,19 @@ from mm_shared.outbox import (
 )
 
 SCHEMA = "geo_router"
+
+
+class MultiPolygon4326(sa.types.UserDefinedType[Any]):
+    """PostGIS ``geometry(MULTIPOLYGON, 4326)``. Every query reads and writes it through
+    explicit PostGIS functions (ST_AsBinary, ST_GeomFromWKB, ST_Covers), so the serving process
+    needs no GeoAlchemy2 (and the Alembic it imports); the migrations use GeoAlchemy2."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "geometry(MULTIPOLYGON,4326)"
+
+
 metadata = sa.MetaData(schema=SCHEMA)
 
 jurisdictions = sa.Table(
@@ -73,7 +85,7 @@ areas = sa.Table(
     sa.Column("level", sa.Text, nullable=False),
     sa.Column("code", sa.Text, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
-    sa.Column("geom", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False),
+    sa.Column("geom", MultiPolygon4326(), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column(
         "valid_from", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()

@@ -19,12 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from geo_router.adapters.db import Geography, areas, jurisdictions
 from geo_router.domain import Decision, Rule, choose_office, one_area_per_level
 from mm_shared.events import MatchedArea
+from mm_shared.memory import release_free_memory
 
 #: Tolerance (degrees, ~10 m) of the published outline: the union of many districts has many
 #: vertices; intake only needs to know "roughly inside or clearly outside".
 BOUNDARY_SIMPLIFY_DEG = 0.0001
 #: Resolution of the lookup grid: at most this many cells along the longer side.
 GRID_CELLS_PER_SIDE = 512
+#: Grid cells made into geometries at once while the grid is built.
+GRID_CELLS_PER_CHUNK = 16_384
 
 
 @dataclass
@@ -76,14 +79,23 @@ class JurisdictionIndex:
             minx + np.arange(self._nx) * self._cell, miny + np.arange(self._ny) * self._cell
         )
         x0, y0 = xs.ravel(), ys.ravel()
-        cells = STRtree(shapely.box(x0, y0, x0 + self._cell, y0 + self._cell))
         level_of = np.array([self.levels.index(a.level) for a in self.areas])
         # Per level and cell: the area whose interior holds the whole cell, else -1.
         self._cell_area = np.full((len(self.levels), x0.size), -1, dtype=np.int64)
-        area_idx, cell_idx = cells.query(self.geometries, predicate="contains_properly")
-        self._cell_area[level_of[area_idx], cell_idx] = area_idx
         self._cell_outside = np.ones(x0.size, dtype=bool)
-        self._cell_outside[cells.query(self.geometries, predicate="intersects")[1]] = False
+        # The cells as geometries a slice at a time: all of them at once were the peak of the
+        # process's memory, kept by the allocator after they were freed.
+        for start in range(0, x0.size, GRID_CELLS_PER_CHUNK):
+            xc, yc = (
+                x0[start : start + GRID_CELLS_PER_CHUNK],
+                y0[start : start + GRID_CELLS_PER_CHUNK],
+            )
+            cells = STRtree(shapely.box(xc, yc, xc + self._cell, yc + self._cell))
+            area_idx, cell_idx = cells.query(self.geometries, predicate="contains_properly")
+            self._cell_area[level_of[area_idx], start + cell_idx] = area_idx
+            self._cell_outside[start + cells.query(self.geometries, predicate="intersects")[1]] = (
+                False
+            )
 
     def areas_at_many(
         self,
@@ -334,6 +346,10 @@ class RoutingCache:
                 self._indexes[code] = index
                 loaded.append(index)
         self.retired = await retired_jurisdictions(self._engine)
+        if loaded:
+            # Building an index makes many temporary geometries: without this the process
+            # keeps the peak's pages after every (re)load.
+            release_free_memory()
         if jurisdiction is None:
             self.ready.set()
         return loaded

@@ -40,6 +40,7 @@ def register_consumers(
         INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        idle_fetch_max_wait_ms=settings.kafka_idle_fetch_max_wait_ms,
         max_records=settings.batch_max_records,
     )
     async def on_reports(

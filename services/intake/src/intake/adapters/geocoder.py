@@ -7,8 +7,6 @@ outside-the-city check, routing) works on the coordinates found.
 
 from __future__ import annotations
 
-import httpx
-
 
 class GeocoderUnavailable(Exception):
     """The geocoding service did not answer usefully: not the reporter's fault."""
@@ -16,6 +14,10 @@ class GeocoderUnavailable(Exception):
 
 class NominatimGeocoder:
     def __init__(self, base_url: str, *, city: str, user_agent: str, timeout_s: float) -> None:
+        # Imported only where a geocoder is configured: httpx brings its command line's
+        # libraries (rich, pygments) into the process.
+        import httpx
+
         self._client = httpx.AsyncClient(
             base_url=base_url, timeout=timeout_s, headers={"user-agent": user_agent}
         )
@@ -25,6 +27,8 @@ class NominatimGeocoder:
         """(lat, long) of the best match for ``address`` in the city, or None if none."""
         # "Markt 1" is meant in this city; "Marienplatz 1, München" names its own place.
         query = address if "," in address else f"{address}, {self._city}"
+        import httpx
+
         try:
             response = await self._client.get(
                 "/search", params={"q": query, "format": "jsonv2", "limit": 1}

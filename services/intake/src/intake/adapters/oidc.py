@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import jwt
-
 from intake.adapters.staff import StaffMember
 
 
@@ -27,6 +25,9 @@ class JwtAuthenticator:
         jurisdiction_claim: str = "jurisdiction",
         default_jurisdiction: str = "leipzig",
     ) -> None:
+        # PyJWT and the cryptography it loads: imported only where OIDC is configured.
+        import jwt
+
         self._issuer = issuer
         self._audience = audience
         # Keys are cached; an unknown key id makes the client fetch the set again (rotation).
@@ -43,6 +44,8 @@ class JwtAuthenticator:
 
     async def authenticate(self, token: str) -> StaffMember | None:
         """The member a valid token names; None for anything invalid, expired or foreign."""
+        import jwt
+
         try:
             # The key client may fetch the key set over HTTP, which blocks: off the loop.
             claims = await asyncio.to_thread(self._verify, token)
@@ -60,6 +63,8 @@ class JwtAuthenticator:
         return StaffMember(0, name, frozenset(offices), is_admin, jurisdiction)
 
     def _verify(self, token: str) -> dict[str, Any]:
+        import jwt
+
         key = self._keys.get_signing_key_from_jwt(token)
         claims: dict[str, Any] = jwt.decode(
             token,

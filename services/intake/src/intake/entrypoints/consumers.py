@@ -39,6 +39,7 @@ def register_consumers(
         INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        idle_fetch_max_wait_ms=settings.kafka_idle_fetch_max_wait_ms,
         # Each write reads and guards the reports it changes (optimistically), so batches of
         # other reports need not wait for each other: without this, most batches under load
         # waited for the previous write (docs/architecture.md, "Consumers are pipelined").

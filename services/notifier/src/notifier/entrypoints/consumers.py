@@ -48,6 +48,7 @@ def register_consumers(
         INPUTS,
         group_id=settings.consumer_group,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        idle_fetch_max_wait_ms=settings.kafka_idle_fetch_max_wait_ms,
     )
     async def on_reporter_events(events: list[Input]) -> None:
         """Keep reporters' contacts (only the notifier stores them), queue notifications for

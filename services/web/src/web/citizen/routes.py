@@ -547,7 +547,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
             headers=citizen.forwarded(request),
         )
         if not kept.ok:
-            return _back(report_id, token, _outcome(kept, "erased"))
+            return _back(request, report_id, token, _outcome(kept, "erased"))
         answer = await services.call(
             "notifier",
             "POST",
