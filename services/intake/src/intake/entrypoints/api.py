@@ -273,10 +273,12 @@ def router(
             },
             **schemas.refusals(
                 400,
+                404,
                 413,
                 422,
                 429,
                 s400="The body is not valid JSON, or nests too deeply",
+                s404="The jurisdiction named is not served here",
                 s413="A photo over 10 MB, or a body without photos over 256 kB",
                 s429="Too many submissions from this address or for this e-mail address",
             ),
