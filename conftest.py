@@ -51,6 +51,21 @@ API_KEY = "test-key"
 REPORTER_TOKEN_SECRET = "test-reporter-token-secret-of-32-characters-at-least"
 
 
+@contextlib.asynccontextmanager
+async def timed_lifespan(name: str, app: FastAPI, shutdown_timeout_s: float) -> AsyncIterator[None]:
+    """The app's lifespan; how long its shutdown took goes to var/test-log/shutdown.log, so that
+    a shutdown that runs out of time names its service."""
+    async with LifespanManager(app, shutdown_timeout=shutdown_timeout_s):
+        yield
+        started = time.monotonic()
+        log = ROOT / "var" / "test-log" / "shutdown.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:
+            out.write(f"{name}: shutting down\n")
+    with log.open("a") as out:
+        out.write(f"{name}: shut down in {time.monotonic() - started:.1f} s\n")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     port = free_port()
@@ -278,9 +293,9 @@ async def stack(
     # (about 5 s here): a short run (one module) ends in that window.
     stop_s = 30
     async with (
-        LifespanManager(apps["intake"], shutdown_timeout=stop_s),
-        LifespanManager(apps["geo_router"], shutdown_timeout=stop_s),
-        LifespanManager(apps["notifier"], shutdown_timeout=stop_s),
+        timed_lifespan("intake", apps["intake"], stop_s),
+        timed_lifespan("geo_router", apps["geo_router"], stop_s),
+        timed_lifespan("notifier", apps["notifier"], stop_s),
         tap.running([t.value for t in Topic]),
     ):
         clients = {

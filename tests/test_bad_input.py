@@ -121,7 +121,10 @@ async def test_a_control_character_in_the_address_is_refused_everywhere(
 
 
 async def test_tab_line_feed_and_carriage_return_stay_welcome(stack: Stack) -> None:
-    assert (await stack.geo_router.get("/v1/offices?jurisdiction=%09%0A%0D")).status_code == 200
+    # Not refused as a forbidden character: an unknown jurisdiction like any other.
+    offices = await stack.geo_router.get("/v1/offices?jurisdiction=%09%0A%0D")
+    assert offices.status_code == 404, offices.text
+    assert offices.json()["error"] == "unknown_jurisdiction"
     text = "Schlagloch\r\n\tvor Nr. 5"
     created = await stack.intake.post(
         "/api/v1/reports",

@@ -150,8 +150,12 @@ def test_atom_feeds_per_area_and_per_category(browser_stack: BrowserStack) -> No
     elsewhere = browser_stack.submit(*ELSEWHERE, service_code="009")
     other_kind = browser_stack.submit(ZENTRUM[0] + 0.0005, ZENTRUM[1], service_code="012")
 
-    by_area = entry_ids(httpx.get(f"{browser_stack.web}/feeds/areas/00.atom"))
-    assert inside in by_area
+    # The area feed lists routed reports: routing may take a moment after a quiet spell.
+    def area_feed_with_inside() -> set[str] | None:
+        ids = entry_ids(httpx.get(f"{browser_stack.web}/feeds/areas/00.atom"))
+        return ids if inside in ids else None
+
+    by_area = wait_until(area_feed_with_inside)
     assert elsewhere not in by_area
     by_category = entry_ids(httpx.get(f"{browser_stack.web}/feeds/categories/009.atom"))
     assert {inside, elsewhere} <= by_category

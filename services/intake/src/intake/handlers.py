@@ -167,7 +167,7 @@ def choose_jurisdiction(
         if requested and chosen is not None:
             where = f"the area of {chosen.name}"
         else:
-            where = "the areas this service covers: " + ", ".join(sorted(j.name for j in served))
+            where = "the areas this service covers: " + ", ".join(sorted({j.name for j in served}))
         problem = (
             f"the location ({lat}, {long}) is outside {where}: "
             "reports can only be taken for places inside them"

@@ -2,4 +2,5 @@
 
 from mm_shared.kafka.topics import main
 
-main()
+if __name__ == "__main__":
+    main()
