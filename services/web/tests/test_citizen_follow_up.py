@@ -156,6 +156,7 @@ def test_atom_feeds_per_area_and_per_category(browser_stack: BrowserStack) -> No
         return ids if inside in ids else None
 
     by_area = wait_until(area_feed_with_inside)
+    assert by_area is not None
     assert elsewhere not in by_area
     by_category = entry_ids(httpx.get(f"{browser_stack.web}/feeds/categories/009.atom"))
     assert {inside, elsewhere} <= by_category
