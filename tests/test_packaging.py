@@ -154,8 +154,21 @@ def _install_and_start(package: Package, into: Path) -> None:
         if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("UV_")
     }
     environment = into / "venv"
+    # Built afresh from the checkout: uv's cache keeps a first-party wheel across edits of its
+    # modules (its key is the pyproject file), which would test an older state of the code.
+    rebuilt = [arg for p in packages() for arg in ("--reinstall-package", p.name)]
     _run(
-        ["uv", "sync", "--frozen", "--no-dev", "--no-editable", "--package", package.name, "-q"],
+        [
+            "uv",
+            "sync",
+            "--frozen",
+            "--no-dev",
+            "--no-editable",
+            "--package",
+            package.name,
+            "-q",
+            *rebuilt,
+        ],
         cwd=ROOT,
         env={**clean, "UV_PROJECT_ENVIRONMENT": str(environment)},
     )

@@ -220,6 +220,27 @@ def _answer_refusals_in_shape(app: FastAPI, refusal: Refusal) -> None:
         app.add_exception_handler(error_class, unavailable)
 
 
+#: How long stopping the consumers may take: one stopped while it joins its group waits for the
+#: broker's answer, and a service that cannot stop gets killed anyway (nothing is lost by that).
+STOP_BROKER_WITHIN_S = 15.0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel the background tasks and wait for them. Python 3.11's ``asyncio.wait_for`` can
+    swallow a cancellation that arrives as its inner wait ends, and a loop around it then goes
+    on: such a task is cancelled again, a few times, then left behind with a warning."""
+    for task in tasks:
+        task.cancel()
+    pending: set[asyncio.Task[Any]] = set(tasks)
+    for _ in range(5):
+        _, pending = await asyncio.wait(pending, timeout=2.0)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+    log.warning("background tasks that would not stop: %s", [t.get_coro() for t in pending])
+
+
 def create_service_app(
     *,
     service: str,
@@ -260,11 +281,12 @@ def create_service_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
             # Consumers first, so that nothing new is committed while the outbox drains.
-            await broker.stop()
+            try:
+                await asyncio.wait_for(broker.stop(), STOP_BROKER_WITHIN_S)
+            except TimeoutError:
+                log.warning("the broker connection did not stop in time; leaving it")
             for close in on_shutdown:
                 await close()
             await engine.dispose()
