@@ -32,9 +32,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.common import LOGS, broker, database, free_port, open_loop_post, percentile, report
+from bench.resources import cpu_s, rss_mib
 from devstack.processes import ServiceProcess, python_module, service_env, spawn, wait_for_port
 
-TICKS = os.sysconf("SC_CLK_TCK")
 SERVICES = ("intake", "geo-router", "notifier")
 
 #: Settings that bring back the constant polling of before (every consumer fetching every
@@ -56,18 +56,6 @@ BODY = "api_key=local-dev&service_code=001&lat=51.3397&long=12.3731&description=
 #: Reports to be mailed: the notifier's memory after load includes sending mails.
 MAILED_BODY = BODY + "&email=bench%40example.org"
 MAIL_RATE, MAIL_SECONDS = 50, 10
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 async def assigned_latencies(engine: AsyncEngine, since: Any) -> list[float | None]:
