@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
 
-.PHONY: setup up down status test fuzz chaos chaos-small lint format typecheck compose-config asyncapi ci staff-token dead-letters
+.PHONY: setup up down status test test-unit fuzz chaos chaos-small lint format typecheck compose-config asyncapi ci staff-token dead-letters
 
 setup:
 	@bash deploy/local/setup.sh
@@ -21,6 +21,9 @@ status:
 
 test: setup  ## the whole suite but the fault injection (`make chaos-small`); starts its own broker and test database
 	@$(RUN) pytest -m "not chaos"
+
+test-unit: setup  ## the fast tier: use cases against fakes, no PostgreSQL or broker (tests under */tests/unit/)
+	@$(RUN) pytest -m unit -q
 
 fuzz: setup  ## schemathesis against the three services' OpenAPI documents, FUZZ_REQUESTS (20,000) requests; prints counts per operation and check
 	@MM_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),20000) $(RUN) pytest tests/test_api_conformance.py -k every_answer -s -q

@@ -47,6 +47,38 @@ from notifier.settings import NotifierSettings
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under a ``tests/unit/`` folder form the fast tier (``make test-unit``)."""
+    for item in items:
+        if "/tests/unit/" in item.path.as_posix():
+            item.add_marker(pytest.mark.unit)
+
+
+class NetworkUsedInUnitTest(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_network_in_unit_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The fast tier runs against fakes: a unit test that opens a connection (PostgreSQL, the
+    broker, SMTP) fails instead of quietly becoming an integration test."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    import socket
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        raise NetworkUsedInUnitTest(f"a unit test connected to {address!r}")
+
+    original = socket.socket.connect, socket.socket.connect_ex
+    socket.socket.connect = refuse  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        socket.socket.connect, socket.socket.connect_ex = original  # type: ignore[method-assign]
+
+
 API_KEY = "test-key"
 REPORTER_TOKEN_SECRET = "test-reporter-token-secret-of-32-characters-at-least"
 
