@@ -19,6 +19,7 @@ from intake.adapters import db
 from intake.adapters.boundaries import Boundaries, OfficeDirectory, PublicHolidays
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
+from intake.adapters.photo_variants import PhotoVariantWorker
 from intake.adapters.photos import MAX_BYTES, FileSystemPhotoStore
 from intake.adapters.rate_limits import RateLimits
 from intake.domain import ReporterTokens
@@ -82,6 +83,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     broker, outbox, boundaries, directory = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
     store = FileSystemPhotoStore(Path(settings.photo_dir))
+    # Display sizes and thumbnails are made in the background, also those a previous process
+    # left undone.
+    photo_variants = (
+        [PhotoVariantWorker(store, settings.photo_variant_workers).run]
+        if settings.photo_variant_workers
+        else []
+    )
 
     async def sweep_unrouted() -> None:
         """No accepted report stays unrouted: re-publish what waited too long."""
@@ -179,6 +187,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             forget_kept_contacts,
             remind_offices,
             lambda: track_consumer_lag(broker, SERVICE),
+            *photo_variants,
         ],
         on_shutdown=[outbox.close, *([geocoder.close] if geocoder else [])],
         refusal=refused,

@@ -52,6 +52,10 @@ class IntakeSettings(ServiceSettings):
     staff_token_ttl_days: float = Field(default=90.0, gt=0)
     #: Where uploaded photos are kept (content-addressed files).
     photo_dir: str = "var/photos"
+    #: Photos whose display size and thumbnail this process makes at once, in the background
+    #: (a submission waits only for the photo's check and its stripped original). 0: none, for
+    #: an instance that leaves the work to another one sharing ``photo_dir``.
+    photo_variant_workers: int = Field(default=1, ge=0)
     #: A report still ``received`` after this long is published again.
     resubmit_after_s: float = 120.0
     #: Open reports of the same category closer than this are offered as duplicates.

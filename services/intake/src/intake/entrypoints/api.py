@@ -696,15 +696,19 @@ def router(
         },
     )
     async def photo(digest: str, variant: Literal["original", "display", "thumbnail"]) -> Response:
-        """A stored photo (metadata stripped). Content-addressed, so cacheable forever."""
-        found = await store.get(digest, variant)
+        """A stored photo (metadata stripped). Content-addressed, so cacheable forever; the
+        original stands in for a display size or thumbnail not made yet, briefly cacheable."""
+        found = await store.serve(digest, variant)
         if found is None:
             return problem(404, ("not_found", "digest", "no such photo"))
-        content, content_type = found
         return Response(
-            content,
-            media_type=content_type,
-            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+            found.content,
+            media_type=found.content_type,
+            headers={
+                "Cache-Control": "public, max-age=31536000, immutable"
+                if found.final
+                else "public, max-age=60"
+            },
         )
 
     return api
