@@ -78,9 +78,9 @@ def _open(data: bytes) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError as exc:
         raise PhotoRejected("not_an_image", "the file is not a picture we can read") from exc
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise PhotoRejected("decompression_bomb", "the picture claims too many pixels") from exc
     return image
 
