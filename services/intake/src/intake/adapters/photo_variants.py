@@ -76,7 +76,11 @@ class PhotoVariantWorker:
             async with asyncio.TaskGroup() as tasks:
                 while True:
                     self._store.stored.clear()
-                    pending = await asyncio.to_thread(self._store.pending)
+                    try:
+                        pending = await asyncio.to_thread(self._store.pending)
+                    except OSError:
+                        log.exception("pending photos could not be listed; trying again later")
+                        pending = []
                     VARIANTS_PENDING.set(len(pending))
                     for digest in pending:
                         if digest in in_flight:
