@@ -78,6 +78,15 @@ class FakeServices:
             return httpx.Response(200, json=self.member)
         if path.startswith("/api/v1/staff/"):
             return httpx.Response(200, json=[])
+        if path.startswith("/api/v1/photos/"):
+            # Intake's original is final; its display size here still a stand-in (not made).
+            final = path.endswith("/original")
+            cache = "public, max-age=31536000, immutable" if final else "public, max-age=60"
+            return httpx.Response(
+                200,
+                content=b"\xff\xd8",
+                headers={"content-type": "image/jpeg", "cache-control": cache},
+            )
         if path == "/api/v1/jurisdictions" and self.jurisdictions is not None:
             return httpx.Response(200, json={"jurisdictions": self.jurisdictions})
         if path == "/api/v1/alerts" and request.method == "POST":
@@ -493,3 +502,15 @@ async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(
     assert at_home.status_code == 200
     assert from_koelns_host.status_code == 307
     assert from_koelns_host.headers["location"] == f"/leipzig/reports/{in_leipzig}"
+
+
+async def test_a_photo_standing_in_for_one_not_made_yet_is_not_cached_for_good(
+    web: Client,
+) -> None:
+    digest = "ab" * 32
+    async with web() as client:
+        original = await client.get(f"/photos/{digest}/original")
+        display = await client.get(f"/photos/{digest}/display")
+    assert original.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert display.status_code == 200
+    assert display.headers["cache-control"] == "public, max-age=60"

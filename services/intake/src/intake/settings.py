@@ -54,7 +54,8 @@ class IntakeSettings(ServiceSettings):
     photo_dir: str = "var/photos"
     #: Photos whose display size and thumbnail this process makes at once, in the background
     #: (a submission waits only for the photo's check and its stripped original). 0: none, for
-    #: an instance that leaves the work to another one sharing ``photo_dir``.
+    #: an instance that leaves the work to another one sharing ``photo_dir`` (which looks for
+    #: such photos every 30 s).
     photo_variant_workers: int = Field(default=1, ge=0)
     #: A report still ``received`` after this long is published again.
     resubmit_after_s: float = 120.0

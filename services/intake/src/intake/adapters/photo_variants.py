@@ -44,12 +44,13 @@ def _run_behind_requests() -> None:
 
 class PhotoVariantWorker:
     def __init__(
-        self, store: FileSystemPhotoStore, concurrency: int = 1, look_again_after_s: float = 300.0
+        self, store: FileSystemPhotoStore, concurrency: int = 1, look_again_after_s: float = 30.0
     ) -> None:
         self._store = store
         self._concurrency = concurrency
-        #: Without a new original, pending photos are looked for again this often: a photo
-        #: whose variants could not be written (a full disk) is tried again.
+        #: Without a new original of its own process, the worker looks for pending photos
+        #: this often: those another instance on the same directory stored (one with no
+        #: worker), and those whose variants could not be written (a full disk) are tried again.
         self._look_again_after_s = look_again_after_s
 
     async def run(self) -> None:

@@ -581,7 +581,9 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         return Response(
             answer.content,
             media_type=answer.headers.get("content-type"),
-            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+            # Intake's: immutable, but briefly cacheable while the original stands in for a
+            # display size or thumbnail not made yet.
+            headers={"Cache-Control": answer.headers.get("cache-control", "public, max-age=60")},
         )
 
     # -- the map of reports ---------------------------------------------------------------------

@@ -550,7 +550,12 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
         return Response(
             answer.content,
             media_type=answer.headers.get("content-type", "image/jpeg"),
-            headers={"Cache-Control": "private, max-age=86400"},
+            # Briefly while intake's original stands in for a variant not made yet.
+            headers={
+                "Cache-Control": "private, max-age=86400"
+                if "immutable" in answer.headers.get("cache-control", "")
+                else "private, max-age=60"
+            },
         )
 
     # Canned responses.
