@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import struct
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -250,3 +252,24 @@ async def test_the_same_picture_is_stored_and_scaled_once(tmp_path: Path) -> Non
     await store.put(photo)
     assert store.pending() == []
     assert await asyncio.to_thread(worker.convert, photo.digest) == "skipped"
+
+
+async def test_a_photo_another_worker_scales_is_left_to_it_unless_that_one_died(
+    tmp_path: Path,
+) -> None:
+    """Instances share the photo directory and each looks at every pending photo."""
+    store = FileSystemPhotoStore(tmp_path)
+    photo = process_photo(phone_jpeg(64, 48))
+    await store.put(photo)
+    assert store.claim(photo.digest)  # another instance's worker took it
+    worker = PhotoVariantWorker(FileSystemPhotoStore(tmp_path))
+    assert await asyncio.to_thread(worker.convert, photo.digest) == "busy"
+    assert not store.has_variants(photo.digest)
+    assert store.pending() == [photo.digest]
+
+    claimed_long_ago = time.time() - FileSystemPhotoStore.CLAIM_FOR_S - 1
+    os.utime(tmp_path / photo.digest[:2] / photo.digest / "converting", (claimed_long_ago,) * 2)
+    assert await asyncio.to_thread(worker.convert, photo.digest) == "made"
+    assert store.has_variants(photo.digest)
+    assert store.pending() == []
+    assert store.claim(photo.digest)  # released

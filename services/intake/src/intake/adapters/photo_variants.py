@@ -96,20 +96,25 @@ class PhotoVariantWorker:
 
     def convert(self, digest: str) -> str:
         """Make one photo's variants (blocking); returns the outcome for the metric."""
-        original = self._store.awaiting_variants(digest)
-        if original is None:
-            return "skipped"
+        if not self._store.claim(digest):
+            return "busy"  # another worker scales it; its marker stays until that one is done
         try:
-            variants = make_variants(original)
-        except Exception as exc:  # whatever the decoder raises for a picture it cannot read
-            reason = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "photo %s cannot be scaled (%s): its original is served in place of its "
-                "display size and thumbnail",
-                digest,
-                reason,
-            )
-            self._store.put_unconvertible(digest, reason)
-            return "unconvertible"
-        self._store.put_variants(digest, variants)
-        return "made"
+            original = self._store.awaiting_variants(digest)
+            if original is None:
+                return "skipped"
+            try:
+                variants = make_variants(original)
+            except Exception as exc:  # whatever the decoder raises for a picture it cannot read
+                reason = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "photo %s cannot be scaled (%s): its original is served in place of its "
+                    "display size and thumbnail",
+                    digest,
+                    reason,
+                )
+                self._store.put_unconvertible(digest, reason)
+                return "unconvertible"
+            self._store.put_variants(digest, variants)
+            return "made"
+        finally:
+            self._store.release(digest)

@@ -330,15 +330,18 @@ class PhotoStore(Protocol):
 
 class FileSystemPhotoStore:
     """``<root>/<ab>/<digest>/`` holds ``content-type``, ``original``, later ``display`` and
-    ``thumbnail`` (or ``unconvertible``, naming why they could not be made). An original
-    whose variants are still to be made has an empty marker ``<root>/pending/<digest>``, written
-    before the original: the marker directory is the worker's queue, and it outlives the
-    process. Every file is written under a unique temporary name and renamed into place, so a
-    reader (or another instance on the same directory) never sees half a file."""
+        ``thumbnail`` (or ``unconvertible``, naming why they could not be made), and ``converting``
+    while a worker scales it. An original
+        whose variants are still to be made has an empty marker ``<root>/pending/<digest>``, written
+        before the original: the marker directory is the worker's queue, and it outlives the
+        process. Every file is written under a unique temporary name and renamed into place, so a
+        reader (or another instance on the same directory) never sees half a file."""
 
     #: A marker whose original never appeared (the writer died between the two) is removed
     #: after this long; a younger one may belong to an original being written right now.
     STALE_MARKER_S = 3600.0
+    #: Scaling one photo takes well under a second; a claim this old is a dead worker's.
+    CLAIM_FOR_S = 120.0
 
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -428,6 +431,29 @@ class FileSystemPhotoStore:
             except FileNotFoundError:
                 pass
             return None
+
+    def claim(self, digest: str) -> bool:
+        """Take a photo to scale, unless a worker (of this or another instance sharing the
+        directory) has it: a file created only if absent. A claim older than
+        ``CLAIM_FOR_S`` belongs to a worker that died, and is taken over."""
+        claim = self._dir(digest) / "converting"
+        for _ in range(2):
+            try:
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return True
+            except FileNotFoundError:
+                return True  # no photo directory: nothing to contend for
+            except FileExistsError:
+                try:
+                    if time.time() - claim.stat().st_mtime < self.CLAIM_FOR_S:
+                        return False
+                except FileNotFoundError:
+                    continue  # released meanwhile
+                claim.unlink(missing_ok=True)
+        return False
+
+    def release(self, digest: str) -> None:
+        (self._dir(digest) / "converting").unlink(missing_ok=True)
 
     def has_variants(self, digest: str) -> bool:
         return all((self._dir(digest) / variant).exists() for variant in SCALED)
