@@ -22,7 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
 from intake.adapters.console import open_data_export, stream_rows
-from intake.adapters.db import OPEN_STATUSES, SubmissionWriter, unit_of_work
+from intake.adapters.db import OPEN_STATUSES, SqlUnitOfWorks, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
 from intake.adapters.rate_limits import RateLimits
 from intake.domain import (
@@ -184,6 +184,7 @@ def router(
     limits: RateLimits,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["city app"])
+    uows = SqlUnitOfWorks(outbox)
 
     tz = ZoneInfo(settings.timezone)
 
@@ -314,7 +315,7 @@ def router(
         except handlers.UnknownJurisdiction as unknown:
             return unknown_jurisdiction(unknown, "jurisdiction")
         retry = bool(idempotency_key) and await handlers.idempotency_key_used(
-            outbox, str(idempotency_key)
+            uows, str(idempotency_key)
         )
         if not (x_acknowledge_duplicate or retry) and data.service_code in CATEGORIES_BY_CODE:
             async with unit_of_work(outbox) as uow:
@@ -367,7 +368,7 @@ def router(
         try:
             if idempotency_key:
                 report, created = await handlers.submit_report_once(
-                    outbox, boundaries, tokens, submission, idempotency_key
+                    uows, boundaries, tokens, submission, idempotency_key
                 )
             else:
                 report = await handlers.submit_report(writer, boundaries, tokens, submission)
@@ -416,7 +417,7 @@ def router(
         """Public status of a report with its history and public notes (no personal data). A
         browser (Accept: text/html) gets it as a page, in English for an English
         Accept-Language: this is the link in the reporters' mails."""
-        report = await handlers.get_report(outbox, report_id)
+        report = await handlers.get_report(uows, report_id)
         if pages.wants_page(request):
             lang = pages.language(request)
             if report is None:
@@ -438,7 +439,7 @@ def router(
         if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
             return rate_limited(wait)
         contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
-        if not await handlers.follow(outbox, report_id, contact):
+        if not await handlers.follow(uows, report_id, contact):
             return problem(404, ("not_found", "report_id", f"no report {report_id}"))
         return JSONResponse({"following": str(report_id)}, status_code=202)
 
@@ -462,7 +463,7 @@ def router(
         the notifier's ``/api/v1/reports/{id}/contact/erase`` erases the rest. 204 also when
         none was kept (any more)."""
         try:
-            await handlers.erase_kept_contact(outbox, tokens, report_id, erasure.reporter_token)
+            await handlers.erase_kept_contact(uows, tokens, report_id, erasure.reporter_token)
         except handlers.InvalidReporterToken:
             return problem(
                 403, ("invalid_token", "reporter_token", "this is not the reporter's token")
@@ -496,12 +497,12 @@ def router(
             return unreadable_body(unreadable)
         within = timedelta(days=settings.reopen_within_days)
         try:
-            await handlers.check_reopenable(outbox, tokens, report_id, data.reporter_token, within)
+            await handlers.check_reopenable(uows, tokens, report_id, data.reporter_token, within)
             photos, refusal = await process_uploads(uploads, at_most=1)
             if refusal is not None:
                 return refusal
             report = await handlers.reopen_by_reporter(
-                outbox,
+                uows,
                 tokens,
                 report_id,
                 data.reporter_token,

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
-from intake.adapters.db import SubmissionWriter, unit_of_work
+from intake.adapters.db import SqlUnitOfWorks, SubmissionWriter, unit_of_work
 from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
 from intake.adapters.rate_limits import RateLimits
 from intake.catalogue import definition
@@ -119,6 +119,7 @@ def router(
     geocoder: NominatimGeocoder | None = None,
 ) -> APIRouter:
     api = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
+    uows = SqlUnitOfWorks(outbox)
     tz = ZoneInfo(settings.timezone)
     base = f"{settings.public_base_url}/open311/v2"
 
@@ -456,7 +457,7 @@ def router(
             report_id = UUID(service_request_id)
         except ValueError:
             return errors(fmt, 404, f"no service request {service_request_id!r}")
-        report = await handlers.get_report(outbox, report_id)
+        report = await handlers.get_report(uows, report_id)
         if report is None or (jurisdiction_id and report.jurisdiction != jurisdiction_id):
             return errors(fmt, 404, f"no service request {service_request_id!r}")
         return render(

@@ -22,7 +22,7 @@ from intake.adapters.console import (
     queue_export,
     stream_rows,
 )
-from intake.adapters.db import OPEN_STATUSES, TicketFilter, unit_of_work
+from intake.adapters.db import OPEN_STATUSES, SqlUnitOfWorks, TicketFilter, unit_of_work
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.staff import StaffMember, TokenExpired
 from intake.domain import InvalidReport, Report, TransitionNotAllowed, distance_m
@@ -144,6 +144,8 @@ def router(
     settings: IntakeSettings,
     oidc: JwtAuthenticator | None = None,
 ) -> APIRouter:
+    uows = SqlUnitOfWorks(outbox)
+
     async def current_staff(authorization: str | None = Header(default=None)) -> StaffMember:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -152,7 +154,7 @@ def router(
             member = await oidc.authenticate(token)
         else:
             try:
-                member = await handlers.authenticate(outbox, token)
+                member = await handlers.authenticate(uows, token)
             except TokenExpired as expired:
                 raise Unauthorized(
                     f"this staff token {expired}: ask for a new one (intake staff-token)"
@@ -269,7 +271,7 @@ def router(
         """My offices' tickets, filtered, sorted and paginated; ``counts`` per status under the
         same filter apart from the status."""
         tickets, counts = await handlers.queue(
-            outbox, found, sort=sort, offset=(page - 1) * page_size, limit=page_size
+            uows, found, sort=sort, offset=(page - 1) * page_size, limit=page_size
         )
         by_status = {s.value: counts.get(s.value, 0) for s in ReportStatus}
         chosen = [s.value for s in found.statuses] or list(by_status)
@@ -327,7 +329,7 @@ def router(
         """Open reports of the same category near the ticket, nearest first: candidates to
         mark it a duplicate of."""
         try:
-            this, found = await handlers.nearby_candidates(outbox, member, ticket_id, radius_m)
+            this, found = await handlers.nearby_candidates(uows, member, ticket_id, radius_m)
         except handlers.TicketNotFound:
             return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
         return JSONResponse(
@@ -370,7 +372,7 @@ def router(
             return datetime.combine(day, time(), tz) if day else None
 
         found = await handlers.office_statistics(
-            outbox,
+            uows,
             within,
             offices,
             start=midnight(start),
@@ -417,7 +419,7 @@ def router(
     )
     async def list_canned(member: Staff) -> JSONResponse:
         """My offices' canned responses ("Textbausteine")."""
-        return JSONResponse([_canned(c) for c in await handlers.canned_responses(outbox, member)])
+        return JSONResponse([_canned(c) for c in await handlers.canned_responses(uows, member)])
 
     @api.post(
         "/canned-responses",
@@ -448,7 +450,7 @@ def router(
     )
     async def drop_canned(response_id: RowId, member: Staff) -> Response:
         try:
-            await handlers.drop_canned_response(outbox, member, response_id)
+            await handlers.drop_canned_response(uows, member, response_id)
         except handlers.TicketNotFound:
             return problem(404, ("not_found", "response_id", f"no canned response {response_id}"))
         return Response(status_code=204)
@@ -458,7 +460,7 @@ def router(
     ) -> JSONResponse:
         try:
             kept = await handlers.keep_canned_response(
-                outbox,
+                uows,
                 member,
                 jurisdiction=body.jurisdiction or member.jurisdiction or settings.jurisdiction,
                 office_code=body.office_code,
@@ -490,7 +492,7 @@ def router(
         for the reporter, who is told as of a change."""
         try:
             report = await handlers.note_ticket(
-                outbox,
+                uows,
                 member,
                 ticket_id,
                 public_note=body.public_note,
@@ -538,7 +540,7 @@ def router(
     async def get_ticket(ticket_id: UUID, member: Staff) -> JSONResponse:
         """A ticket with photos and its full history, internal notes included."""
         try:
-            report = await handlers.staff_ticket(outbox, member, ticket_id)
+            report = await handlers.staff_ticket(uows, member, ticket_id)
         except handlers.TicketNotFound:
             return problem(404, ("not_found", "ticket_id", f"no ticket {ticket_id} for you"))
         return JSONResponse(ticket(report, settings, detail=True))
@@ -560,7 +562,7 @@ def router(
         ``assigned`` with an office_code to hand it to another office."""
         try:
             report = await handlers.change_ticket(
-                outbox,
+                uows,
                 member,
                 ticket_id,
                 body.status,
