@@ -691,6 +691,9 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
 
 async def _member(services: Services, credential: str) -> StaffSession | None:
     """Who a credential belongs to, as intake says (``/api/v1/staff/me``)."""
+    if not _header_safe(credential):
+        # Not a token any issuer hands out; in a header it would not even encode (a 500).
+        return None
     answer = await services.call(
         "intake", "GET", "/api/v1/staff/me", headers={"Authorization": f"Bearer {credential}"}
     )
@@ -733,6 +736,20 @@ def _refused_page(request: Request, answer: Answer) -> Response:
     status = answer.status if answer.status in (400, 403, 404) else 400
     return render(
         request, "error.html", {"status": status if status != 403 else 404}, status_code=status
+    )
+
+
+#: Longer than any staff token or access token intake accepts.
+MAX_CREDENTIAL = 8192
+
+
+def _header_safe(credential: str) -> bool:
+    """Printable ASCII without spaces (RFC 6750's token68 and more): fit for a Bearer header."""
+    return (
+        len(credential) <= MAX_CREDENTIAL
+        and credential.isascii()
+        and credential.isprintable()
+        and " " not in credential
     )
 
 
