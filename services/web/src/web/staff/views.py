@@ -202,7 +202,9 @@ def vertical_chart(rows: Sequence[tuple[str, int]], height: float = 220.0) -> Ch
         )
         for i, (label, value) in enumerate(rows)
     ]
-    ticks = [(10 + plot - plot * f, round(maximum * f)) for f in (0.0, 0.5, 1.0)]
+    # Whole numbers, each at its own height: a tick at half of an odd maximum would be
+    # labelled with a rounded value that its line does not mark.
+    ticks = [(10 + plot - plot * v / maximum, v) for v in sorted({0, maximum // 2, maximum})]
     return Chart(bars, 40 + max(len(rows), 1) * slot + 10, height, False, maximum, ticks)
 
 
