@@ -204,6 +204,9 @@ def test_without_javascript_a_place_outside_the_city_is_refused_beside_the_field
     page.click("#send")
     expect(page.locator("#error-summary")).to_contain_text("außerhalb von Leipzig")
     expect(page.locator("#lat")).to_have_attribute("aria-invalid", "true")
+    # The optional address is not what is wrong: it keeps its black border.
+    expect(page.locator("#address")).to_have_css("border-top-color", "rgb(11, 12, 12)")
+    expect(page.locator("#lat")).to_have_css("border-top-color", "rgb(177, 14, 30)")
     expect(page.locator("#service_code")).to_have_value("001")  # what was entered stays
 
 

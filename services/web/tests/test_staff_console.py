@@ -337,6 +337,33 @@ def test_the_queue_and_a_ticket_can_be_worked_with_the_keyboard_alone(
     assert style != "none|none"
 
 
+def test_on_a_phone_the_queue_is_cards_whose_dates_say_which_is_which(
+    page: Page, base_url: str, browser_stack: BrowserStack, office: str
+) -> None:
+    word = f"card{secrets.token_hex(3)}"
+    report(browser_stack, f"Poller {word} umgefahren", code="004")
+    sign_in(page, base_url, office)
+    page.get_by_label("Suche").fill(word)
+    page.get_by_role("button", name="Filtern").click()
+    expect(page.get_by_role("heading", name="1 Meldungen")).to_be_visible()
+    # The table's head is not shown on a phone; its sort links must not take the focus
+    # out of sight either (the filter's Sortierung sorts here).
+    for name in ("Eingang", "Fällig"):
+        expect(page.get_by_role("link", name=name)).to_be_hidden()
+    labels = page.evaluate(
+        "[...document.querySelectorAll('.queue tbody tr:first-child td[data-label]')]"
+        ".map(td => getComputedStyle(td, '::before').content)"
+    )
+    assert labels == ['"Eingang: "', '"Fällig: "']
+    page.set_viewport_size(DESKTOP)  # on a desktop the columns have their headings
+    expect(page.get_by_role("link", name="Eingang")).to_be_visible()
+    labels = page.evaluate(
+        "[...document.querySelectorAll('.queue tbody tr:first-child td[data-label]')]"
+        ".map(td => getComputedStyle(td, '::before').content)"
+    )
+    assert labels == ["none", "none"]
+
+
 def test_canned_responses_are_kept_and_fill_the_public_note(
     page: Page, base_url: str, browser_stack: BrowserStack, office: str
 ) -> None:
