@@ -169,6 +169,8 @@ def test_the_same_submission_works_without_javascript(
     photo.write_bytes(phone_jpeg())
     page.goto(browser_stack.web + "/")
     expect(page.locator("#form-map")).to_be_hidden()
+    # Nor the map's status line: it would only leave a gap above the coordinates.
+    expect(page.locator("#place-status")).to_be_hidden()
     page.select_option("#service_code", "003")
     page.fill("#attribute-003-pole_number", "12-345")
     page.fill("#lat", "51,3455")  # a German decimal comma is fine

@@ -364,6 +364,12 @@ def test_on_a_phone_the_queue_is_cards_whose_dates_say_which_is_which(
     assert labels == ["none", "none"]
 
 
+def test_the_console_map_credits_the_citys_outlines(page: Page, base_url: str, office: str) -> None:
+    sign_in(page, base_url, office)
+    page.goto(base_url + "/staff/map")
+    expect(page.locator("#queue-map .leaflet-control-attribution")).to_have_text("© Stadt Leipzig")
+
+
 def test_canned_responses_are_kept_and_fill_the_public_note(
     page: Page, base_url: str, browser_stack: BrowserStack, office: str
 ) -> None:

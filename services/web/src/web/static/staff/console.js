@@ -15,6 +15,9 @@
 
   function baseMap(element) {
     var map = L.map(element, { scrollWheelZoom: false, maxZoom: 19 });
+    // The outlines are the city's open data: credited as on the citizens' maps.
+    map.attributionControl.setPrefix(false);
+    map.attributionControl.addAttribution(document.body.dataset.mapCredit || "");
     var tiles = element.dataset.tiles;
     if (tiles) L.tileLayer(tiles, { attribution: element.dataset.attribution || "" }).addTo(map);
     return map;
