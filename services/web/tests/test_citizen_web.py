@@ -208,6 +208,7 @@ async def test_a_sign_in_key_no_issuer_hands_out_is_wrong_not_an_error(
         ]
     assert [a.status_code for a in answers] == [401] * len(answers)
     assert all("mm_staff" not in a.cookies for a in answers)
+    assert "make staff-token" not in page.text  # it speaks to staff, not to developers
     assert not [r for r in fake.requests if r.url.path == "/api/v1/staff/me"]
 
 

@@ -74,3 +74,11 @@ def test_durations_and_shares_read_as_offices_write_them() -> None:
     assert views.photo_path("http://i/api/v1/photos/abc123/display", "original") == (
         "/staff/photos/abc123/original"
     )
+
+
+def test_the_history_names_who_changed_a_ticket_in_words() -> None:
+    assert views.actor("staff:Anna Amt", "de") == "Anna Amt"
+    assert views.actor("citizen", "de") == views.actor("reporter", "de") == "meldende Person"
+    assert views.actor("geo-router", "de") == "automatische Zuordnung"
+    assert views.actor("geo-router", "en") == "automatic routing"
+    assert views.actor("something-new", "de") == "something-new"
