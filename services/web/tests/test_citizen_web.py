@@ -487,6 +487,21 @@ async def test_a_city_by_its_host_name_is_at_the_root(web: Client, fake: FakeSer
     assert json.loads(subscribed.content)["jurisdiction"] == "koeln"
 
 
+async def test_the_pages_at_the_root_name_the_other_cities_served(
+    web: Client, fake: FakeServices
+) -> None:
+    """Someone from Köln who lands on the root (Leipzig's pages) finds Köln's; Köln's own pages
+    under its prefix stay Köln's alone."""
+    fake.jurisdictions = CITIES
+    async with web(hosts={"maengelmelder.koeln.example": "koeln"}) as client:
+        leipzig = await client.get("/reports")
+        koeln = await client.get("/koeln/reports")
+        koeln_by_host = await client.get("/", headers={"Host": "maengelmelder.koeln.example"})
+    assert 'Mängelmelder gibt es auch für <a href="/koeln/">Stadt Köln</a>' in leipzig.text
+    assert "gibt es auch für" not in koeln.text
+    assert 'auch für <a href="/leipzig/">Stadt Leipzig</a>' in koeln_by_host.text
+
+
 async def test_an_unknown_city_is_a_friendly_404_naming_the_cities_served(
     web: Client, fake: FakeServices
 ) -> None:
