@@ -247,7 +247,8 @@ def test_the_csv_export_holds_the_filtered_rows(
     page: Page, base_url: str, browser_stack: BrowserStack, office: str
 ) -> None:
     word = f"csv{secrets.token_hex(3)}"
-    roads = [report(browser_stack, f"Loch {word} {n}") for n in range(2)]
+    # The second reads like a formula to a spreadsheet: it arrives as text.
+    roads = [report(browser_stack, text) for text in (f"Loch {word}", f"=SUMME(1;2) Loch {word}")]
     report(browser_stack, f"Laterne {word}", code="003")
     sign_in(page, base_url, office)
     page.goto(f"{base_url}/staff/tickets?q={word}&service_code=001&sort=requested_at")
@@ -258,6 +259,7 @@ def test_the_csv_export_holds_the_filtered_rows(
     assert [r["id"] for r in rows] == roads
     assert {r["service_code"] for r in rows} == {"001"}
     assert all(word in r["description"] for r in rows)
+    assert rows[1]["description"] == f"'=SUMME(1;2) Loch {word}"
 
 
 def test_every_console_page_has_no_axe_violations(
