@@ -545,6 +545,28 @@ async def test_the_staff_console_shows_the_members_city(web: Client, fake: FakeS
     assert "Angemeldet: Anna Amt · Stadt Köln" in console.text
 
 
+async def test_the_console_shows_the_members_citys_areas(web: Client, fake: FakeServices) -> None:
+    """A member in Köln filters by Köln's Stadtteile and sees Köln's outline on the map (they
+    were Leipzig's: the default city's areas at a level Köln does not have)."""
+    fake.jurisdictions = CITIES
+    fake.member = {
+        "name": "Anna Amt",
+        "offices": [{"code": "OA", "name": "Ordnungsamt"}],
+        "admin": False,
+        "jurisdiction": "koeln",
+    }
+    async with web() as client:
+        sign_in = await client.get("/staff/")
+        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)[0]
+        await client.post("/staff/sign-in", data={"csrf_token": token, "token": "t"})
+        map_page = await client.get("/staff/map")
+        outline = await client.get("/staff/areas.geojson")
+    assert '<optgroup label="Stadtteil">' in map_page.text
+    assert ">Altstadt/Süd</option>" in map_page.text
+    assert ">Mitte</option>" not in map_page.text
+    assert [f["properties"]["code"] for f in outline.json()["features"]] == ["101"]
+
+
 async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(
     web: Client, fake: FakeServices
 ) -> None:

@@ -92,6 +92,8 @@ MESSAGES = {
     "staff.sort.service_code": ("Kategorie", "Category"),
     "staff.level.stadtbezirk": ("Stadtbezirk", "Stadtbezirk (district)"),
     "staff.level.ortsteil": ("Ortsteil", "Ortsteil (locality)"),
+    "staff.level.stadtteil": ("Stadtteil", "Stadtteil (district)"),
+    "staff.level.gemeinde": ("Gemeinde", "Gemeinde (municipality)"),
     # Queue
     "staff.queue.title": ("Meldungen meiner Dienststellen", "My offices' tickets"),
     "staff.queue.tabs": ("Nach Status", "By status"),
