@@ -100,6 +100,8 @@ def test_a_second_report_nearby_shows_the_duplicate_and_this_is_mine_too_follows
     nearby = page.locator("#nearby")
     expect(nearby).to_be_visible()
     expect(nearby).to_contain_text("Graffiti am Trafohaus")
+    # "Graffiti – zugewiesen" and "15 m entfernt · …" are two lines, not run together.
+    expect(nearby.locator(".meta").first).to_have_css("display", "block")
     page.fill("#email", "metoo@example.org")
     nearby.get_by_role("button", name="Das ist auch meins").first.click()
 
