@@ -72,6 +72,14 @@ def test_not_fixed_reopens_the_ticket_and_the_office_is_told(
     staff_resolves(browser_stack, report_id)
 
     page.goto(link)
+    # Sent without saying what is wrong: the form is far down the page, so the page says so
+    # at its top too, where the reloaded page starts.
+    page.get_by_role("button", name="Als nicht behoben melden").click()
+    expect(page).to_have_title(re.compile("^Fehler: "))
+    summary = page.locator("#error-summary")
+    expect(summary).to_be_in_viewport()
+    summary.get_by_role("link", name=re.compile("was noch nicht behoben ist")).click()
+    expect(page.locator("#note")).to_be_in_viewport()
     page.fill("#note", "Das Loch ist noch da")
     page.get_by_role("button", name="Als nicht behoben melden").click()
     expect(page.locator("#outcome")).to_contain_text("wieder offen")
@@ -97,6 +105,25 @@ def test_the_reporter_deletes_their_contact_data_and_the_report_stays(
     page.get_by_role("button", name="Kontaktdaten löschen").click()
     expect(page.locator("#outcome")).to_contain_text("gelöscht")
     assert browser_stack.report(report_id)["id"] == report_id
+    # Nothing left to delete: the button is not offered again.
+    expect(page.get_by_role("button", name="Kontaktdaten löschen")).to_have_count(0)
+
+
+def test_someone_who_finds_a_report_on_the_map_can_follow_it(
+    page: Page, browser_stack: BrowserStack
+) -> None:
+    report_id = browser_stack.submit(*next(PLACES), service_code="006")
+    page.goto(f"/reports/{report_id}")
+    page.get_by_role("button", name="Meldung folgen").click()
+    expect(page.locator("h1")).to_have_text("Einer Meldung folgen")
+    page.fill("#email", "finder@example.org")
+    page.get_by_role("button", name="Meldung folgen").click()
+    expect(page.locator("h1")).to_have_text("Sie folgen der Meldung")
+    # A closed report has nothing more to tell.
+    wait_until(lambda: browser_stack.report(report_id)["status"] == "assigned")
+    staff_resolves(browser_stack, report_id)
+    page.goto(f"/reports/{report_id}")
+    expect(page.get_by_role("button", name="Meldung folgen")).to_have_count(0)
 
 
 def test_a_wrong_token_gets_no_reporter_action(page: Page, browser_stack: BrowserStack) -> None:
@@ -137,6 +164,13 @@ def test_the_alert_form_says_what_is_missing(page: Page) -> None:
     page.click("#subscribe")
     expect(page.locator("#error-summary")).to_contain_text("E-Mail-Adresse")
     expect(page.locator("#error-summary")).to_contain_text("Gebiet")
+    # Coordinates are no everyday knowledge: each field shows an example.
+    expect(page.locator("#alert-lat")).to_have_accessible_description(
+        re.compile(r"zum Beispiel 51")
+    )
+    expect(page.locator("#alert-long")).to_have_accessible_description(
+        re.compile(r"zum Beispiel 12")
+    )
 
 
 def entry_ids(feed: httpx.Response) -> set[str]:

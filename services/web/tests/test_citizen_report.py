@@ -100,6 +100,8 @@ def test_a_second_report_nearby_shows_the_duplicate_and_this_is_mine_too_follows
     nearby = page.locator("#nearby")
     expect(nearby).to_be_visible()
     expect(nearby).to_contain_text("Graffiti am Trafohaus")
+    # "Graffiti – zugewiesen" and "15 m entfernt · …" are two lines, not run together.
+    expect(nearby.locator(".meta").first).to_have_css("display", "block")
     page.fill("#email", "metoo@example.org")
     nearby.get_by_role("button", name="Das ist auch meins").first.click()
 
@@ -169,6 +171,8 @@ def test_the_same_submission_works_without_javascript(
     photo.write_bytes(phone_jpeg())
     page.goto(browser_stack.web + "/")
     expect(page.locator("#form-map")).to_be_hidden()
+    # Nor the map's status line: it would only leave a gap above the coordinates.
+    expect(page.locator("#place-status")).to_be_hidden()
     page.select_option("#service_code", "003")
     page.fill("#attribute-003-pole_number", "12-345")
     page.fill("#lat", "51,3455")  # a German decimal comma is fine
@@ -204,6 +208,9 @@ def test_without_javascript_a_place_outside_the_city_is_refused_beside_the_field
     page.click("#send")
     expect(page.locator("#error-summary")).to_contain_text("außerhalb von Leipzig")
     expect(page.locator("#lat")).to_have_attribute("aria-invalid", "true")
+    # The optional address is not what is wrong: it keeps its black border.
+    expect(page.locator("#address")).to_have_css("border-top-color", "rgb(11, 12, 12)")
+    expect(page.locator("#lat")).to_have_css("border-top-color", "rgb(177, 14, 30)")
     expect(page.locator("#service_code")).to_have_value("001")  # what was entered stays
 
 

@@ -151,6 +151,76 @@ async def test_a_form_without_its_csrf_token_is_refused(web: Client, fake: FakeS
     assert fake.submissions() == []
 
 
+async def test_a_token_or_cookie_with_non_ascii_characters_is_refused_like_any_wrong_one(
+    web: Client, fake: FakeServices
+) -> None:
+    """``hmac.compare_digest`` refuses str with non-ASCII characters (a TypeError): such a
+    token, sent by hand or by a broken client, gets the same 403 page as a wrong one."""
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    async with web() as client:
+        token = await form_token(client)
+        answers = [
+            await client.post("/", data=report("ä" * 64)),
+            await client.post("/alerts", data={"csrf_token": "ü", "email": "a@example.org"}),
+            # Not UTF-8 at all: the parser puts U+FFFD in its place.
+            await client.post(
+                "/", content=b"csrf_token=%FF%FE&service_code=001", headers=form_type
+            ),
+            await client.post("/", content="csrf_token=ü".encode("latin-1"), headers=form_type),
+        ]
+        client.cookies.clear()
+        answers.append(
+            await client.post(
+                "/", data=report(token), headers={b"cookie": "mm_csrf=Grüße".encode()}
+            )
+        )
+    assert [a.status_code for a in answers] == [403] * len(answers)
+    assert all("Das Formular ist abgelaufen" in a.text for a in answers)
+    assert fake.submissions() == []
+
+
+async def test_odd_numbers_in_the_query_or_the_form_are_no_error(web: Client) -> None:
+    async with web() as client:
+        token = await form_token(client)
+        pages = [
+            await client.get("/reports", params={"page": page})
+            for page in ("abc", "²", "9" * 5000, "-3", "0")
+        ]
+        alert = await client.post(
+            "/alerts",
+            data={
+                "csrf_token": token,
+                "email": "a@example.org",
+                "kind": "point",
+                "lat": "51.34",
+                "long": "12.37",
+                "radius_m": "²",
+            },
+        )
+    assert [p.status_code for p in pages] == [200] * len(pages)
+    assert alert.status_code == 422
+    assert 'id="radius_m-error"' in alert.text
+
+
+async def test_a_sign_in_key_no_issuer_hands_out_is_wrong_not_an_error(
+    web: Client, fake: FakeServices
+) -> None:
+    """A key that cannot go into an Authorization header (non-ASCII, a line break) is refused
+    like a wrong one, without asking intake."""
+    fake.member = {"name": "Anna Amt", "offices": [], "admin": False}
+    async with web() as client:
+        page = await client.get("/staff/")
+        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', page.text)[0]
+        answers = [
+            await client.post("/staff/sign-in", data={"csrf_token": token, "token": key})
+            for key in ("schlüssel", "mm_a\nb", "mm_a b", "x" * 10_000)
+        ]
+    assert [a.status_code for a in answers] == [401] * len(answers)
+    assert all("mm_staff" not in a.cookies for a in answers)
+    assert "make staff-token" not in page.text  # it speaks to staff, not to developers
+    assert not [r for r in fake.requests if r.url.path == "/api/v1/staff/me"]
+
+
 async def test_a_report_goes_to_intake_with_the_citizens_address(
     web: Client, fake: FakeServices
 ) -> None:
@@ -426,6 +496,21 @@ async def test_a_city_by_its_host_name_is_at_the_root(web: Client, fake: FakeSer
     assert json.loads(subscribed.content)["jurisdiction"] == "koeln"
 
 
+async def test_the_pages_at_the_root_name_the_other_cities_served(
+    web: Client, fake: FakeServices
+) -> None:
+    """Someone from Köln who lands on the root (Leipzig's pages) finds Köln's; Köln's own pages
+    under its prefix stay Köln's alone."""
+    fake.jurisdictions = CITIES
+    async with web(hosts={"maengelmelder.koeln.example": "koeln"}) as client:
+        leipzig = await client.get("/reports")
+        koeln = await client.get("/koeln/reports")
+        koeln_by_host = await client.get("/", headers={"Host": "maengelmelder.koeln.example"})
+    assert 'Mängelmelder gibt es auch für <a href="/koeln/">Stadt Köln</a>' in leipzig.text
+    assert "gibt es auch für" not in koeln.text
+    assert 'auch für <a href="/leipzig/">Stadt Leipzig</a>' in koeln_by_host.text
+
+
 async def test_an_unknown_city_is_a_friendly_404_naming_the_cities_served(
     web: Client, fake: FakeServices
 ) -> None:
@@ -467,6 +552,28 @@ async def test_the_staff_console_shows_the_members_city(web: Client, fake: FakeS
         await client.post("/staff/sign-in", data={"csrf_token": token, "token": "t"})
         console = await client.get("/staff/canned-responses")
     assert "Angemeldet: Anna Amt · Stadt Köln" in console.text
+
+
+async def test_the_console_shows_the_members_citys_areas(web: Client, fake: FakeServices) -> None:
+    """A member in Köln filters by Köln's Stadtteile and sees Köln's outline on the map (they
+    were Leipzig's: the default city's areas at a level Köln does not have)."""
+    fake.jurisdictions = CITIES
+    fake.member = {
+        "name": "Anna Amt",
+        "offices": [{"code": "OA", "name": "Ordnungsamt"}],
+        "admin": False,
+        "jurisdiction": "koeln",
+    }
+    async with web() as client:
+        sign_in = await client.get("/staff/")
+        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)[0]
+        await client.post("/staff/sign-in", data={"csrf_token": token, "token": "t"})
+        map_page = await client.get("/staff/map")
+        outline = await client.get("/staff/areas.geojson")
+    assert '<optgroup label="Stadtteil">' in map_page.text
+    assert ">Altstadt/Süd</option>" in map_page.text
+    assert ">Mitte</option>" not in map_page.text
+    assert [f["properties"]["code"] for f in outline.json()["features"]] == ["101"]
 
 
 async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(

@@ -45,6 +45,16 @@ def test_bar_lengths_follow_the_values() -> None:
     assert views.horizontal_chart([]).bars == []
 
 
+def test_the_vertical_charts_ticks_stand_where_their_values_are() -> None:
+    chart = views.vertical_chart([("2026-11", 5), ("2026-12", 3)])
+    five = chart.bars[0]
+    baseline = five.y + five.height
+    assert [value for _, value in chart.ticks] == [0, 2, 5]
+    for y, value in chart.ticks:
+        assert y == baseline - five.height * value / 5
+    assert [value for _, value in views.vertical_chart([("2026-12", 1)]).ticks] == [0, 1]
+
+
 def test_durations_and_shares_read_as_offices_write_them() -> None:
     assert views.hours(None, "de") == "–"
     assert views.hours(0.25, "de") == "15 Min."
@@ -64,3 +74,11 @@ def test_durations_and_shares_read_as_offices_write_them() -> None:
     assert views.photo_path("http://i/api/v1/photos/abc123/display", "original") == (
         "/staff/photos/abc123/original"
     )
+
+
+def test_the_history_names_who_changed_a_ticket_in_words() -> None:
+    assert views.actor("staff:Anna Amt", "de") == "Anna Amt"
+    assert views.actor("citizen", "de") == views.actor("reporter", "de") == "meldende Person"
+    assert views.actor("geo-router", "de") == "automatische Zuordnung"
+    assert views.actor("geo-router", "en") == "automatic routing"
+    assert views.actor("something-new", "de") == "something-new"

@@ -121,6 +121,24 @@ class Cities:
         return (cached[1] if cached else self._fallback)[self.default_code]
 
 
+def elsewhere(request: Request) -> list[City]:
+    """The other cities served (as last listed), each at the address of its pages from this
+    host, on the pages at the root: a visitor who landed there on the wrong city's pages finds
+    theirs. A city's pages under its prefix were chosen and stay its own."""
+    cities: Cities = request.app.state.cities
+    current = city_of(request)
+    if current.base:
+        return []
+    cached = cities._known
+    known = cached[1] if cached else cities._fallback
+    at_root = cities.hosts.get(_host(request.scope), cities.default_code)
+    return [
+        city.at("" if code == at_root else f"/{code}")
+        for code, city in known.items()
+        if code != current.code
+    ]
+
+
 def _city(item: Any) -> City | None:
     try:
         box = item.get("bbox")

@@ -37,9 +37,10 @@ def verify(request: Request, form: FormData) -> None:
     seed = request.cookies.get(COOKIE)
     if not isinstance(sent, str) or not seed:
         raise CsrfRefused
-    if not hmac.compare_digest(
-        sent, _sign(request.app.state.settings.secret_key.get_secret_value(), seed)
-    ):
+    expected = _sign(request.app.state.settings.secret_key.get_secret_value(), seed)
+    # Bytes, not str: compare_digest refuses str with non-ASCII characters (a TypeError, a 500),
+    # and a forged form may send any.
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
         raise CsrfRefused
 
 

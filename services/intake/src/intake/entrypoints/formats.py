@@ -43,6 +43,19 @@ def report_columns(row: Any) -> list[object]:
     ]
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell that a spreadsheet would run as a formula (``=HYPERLINK(...)`` in a
+    citizen's description) gets a leading single quote, so it stays text; numbers, dates and
+    every other text pass as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def csv_response(
     filename: str,
     header: Sequence[str],
@@ -51,7 +64,8 @@ def csv_response(
 ) -> StreamingResponse:
     """A CSV download written chunk by chunk as the rows arrive: memory stays that of one
     chunk however many rows there are. UTF-8 with a byte order mark, so that spreadsheet
-    programs read the umlauts right."""
+    programs read the umlauts right. Text that would start a formula is neutralised
+    (:func:`spreadsheet_safe`)."""
 
     async def body() -> AsyncIterator[bytes]:
         buffer = io.StringIO()
@@ -59,7 +73,7 @@ def csv_response(
         buffer.write("\ufeff")
         writer.writerow(header)
         async for chunk in chunks:
-            writer.writerows(to_row(r) for r in chunk)
+            writer.writerows([spreadsheet_safe(c) for c in to_row(r)] for r in chunk)
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()

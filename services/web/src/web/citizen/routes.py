@@ -91,7 +91,8 @@ class Citizen:
         if answer.status != 429:
             return None
         retry = answer.headers.get("retry-after", "60")
-        return self.too_many(request, int(retry) if retry.isdigit() else 60)
+        seconds = whole_number(retry)
+        return self.too_many(request, 60 if seconds is None else seconds)
 
     def too_many(self, request: Request, retry_after_s: int) -> Response:
         minutes = max(1, math.ceil(retry_after_s / 60))
@@ -241,14 +242,8 @@ class Citizen:
         for q in questions(definitions.get(chosen, {}), lang):
             first = f"-{q.values[0][0]}" if q.values else ""
             anchors[f"attribute[{q.code}]"] = f"attribute-{chosen}-{q.code}{first}"
-        try:
-            box = await self.city_box(city)
-            # A place in the city's middle, as the coordinate fields' example.
-            example = (f"{(box[1] + box[3]) / 2:.4f}", f"{(box[0] + box[2]) / 2:.4f}")
-        except ServiceUnavailable:  # the form works without the areas: a plain example
-            example = ("51.3397", "12.3731")
         return {
-            "example": example,
+            "example": await self.example_place(city),
             "anchors": anchors,
             "groups": category_groups(lang, city.disabled_service_codes),
             "attribute_sets": attribute_sets,
@@ -260,6 +255,14 @@ class Citizen:
             "honeypot": HONEYPOT,
         }
 
+    async def example_place(self, city: City) -> tuple[str, str]:
+        """A place in the city's middle (lat, long), as the coordinate fields' example."""
+        try:
+            box = await self.city_box(city)
+        except ServiceUnavailable:  # the forms work without the areas: a plain example
+            return ("51.3397", "12.3731")
+        return (f"{(box[1] + box[3]) / 2:.4f}", f"{(box[0] + box[2]) / 2:.4f}")
+
     async def show_form(
         self, request: Request, report: ReportForm, status_code: int = 200
     ) -> Response:
@@ -269,12 +272,20 @@ class Citizen:
     async def read_form(self, request: Request, max_files: int = 0) -> FormData:
         """A POST's form, CSRF-checked. Browsers always send a Content-Length for forms; one
         over the limit is refused before it is read."""
-        declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > self.settings.max_body_bytes:
-            raise HTTPException(status_code=411 if not declared.isdigit() else 413)
+        declared = whole_number(request.headers.get("content-length", ""), max_digits=18)
+        if declared is None or declared > self.settings.max_body_bytes:
+            raise HTTPException(status_code=411 if declared is None else 413)
         form = await request.form(max_files=max_files, max_fields=100)
         csrf.verify(request, form)
         return form
+
+
+def whole_number(text: str, max_digits: int = 12) -> int | None:
+    """ASCII digits only: ``str.isdigit`` also passes "²" and "٣", on which ``int`` fails or
+    reads what no one typed, and ``int`` refuses more than 4,300 digits."""
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None
 
 
 def _values(request: Request, *names: str) -> dict[str, str]:
@@ -590,7 +601,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
 
     @pages.get("/reports", response_class=HTMLResponse)
     async def reports(
-        request: Request, service_code: str = "", status: str = "open", page: int = 1
+        request: Request, service_code: str = "", status: str = "open", page: str = "1"
     ) -> Response:
         """Open and recently closed reports: a map (JavaScript) and, for everyone, a paged list."""
         lang = language(request)
@@ -599,8 +610,9 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         service_code = service_code if service_code in CATEGORIES_BY_CODE else ""
         found = await citizen.public_list(lang, status=status, service_code=service_code, city=city)
         pages_total = max(1, math.ceil(len(found) / PAGE_SIZE))
-        page = min(max(1, page), pages_total)
-        shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        # A cut-off or mistyped link ("page=2x") shows the first page, not an error.
+        page_number = min(max(1, whole_number(page) or 1), pages_total)
+        shown = found[(page_number - 1) * PAGE_SIZE : page_number * PAGE_SIZE]
 
         def page_url(n: int) -> str:
             query = {"service_code": service_code, "status": status, "page": n}
@@ -615,11 +627,11 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
                 "status": status,
                 "reports": shown,
                 "total": len(found),
-                "page": page,
+                "page": page_number,
                 "pages_total": pages_total,
-                "previous_url": page_url(page - 1) if page > 1 else "",
-                "next_url": page_url(page + 1) if page < pages_total else "",
-                "first_number": (page - 1) * PAGE_SIZE + 1,
+                "previous_url": page_url(page_number - 1) if page_number > 1 else "",
+                "next_url": page_url(page_number + 1) if page_number < pages_total else "",
+                "first_number": (page_number - 1) * PAGE_SIZE + 1,
             },
         )
 
@@ -680,6 +692,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
                     if c.code not in city.disabled_service_codes
                 ],
                 "radii": (100, 250, 500, 1000),
+                "example": await citizen.example_place(city),
             },
             status_code=status_code,
         )
@@ -717,7 +730,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         if values["kind"] == "point":
             report = ReportForm(values={"lat": values["lat"], "long": values["long"]})
             point = report.coordinates()
-            radius = int(values["radius_m"]) if values["radius_m"].isdigit() else 0
+            radius = whole_number(values["radius_m"]) or 0
             if point is None:
                 errors["point"] = "form.error.place"
             elif not 50 <= radius <= 5000:

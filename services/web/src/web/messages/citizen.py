@@ -250,6 +250,13 @@ MESSAGES = {
     ),
     "report.erase_send": ("Kontaktdaten löschen", "Delete contact data"),
     "report.all": ("Alle Meldungen ansehen", "View all reports"),
+    "report.follow_title": ("Auf dem Laufenden bleiben", "Stay informed"),
+    "report.follow_text": (
+        "Betrifft Sie dieser Mangel auch? Folgen Sie der Meldung: wir schreiben Ihnen, wenn "
+        "sich etwas tut.",
+        "Does this defect affect you too? Follow the report: we write to you when something "
+        "happens.",
+    ),
     "report.error.note": (
         "Beschreiben Sie, was noch nicht behoben ist",
         "Describe what is not fixed",

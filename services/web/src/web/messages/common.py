@@ -28,6 +28,7 @@ MESSAGES = {
         "Please check the address. We cannot find a report that does not exist.",
     ),
     "error.cities": ("Mängelmelder gibt es hier für:", "Mängelmelder is here for:"),
+    "site.other_cities": ("Mängelmelder gibt es auch für", "Mängelmelder is also here for"),
     "site.map_credit": ("© {city_name}", "© {city_name}"),
     "error.title.405": ("Das geht hier nicht", "That does not work here"),
     "error.text.405": (

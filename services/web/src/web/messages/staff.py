@@ -23,8 +23,8 @@ MESSAGES = {
     "staff.sign_in.or_token": ("Oder mit Zugangsschlüssel", "Or with an access token"),
     "staff.sign_in.token": ("Zugangsschlüssel", "Access token"),
     "staff.sign_in.token_hint": (
-        "Den Schlüssel erhalten Sie von der Administration (make staff-token).",
-        "Your administrator gives you the token (make staff-token).",
+        "Den Schlüssel erhalten Sie von der Administration des Mängelmelders.",
+        "The Mängelmelder's administrators give you the token.",
     ),
     "staff.sign_in.submit": ("Anmelden", "Sign in"),
     "staff.sign_in.empty": ("Geben Sie Ihren Zugangsschlüssel ein", "Enter your access token"),
@@ -92,6 +92,8 @@ MESSAGES = {
     "staff.sort.service_code": ("Kategorie", "Category"),
     "staff.level.stadtbezirk": ("Stadtbezirk", "Stadtbezirk (district)"),
     "staff.level.ortsteil": ("Ortsteil", "Ortsteil (locality)"),
+    "staff.level.stadtteil": ("Stadtteil", "Stadtteil (district)"),
+    "staff.level.gemeinde": ("Gemeinde", "Gemeinde (municipality)"),
     # Queue
     "staff.queue.title": ("Meldungen meiner Dienststellen", "My offices' tickets"),
     "staff.queue.tabs": ("Nach Status", "By status"),

@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 
 from web import csrf
 from web.adapters.services import Answer, Services, ServiceUnavailable
+from web.citizen import geography
 from web.i18n import language
 from web.staff import session as sessions
 from web.staff import views
@@ -205,7 +206,7 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
                     "page_size": views.PAGE_SIZE,
                 },
             ),
-            _area_choices(services),
+            _area_choices(services, member.jurisdiction),
         )
         if not answer.ok:
             return _refused_page(request, answer)
@@ -237,7 +238,11 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
             request,
             member,
             "staff/map.html",
-            {"filter": chosen, "areas": await _area_choices(services), "limit": MAP_LIMIT},
+            {
+                "filter": chosen,
+                "areas": await _area_choices(services, member.jurisdiction),
+                "limit": MAP_LIMIT,
+            },
         )
 
     @pages.get("/map.geojson")
@@ -274,8 +279,12 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
 
     @pages.get("/areas.geojson")
     async def area_outlines(request: Request) -> Response:
-        signed_in(request)
-        return JSONResponse(await services.areas("stadtbezirk"))
+        member = signed_in(request)
+        # The member's city's outline level (Leipzig's Stadtbezirke, Köln's Stadtteile).
+        found = await services.areas(jurisdiction=member.jurisdiction)
+        level = geography.outline_level(found)
+        features = [f for f in found["features"] if f["properties"]["level"] == level]
+        return JSONResponse({"type": "FeatureCollection", "features": features})
 
     @pages.get("/tickets.csv")
     async def export(request: Request) -> Response:
@@ -696,6 +705,9 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
 
 async def _member(services: Services, credential: str) -> StaffSession | None:
     """Who a credential belongs to, as intake says (``/api/v1/staff/me``)."""
+    if not _header_safe(credential):
+        # Not a token any issuer hands out; in a header it would not even encode (a 500).
+        return None
     answer = await services.call(
         "intake", "GET", "/api/v1/staff/me", headers={"Authorization": f"Bearer {credential}"}
     )
@@ -717,10 +729,13 @@ async def _provider(step: Any) -> Any:
         raise ServiceUnavailable("intake") from failed
 
 
-async def _area_choices(services: Services) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Stadtbezirke and Ortsteile for the filter, by level (names are what intake matches)."""
+async def _area_choices(
+    services: Services, jurisdiction: str | None
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The member's city's areas for the filter, by level, coarsest (fewest areas) first:
+    Leipzig's Stadtbezirke and Ortsteile, Köln's Stadtteile (names are what intake matches)."""
     try:
-        found = await services.areas()
+        found = await services.areas(jurisdiction=jurisdiction)
     except ServiceUnavailable:
         return []
     by_level: dict[str, list[tuple[str, str]]] = {}
@@ -729,8 +744,7 @@ async def _area_choices(services: Services) -> list[tuple[str, list[tuple[str, s
         by_level.setdefault(p.get("level", ""), []).append((p.get("name", ""), p.get("code", "")))
     return [
         (level, sorted(by_level[level]))
-        for level in ("stadtbezirk", "ortsteil")
-        if level in by_level
+        for level in sorted(by_level, key=lambda name: len(by_level[name]))
     ]
 
 
@@ -738,6 +752,20 @@ def _refused_page(request: Request, answer: Answer) -> Response:
     status = answer.status if answer.status in (400, 403, 404) else 400
     return render(
         request, "error.html", {"status": status if status != 403 else 404}, status_code=status
+    )
+
+
+#: Longer than any staff token or access token intake accepts.
+MAX_CREDENTIAL = 8192
+
+
+def _header_safe(credential: str) -> bool:
+    """Printable ASCII without spaces (RFC 6750's token68 and more): fit for a Bearer header."""
+    return (
+        len(credential) <= MAX_CREDENTIAL
+        and credential.isascii()
+        and credential.isprintable()
+        and " " not in credential
     )
 
 

@@ -118,6 +118,24 @@ def status_label(status: str, lang: str) -> str:
         return status
 
 
+#: Who changed a ticket, as intake records it (``changed_by``) → (German, English).
+ACTORS = {
+    "citizen": ("meldende Person", "reporter"),
+    "reporter": ("meldende Person", "reporter"),
+    "geo-router": ("automatische Zuordnung", "automatic routing"),
+}
+
+
+def actor(changed_by: str, lang: str) -> str:
+    """Who made a change, in words: a member of staff by name, the reporter, the routing."""
+    if changed_by.startswith("staff:"):
+        return changed_by.removeprefix("staff:")
+    names = ACTORS.get(changed_by)
+    if names is None:
+        return changed_by
+    return names[1] if lang == "en" else names[0]
+
+
 def when(iso: str | None, *, with_time: bool = True) -> str:
     """An ISO timestamp in Leipzig's time, as German offices write it."""
     if not iso:
@@ -202,7 +220,9 @@ def vertical_chart(rows: Sequence[tuple[str, int]], height: float = 220.0) -> Ch
         )
         for i, (label, value) in enumerate(rows)
     ]
-    ticks = [(10 + plot - plot * f, round(maximum * f)) for f in (0.0, 0.5, 1.0)]
+    # Whole numbers, each at its own height: a tick at half of an odd maximum would be
+    # labelled with a rounded value that its line does not mark.
+    ticks = [(10 + plot - plot * v / maximum, v) for v in sorted({0, maximum // 2, maximum})]
     return Chart(bars, 40 + max(len(rows), 1) * slot + 10, height, False, maximum, ticks)
 
 

@@ -3,18 +3,22 @@
 (function () {
   "use strict";
 
+  // The member's city's outline; resolves to its layer (null when it could not be had).
   function outlines(map, url) {
-    fetch(url, { credentials: "same-origin" })
+    return fetch(url, { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
-        if (!data) return;
-        L.geoJSON(data, { style: { color: "#0b3d6b", weight: 1, fillOpacity: 0.04 }, interactive: false }).addTo(map);
+        if (!data || !data.features.length) return null;
+        return L.geoJSON(data, { style: { color: "#0b3d6b", weight: 1, fillOpacity: 0.04 }, interactive: false }).addTo(map);
       })
-      .catch(function () {});
+      .catch(function () { return null; });
   }
 
   function baseMap(element) {
     var map = L.map(element, { scrollWheelZoom: false, maxZoom: 19 });
+    // The outlines are the city's open data: credited as on the citizens' maps.
+    map.attributionControl.setPrefix(false);
+    map.attributionControl.addAttribution(document.body.dataset.mapCredit || "");
     var tiles = element.dataset.tiles;
     if (tiles) L.tileLayer(tiles, { attribution: element.dataset.attribution || "" }).addTo(map);
     return map;
@@ -38,7 +42,7 @@
     status.textContent = element.dataset.loading;
     var map = baseMap(element);
     map.setView([51.34, 12.37], 11);
-    outlines(map, element.dataset.areas);
+    var outline = outlines(map, element.dataset.areas);
     fetch(element.dataset.source, { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (data) {
@@ -57,6 +61,9 @@
         map.addLayer(cluster);
         if (data.features.length) {
           map.fitBounds(L.geoJSON(data).getBounds(), { maxZoom: 16, padding: [20, 20] });
+        } else {
+          // No tickets: the member's city, wherever it is (not the first city's centre).
+          outline.then(function (layer) { if (layer) map.fitBounds(layer.getBounds()); });
         }
         var text = element.dataset.shown.replace("{n}", data.features.length).replace("{total}", data.total);
         if (data.total > data.features.length) text += " " + element.dataset.more;
