@@ -23,7 +23,7 @@ test: setup  ## the whole suite but the fault injection (`make chaos-small`); st
 	@$(RUN) pytest -m "not chaos"
 
 test-unit: setup  ## the fast tier: use cases against fakes, no PostgreSQL or broker (tests under */tests/unit/)
-	@$(RUN) pytest -m unit -q
+	@$(RUN) pytest -m unit -q $(wildcard services/*/tests/unit shared/tests/unit)
 
 fuzz: setup  ## schemathesis against the three services' OpenAPI documents, FUZZ_REQUESTS (20,000) requests; prints counts per operation and check
 	@MM_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),20000) $(RUN) pytest tests/test_api_conformance.py -k every_answer -s -q

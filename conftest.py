@@ -12,19 +12,11 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import httpx
-import jwt
 import pytest
-import uvicorn
-from asgi_lifespan import LifespanManager
-from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi import FastAPI
 
-from devstack import monitoring
-from devstack.databases import fresh_database
 from devstack.processes import (
     ROOT,
     ServiceProcess,
@@ -33,16 +25,15 @@ from devstack.processes import (
     spawn,
     start_broker,
 )
-from devstack.testing import EventTap, RecordingSmtp, eventually
-from geo_router.bootstrap import create_app as create_geo_router
-from geo_router.cli import load_jurisdiction
-from geo_router.settings import GeoRouterSettings
-from intake.bootstrap import create_app as create_intake
-from intake.settings import IntakeSettings
-from mm_shared.events import Topic
-from mm_shared.kafka import ensure_topics, wait_for_broker
-from notifier.bootstrap import create_app as create_notifier
-from notifier.settings import NotifierSettings
+
+if TYPE_CHECKING:
+    import httpx
+    from fastapi import FastAPI
+
+    from devstack.testing import EventTap, RecordingSmtp
+
+# The services, the broker client and the database tools are imported where a fixture needs
+# them, not here: the fast tier (`make test-unit`) loads this file too and must not pay for them.
 
 TEST_DATABASE = os.environ.get("MM_TEST_DATABASE", "mangelmelder_test")
 
@@ -87,6 +78,8 @@ REPORTER_TOKEN_SECRET = "test-reporter-token-secret-of-32-characters-at-least"
 async def timed_lifespan(name: str, app: FastAPI, shutdown_timeout_s: float) -> AsyncIterator[None]:
     """The app's lifespan; how long its shutdown took goes to var/test-log/shutdown.log, so that
     a shutdown that runs out of time names its service."""
+    from asgi_lifespan import LifespanManager
+
     async with LifespanManager(app, shutdown_timeout=shutdown_timeout_s):
         yield
         started = time.monotonic()
@@ -100,6 +93,8 @@ async def timed_lifespan(name: str, app: FastAPI, shutdown_timeout_s: float) -> 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
+    from mm_shared.kafka import ensure_topics, wait_for_broker
+
     port = free_port()
     broker = start_broker(port, log_dir=ROOT / "var" / "test-log")
     bootstrap = f"127.0.0.1:{port}"
@@ -116,6 +111,9 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
+    from devstack.databases import fresh_database
+    from geo_router.cli import load_jurisdiction
+
     url = asyncio.run(fresh_database(TEST_DATABASE))
     asyncio.run(load_jurisdiction(url, ROOT / "data" / "leipzig" / "jurisdiction.yaml"))
     asyncio.run(load_jurisdiction(url, ROOT / "data" / "koeln" / "jurisdiction.yaml"))
@@ -124,6 +122,8 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session")
 def smtp() -> Iterator[RecordingSmtp]:
+    from devstack.testing import RecordingSmtp
+
     server = RecordingSmtp(free_port())
     server.start()
     yield server
@@ -197,6 +197,8 @@ class OidcProvider:
     private_key: Any
 
     def token(self, subject: str, *, key: Any = None, **claims: Any) -> dict[str, str]:
+        import jwt
+
         now = int(time.time())
         payload = {"iss": self.issuer, "aud": "maengelmelder", "sub": subject, "iat": now}
         payload |= {"exp": now + 300, **claims}
@@ -206,6 +208,9 @@ class OidcProvider:
 
 @pytest.fixture(scope="session")
 async def oidc() -> AsyncIterator[OidcProvider]:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     body = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
@@ -224,6 +229,8 @@ async def oidc() -> AsyncIterator[OidcProvider]:
 @contextlib.asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port; yields its base URL."""
+    import uvicorn
+
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -250,6 +257,7 @@ class Stack:
 
     async def boundary_known(self) -> None:
         """Wait until intake holds the city's outline (it arrives from geo-router by event)."""
+        from devstack.testing import eventually
 
         async def refuses_munich() -> bool:
             response = await self.intake.post(
@@ -273,6 +281,10 @@ def service_settings(
     geocoder_url: str | None = None,
     oidc: OidcProvider | None = None,
 ) -> dict[str, object]:
+    from geo_router.settings import GeoRouterSettings
+    from intake.settings import IntakeSettings
+    from notifier.settings import NotifierSettings
+
     return {
         "intake": IntakeSettings(
             kafka_bootstrap_servers=kafka,
@@ -312,6 +324,14 @@ async def stack(
     geocoder: str,
     oidc: OidcProvider,
 ) -> AsyncIterator[Stack]:
+    import httpx
+
+    from devstack.testing import EventTap
+    from geo_router.bootstrap import create_app as create_geo_router
+    from intake.bootstrap import create_app as create_intake
+    from mm_shared.events import Topic
+    from notifier.bootstrap import create_app as create_notifier
+
     settings = service_settings(
         kafka_bootstrap, database_url, smtp.port, webhook_receiver.url, geocoder, oidc
     )
@@ -365,6 +385,11 @@ SLO_SCALE = 60
 
 @pytest.fixture(scope="session")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    from devstack import monitoring
+    from devstack.databases import fresh_database
+    from geo_router.cli import load_jurisdiction
+    from mm_shared.kafka import ensure_topics, wait_for_broker
+
     home = tmp_path_factory.mktemp("running-stack")
     log_dir = ROOT / "var" / "test-log"
     broker_port, smtp_port, prometheus_port = free_port(), free_port(), free_port()
