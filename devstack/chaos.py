@@ -98,6 +98,10 @@ class ChaosConfig:
     converge_timeout_s: float = 300.0
     seed: int = 15
     keep_files: bool = False
+    #: Where the processes log (each to ``<name>.log``); None: into the run's temporary folder,
+    #: removed with it unless ``keep_files``.
+    log_dir: Path | None = None
+    service_log_level: str = "WARNING"
 
 
 # --- The stack ---------------------------------------------------------------------------
@@ -150,6 +154,13 @@ class Stack:
     config: ChaosConfig
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker_started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: Since when the running broker may hold events a consumer has not read yet: its start,
+    #: or, once a re-announcement refilled it, that re-announcement's ``since`` (it published
+    #: older events into it), until the stack was seen converged. A lost broker is re-announced
+    #: from here: from its start alone, a broker lost again before the consumers had read its
+    #: refill took the only copy of the older events with it (contacts and mails missing for
+    #: good while every service looked healthy).
+    broker_holds_since: datetime | None = None
 
     @property
     def database_url(self) -> str:
@@ -161,7 +172,7 @@ class Stack:
 
     @property
     def logs(self) -> Path:
-        return self.work / "log"
+        return self.config.log_dir or self.work / "log"
 
     def env(self) -> dict[str, str]:
         env = service_env(
@@ -169,7 +180,7 @@ class Stack:
         )
         env["INTAKE_API_KEYS"] = json.dumps([API_KEY])
         for service in self.ports:
-            env[service.upper().replace("-", "_") + "_LOG_LEVEL"] = "WARNING"
+            env[service.upper().replace("-", "_") + "_LOG_LEVEL"] = self.config.service_log_level
         c = self.config
         env |= {
             "INTAKE_PHOTO_DIR": str(self.work / "photos"),
@@ -191,6 +202,13 @@ class Stack:
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.kafka_port, log_dir=self.logs)
         self.broker_started_at = datetime.now(UTC)
+        if self.broker_holds_since is None:
+            self.broker_holds_since = self.broker_started_at
+
+    def consumers_caught_up(self) -> None:
+        """Everything accepted so far was seen routed and mailed: the running broker holds
+        nothing older than its start that a consumer has yet to read."""
+        self.broker_holds_since = self.broker_started_at
 
     def start_smtp(self) -> None:
         self.processes["smtp"] = spawn(
@@ -593,9 +611,10 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
         await asyncio.sleep(c.broker_pause_s)
         stack.signal("broker", signal.SIGCONT)
     elif kind == "broker_lost":
-        lost_since = stack.broker_started_at
+        lost_since = stack.broker_holds_since or stack.broker_started_at
         await asyncio.to_thread(stack.kill, "broker")
         await asyncio.to_thread(stack.start_broker)
+        stack.broker_holds_since = lost_since  # the re-announcement refills it from there
         await stack.topics()
         fault.ended = time.time()
 
@@ -633,6 +652,8 @@ async def run_faults(stack: Stack, observer: Observer, rng: random.Random) -> li
             fault.converged_after_s = await observer.wait_converged(
                 fault.ended, time.monotonic() + c.converge_timeout_s
             )
+            if fault.converged_after_s is not None:
+                stack.consumers_caught_up()
     return faults
 
 
@@ -666,7 +687,7 @@ async def run(config: ChaosConfig, out: Path | None = None) -> dict[str, Any]:
         shutil.rmtree(stack.postgres.root, ignore_errors=True)
         if not config.keep_files:
             shutil.rmtree(work, ignore_errors=True)
-    results["config"] = asdict(config)
+    results["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     results["duration_s"] = round(time.time() - began, 1)
     results["machine"] = {
         "cpus": os.cpu_count(),
