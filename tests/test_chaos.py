@@ -54,13 +54,24 @@ SMALL = ChaosConfig(
     resubmit_after_s=20.0,
     converge_timeout_s=180.0,
 )
+#: Where each test's processes log, kept after it (the run's own folder is removed): a failure's
+#: traces are there, at the services' WARNING level.
+LOGS = ROOT / "var" / "test-chaos-log"
+
+
+def fresh_log_dir(test: str) -> Path:
+    folder = LOGS / test
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 @pytest.mark.chaos
 @pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="needs PostgreSQL 15's initdb")
 async def test_nothing_accepted_is_lost_whatever_fails() -> None:
-    results = await run(SMALL, ROOT / "var" / "test-chaos.json")
+    config = replace(SMALL, log_dir=fresh_log_dir("whatever-fails"))
+    results = await run(config, ROOT / "var" / "test-chaos.json")
     summary = json.dumps({k: v for k, v in results.items() if k != "config"}, indent=1)
+    summary += f"\nthe processes' logs: {config.log_dir}"
 
     assert results["accepted"] >= SMALL.reports * 0.95, summary
     assert results["gave_up"] == 0, summary
@@ -100,7 +111,13 @@ async def test_a_broker_lost_again_before_its_reannouncement_was_read() -> None:
     as far as the first: the lost broker held the older events it had been refilled with. Before,
     it began at the lost broker's start, and the contacts and status changes of the reports
     taken while the notifier was away never reached it."""
-    config = replace(SMALL, reports=0, settle_between_faults=True, converge_timeout_s=120.0)
+    config = replace(
+        SMALL,
+        reports=0,
+        settle_between_faults=True,
+        converge_timeout_s=120.0,
+        log_dir=fresh_log_dir("lost-again"),
+    )
     work = Path(tempfile.mkdtemp(prefix="mm-chaos-twice-"))
     stack = await start_stack(config, work)
     try:
@@ -120,7 +137,8 @@ async def test_a_broker_lost_again_before_its_reannouncement_was_read() -> None:
         converged = await observer.wait_converged(
             time.time(), time.monotonic() + config.converge_timeout_s
         )
-        assert converged is not None, await observer.converged(time.time())
+        missing = await observer.converged(time.time())
+        assert converged is not None, f"{missing}; the processes' logs: {config.log_dir}"
     finally:
         stack.stop_all()
         shutil.rmtree(stack.postgres.root, ignore_errors=True)
