@@ -19,8 +19,8 @@ down:  ## stop everything `make up` started
 status:
 	@$(RUN) python -m devstack status
 
-test: setup  ## the whole suite but the fault injection (`make chaos-small`); starts its own broker and test database
-	@$(RUN) pytest -m "not chaos"
+test: setup  ## the whole suite, the small fault-injection run included; starts its own broker and test database
+	@$(RUN) pytest
 
 test-unit: setup  ## the fast tier: use cases against fakes, no PostgreSQL or broker (tests under */tests/unit/)
 	@$(RUN) pytest -m unit -q $(wildcard services/*/tests/unit shared/tests/unit)
@@ -28,7 +28,7 @@ test-unit: setup  ## the fast tier: use cases against fakes, no PostgreSQL or br
 fuzz: setup  ## schemathesis against the three services' OpenAPI documents, FUZZ_REQUESTS (20,000) requests; prints counts per operation and check
 	@MM_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),20000) $(RUN) pytest tests/test_api_conformance.py -k every_answer -s -q
 
-chaos-small: setup  ## the small fault-injection run (300 reports, shorter outages); not yet in `make test`: see docs/architecture.md
+chaos-small: setup  ## the small fault-injection runs of `make test` alone (300 reports, shorter outages; a broker lost twice)
 	@$(RUN) pytest -m chaos
 
 chaos: setup  ## the fault-injection suite, full size (10,000 reports); figures in bench/results/chaos.json

@@ -232,3 +232,20 @@ async def test_a_middleware_reaches_the_broker_through_its_context() -> None:
         'BaseMiddleware.context.get("broker") is no longer the broker (mm_shared.kafka.dead_lettering)'
     )
     assert raw, "StreamMessage.raw_message of a batch is empty"
+
+
+def test_a_member_that_lost_its_group_shows_the_default_generation() -> None:
+    """LogFollower holds back its commit while a consumer rejoins: it reads the consumer's
+    ``_coordinator.generation``, which aiokafka resets to the default while the member is
+    unknown to the broker, and sets again when a join completes."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+    from aiokafka.protocol.commit import OffsetCommitRequest
+
+    where = "mm_shared.kafka.log_follower._rejoining"
+    assert OffsetCommitRequest.DEFAULT_GENERATION_ID == -1, where
+    reset = inspect.getsource(GroupCoordinator.reset_generation)
+    assert "self.generation = OffsetCommitRequest.DEFAULT_GENERATION_ID" in reset, where
+    assert "self._coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer.start), (
+        where
+    )
