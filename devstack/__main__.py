@@ -101,7 +101,9 @@ def up() -> None:
     if not port_open(KAFKA_PORT):
         lost_since = BROKER_STARTED.read_text().strip() if BROKER_STARTED.exists() else None
         write_pid("tansu", start_broker(KAFKA_PORT))
-        BROKER_STARTED.write_text(datetime.now(UTC).isoformat())
+        # The new broker is refilled from `lost_since`: should it be lost too before the
+        # consumers read it all, the next re-announcement must reach back as far.
+        BROKER_STARTED.write_text(lost_since or datetime.now(UTC).isoformat())
 
     async def topics() -> None:
         await wait_for_broker(f"127.0.0.1:{KAFKA_PORT}")
