@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -53,7 +54,7 @@ from intake.domain import (
     staff_transition,
     submit,
 )
-from mm_shared.categories import CATEGORIES, Category
+from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE, Category
 from mm_shared.events import (
     OfficeReminderDue,
     ReporterContactSubmitted,
@@ -899,3 +900,136 @@ async def office_statistics(
         return await statistics(
             tx.conn, jurisdiction, offices, start=start, end=end, timezone=timezone
         )
+
+
+# The rules the HTTP entrypoints had held themselves.
+
+
+@dataclass(frozen=True)
+class NearbyReport:
+    report: Report
+    distance_m: float
+
+
+async def possible_duplicates(
+    outbox: Outbox,
+    *,
+    service_code: str,
+    lat: float,
+    long: float,
+    radius_m: float,
+    acknowledged: bool = False,
+    idempotency_key: str | None = None,
+) -> list[NearbyReport]:
+    """The duplicate rule: the open reports of a new submission's category within
+    ``radius_m`` of its place, which its reporter is shown instead (to follow one of them).
+    None when the reporter acknowledged theirs is a new one, for the retry of a submission
+    already accepted under its Idempotency-Key (it found none then, or was acknowledged),
+    and for an unknown category (which the submission refuses anyway)."""
+    if acknowledged or service_code not in CATEGORIES_BY_CODE:
+        return []
+    if idempotency_key and await idempotency_key_used(outbox, idempotency_key):
+        return []
+    async with unit_of_work(outbox) as uow:
+        nearby = await uow.reports.open_nearby(service_code, lat, long, radius_m)
+    return [NearbyReport(r, distance_m(lat, long, r.lat, r.long)) for r in nearby]
+
+
+class AddressNotLocated(InvalidReport):
+    """A report placed by its address alone, which cannot be located: the reporter's to fix."""
+
+
+class GeocoderPort(Protocol):
+    async def locate(self, address: str) -> tuple[float, float] | None:
+        """(lat, long) of ``address``, None if it is not found; raises if the service
+        cannot answer (not the reporter's fault)."""
+        ...
+
+
+async def locate(
+    geocoder: GeocoderPort | None, lat: float | None, long: float | None, address: str | None
+) -> tuple[float | None, float | None]:
+    """Where a report is: its coordinates, else (with an address alone) the place the
+    geocoder finds for its address. Raises AddressNotLocated; what the geocoder raises when
+    it cannot answer passes through."""
+    if (lat is not None and long is not None) or not address:
+        return lat, long
+    if geocoder is None:
+        raise AddressNotLocated(
+            [
+                "address_string alone cannot be located here (no geocoder is configured): "
+                "send lat and long as well"
+            ]
+        )
+    found = await geocoder.locate(address)
+    if found is None:
+        raise AddressNotLocated(
+            [f"address_string {address!r} was not found: check it or send lat and long"]
+        )
+    return found
+
+
+async def find_reports(
+    outbox: Outbox,
+    *,
+    ids: Sequence[UUID] = (),
+    service_codes: Sequence[str] = (),
+    start: datetime | None = None,
+    end: datetime | None = None,
+    statuses: Sequence[ReportStatus] = (),
+    bbox: tuple[float, float, float, float] | None = None,
+    area: str | None = None,
+    jurisdiction: str | None = None,
+    limit: int = 1000,
+) -> list[Report]:
+    """Public reports by the Open311 filters, a bounding box or an area, newest first."""
+    async with unit_of_work(outbox) as uow:
+        return await uow.reports.search(
+            ids=ids,
+            service_codes=service_codes,
+            start=start,
+            end=end,
+            statuses=statuses,
+            bbox=bbox,
+            area=area,
+            jurisdiction=jurisdiction,
+            limit=limit,
+        )
+
+
+async def report_id_for_token(outbox: Outbox, token: str) -> UUID | None:
+    """The report behind an Open311 token handed out before every service was realtime."""
+    async with unit_of_work(outbox) as uow:
+        return await uow.reports.id_for_token(token)
+
+
+async def move_ticket(
+    outbox: Outbox,
+    member: StaffMember,
+    report_id: UUID,
+    status: ReportStatus,
+    *,
+    public_note: str | None = None,
+    internal_note: str | None = None,
+    office_code: str | None = None,
+    duplicate_of: UUID | None = None,
+    offices: Callable[[str], Mapping[str, str] | None] = lambda _: None,
+) -> Report | None:
+    """:func:`change_ticket`, answered with the ticket as stored after it (None: a hand-over
+    asked of geo-router)."""
+    changed = await change_ticket(
+        outbox,
+        member,
+        report_id,
+        status,
+        public_note=public_note,
+        internal_note=internal_note,
+        office_code=office_code,
+        duplicate_of=duplicate_of,
+        offices=offices,
+    )
+    if changed is None:
+        return None
+    stored = await get_report(outbox, changed.id)
+    assert stored is not None
+    return stored
