@@ -67,3 +67,27 @@ def test_web_owns_no_data() -> None:
     """No schema, no broker: web reaches the platform only over HTTP."""
     imports = imported_top_level_modules(ROOT / "services" / "web" / "src" / "web")
     assert imports & {"sqlalchemy", "asyncpg", "aiokafka", "faststream", "alembic"} == set()
+
+
+def modules_imported_by(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full dotted name."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_intakes_handlers_depend_on_abstractions() -> None:
+    """Intake's use cases see its repositories and unit of work through ``intake.ports``: no
+    SQL, no concrete adapter (bootstrap.py injects those)."""
+    handlers = ROOT / "services" / "intake" / "src" / "intake" / "handlers.py"
+    imported = modules_imported_by(handlers)
+    assert "sqlalchemy" not in imports_of(handlers)
+    assert {
+        m for m in imported if m == "intake.adapters" or m.startswith("intake.adapters.")
+    } == set()
+    assert "intake.ports" in imported

@@ -365,9 +365,14 @@ async def test_office_reminders_follow_each_jurisdiction_s_holidays(stack: Stack
 
     limits: dict[str, Any] = {"accept_within_working_days": 3, "work_within_days": 14}
     try:
-        await handlers.send_office_reminders(outbox, tuesday, holidays_of=holidays_of, **limits)
         await handlers.send_office_reminders(
-            outbox, tuesday + timedelta(days=1), holidays_of=holidays_of, **limits
+            db.SqlUnitOfWorks(outbox), tuesday, holidays_of=holidays_of, **limits
+        )
+        await handlers.send_office_reminders(
+            db.SqlUnitOfWorks(outbox),
+            tuesday + timedelta(days=1),
+            holidays_of=holidays_of,
+            **limits,
         )
     finally:
         await engine.dispose()

@@ -509,18 +509,18 @@ async def test_offices_get_a_daily_summary_of_waiting_tickets(stack: Stack) -> N
     saturday = monday - timedelta(days=2)
     assert (
         await handlers.send_office_reminders(
-            outbox, saturday, accept_within_working_days=4, work_within_days=14
+            db.SqlUnitOfWorks(outbox), saturday, accept_within_working_days=4, work_within_days=14
         )
         == 0
     )  # offices do not work at weekends
     day = monday
     reminded = await handlers.send_office_reminders(
-        outbox, day, accept_within_working_days=4, work_within_days=14
+        db.SqlUnitOfWorks(outbox), day, accept_within_working_days=4, work_within_days=14
     )
     assert reminded >= 1
     assert (
         await handlers.send_office_reminders(
-            outbox, day, accept_within_working_days=4, work_within_days=14
+            db.SqlUnitOfWorks(outbox), day, accept_within_working_days=4, work_within_days=14
         )
         == 0
     )  # once per day

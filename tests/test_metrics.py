@@ -169,7 +169,7 @@ async def test_overdue_tickets_are_counted_per_office(stack: Stack) -> None:
 
     async def overdue_at_srl() -> float:
         await handlers.measure_open_tickets(
-            outbox, accept_within_working_days=3, work_within_days=14
+            db.SqlUnitOfWorks(outbox), accept_within_working_days=3, work_within_days=14
         )
         sample = REGISTRY.get_sample_value(
             "mm_overdue_tickets",

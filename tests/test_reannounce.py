@@ -57,7 +57,8 @@ async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_
         assert announced <= {r.headers["event_id"] for r in stack.tap.about(report_id)}
 
         staged = await intake.reannounce(
-            Outbox.staging_only(engine, intake_db.metadata, "intake"), since
+            intake_db.SqlUnitOfWorks(Outbox.staging_only(engine, intake_db.metadata, "intake")),
+            since,
         )
         assert staged >= 3
         decisions = await geo_router.reannounce(
@@ -137,7 +138,9 @@ async def test_a_contact_the_broker_lost_is_announced_again_until_its_reporter_e
                 {"e": contact_event},
             )
         outbox = Outbox.staging_only(engine, intake_db.metadata, "intake")
-        assert await intake.reannounce(outbox, since) >= 3  # submission, assigned, contact
+        assert (
+            await intake.reannounce(intake_db.SqlUnitOfWorks(outbox), since) >= 3
+        )  # submission, assigned, contact
 
         async def contact_back() -> bool:
             again = stack.tap.about(report_id, Topic.REPORTER_CONTACT)
@@ -157,7 +160,7 @@ async def test_a_contact_the_broker_lost_is_announced_again_until_its_reporter_e
         assert await kept() == []
         # Erased at the notifier too (web asks both); re-announcing brings nobody back.
         assert (await stack.notifier.post(erase, json={"reporter_token": token})).status_code == 204
-        await intake.reannounce(outbox, since)
+        await intake.reannounce(intake_db.SqlUnitOfWorks(outbox), since)
         await eventually(
             lambda: _async(len(stack.tap.about(report_id, Topic.REPORT_SUBMITTED)) == 3)
         )

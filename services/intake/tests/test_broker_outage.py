@@ -79,7 +79,9 @@ async def test_reports_accepted_while_the_broker_is_down_are_delivered_after(tmp
                 # Nobody routes them on this broker: the sweeper publishes them again.
                 engine = create_engine(url)
                 outbox = Outbox(engine, db.outbox, db.inbox, KafkaPublisher(bootstrap, "t"), "t")
-                assert await handlers.resubmit_unrouted(outbox, timedelta(0)) == 3
+                assert (
+                    await handlers.resubmit_unrouted(db.SqlUnitOfWorks(outbox), timedelta(0)) == 3
+                )
                 await engine.dispose()
 
                 async def resubmitted():  # type: ignore[no-untyped-def]

@@ -79,13 +79,13 @@ async def test_a_routing_result_assigns_once_however_often_it_comes(outbox: Outb
         )
     )
 
-    await handlers.record_routing_results(outbox, [routed])
-    await handlers.record_routing_results(outbox, [routed, unknown, to_parks])
-    await handlers.record_routing_results(outbox, [to_cleaning])
+    await handlers.record_routing_results(db.SqlUnitOfWorks(outbox), [routed])
+    await handlers.record_routing_results(db.SqlUnitOfWorks(outbox), [routed, unknown, to_parks])
+    await handlers.record_routing_results(db.SqlUnitOfWorks(outbox), [to_cleaning])
     # Redelivered after staff moved the ticket on: must not move it back.
-    await handlers.record_routing_results(outbox, [routed, to_parks])
+    await handlers.record_routing_results(db.SqlUnitOfWorks(outbox), [routed, to_parks])
 
-    stored = await handlers.get_report(outbox, report.id)
+    stored = await handlers.get_report(db.SqlUnitOfWorks(outbox), report.id)
     assert stored is not None
     assert stored.status is ReportStatus.ASSIGNED
     assert stored.office == to_cleaning.office
@@ -128,15 +128,17 @@ async def test_a_transition_is_not_written_over_a_change_made_since_it_was_read(
         )
 
     assert staged == []
-    stored = await handlers.get_report(outbox, report.id)
+    stored = await handlers.get_report(db.SqlUnitOfWorks(outbox), report.id)
     assert stored is not None
     assert stored.status is ReportStatus.RECEIVED
     assert len(stored.history) == 1
     async with db.unit_of_work(outbox, autocommit=True) as uow:
         fresh, _ = await uow.reports.unprocessed(delivery)
     assert fresh == {routed.event_id}  # not recorded: it comes again
-    await handlers.record_routing_results(outbox, [routed])  # read again, decided again
-    stored = await handlers.get_report(outbox, report.id)
+    await handlers.record_routing_results(
+        db.SqlUnitOfWorks(outbox), [routed]
+    )  # read again, decided again
+    stored = await handlers.get_report(db.SqlUnitOfWorks(outbox), report.id)
     assert stored is not None
     assert stored.status is ReportStatus.ASSIGNED
 

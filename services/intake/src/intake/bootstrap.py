@@ -82,6 +82,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     broker, outbox, boundaries, directory = create_messaging(settings)
     writer = db.SubmissionWriter(outbox)
+    uows = db.SqlUnitOfWorks(outbox)
     store = FileSystemPhotoStore(Path(settings.photo_dir))
 
     async def sweep_unrouted() -> None:
@@ -90,7 +91,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         while True:
             await asyncio.sleep(settings.resubmit_after_s / 4)
             try:
-                await handlers.resubmit_unrouted(outbox, older_than)
+                await handlers.resubmit_unrouted(uows, older_than)
             except Exception:
                 log.exception("resubmitting unrouted reports failed; trying again later")
 
@@ -99,7 +100,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         kept_for = timedelta(days=settings.contact_kept_days)
         while True:
             try:
-                if erased := await handlers.forget_kept_contacts(outbox, kept_for):
+                if erased := await handlers.forget_kept_contacts(uows, kept_for):
                     log.info("erased %d kept contacts past their time", erased)
             except Exception:
                 log.exception("erasing kept contacts failed; trying again later")
@@ -116,14 +117,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             now = datetime.now(tz)
             try:
                 await handlers.measure_open_tickets(
-                    outbox,
+                    uows,
                     accept_within_working_days=settings.reminder_accept_within_working_days,
                     work_within_days=settings.reminder_work_within_days,
                     holidays_of=holidays_of,
                 )
                 if now.hour >= settings.reminder_hour:
                     await handlers.send_office_reminders(
-                        outbox,
+                        uows,
                         now.date(),
                         accept_within_working_days=settings.reminder_accept_within_working_days,
                         work_within_days=settings.reminder_work_within_days,
@@ -187,6 +188,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     app.state.components = Components(
         settings=settings,
+        uows=uows,
         outbox=outbox,
         writer=writer,
         boundaries=boundaries,

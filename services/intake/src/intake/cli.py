@@ -39,7 +39,9 @@ async def _reannounce(database_url: str, since: datetime, contacts_kept: timedel
     engine = create_engine(database_url, pool_size=1)
     try:
         outbox = Outbox.staging_only(engine, db.metadata, "intake")
-        return await handlers.reannounce(outbox, since, contacts_kept=contacts_kept)
+        return await handlers.reannounce(
+            db.SqlUnitOfWorks(outbox), since, contacts_kept=contacts_kept
+        )
     finally:
         await engine.dispose()
 

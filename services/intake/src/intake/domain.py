@@ -115,6 +115,36 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class StaffMember:
+    """A member of an office's staff, as a bearer credential (a local token, an OIDC login)
+    identifies them."""
+
+    account_id: int
+    name: str
+    #: Office codes within ``jurisdiction``.
+    offices: frozenset[str]
+    is_admin: bool = False
+    #: The jurisdiction the member works for; None only for a deployment-wide admin.
+    jurisdiction: str | None = None
+
+    def may_handle(self, jurisdiction: str, office_code: str | None) -> bool:
+        """Whether the member may see and work a ticket of ``office_code`` in
+        ``jurisdiction`` (an admin: any of their jurisdiction, or of all)."""
+        if self.jurisdiction is not None and jurisdiction != self.jurisdiction:
+            return False
+        return self.is_admin or (office_code is not None and office_code in self.offices)
+
+    @property
+    def seen_offices(self) -> frozenset[str] | None:
+        """The offices whose tickets the member sees within their jurisdiction; None: all."""
+        return None if self.is_admin else self.offices
+
+    @property
+    def label(self) -> str:
+        return f"staff:{self.name}"
+
+
+@dataclass(frozen=True)
 class StatusChange:
     status: ReportStatus
     previous_status: ReportStatus | None
@@ -570,6 +600,23 @@ def overdue(
         elif ticket.is_overdue(now):
             backlog.past_service_level.append(entry)
     return {office: backlog for office, backlog in found.items() if backlog}
+
+
+@dataclass(frozen=True)
+class CannedResponse:
+    """A text an office keeps to insert into its public notes ("Textbaustein")."""
+
+    id: int
+    jurisdiction: str
+    office_code: str
+    title: str
+    body: str
+    updated_by: str
+    updated_at: datetime
+
+
+class TitleTaken(ValueError):
+    """The office already has a canned response of that title."""
 
 
 MAX_CANNED_TITLE = 200

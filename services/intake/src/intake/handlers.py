@@ -5,45 +5,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol
 from uuid import UUID
 
-import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.dialects import postgresql as pg
 
 from intake import domain
-from intake.adapters import staff
-from intake.adapters.boundaries import Boundaries
-from intake.adapters.console import (
-    CannedResponse,
-    CannedResponses,
-    Statistics,
-    statistics,
-)
-from intake.adapters.db import (
-    SubmissionWriter,
-    TicketFilter,
-    added,
-    contacts_among,
-    idempotency_keys,
-    kept,
-    kept_contacts,
-    saved,
-    status_history,
-    unit_of_work,
-)
-from intake.adapters.staff import StaffMember
 from intake.domain import (
+    CannedResponse,
     Contact,
     InvalidReport,
     OfficeBacklog,
     Photo,
     Report,
     ReporterTokens,
+    StaffMember,
     TransitionNotAllowed,
     canned_response_problems,
     distance_m,
@@ -53,6 +31,17 @@ from intake.domain import (
     staff_note,
     staff_transition,
     submit,
+)
+from intake.ports import (
+    Geocoder,
+    HolidaysOf,
+    OfficesOf,
+    Outlines,
+    Statistics,
+    SubmissionWriter,
+    TicketFilter,
+    UnitOfWorkFactory,
+    UsedKey,
 )
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE, Category
 from mm_shared.events import (
@@ -66,7 +55,6 @@ from mm_shared.events import (
     ReportSubmitted,
     utcnow,
 )
-from mm_shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +117,7 @@ class Submission:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
-def check_named(boundaries: Boundaries, code: str | None) -> None:
+def check_named(boundaries: Outlines, code: str | None) -> None:
     """Raises UnknownJurisdiction for a named jurisdiction that is not served. While no
     outline is known at all, any name passes (routing has the last word, as for the place)."""
     served = boundaries.all()
@@ -138,7 +126,7 @@ def check_named(boundaries: Boundaries, code: str | None) -> None:
         raise UnknownJurisdiction(code, [j.code for j in served])
 
 
-def offered_categories(boundaries: Boundaries, code: str | None) -> list[Category]:
+def offered_categories(boundaries: Outlines, code: str | None) -> list[Category]:
     """The shared catalogue, without the categories jurisdiction ``code`` switched off (all of
     it without one)."""
     chosen = boundaries.get(code) if code else None
@@ -147,7 +135,7 @@ def offered_categories(boundaries: Boundaries, code: str | None) -> list[Categor
 
 
 def choose_jurisdiction(
-    boundaries: Boundaries,
+    boundaries: Outlines,
     requested: str | None,
     default: str,
     service_code: str,
@@ -189,7 +177,7 @@ def choose_jurisdiction(
 
 
 async def submit_report(
-    writer: SubmissionWriter, boundaries: Boundaries, tokens: ReporterTokens, submission: Submission
+    writer: SubmissionWriter, boundaries: Outlines, tokens: ReporterTokens, submission: Submission
 ) -> Report:
     report, events = _create(boundaries, tokens, submission)
     await writer.write(report, events)
@@ -198,8 +186,8 @@ async def submit_report(
 
 
 async def submit_report_once(
-    outbox: Outbox,
-    boundaries: Boundaries,
+    uows: UnitOfWorkFactory,
+    boundaries: Outlines,
     tokens: ReporterTokens,
     submission: Submission,
     idempotency_key: str,
@@ -207,16 +195,10 @@ async def submit_report_once(
     """Submit under an Idempotency-Key: a retry with the same key and request returns the
     report created the first time (and False: nothing new was created)."""
     fingerprint = submission.fingerprint()
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         # Serialise concurrent retries of the same key.
-        await uow.conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(idempotency_key)))
-        )
-        previous = (
-            await uow.conn.execute(
-                sa.select(idempotency_keys).where(idempotency_keys.c.key == idempotency_key)
-            )
-        ).first()
+        await uow.idempotency_keys.lock(idempotency_key)
+        previous = await uow.idempotency_keys.get(idempotency_key)
         if previous is not None:
             if previous.request_hash != fingerprint:
                 raise IdempotencyConflict(
@@ -226,26 +208,20 @@ async def submit_report_once(
             assert existing is not None
             return existing, False
         report, events = _create(boundaries, tokens, submission)
-        await uow.publish(*events, along_with=added([report], contacts_among(events)))
-        await uow.conn.execute(
-            pg.insert(idempotency_keys).values(
-                key=idempotency_key, request_hash=fingerprint, report_id=report.id
-            )
-        )
+        await uow.reports.add([report], events)
+        await uow.idempotency_keys.add(idempotency_key, UsedKey(fingerprint, report.id))
     ACCEPTED.labels(report.service_code).inc()
     return report, True
 
 
-async def idempotency_key_used(outbox: Outbox, idempotency_key: str) -> bool:
-    async with unit_of_work(outbox) as uow:
-        found = await uow.conn.scalar(
-            sa.select(idempotency_keys.c.report_id).where(idempotency_keys.c.key == idempotency_key)
-        )
+async def idempotency_key_used(uows: UnitOfWorkFactory, idempotency_key: str) -> bool:
+    async with uows() as uow:
+        found = await uow.idempotency_keys.get(idempotency_key)
     return found is not None
 
 
 def _create(
-    boundaries: Boundaries, tokens: ReporterTokens, s: Submission
+    boundaries: Outlines, tokens: ReporterTokens, s: Submission
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     check_named(boundaries, s.jurisdiction)
     problems = domain.submission_problems(
@@ -281,9 +257,9 @@ def _create(
     )
 
 
-async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
+async def follow(uows: UnitOfWorkFactory, report_id: UUID, contact: Contact) -> bool:
     """ "Me too": another reporter follows an existing report and hears of its changes."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         report = await uow.reports.get(report_id)
         if report is None:
             return False
@@ -297,7 +273,7 @@ async def follow(outbox: Outbox, report_id: UUID, contact: Contact) -> bool:
             phone=contact.phone,
             locale=contact.language,
         )
-        await uow.publish(following, along_with=kept([following]))
+        await uow.kept_contacts.add([following])
     return True
 
 
@@ -310,20 +286,20 @@ class InvalidReporterToken(PermissionError):
 
 
 async def check_reopenable(
-    outbox: Outbox, tokens: ReporterTokens, report_id: UUID, token: str, within: timedelta
+    uows: UnitOfWorkFactory, tokens: ReporterTokens, report_id: UUID, token: str, within: timedelta
 ) -> None:
     """Whether the reporter may say "not fixed" now (raises why not), asked before their
     photo is stored: a photo for a report that stays closed would be kept for nothing."""
     if not tokens.valid(report_id, token):
         raise InvalidReporterToken(report_id)
-    report = await get_report(outbox, report_id)
+    report = await get_report(uows, report_id)
     if report is None:
         raise ReportNotFound(report_id)
     domain.check_reopenable(report, now=utcnow(), within=within)
 
 
 async def reopen_by_reporter(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     tokens: ReporterTokens,
     report_id: UUID,
     token: str,
@@ -336,7 +312,7 @@ async def reopen_by_reporter(
     to its office, with a public note and at most one photo."""
     if not tokens.valid(report_id, token):
         raise InvalidReporterToken(report_id)
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         report = await uow.reports.get(report_id, for_update=True)
         if report is None:
             raise ReportNotFound(report_id)
@@ -344,18 +320,16 @@ async def reopen_by_reporter(
         change = reporter_reopen(report, note=note, now=utcnow(), within=within)
         if photo is not None:
             report.photos.append(photo)
-        await uow.publish(
-            change,
-            along_with=saved(
-                [(report, report.history[seen:])],
-                new_photos=[(report.id, len(report.photos) - 1, photo)] if photo else (),
-            ),
+        await uow.reports.save(
+            [(report, report.history[seen:])],
+            [change],
+            new_photos=[(report.id, len(report.photos) - 1, photo)] if photo else (),
         )
     return report
 
 
-async def get_report(outbox: Outbox, report_id: UUID) -> Report | None:
-    async with unit_of_work(outbox) as uow:
+async def get_report(uows: UnitOfWorkFactory, report_id: UUID) -> Report | None:
+    async with uows() as uow:
         return await uow.reports.get(report_id)
 
 
@@ -393,7 +367,7 @@ def _apply_routing(report: Report, event: RoutingResult) -> ReportStatusChanged 
         return None
 
 
-async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]) -> None:
+async def record_routing_results(uows: UnitOfWorkFactory, events: Sequence[RoutingResult]) -> None:
     """Geo-router's decisions become status transitions; a redelivered decision changes
     nothing. Without locks or a transaction around it (two round trips for a batch): the
     transitions are written only where the report is unchanged since it was read, with their
@@ -403,7 +377,7 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
     for _ in range(_RACES_BEFORE_GIVING_UP):
         if not pending:
             return
-        async with unit_of_work(outbox, autocommit=True) as uow:
+        async with uows(autocommit=True) as uow:
             deliveries = [(e.event_id, e.report_id) for e in pending]
             fresh, reports = await uow.reports.unprocessed(deliveries)
             read_updated_at = {r.id: r.updated_at for r in reports.values()}
@@ -423,18 +397,14 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
                     if was_new and report.status is ReportStatus.ASSIGNED:
                         first_assignments[report.id] = report.requested_at
             changed = [(r, r.history) for r in reports.values() if r.history]
-            staged = await uow.publish(
-                *announcements,
-                along_with=saved(
-                    changed, unless_changed_since=read_updated_at, deliveries=deliveries
-                ),
+            done = await uow.reports.save_unless_changed(
+                changed, announcements, read_updated_at=read_updated_at, deliveries=deliveries
             )
-        done = {row.message.key for row in staged}
         now = utcnow()
         for report_id, requested_at in first_assignments.items():
-            if str(report_id).encode() in done:
+            if report_id in done:
                 ASSIGNMENT_LATENCY.observe((now - requested_at).total_seconds())
-        conflicts = {r.id for r, _ in changed if str(r.id).encode() not in done}
+        conflicts = {r.id for r, _ in changed if r.id not in done}
         pending = [e for e in pending if e.report_id in conflicts]
     if pending:  # the consumer retries the batch after a pause
         raise RuntimeError(f"{len(pending)} routing results kept racing with other changes")
@@ -443,10 +413,10 @@ async def record_routing_results(outbox: Outbox, events: Sequence[RoutingResult]
 _RACES_BEFORE_GIVING_UP = 5
 
 
-async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
+async def resubmit_unrouted(uows: UnitOfWorkFactory, older_than: timedelta) -> int:
     """Re-publish reports that stayed unrouted (a lost message, a broker that forgot): geo-router
     decides once and re-announces, so this is always safe."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         stale = await uow.reports.unrouted_since(utcnow() - older_than)
         if not stale:
             return 0
@@ -471,15 +441,11 @@ async def resubmit_unrouted(outbox: Outbox, older_than: timedelta) -> int:
     return len(stale)
 
 
-#: What the history keeps: a report's submission and its status changes (contacts never).
-_KEPT_EVENTS: dict[str, type[ReportSubmitted | ReportStatusChanged]] = {
-    "ReportSubmitted": ReportSubmitted,
-    "ReportStatusChanged": ReportStatusChanged,
-}
-
-
 async def reannounce(
-    outbox: Outbox, since: datetime, batch_size: int = 1000, contacts_kept: timedelta | None = None
+    uows: UnitOfWorkFactory,
+    since: datetime,
+    batch_size: int = 1000,
+    contacts_kept: timedelta | None = None,
 ) -> int:
     """Stage again every event intake announced since ``since`` and keeps (each report's
     submission and its status changes from the history; reporters' contacts while they are
@@ -487,81 +453,54 @@ async def reannounce(
     in their order: after a broker lost them, consumers take what they miss and drop what they
     have (their inboxes, geo-router's stored decisions). Not kept, so not re-announced: staff's
     reassignment requests, the offices' reminders. Returns how many events were staged."""
-    staged = await _reannounce_history(outbox, since, batch_size)
-    k = kept_contacts
+    staged = await _reannounce_history(uows, since, batch_size)
     # Keyset pages: one group commit keeps many contacts at the same moment.
     after: tuple[datetime, UUID] | None = None
     while True:
-        async with unit_of_work(outbox) as uow:
-            query = (
-                sa.select(k.c.kept_at, k.c.event_id, k.c.event)
-                .where(k.c.kept_at >= since)
-                .order_by(k.c.kept_at, k.c.event_id)
-                .limit(batch_size)
+        async with uows() as uow:
+            contacts = await uow.kept_contacts.kept_since(
+                since, after=after, kept_within=contacts_kept, limit=batch_size
             )
-            if after is not None:
-                query = query.where(sa.tuple_(k.c.kept_at, k.c.event_id) > sa.tuple_(*after))
-            if contacts_kept is not None:
-                query = query.where(k.c.kept_at >= sa.func.now() - contacts_kept)
-            rows = (await uow.conn.execute(query)).all()
-            if not rows:
+            if not contacts:
                 return staged
-            await uow.publish(*(ReporterContactSubmitted.model_validate(r.event) for r in rows))
-        after, staged = (rows[-1].kept_at, rows[-1].event_id), staged + len(rows)
+            await uow.publish(*(event for _, event in contacts))
+        kept_at, last = contacts[-1]
+        after, staged = (kept_at, last.event_id), staged + len(contacts)
 
 
-async def _reannounce_history(outbox: Outbox, since: datetime, batch_size: int) -> int:
-    h = status_history
-    async with unit_of_work(outbox) as uow:
-        after = await uow.conn.scalar(sa.select(sa.func.min(h.c.id)).where(h.c.changed_at >= since))
-    if after is None:
+async def _reannounce_history(uows: UnitOfWorkFactory, since: datetime, batch_size: int) -> int:
+    async with uows() as uow:
+        first = await uow.history.first_since(since)
+    if first is None:
         return 0
-    after -= 1
+    after = first - 1
     staged = 0
     while True:
-        async with unit_of_work(outbox) as uow:
-            rows = (
-                await uow.conn.execute(
-                    sa.select(h.c.id, h.c.event)
-                    .where(h.c.id > after, h.c.event.is_not(None))
-                    .order_by(h.c.id)
-                    .limit(batch_size)
-                )
-            ).all()
-            if not rows:
+        async with uows() as uow:
+            entries = await uow.history.announced_after(after, batch_size)
+            if not entries:
                 return staged
-            await uow.publish(
-                *(_KEPT_EVENTS[r.event["event_type"]].model_validate(r.event) for r in rows)
-            )
-        after, staged = rows[-1].id, staged + len(rows)
+            await uow.publish(*(event for _, event in entries))
+        after, staged = entries[-1][0], staged + len(entries)
 
 
-async def forget_kept_contacts(outbox: Outbox, kept_for: timedelta) -> int:
+async def forget_kept_contacts(uows: UnitOfWorkFactory, kept_for: timedelta) -> int:
     """Erase the reporters' contact events kept longer than ``kept_for`` (storage limitation:
     they are kept for re-announcing only). Returns how many were erased."""
-    async with unit_of_work(outbox) as uow:
-        erased = await uow.conn.execute(
-            kept_contacts.delete().where(kept_contacts.c.kept_at < sa.func.now() - kept_for)
-        )
-    return int(erased.rowcount)
+    async with uows() as uow:
+        return await uow.kept_contacts.forget_older_than(kept_for)
 
 
 async def erase_kept_contact(
-    outbox: Outbox, tokens: ReporterTokens, report_id: UUID, token: str
+    uows: UnitOfWorkFactory, tokens: ReporterTokens, report_id: UUID, token: str
 ) -> int:
     """The reporter asks to erase their contact data (GDPR Art. 17): intake's kept copy of it
     goes (the notifier erases its own on the same request). Raises InvalidReporterToken for a
     token that is not theirs. Returns how many were erased (0: none was kept any more)."""
     if not tokens.valid(report_id, token):
         raise InvalidReporterToken(report_id)
-    async with unit_of_work(outbox) as uow:
-        erased = await uow.conn.execute(
-            kept_contacts.delete().where(
-                kept_contacts.c.report_id == report_id,
-                kept_contacts.c.event["reporter_token"].astext.is_not(None),
-            )
-        )
-    return int(erased.rowcount)
+    async with uows() as uow:
+        return await uow.kept_contacts.erase_reporters(report_id)
 
 
 TRANSITIONS = Counter(
@@ -581,13 +520,13 @@ class TicketNotFound(LookupError):
     """No such ticket, or not one of the asking staff member's offices (they look the same)."""
 
 
-async def authenticate(outbox: Outbox, token: str) -> StaffMember | None:
-    async with outbox.transaction() as tx:
-        return await staff.authenticate(tx.conn, token)
+async def authenticate(uows: UnitOfWorkFactory, token: str) -> StaffMember | None:
+    async with uows() as uow:
+        return await uow.staff.authenticate(token)
 
 
-async def staff_ticket(outbox: Outbox, member: StaffMember, report_id: UUID) -> Report:
-    report = await get_report(outbox, report_id)
+async def staff_ticket(uows: UnitOfWorkFactory, member: StaffMember, report_id: UUID) -> Report:
+    report = await get_report(uows, report_id)
     if report is None or not member.may_handle(
         report.jurisdiction, report.office.code if report.office else None
     ):
@@ -596,7 +535,7 @@ async def staff_ticket(outbox: Outbox, member: StaffMember, report_id: UUID) -> 
 
 
 async def change_ticket(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     member: StaffMember,
     report_id: UUID,
     status: ReportStatus,
@@ -605,12 +544,12 @@ async def change_ticket(
     internal_note: str | None = None,
     office_code: str | None = None,
     duplicate_of: UUID | None = None,
-    offices: Callable[[str], Mapping[str, str] | None] = lambda _: None,
+    offices: OfficesOf = lambda _: None,
 ) -> Report | None:
     """A staff transition. Handing a ticket to another office (``assigned`` with an
     ``office_code``, one of ``offices(ticket's jurisdiction)`` when that directory is known)
     is asked of geo-router, which announces the new office; None then."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         report = await uow.reports.get(report_id, for_update=True)
         if report is None or not member.may_handle(
             report.jurisdiction, report.office.code if report.office else None
@@ -662,13 +601,13 @@ async def change_ticket(
             internal_note=internal_note,
             duplicate_of=duplicate_of,
         )
-        await uow.publish(change, along_with=saved([(report, report.history[seen:])]))
+        await uow.reports.save([(report, report.history[seen:])], [change])
     TRANSITIONS.labels(status.value, report.office.code if report.office else "none").inc()
     return report
 
 
 async def note_ticket(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     member: StaffMember,
     report_id: UUID,
     *,
@@ -676,7 +615,7 @@ async def note_ticket(
     internal_note: str | None,
 ) -> Report:
     """A note on a ticket, its status kept; a public one reaches the reporter."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         report = await uow.reports.get(report_id, for_update=True)
         if report is None or not member.may_handle(
             report.jurisdiction, report.office.code if report.office else None
@@ -686,9 +625,7 @@ async def note_ticket(
         news = staff_note(
             report, member.label, public_note=public_note, internal_note=internal_note
         )
-        await uow.publish(
-            *([news] if news else []), along_with=saved([(report, report.history[seen:])])
-        )
+        await uow.reports.save([(report, report.history[seen:])], [news] if news else [])
     return report
 
 
@@ -704,9 +641,6 @@ OVERDUE_TICKETS = Gauge(
     ["jurisdiction", "office", "reason"],
 )
 
-#: A jurisdiction's public holidays (its manifest's, else the configured ones).
-HolidaysOf = Callable[[str], Container[date]]
-
 
 def _by_jurisdiction(tickets: Sequence[Report]) -> dict[str, list[Report]]:
     found: dict[str, list[Report]] = {}
@@ -716,7 +650,7 @@ def _by_jurisdiction(tickets: Sequence[Report]) -> dict[str, list[Report]]:
 
 
 async def measure_open_tickets(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     *,
     accept_within_working_days: int,
     work_within_days: float,
@@ -724,7 +658,7 @@ async def measure_open_tickets(
     holidays_of: HolidaysOf | None = None,
 ) -> None:
     """The offices' gauges, per (jurisdiction, office): office codes repeat across cities."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         by_office = await uow.reports.open_by_office()
         tickets = await uow.reports.open_tickets()
     for jurisdiction, office, count, oldest in by_office:
@@ -750,7 +684,7 @@ async def measure_open_tickets(
 
 
 async def send_office_reminders(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     day: date,
     *,
     accept_within_working_days: int,
@@ -762,7 +696,7 @@ async def send_office_reminders(
     per office that has tickets waiting too long, each jurisdiction with its own public
     holidays. Returns how many offices are reminded."""
     reminded = 0
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         tickets = await uow.reports.open_tickets()
         for jurisdiction, theirs in sorted(_by_jurisdiction(tickets).items()):
             days_off = holidays_of(jurisdiction) if holidays_of else holidays
@@ -800,30 +734,30 @@ async def send_office_reminders(
 
 
 async def queue(
-    outbox: Outbox, found: TicketFilter, *, sort: str, offset: int, limit: int
+    uows: UnitOfWorkFactory, found: TicketFilter, *, sort: str, offset: int, limit: int
 ) -> tuple[list[Report], dict[str, int]]:
     """One page of the staff queue and its counts per status: two queries at once, on two
     connections (counting all of an office's tickets costs more than finding a page)."""
 
     async def page() -> list[Report]:
-        async with unit_of_work(outbox, autocommit=True) as uow:
+        async with uows(autocommit=True) as uow:
             return await uow.reports.page(found, sort=sort, offset=offset, limit=limit)
 
     async def counts() -> dict[str, int]:
-        async with unit_of_work(outbox, autocommit=True) as uow:
+        async with uows(autocommit=True) as uow:
             return await uow.reports.status_counts(found)
 
     return await asyncio.gather(page(), counts())
 
 
 async def nearby_candidates(
-    outbox: Outbox, member: StaffMember, report_id: UUID, radius_m: float
+    uows: UnitOfWorkFactory, member: StaffMember, report_id: UUID, radius_m: float
 ) -> tuple[Report, list[Report]]:
     """Open reports of the same category near a ticket: candidates to mark it a duplicate of
     (any office's of its jurisdiction: a duplicate may have been routed elsewhere), nearest
     first."""
-    ticket = await staff_ticket(outbox, member, report_id)
-    async with unit_of_work(outbox) as uow:
+    ticket = await staff_ticket(uows, member, report_id)
+    async with uows() as uow:
         nearby = await uow.reports.open_nearby(
             ticket.service_code, ticket.lat, ticket.long, radius_m
         )
@@ -836,13 +770,13 @@ class NotYourOffice(PermissionError):
     pass
 
 
-async def canned_responses(outbox: Outbox, member: StaffMember) -> list[CannedResponse]:
-    async with outbox.transaction() as tx:
-        return await CannedResponses(tx.conn).of_offices(member.jurisdiction, member.seen_offices)
+async def canned_responses(uows: UnitOfWorkFactory, member: StaffMember) -> list[CannedResponse]:
+    async with uows() as uow:
+        return await uow.canned_responses.of_offices(member.jurisdiction, member.seen_offices)
 
 
 async def keep_canned_response(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     member: StaffMember,
     *,
     jurisdiction: str,
@@ -867,8 +801,8 @@ async def keep_canned_response(
         updated_by=member.label,
         updated_at=utcnow(),
     )
-    async with outbox.transaction() as tx:
-        kept = CannedResponses(tx.conn)
+    async with uows() as uow:
+        kept = uow.canned_responses
         if response_id is None:
             return await kept.add(response)
         existing = await kept.get(response_id)
@@ -877,9 +811,11 @@ async def keep_canned_response(
         return await kept.replace(response)
 
 
-async def drop_canned_response(outbox: Outbox, member: StaffMember, response_id: int) -> None:
-    async with outbox.transaction() as tx:
-        kept = CannedResponses(tx.conn)
+async def drop_canned_response(
+    uows: UnitOfWorkFactory, member: StaffMember, response_id: int
+) -> None:
+    async with uows() as uow:
+        kept = uow.canned_responses
         existing = await kept.get(response_id)
         if existing is None or not member.may_handle(existing.jurisdiction, existing.office_code):
             raise TicketNotFound(response_id)
@@ -887,7 +823,7 @@ async def drop_canned_response(outbox: Outbox, member: StaffMember, response_id:
 
 
 async def office_statistics(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     jurisdiction: str | None,
     offices: frozenset[str] | None,
     *,
@@ -896,9 +832,9 @@ async def office_statistics(
     timezone: str,
 ) -> Statistics:
     """Of ``offices`` (None: all) in ``jurisdiction`` (None: every one)."""
-    async with outbox.transaction() as tx:
-        return await statistics(
-            tx.conn, jurisdiction, offices, start=start, end=end, timezone=timezone
+    async with uows() as uow:
+        return await uow.statistics.of(
+            jurisdiction, offices, start=start, end=end, timezone=timezone
         )
 
 
@@ -912,7 +848,7 @@ class NearbyReport:
 
 
 async def possible_duplicates(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     *,
     service_code: str,
     lat: float,
@@ -928,9 +864,9 @@ async def possible_duplicates(
     and for an unknown category (which the submission refuses anyway)."""
     if acknowledged or service_code not in CATEGORIES_BY_CODE:
         return []
-    if idempotency_key and await idempotency_key_used(outbox, idempotency_key):
-        return []
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
+        if idempotency_key and await uow.idempotency_keys.get(idempotency_key):
+            return []
         nearby = await uow.reports.open_nearby(service_code, lat, long, radius_m)
     return [NearbyReport(r, distance_m(lat, long, r.lat, r.long)) for r in nearby]
 
@@ -939,19 +875,12 @@ class AddressNotLocated(InvalidReport):
     """A report placed by its address alone, which cannot be located: the reporter's to fix."""
 
 
-class GeocoderPort(Protocol):
-    async def locate(self, address: str) -> tuple[float, float] | None:
-        """(lat, long) of ``address``, None if it is not found; raises if the service
-        cannot answer (not the reporter's fault)."""
-        ...
-
-
 async def locate(
-    geocoder: GeocoderPort | None, lat: float | None, long: float | None, address: str | None
+    geocoder: Geocoder | None, lat: float | None, long: float | None, address: str | None
 ) -> tuple[float | None, float | None]:
     """Where a report is: its coordinates, else (with an address alone) the place the
     geocoder finds for its address. Raises AddressNotLocated; what the geocoder raises when
-    it cannot answer passes through."""
+    it cannot answer passes through (not the reporter's fault: they may try again)."""
     if (lat is not None and long is not None) or not address:
         return lat, long
     if geocoder is None:
@@ -970,7 +899,7 @@ async def locate(
 
 
 async def find_reports(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     *,
     ids: Sequence[UUID] = (),
     service_codes: Sequence[str] = (),
@@ -983,7 +912,7 @@ async def find_reports(
     limit: int = 1000,
 ) -> list[Report]:
     """Public reports by the Open311 filters, a bounding box or an area, newest first."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         return await uow.reports.search(
             ids=ids,
             service_codes=service_codes,
@@ -997,14 +926,14 @@ async def find_reports(
         )
 
 
-async def report_id_for_token(outbox: Outbox, token: str) -> UUID | None:
+async def report_id_for_token(uows: UnitOfWorkFactory, token: str) -> UUID | None:
     """The report behind an Open311 token handed out before every service was realtime."""
-    async with unit_of_work(outbox) as uow:
+    async with uows() as uow:
         return await uow.reports.id_for_token(token)
 
 
 async def move_ticket(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     member: StaffMember,
     report_id: UUID,
     status: ReportStatus,
@@ -1013,12 +942,12 @@ async def move_ticket(
     internal_note: str | None = None,
     office_code: str | None = None,
     duplicate_of: UUID | None = None,
-    offices: Callable[[str], Mapping[str, str] | None] = lambda _: None,
+    offices: OfficesOf = lambda _: None,
 ) -> Report | None:
     """:func:`change_ticket`, answered with the ticket as stored after it (None: a hand-over
     asked of geo-router)."""
     changed = await change_ticket(
-        outbox,
+        uows,
         member,
         report_id,
         status,
@@ -1030,6 +959,6 @@ async def move_ticket(
     )
     if changed is None:
         return None
-    stored = await get_report(outbox, changed.id)
+    stored = await get_report(uows, changed.id)
     assert stored is not None
     return stored

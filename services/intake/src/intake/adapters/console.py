@@ -13,7 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from intake.adapters.db import TicketFilter, metadata, order_by, reports, status_history
+from intake.adapters.db import conditions, metadata, order_by, reports, status_history
+from intake.domain import CannedResponse as CannedResponse
+from intake.domain import TitleTaken as TitleTaken
+from intake.ports import Statistics as Statistics
+from intake.ports import TicketFilter
 from mm_shared.events import ReportStatus
 
 canned_responses = sa.Table(
@@ -34,21 +38,6 @@ CLOSED_STATUSES = [
     ReportStatus.REJECTED.value,
     ReportStatus.DUPLICATE.value,
 ]
-
-
-@dataclass(frozen=True)
-class CannedResponse:
-    id: int
-    jurisdiction: str
-    office_code: str
-    title: str
-    body: str
-    updated_by: str
-    updated_at: datetime
-
-
-class TitleTaken(ValueError):
-    """The office already has a canned response of that title."""
 
 
 @dataclass
@@ -156,7 +145,7 @@ def queue_export(found: TicketFilter, sort: str) -> sa.Select[Any]:
             reports.c.expected_at,
             reports.c.duplicate_of,
         )
-        .where(*found.conditions())
+        .where(*conditions(found))
         .order_by(*order_by(sort))
     )
 
@@ -179,19 +168,6 @@ def open_data_export(since: datetime | None) -> sa.Select[Any]:
     if since is not None:
         query = query.where(reports.c.requested_at >= since)
     return query
-
-
-@dataclass(frozen=True)
-class Statistics:
-    per_category: list[tuple[str, int]]
-    #: (level, code, name, count)
-    per_area: list[tuple[str, str, str, int]]
-    #: ("2026-11", count), in the city's time zone
-    per_month: list[tuple[str, int]]
-    median_hours_to_assignment: float | None
-    median_hours_to_closing: float | None
-    closed: int
-    closed_within_service_level: int
 
 
 async def statistics(
@@ -285,3 +261,23 @@ async def statistics(
 
 def _rounded(hours: Any) -> float | None:
     return None if hours is None else round(float(hours), 2)
+
+
+@dataclass
+class SqlOfficeStatistics:
+    """The statistics of :mod:`intake.ports`, over one connection."""
+
+    conn: AsyncConnection
+
+    async def of(
+        self,
+        jurisdiction: str | None,
+        offices: frozenset[str] | None,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        timezone: str,
+    ) -> Statistics:
+        return await statistics(
+            self.conn, jurisdiction, offices, start=start, end=end, timezone=timezone
+        )

@@ -7,10 +7,11 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,8 +19,30 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import Photo, Report, StatusChange, distance_m
-from mm_shared.events import Event, MatchedArea, OfficeRef, ReportStatus, utcnow
-from mm_shared.outbox import Outbox, Transaction, Writes, inbox_table, outbox_table
+from intake.ports import TicketFilter as TicketFilter
+from intake.ports import UsedKey
+from mm_shared.events import (
+    Event,
+    MatchedArea,
+    OfficeRef,
+    ReporterContactSubmitted,
+    ReportStatus,
+    ReportStatusChanged,
+    ReportSubmitted,
+)
+from mm_shared.outbox import (
+    Message,
+    Outbox,
+    StagedRow,
+    Transaction,
+    Writes,
+    inbox_table,
+    outbox_table,
+)
+
+if TYPE_CHECKING:
+    from intake.adapters.console import CannedResponses, SqlOfficeStatistics
+    from intake.adapters.staff import SqlStaffAccounts
 
 SCHEMA = "intake"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -142,49 +165,29 @@ SORT_KEYS = ("requested_at", "updated_at", "expected_at", "status", "service_cod
 _UUID_PREFIX = re.compile(r"[0-9a-f-]{4,36}")
 
 
-@dataclass(frozen=True)
-class TicketFilter:
-    """What the staff queue (and its CSV export and map) selects; every field narrows."""
-
-    #: The offices whose tickets are seen; None: all (an admin).
-    offices: frozenset[str] | None
-    statuses: Sequence[ReportStatus] = ()
-    service_codes: Sequence[str] = ()
-    #: An area's code or name (Ortsteil, Stadtbezirk: any level geo-router matched).
-    area: str | None = None
-    older_than: datetime | None = None
-    newer_than: datetime | None = None
-    #: True: only open tickets past their service level; False: only the others.
-    overdue: bool | None = None
-    #: The start of a report id, or words in the description.
-    q: str | None = None
-    now: datetime = field(default_factory=utcnow)
-    #: The jurisdiction of those offices (codes are unique only within one); None: every one
-    #: (a deployment-wide admin).
-    jurisdiction: str | None = None
-
-    def conditions(self, *, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
-        found: list[sa.ColumnElement[bool]] = []
-        if self.jurisdiction is not None:
-            found.append(reports.c.jurisdiction == self.jurisdiction)
-        if self.offices is not None:
-            found.append(reports.c.office_code.in_(sorted(self.offices)))
-        if with_status and self.statuses:
-            found.append(reports.c.status.in_([s.value for s in self.statuses]))
-        if self.service_codes:
-            found.append(reports.c.service_code.in_(self.service_codes))
-        if self.area:
-            found.append(_in_area(self.area))
-        if self.older_than:
-            found.append(reports.c.requested_at < self.older_than)
-        if self.newer_than:
-            found.append(reports.c.requested_at >= self.newer_than)
-        if self.overdue is not None:
-            late = sa.and_(reports.c.status.in_(OPEN_STATUSES), reports.c.expected_at < self.now)
-            found.append(late if self.overdue else sa.not_(late))
-        if self.q and self.q.strip():
-            found.append(_matching(self.q.strip()))
-        return found
+def conditions(found: TicketFilter, *, with_status: bool = True) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of what ``found`` selects (``with_status``: its statuses too)."""
+    conds: list[sa.ColumnElement[bool]] = []
+    if found.jurisdiction is not None:
+        conds.append(reports.c.jurisdiction == found.jurisdiction)
+    if found.offices is not None:
+        conds.append(reports.c.office_code.in_(sorted(found.offices)))
+    if with_status and found.statuses:
+        conds.append(reports.c.status.in_([s.value for s in found.statuses]))
+    if found.service_codes:
+        conds.append(reports.c.service_code.in_(found.service_codes))
+    if found.area:
+        conds.append(_in_area(found.area))
+    if found.older_than:
+        conds.append(reports.c.requested_at < found.older_than)
+    if found.newer_than:
+        conds.append(reports.c.requested_at >= found.newer_than)
+    if found.overdue is not None:
+        late = sa.and_(reports.c.status.in_(OPEN_STATUSES), reports.c.expected_at < found.now)
+        conds.append(late if found.overdue else sa.not_(late))
+    if found.q and found.q.strip():
+        conds.append(_matching(found.q.strip()))
+    return conds
 
 
 def _matching(q: str) -> sa.ColumnElement[bool]:
@@ -247,7 +250,42 @@ def _in_area(area: str) -> sa.ColumnElement[bool]:
 
 @dataclass
 class ReportRepository:
-    conn: AsyncConnection
+    """Reports with their history and photos (:class:`intake.ports.Reports`), in one
+    transaction; writes stage their events in the same statement."""
+
+    tx: Transaction
+
+    @property
+    def conn(self) -> AsyncConnection:
+        return self.tx.conn
+
+    async def add(self, new_reports: Sequence[Report], events: Sequence[Event]) -> None:
+        await self.tx.publish(*events, along_with=added(new_reports, contacts_among(events)))
+
+    async def save(
+        self,
+        changed: Sequence[tuple[Report, Sequence[StatusChange]]],
+        events: Sequence[Event],
+        *,
+        new_photos: Sequence[tuple[UUID, int, Photo]] = (),
+    ) -> None:
+        await self.tx.publish(*events, along_with=saved(changed, new_photos=new_photos))
+
+    async def save_unless_changed(
+        self,
+        changed: Sequence[tuple[Report, Sequence[StatusChange]]],
+        events: Sequence[ReportStatusChanged],
+        *,
+        read_updated_at: Mapping[UUID, datetime | None],
+        deliveries: Sequence[tuple[UUID, UUID]],
+    ) -> set[UUID]:
+        staged = await self.tx.publish(
+            *events,
+            along_with=saved(changed, unless_changed_since=read_updated_at, deliveries=deliveries),
+        )
+        # Only the events of saved reports are staged, keyed by report id.
+        done = {row.message.key for row in staged}
+        return {r.id for r, _ in changed if str(r.id).encode() in done}
 
     async def get(self, report_id: UUID, *, for_update: bool = False) -> Report | None:
         query = sa.select(reports).where(reports.c.id == report_id)
@@ -338,7 +376,7 @@ class ReportRepository:
         """One page of the tickets ``found`` selects, sorted."""
         rows = await self.conn.execute(
             sa.select(reports)
-            .where(*found.conditions())
+            .where(*conditions(found))
             .order_by(*order_by(sort))
             .offset(offset)
             .limit(limit)
@@ -350,7 +388,7 @@ class ReportRepository:
         queue's tabs)."""
         counts = await self.conn.execute(
             sa.select(reports.c.status, sa.func.count())
-            .where(*found.conditions(with_status=False))
+            .where(*conditions(found, with_status=False))
             .group_by(reports.c.status)
         )
         return {status: n for status, n in counts}
@@ -620,19 +658,175 @@ def saved(
     )
 
 
+@dataclass
+class HistoryRepository:
+    """The events the history kept (:class:`intake.ports.History`)."""
+
+    conn: AsyncConnection
+
+    async def first_since(self, since: datetime) -> int | None:
+        h = status_history
+        first: int | None = await self.conn.scalar(
+            sa.select(sa.func.min(h.c.id)).where(h.c.changed_at >= since)
+        )
+        return first
+
+    async def announced_after(
+        self, position: int, limit: int
+    ) -> list[tuple[int, ReportSubmitted | ReportStatusChanged]]:
+        h = status_history
+        rows = await self.conn.execute(
+            sa.select(h.c.id, h.c.event)
+            .where(h.c.id > position, h.c.event.is_not(None))
+            .order_by(h.c.id)
+            .limit(limit)
+        )
+        return [(r.id, _KEPT_EVENTS[r.event["event_type"]].model_validate(r.event)) for r in rows]
+
+
+#: What the history keeps: a report's submission and its status changes (contacts never).
+_KEPT_EVENTS: dict[str, type[ReportSubmitted | ReportStatusChanged]] = {
+    "ReportSubmitted": ReportSubmitted,
+    "ReportStatusChanged": ReportStatusChanged,
+}
+
+
+@dataclass
+class IdempotencyKeyRepository:
+    conn: AsyncConnection
+
+    async def lock(self, key: str) -> None:
+        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+
+    async def get(self, key: str) -> UsedKey | None:
+        row = (
+            await self.conn.execute(
+                sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.report_id).where(
+                    idempotency_keys.c.key == key
+                )
+            )
+        ).first()
+        return UsedKey(row.request_hash, row.report_id) if row else None
+
+    async def add(self, key: str, used: UsedKey) -> None:
+        await self.conn.execute(
+            pg.insert(idempotency_keys).values(
+                key=key, request_hash=used.request_hash, report_id=used.report_id
+            )
+        )
+
+
+@dataclass
+class KeptContactRepository:
+    """Reporters' contact events, kept to re-announce them (:class:`intake.ports.KeptContacts`)."""
+
+    tx: Transaction
+
+    async def add(self, contacts: Sequence[ReporterContactSubmitted]) -> None:
+        await self.tx.publish(*contacts, along_with=kept(contacts))
+
+    async def kept_since(
+        self,
+        since: datetime,
+        *,
+        after: tuple[datetime, UUID] | None,
+        kept_within: timedelta | None,
+        limit: int,
+    ) -> list[tuple[datetime, ReporterContactSubmitted]]:
+        k = kept_contacts
+        query = (
+            sa.select(k.c.kept_at, k.c.event_id, k.c.event)
+            .where(k.c.kept_at >= since)
+            .order_by(k.c.kept_at, k.c.event_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(sa.tuple_(k.c.kept_at, k.c.event_id) > sa.tuple_(*after))
+        if kept_within is not None:
+            query = query.where(k.c.kept_at >= sa.func.now() - kept_within)
+        return [
+            (r.kept_at, ReporterContactSubmitted.model_validate(r.event))
+            for r in await self.tx.conn.execute(query)
+        ]
+
+    async def forget_older_than(self, kept_for: timedelta) -> int:
+        erased = await self.tx.conn.execute(
+            kept_contacts.delete().where(kept_contacts.c.kept_at < sa.func.now() - kept_for)
+        )
+        return int(erased.rowcount)
+
+    async def erase_reporters(self, report_id: UUID) -> int:
+        erased = await self.tx.conn.execute(
+            kept_contacts.delete().where(
+                kept_contacts.c.report_id == report_id,
+                # The reporter's own contact carries their token; a follower's does not.
+                kept_contacts.c.event["reporter_token"].astext.is_not(None),
+            )
+        )
+        return int(erased.rowcount)
+
+
 class UnitOfWork:
-    """One transaction over intake's reports, its outbox and its inbox."""
+    """One transaction over intake's tables, its outbox and its inbox
+    (:class:`intake.ports.UnitOfWork`)."""
 
     def __init__(self, tx: Transaction) -> None:
         self.conn = tx.conn
-        self.reports = ReportRepository(tx.conn)
-        self.publish = tx.publish
+        self._tx = tx
+        self.reports = ReportRepository(tx)
+
+    async def publish(
+        self, *events: Event | Message, along_with: Writes | None = None
+    ) -> list[StagedRow]:
+        return await self._tx.publish(*events, along_with=along_with)
+
+    @cached_property
+    def history(self) -> HistoryRepository:
+        return HistoryRepository(self.conn)
+
+    @cached_property
+    def idempotency_keys(self) -> IdempotencyKeyRepository:
+        return IdempotencyKeyRepository(self.conn)
+
+    @cached_property
+    def kept_contacts(self) -> KeptContactRepository:
+        return KeptContactRepository(self._tx)
+
+    # staff.py and console.py build on this module's tables, so they are imported late.
+    @cached_property
+    def staff(self) -> SqlStaffAccounts:
+        from intake.adapters.staff import SqlStaffAccounts
+
+        return SqlStaffAccounts(self.conn)
+
+    @cached_property
+    def canned_responses(self) -> CannedResponses:
+        from intake.adapters.console import CannedResponses
+
+        return CannedResponses(self.conn)
+
+    @cached_property
+    def statistics(self) -> SqlOfficeStatistics:
+        from intake.adapters.console import SqlOfficeStatistics
+
+        return SqlOfficeStatistics(self.conn)
 
 
 @asynccontextmanager
 async def unit_of_work(outbox_: Outbox, *, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
     async with outbox_.transaction(autocommit=autocommit) as tx:
         yield UnitOfWork(tx)
+
+
+@dataclass(frozen=True)
+class SqlUnitOfWorks:
+    """The unit-of-work factory (:class:`intake.ports.UnitOfWorkFactory`) over the service's
+    database and outbox."""
+
+    outbox: Outbox
+
+    def __call__(self, *, autocommit: bool = False) -> AbstractAsyncContextManager[UnitOfWork]:
+        return unit_of_work(self.outbox, autocommit=autocommit)
 
 
 @dataclass

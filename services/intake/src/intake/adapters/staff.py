@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.adapters.db import metadata
+from intake.domain import StaffMember as StaffMember
 
 staff_accounts = sa.Table(
     "staff_accounts",
@@ -51,33 +52,6 @@ staff_tokens = sa.Table(
 
 #: How long a new token is valid unless the caller says otherwise (INTAKE_STAFF_TOKEN_TTL_DAYS).
 DEFAULT_LIFETIME = timedelta(days=90)
-
-
-@dataclass(frozen=True)
-class StaffMember:
-    account_id: int
-    name: str
-    #: Office codes within ``jurisdiction``.
-    offices: frozenset[str]
-    is_admin: bool = False
-    #: The jurisdiction the member works for; None only for a deployment-wide admin.
-    jurisdiction: str | None = None
-
-    def may_handle(self, jurisdiction: str, office_code: str | None) -> bool:
-        """Whether the member may see and work a ticket of ``office_code`` in
-        ``jurisdiction`` (an admin: any of their jurisdiction, or of all)."""
-        if self.jurisdiction is not None and jurisdiction != self.jurisdiction:
-            return False
-        return self.is_admin or (office_code is not None and office_code in self.offices)
-
-    @property
-    def seen_offices(self) -> frozenset[str] | None:
-        """The offices whose tickets the member sees within their jurisdiction; None: all."""
-        return None if self.is_admin else self.offices
-
-    @property
-    def label(self) -> str:
-        return f"staff:{self.name}"
 
 
 def _hash(token: str) -> str:
@@ -190,3 +164,13 @@ async def authenticate(conn: AsyncConnection, token: str) -> StaffMember | None:
         sa.select(staff_offices.c.office_code).where(staff_offices.c.account_id == row.id)
     )
     return StaffMember(row.id, row.name, frozenset(offices), row.is_admin, row.jurisdiction)
+
+
+@dataclass
+class SqlStaffAccounts:
+    """The staff accounts of :mod:`intake.ports`, over one connection."""
+
+    conn: AsyncConnection
+
+    async def authenticate(self, token: str) -> StaffMember | None:
+        return await authenticate(self.conn, token)

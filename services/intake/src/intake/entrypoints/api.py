@@ -32,6 +32,7 @@ from intake.entrypoints.dependencies import (
     SettingsDep,
     TimezoneDep,
     TokensDep,
+    UnitsOfWorkDep,
     WriterDep,
 )
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
@@ -272,7 +273,7 @@ router = APIRouter(prefix="/api/v1", tags=["city app"])
 )
 async def submit(
     request: Request,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     writer: WriterDep,
     boundaries: BoundariesDep,
     store: PhotoStoreDep,
@@ -306,7 +307,7 @@ async def submit(
     except handlers.UnknownJurisdiction as unknown:
         return unknown_jurisdiction(unknown, "jurisdiction")
     if nearby := await handlers.possible_duplicates(
-        outbox,
+        uows,
         service_code=data.service_code,
         lat=data.lat,
         long=data.long,
@@ -336,7 +337,7 @@ async def submit(
     try:
         if idempotency_key:
             report, created = await handlers.submit_report_once(
-                outbox, boundaries, tokens, submission, idempotency_key
+                uows, boundaries, tokens, submission, idempotency_key
             )
         else:
             report = await handlers.submit_report(writer, boundaries, tokens, submission)
@@ -374,12 +375,12 @@ async def submit(
     },
 )
 async def get_report(
-    report_id: UUID, request: Request, outbox: OutboxDep, settings: SettingsDep, tz: TimezoneDep
+    report_id: UUID, request: Request, uows: UnitsOfWorkDep, settings: SettingsDep, tz: TimezoneDep
 ) -> Response:
     """Public status of a report with its history and public notes (no personal data). A
     browser (Accept: text/html) gets it as a page, in English for an English
     Accept-Language: this is the link in the reporters' mails."""
-    report = await handlers.get_report(outbox, report_id)
+    report = await handlers.get_report(uows, report_id)
     if pages.wants_page(request):
         lang = pages.language(request)
         if report is None:
@@ -398,13 +399,13 @@ async def get_report(
     responses=schemas.refusals(404, 429),
 )
 async def follow(
-    report_id: UUID, follower: FollowerIn, request: Request, outbox: OutboxDep, limits: LimitsDep
+    report_id: UUID, follower: FollowerIn, request: Request, uows: UnitsOfWorkDep, limits: LimitsDep
 ) -> Response:
     """ "Me too": be told about every change of an existing report instead of filing a new one."""
     if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
         return rate_limited(wait)
     contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
-    if not await handlers.follow(outbox, report_id, contact):
+    if not await handlers.follow(uows, report_id, contact):
         return no_report(report_id)
     return JSONResponse({"following": str(report_id)}, status_code=202)
 
@@ -415,14 +416,14 @@ async def follow(
     responses=schemas.refusals(403, 422, s403="Not the reporter's token"),
 )
 async def erase_contact(
-    report_id: UUID, erasure: ErasureIn, outbox: OutboxDep, tokens: TokensDep
+    report_id: UUID, erasure: ErasureIn, uows: UnitsOfWorkDep, tokens: TokensDep
 ) -> Response:
     """The reporter's right to erasure (GDPR Art. 17), proven by their token: intake erases
     the copy of their contact it keeps for re-announcing (``INTAKE_CONTACT_KEPT_DAYS``);
     the notifier's ``/api/v1/reports/{id}/contact/erase`` erases the rest. 204 also when
     none was kept (any more)."""
     try:
-        await handlers.erase_kept_contact(outbox, tokens, report_id, erasure.reporter_token)
+        await handlers.erase_kept_contact(uows, tokens, report_id, erasure.reporter_token)
     except handlers.InvalidReporterToken:
         return not_the_reporters_token()
     return Response(status_code=204)
@@ -447,7 +448,7 @@ async def erase_contact(
 async def not_fixed(
     report_id: UUID,
     request: Request,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     store: PhotoStoreDep,
     settings: SettingsDep,
     tokens: TokensDep,
@@ -462,12 +463,12 @@ async def not_fixed(
         return unreadable_body(unreadable)
     within = timedelta(days=settings.reopen_within_days)
     try:
-        await handlers.check_reopenable(outbox, tokens, report_id, data.reporter_token, within)
+        await handlers.check_reopenable(uows, tokens, report_id, data.reporter_token, within)
         photos, refusal = await process_uploads(store, uploads, at_most=1)
         if refusal is not None:
             return refusal
         report = await handlers.reopen_by_reporter(
-            outbox,
+            uows,
             tokens,
             report_id,
             data.reporter_token,
@@ -525,7 +526,7 @@ STATUSES_SHOWN = {
     ),
 )
 async def reports_in_box(
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     boundaries: BoundariesDep,
     settings: SettingsDep,
     bbox: str | None = Query(
@@ -566,7 +567,7 @@ async def reports_in_box(
             ],
         )
     found = await handlers.find_reports(
-        outbox,
+        uows,
         bbox=box,
         area=area,
         service_codes=codes,

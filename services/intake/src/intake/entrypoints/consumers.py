@@ -8,6 +8,7 @@ from faststream.kafka import KafkaBroker
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries, OfficeDirectory
+from intake.adapters.db import SqlUnitOfWorks
 from intake.settings import IntakeSettings
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
@@ -33,6 +34,8 @@ def register_consumers(
     directory: OfficeDirectory,
     settings: IntakeSettings,
 ) -> None:
+    uows = SqlUnitOfWorks(outbox)
+
     @batch_subscriber(
         broker,
         SERVICE,
@@ -47,7 +50,7 @@ def register_consumers(
     )
     async def on_routing_results(events: list[ReportRouted | ReportRoutingFailed]) -> None:
         """ReportRouted makes a report assigned; ReportRoutingFailed rejects it."""
-        await handlers.record_routing_results(outbox, events)
+        await handlers.record_routing_results(uows, events)
 
     @broadcast_subscriber(
         broker,

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request
 
 from intake.adapters.boundaries import Boundaries, OfficeDirectory
-from intake.adapters.db import SubmissionWriter
 from intake.adapters.geocoder import NominatimGeocoder
 from intake.adapters.oidc import JwtAuthenticator
 from intake.adapters.photos import PhotoStore
 from intake.adapters.rate_limits import RateLimits
 from intake.domain import ReporterTokens
+from intake.ports import SubmissionWriter, UnitOfWorkFactory
 from intake.settings import IntakeSettings
 from mm_shared.outbox import Outbox
 
@@ -29,6 +29,9 @@ class Components:
     """Everything the HTTP entrypoints use, built once by ``bootstrap.create_app``."""
 
     settings: IntakeSettings
+    #: Opens the units of work the handlers run in.
+    uows: UnitOfWorkFactory
+    #: For what streams rows straight from the database (the CSV exports).
     outbox: Outbox
     writer: SubmissionWriter
     boundaries: Boundaries
@@ -51,6 +54,10 @@ def components_of(request: Request) -> Components:
 
 async def _settings(request: Request) -> IntakeSettings:
     return components_of(request).settings
+
+
+async def _uows(request: Request) -> UnitOfWorkFactory:
+    return components_of(request).uows
 
 
 async def _outbox(request: Request) -> Outbox:
@@ -94,6 +101,7 @@ async def _timezone(request: Request) -> ZoneInfo:
 
 
 SettingsDep = Annotated[IntakeSettings, Depends(_settings)]
+UnitsOfWorkDep = Annotated[UnitOfWorkFactory, Depends(_uows)]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
 WriterDep = Annotated[SubmissionWriter, Depends(_writer)]
 BoundariesDep = Annotated[Boundaries, Depends(_boundaries)]

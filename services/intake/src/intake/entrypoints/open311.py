@@ -24,10 +24,10 @@ from intake.entrypoints.dependencies import (
     BoundariesDep,
     GeocoderDep,
     LimitsDep,
-    OutboxDep,
     SettingsDep,
     TimezoneDep,
     TokensDep,
+    UnitsOfWorkDep,
     WriterDep,
 )
 from intake.entrypoints.formats import Format, errors, render
@@ -330,7 +330,7 @@ async def create_request(
 )
 async def list_requests(
     fmt: Format,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     boundaries: BoundariesDep,
     settings: SettingsDep,
     tz: TimezoneDep,
@@ -377,7 +377,7 @@ async def list_requests(
     if problems:
         return errors(fmt, 400, *problems)
     found = await handlers.find_reports(
-        outbox,
+        uows,
         ids=ids,
         service_codes=[c.strip() for c in (service_code or "").split(",") if c.strip()],
         start=start,
@@ -398,7 +398,7 @@ async def list_requests(
 async def get_request(
     service_request_id: str,
     fmt: Format,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     boundaries: BoundariesDep,
     settings: SettingsDep,
     tz: TimezoneDep,
@@ -411,7 +411,7 @@ async def get_request(
         report_id = UUID(service_request_id)
     except ValueError:
         return errors(fmt, 404, f"no service request {service_request_id!r}")
-    report = await handlers.get_report(outbox, report_id)
+    report = await handlers.get_report(uows, report_id)
     if report is None or (jurisdiction_id and report.jurisdiction != jurisdiction_id):
         return errors(fmt, 404, f"no service request {service_request_id!r}")
     return service_requests(
@@ -420,9 +420,9 @@ async def get_request(
 
 
 @router.get("/tokens/{token}.{fmt}", responses=schemas.open311(schemas.TokenOut, 404, many=True))
-async def get_token(token: str, fmt: Format, outbox: OutboxDep) -> Response:
+async def get_token(token: str, fmt: Format, uows: UnitsOfWorkDep) -> Response:
     """The service_request_id behind a token."""
-    report_id = await handlers.report_id_for_token(outbox, token)
+    report_id = await handlers.report_id_for_token(uows, token)
     if report_id is None:
         return errors(fmt, 404, f"no service request for token {token!r}")
     return service_requests(fmt, [{"service_request_id": str(report_id), "token": token}])

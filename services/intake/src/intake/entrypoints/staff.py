@@ -24,13 +24,14 @@ from intake.entrypoints.dependencies import (
     OutboxDep,
     SettingsDep,
     TimezoneDep,
+    UnitsOfWorkDep,
 )
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.entrypoints.representations import iso
+from intake.ports import UnitOfWorkFactory
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
-from mm_shared.outbox import Outbox
 from mm_shared.service import Day, RowId, Text, problem
 
 
@@ -87,7 +88,7 @@ class TransitionIn(BaseModel):
 
 
 async def current_staff(
-    outbox: OutboxDep, oidc: OidcDep, authorization: str | None = Header(default=None)
+    uows: UnitsOfWorkDep, oidc: OidcDep, authorization: str | None = Header(default=None)
 ) -> StaffMember:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -96,7 +97,7 @@ async def current_staff(
         member = await oidc.authenticate(token)
     else:
         try:
-            member = await handlers.authenticate(outbox, token)
+            member = await handlers.authenticate(uows, token)
         except TokenExpired as expired:
             raise Unauthorized(
                 f"this staff token {expired}: ask for a new one (intake staff-token)"
@@ -217,7 +218,7 @@ async def me(member: Staff, directory: DirectoryDep, settings: SettingsDep) -> J
 )
 async def list_tickets(
     found: Filter,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     settings: SettingsDep,
     sort: SortKey = "-requested_at",
     page: int = Query(default=1, ge=1, le=1_000_000),
@@ -226,7 +227,7 @@ async def list_tickets(
     """My offices' tickets, filtered, sorted and paginated; ``counts`` per status under the
     same filter apart from the status."""
     tickets, counts = await handlers.queue(
-        outbox, found, sort=sort, offset=(page - 1) * page_size, limit=page_size
+        uows, found, sort=sort, offset=(page - 1) * page_size, limit=page_size
     )
     by_status = {s.value: counts.get(s.value, 0) for s in ReportStatus}
     chosen = [s.value for s in found.statuses] or list(by_status)
@@ -305,14 +306,14 @@ async def export_tickets(
 async def nearby(
     ticket_id: UUID,
     member: Staff,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     settings: SettingsDep,
     radius_m: float = Query(default=150, gt=0, le=2000),
 ) -> JSONResponse:
     """Open reports of the same category near the ticket, nearest first: candidates to
     mark it a duplicate of."""
     try:
-        this, found = await handlers.nearby_candidates(outbox, member, ticket_id, radius_m)
+        this, found = await handlers.nearby_candidates(uows, member, ticket_id, radius_m)
     except handlers.TicketNotFound:
         return no_ticket(ticket_id)
     return JSONResponse(
@@ -332,7 +333,7 @@ async def nearby(
 )
 async def statistics(
     member: Staff,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     settings: SettingsDep,
     tz: TimezoneDep,
     office: str | None = Query(default=None, description="one of my offices"),
@@ -357,7 +358,7 @@ async def statistics(
         return datetime.combine(day, time(), tz) if day else None
 
     found = await handlers.office_statistics(
-        outbox,
+        uows,
         within,
         offices,
         start=midnight(start),
@@ -415,13 +416,13 @@ def _canned(c: CannedResponse) -> dict[str, Any]:
     response_model=list[schemas.CannedResponseOut],
     responses=schemas.refusals(401),
 )
-async def list_canned(member: Staff, outbox: OutboxDep) -> JSONResponse:
+async def list_canned(member: Staff, uows: UnitsOfWorkDep) -> JSONResponse:
     """My offices' canned responses ("Textbausteine")."""
-    return JSONResponse([_canned(c) for c in await handlers.canned_responses(outbox, member)])
+    return JSONResponse([_canned(c) for c in await handlers.canned_responses(uows, member)])
 
 
 async def _keep_canned(
-    outbox: Outbox,
+    uows: UnitOfWorkFactory,
     settings: IntakeSettings,
     member: StaffMember,
     body: CannedResponseIn,
@@ -429,7 +430,7 @@ async def _keep_canned(
 ) -> JSONResponse:
     try:
         kept = await handlers.keep_canned_response(
-            outbox,
+            uows,
             member,
             jurisdiction=body.jurisdiction or member.jurisdiction or settings.jurisdiction,
             office_code=body.office_code,
@@ -459,9 +460,9 @@ async def _keep_canned(
     responses=schemas.refusals(401, 403, 409, s409="The office has a response of that title"),
 )
 async def add_canned(
-    body: CannedResponseIn, member: Staff, outbox: OutboxDep, settings: SettingsDep
+    body: CannedResponseIn, member: Staff, uows: UnitsOfWorkDep, settings: SettingsDep
 ) -> JSONResponse:
-    return await _keep_canned(outbox, settings, member, body, None)
+    return await _keep_canned(uows, settings, member, body, None)
 
 
 @router.put(
@@ -473,10 +474,10 @@ async def change_canned(
     response_id: RowId,
     body: CannedResponseIn,
     member: Staff,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     settings: SettingsDep,
 ) -> JSONResponse:
-    return await _keep_canned(outbox, settings, member, body, response_id)
+    return await _keep_canned(uows, settings, member, body, response_id)
 
 
 @router.delete(
@@ -485,9 +486,9 @@ async def change_canned(
     response_class=Response,
     responses=schemas.refusals(401, 404),
 )
-async def drop_canned(response_id: RowId, member: Staff, outbox: OutboxDep) -> Response:
+async def drop_canned(response_id: RowId, member: Staff, uows: UnitsOfWorkDep) -> Response:
     try:
-        await handlers.drop_canned_response(outbox, member, response_id)
+        await handlers.drop_canned_response(uows, member, response_id)
     except handlers.TicketNotFound:
         return no_canned_response(response_id)
     return Response(status_code=204)
@@ -499,13 +500,13 @@ async def drop_canned(response_id: RowId, member: Staff, outbox: OutboxDep) -> R
     responses=schemas.refusals(401, 404),
 )
 async def note(
-    ticket_id: UUID, body: NoteIn, member: Staff, outbox: OutboxDep, settings: SettingsDep
+    ticket_id: UUID, body: NoteIn, member: Staff, uows: UnitsOfWorkDep, settings: SettingsDep
 ) -> JSONResponse:
     """A note without a change of status: ``internal_note`` for colleagues, ``public_note``
     for the reporter, who is told as of a change."""
     try:
         report = await handlers.note_ticket(
-            outbox,
+            uows,
             member,
             ticket_id,
             public_note=body.public_note,
@@ -555,11 +556,11 @@ async def list_offices(
     responses=schemas.refusals(401, 404),
 )
 async def get_ticket(
-    ticket_id: UUID, member: Staff, outbox: OutboxDep, settings: SettingsDep
+    ticket_id: UUID, member: Staff, uows: UnitsOfWorkDep, settings: SettingsDep
 ) -> JSONResponse:
     """A ticket with photos and its full history, internal notes included."""
     try:
-        report = await handlers.staff_ticket(outbox, member, ticket_id)
+        report = await handlers.staff_ticket(uows, member, ticket_id)
     except handlers.TicketNotFound:
         return no_ticket(ticket_id)
     return JSONResponse(representations.ticket(report, settings.public_base_url, detail=True))
@@ -580,7 +581,7 @@ async def transition(
     ticket_id: UUID,
     body: TransitionIn,
     member: Staff,
-    outbox: OutboxDep,
+    uows: UnitsOfWorkDep,
     directory: DirectoryDep,
     settings: SettingsDep,
 ) -> JSONResponse:
@@ -589,7 +590,7 @@ async def transition(
     ``assigned`` with an office_code to hand it to another office."""
     try:
         report = await handlers.move_ticket(
-            outbox,
+            uows,
             member,
             ticket_id,
             body.status,
