@@ -20,7 +20,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
 from intake.adapters.console import open_data_export, stream_rows
-from intake.adapters.db import OPEN_STATUSES
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
 from intake.domain import Contact, InvalidReport, Photo, ReopenRefused, check_coordinates
 from intake.entrypoints import pages, representations, schemas
@@ -166,7 +165,7 @@ def not_the_reporters_token() -> JSONResponse:
     return problem(403, ("invalid_token", "reporter_token", "this is not the reporter's token"))
 
 
-def possible_duplicates(nearby: list[handlers.NearbyReport], public_base_url: str) -> JSONResponse:
+def duplicates_refusal(nearby: list[handlers.NearbyReport], public_base_url: str) -> JSONResponse:
     """409: the submission looks like one of ``nearby`` (schemas.PossibleDuplicatesOut)."""
     return JSONResponse(
         {
@@ -315,7 +314,7 @@ async def submit(
         acknowledged=x_acknowledge_duplicate,
         idempotency_key=idempotency_key or None,
     ):
-        return possible_duplicates(nearby, settings.public_base_url)
+        return duplicates_refusal(nearby, settings.public_base_url)
     photos, refusal = await process_uploads(store, uploads)
     if refusal is not None:
         return refusal
@@ -511,8 +510,8 @@ def parse_bbox(bbox: str) -> tuple[float, float, float, float]:
 
 #: The statuses of the map's ``status`` filter.
 STATUSES_SHOWN = {
-    "open": [ReportStatus(s) for s in OPEN_STATUSES],
-    "closed": [ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE],
+    "open": [s for s in ReportStatus if not s.is_closed],
+    "closed": [s for s in ReportStatus if s.is_closed],
     "all": [],
 }
 

@@ -19,7 +19,7 @@ from intake.adapters.geocoder import GeocoderUnavailable
 from intake.catalogue import definition
 from intake.domain import Contact, InvalidReport, email_problems, find_problems
 from intake.entrypoints import representations, schemas
-from intake.entrypoints.api import MAX_PHOTOS, TooLarge, read_form
+from intake.entrypoints.api import MAX_PHOTOS, STATUSES_SHOWN, TooLarge, read_form
 from intake.entrypoints.dependencies import (
     BoundariesDep,
     GeocoderDep,
@@ -42,10 +42,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/open311/v2"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 #: The statuses Open311's ``status`` filter names.
-STATUSES_NAMED = {
-    "open": [ReportStatus.RECEIVED, ReportStatus.ASSIGNED, ReportStatus.IN_PROGRESS],
-    "closed": [ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE],
-}
+STATUSES_NAMED = {name: STATUSES_SHOWN[name] for name in ("open", "closed")}
 
 
 def _parse_float(form: dict[str, str], name: str, problems: list[str]) -> float | None:

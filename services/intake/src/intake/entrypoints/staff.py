@@ -13,10 +13,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from intake import handlers
-from intake.adapters.console import CannedResponse, TitleTaken, queue_export, stream_rows
-from intake.adapters.db import OPEN_STATUSES, TicketFilter
-from intake.adapters.staff import StaffMember, TokenExpired
-from intake.domain import InvalidReport, TransitionNotAllowed, distance_m
+from intake.adapters.console import TitleTaken, queue_export, stream_rows
+from intake.adapters.staff import TokenExpired
+from intake.domain import (
+    CannedResponse,
+    InvalidReport,
+    StaffMember,
+    TransitionNotAllowed,
+    distance_m,
+)
 from intake.entrypoints import representations, schemas
 from intake.entrypoints.dependencies import (
     DirectoryDep,
@@ -28,7 +33,7 @@ from intake.entrypoints.dependencies import (
 )
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.entrypoints.representations import iso
-from intake.ports import UnitOfWorkFactory
+from intake.ports import TicketFilter, UnitOfWorkFactory
 from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus, utcnow
@@ -259,7 +264,11 @@ QUEUE_COLUMNS = [
 
 
 def _late(row: Any, now: datetime) -> bool:
-    return row.status in OPEN_STATUSES and row.expected_at is not None and row.expected_at < now
+    return (
+        not ReportStatus(row.status).is_closed
+        and row.expected_at is not None
+        and row.expected_at < now
+    )
 
 
 @router.get(
