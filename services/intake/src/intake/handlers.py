@@ -962,3 +962,19 @@ async def move_ticket(
     stored = await get_report(uows, changed.id)
     assert stored is not None
     return stored
+
+
+async def accept_submission(
+    writer: SubmissionWriter,
+    uows: UnitOfWorkFactory,
+    boundaries: Outlines,
+    tokens: ReporterTokens,
+    submission: Submission,
+    idempotency_key: str | None = None,
+) -> tuple[Report, bool]:
+    """A new report, and whether it is new: under an Idempotency-Key once only (a retry gets
+    the report created the first time, and False), without one through ``writer``, which
+    commits concurrent submissions together."""
+    if idempotency_key:
+        return await submit_report_once(uows, boundaries, tokens, submission, idempotency_key)
+    return await submit_report(writer, boundaries, tokens, submission), True

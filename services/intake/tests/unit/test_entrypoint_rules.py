@@ -10,7 +10,7 @@ import pytest
 
 from intake import handlers
 from intake.domain import Report, ReporterTokens, StaffMember
-from intake.ports import Outlines, UnitOfWorkFactory
+from intake.ports import Outlines, SubmissionWriter, UnitOfWorkFactory
 from mm_shared.events import Event, ReportReassigned, ReportStatus, utcnow
 
 NewReport = Callable[..., Awaitable[Report]]
@@ -217,3 +217,34 @@ async def test_another_office_s_ticket_cannot_be_moved(
         await handlers.move_ticket(uows, parks, report.id, ReportStatus.IN_PROGRESS)
     with pytest.raises(handlers.TicketNotFound):
         await handlers.move_ticket(uows, parks, uuid4(), ReportStatus.IN_PROGRESS)
+
+
+async def test_a_submission_with_a_key_is_accepted_once_and_one_without_each_time(
+    uows: UnitOfWorkFactory,
+    writer: SubmissionWriter,
+    outlines: Outlines,
+    tokens: ReporterTokens,
+    stored: dict[UUID, Report],
+) -> None:
+    submission = handlers.Submission(
+        jurisdiction=None,
+        service_code="001",
+        lat=NEAR[0],
+        long=NEAR[1],
+        description="Schlagloch",
+        contact=None,
+    )
+
+    first, created = await handlers.accept_submission(
+        writer, uows, outlines, tokens, submission, "key-1"
+    )
+    again, created_again = await handlers.accept_submission(
+        writer, uows, outlines, tokens, submission, "key-1"
+    )
+    assert (created, created_again, again.id) == (True, False, first.id)
+    unkeyed = [
+        await handlers.accept_submission(writer, uows, outlines, tokens, submission)
+        for _ in range(2)
+    ]
+    assert [created for _, created in unkeyed] == [True, True]
+    assert len(stored) == 3

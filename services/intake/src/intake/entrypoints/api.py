@@ -334,13 +334,9 @@ async def submit(
         service_levels=settings.service_level_days,
     )
     try:
-        if idempotency_key:
-            report, created = await handlers.submit_report_once(
-                uows, boundaries, tokens, submission, idempotency_key
-            )
-        else:
-            report = await handlers.submit_report(writer, boundaries, tokens, submission)
-            created = True
+        report, created = await handlers.accept_submission(
+            writer, uows, boundaries, tokens, submission, idempotency_key or None
+        )
     except handlers.UnknownJurisdiction as unknown:
         return unknown_jurisdiction(unknown, "jurisdiction")
     except handlers.OutsideJurisdiction as outside:
