@@ -4,6 +4,7 @@ the report changed meanwhile. New reports: group-committed, one bad one failing 
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from devstack.databases import fresh_database
 from intake import handlers
 from intake.adapters import db
-from intake.domain import Photo, Report, submit
+from intake.domain import Contact, Photo, Report, ReporterTokens, submit
 from mm_shared.db import create_engine
 from mm_shared.events import (
     MatchedArea,
@@ -171,3 +172,51 @@ async def test_a_report_the_database_refuses_fails_alone_in_its_group_commit(
     async with outbox.engine.connect() as conn:
         stored = (await conn.execute(sa.text("SELECT id FROM intake.reports"))).scalars().all()
     assert stored == [good[0].id]
+
+
+async def test_kept_contacts_go_by_their_age_or_by_their_reporters_request(
+    outbox: Outbox,
+) -> None:
+    """The SQL of the kept contacts, as the fakes of the fast tier mirror it."""
+    uows = db.SqlUnitOfWorks(outbox)
+    tokens = ReporterTokens(b"a secret of thirty-two bytes ..")
+    reports = []
+    for email in ("old@example.org", "new@example.org"):
+        report, events = submit(
+            jurisdiction="leipzig",
+            service_code="001",
+            lat=51.3397,
+            long=12.3731,
+            description="Schlagloch",
+            contact=Contact(email),
+            tokens=tokens,
+        )
+        async with uows() as uow:
+            await uow.reports.add([report], events)
+        reports.append(report)
+    old, new = reports
+    assert await handlers.follow(uows, new.id, Contact("follower@example.org"))
+    async with outbox.engine.begin() as conn:
+        await conn.execute(
+            db.kept_contacts.update()
+            .where(db.kept_contacts.c.report_id == old.id)
+            .values(kept_at=sa.func.now() - timedelta(days=40))
+        )
+
+    async def kept_emails(within: timedelta | None = None) -> list[str]:
+        async with uows() as uow:
+            kept = await uow.kept_contacts.kept_since(
+                datetime(2000, 1, 1, tzinfo=UTC), after=None, kept_within=within, limit=10
+            )
+        return sorted(contact.email for _, contact in kept)
+
+    assert await kept_emails() == ["follower@example.org", "new@example.org", "old@example.org"]
+    assert await kept_emails(within=timedelta(days=30)) == [
+        "follower@example.org",
+        "new@example.org",
+    ]
+    assert await handlers.forget_kept_contacts(uows, timedelta(days=30)) == 1
+    assert await kept_emails() == ["follower@example.org", "new@example.org"]
+    # The reporter's own contact goes on their request; a follower's stays.
+    assert await handlers.erase_kept_contact(uows, tokens, new.id, tokens.issue(new.id)) == 1
+    assert await kept_emails() == ["follower@example.org"]

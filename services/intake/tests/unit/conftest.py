@@ -524,7 +524,8 @@ class FakeUnitOfWork:
 @dataclass
 class FakeUnitOfWorks:
     """The factory: each unit of work sees the database as it is, and commits (its changes
-    stay, its staged events join the outbox) only if its block ends without an exception."""
+    stay, its staged events join the outbox) only if its block ends without an exception.
+    ``autocommit`` changes nothing here: a fake unit commits whole or not at all."""
 
     db: FakeDatabase
 
