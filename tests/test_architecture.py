@@ -91,3 +91,14 @@ def test_intakes_handlers_depend_on_abstractions() -> None:
         m for m in imported if m == "intake.adapters" or m.startswith("intake.adapters.")
     } == set()
     assert "intake.ports" in imported
+
+
+@pytest.mark.parametrize("router", ["api", "open311", "staff"])
+def test_intakes_http_routes_leave_transactions_to_the_handlers(router: str) -> None:
+    """Intake's HTTP routes parse, call a use case and represent its answer: they open no
+    unit of work of their own (no SQL, no ``intake.adapters.db``)."""
+    module = ROOT / "services" / "intake" / "src" / "intake" / "entrypoints" / f"{router}.py"
+    imported = modules_imported_by(module)
+    assert "sqlalchemy" not in imports_of(module)
+    assert {m for m in imported if m.startswith("intake.adapters.db")} == set()
+    assert "intake.handlers" in imported

@@ -25,6 +25,7 @@ from intake.adapters.rate_limits import RateLimits
 from intake.domain import ReporterTokens
 from intake.entrypoints import api, open311, schemas, staff
 from intake.entrypoints.consumers import register_consumers
+from intake.entrypoints.dependencies import Components
 from intake.entrypoints.formats import Format, errors
 from intake.settings import IntakeSettings
 from mm_shared.db import create_engine
@@ -175,11 +176,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         "and owns their status.",
         broker=broker,
         engine=outbox.engine,
-        routers=[
-            open311.router(outbox, writer, boundaries, tokens, limits, settings, geocoder),
-            api.router(outbox, writer, boundaries, store, settings, tokens, limits),
-            staff.router(outbox, directory, settings, oidc),
-        ],
+        routers=[open311.router, api.router, staff.router],
         startup=[boundaries.load],
         background=[
             writer.run,
@@ -196,6 +193,20 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         refusal_models=[schemas.Open311Error],
         # Five photos of at most 10 MB each, and the form around them.
         max_body_bytes=api.MAX_PHOTOS * MAX_BYTES + 1024 * 1024,
+    )
+
+    app.state.components = Components(
+        settings=settings,
+        uows=uows,
+        outbox=outbox,
+        writer=writer,
+        boundaries=boundaries,
+        directory=directory,
+        tokens=tokens,
+        limits=limits,
+        photos=store,
+        geocoder=geocoder,
+        oidc=oidc,
     )
 
     if settings.cors_origins:

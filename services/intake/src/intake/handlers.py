@@ -33,6 +33,7 @@ from intake.domain import (
     submit,
 )
 from intake.ports import (
+    Geocoder,
     HolidaysOf,
     OfficesOf,
     Outlines,
@@ -42,7 +43,7 @@ from intake.ports import (
     UnitOfWorkFactory,
     UsedKey,
 )
-from mm_shared.categories import CATEGORIES, Category
+from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE, Category
 from mm_shared.events import (
     OfficeReminderDue,
     ReporterContactSubmitted,
@@ -835,3 +836,145 @@ async def office_statistics(
         return await uow.statistics.of(
             jurisdiction, offices, start=start, end=end, timezone=timezone
         )
+
+
+# The rules the HTTP entrypoints had held themselves.
+
+
+@dataclass(frozen=True)
+class NearbyReport:
+    report: Report
+    distance_m: float
+
+
+async def possible_duplicates(
+    uows: UnitOfWorkFactory,
+    *,
+    service_code: str,
+    lat: float,
+    long: float,
+    radius_m: float,
+    acknowledged: bool = False,
+    idempotency_key: str | None = None,
+) -> list[NearbyReport]:
+    """The duplicate rule: the open reports of a new submission's category within
+    ``radius_m`` of its place, which its reporter is shown instead (to follow one of them).
+    None when the reporter acknowledged theirs is a new one, for the retry of a submission
+    already accepted under its Idempotency-Key (it found none then, or was acknowledged),
+    and for an unknown category (which the submission refuses anyway)."""
+    if acknowledged or service_code not in CATEGORIES_BY_CODE:
+        return []
+    async with uows() as uow:
+        if idempotency_key and await uow.idempotency_keys.get(idempotency_key):
+            return []
+        nearby = await uow.reports.open_nearby(service_code, lat, long, radius_m)
+    return [NearbyReport(r, distance_m(lat, long, r.lat, r.long)) for r in nearby]
+
+
+class AddressNotLocated(InvalidReport):
+    """A report placed by its address alone, which cannot be located: the reporter's to fix."""
+
+
+async def locate(
+    geocoder: Geocoder | None, lat: float | None, long: float | None, address: str | None
+) -> tuple[float | None, float | None]:
+    """Where a report is: its coordinates, else (with an address alone) the place the
+    geocoder finds for its address. Raises AddressNotLocated; what the geocoder raises when
+    it cannot answer passes through (not the reporter's fault: they may try again)."""
+    if (lat is not None and long is not None) or not address:
+        return lat, long
+    if geocoder is None:
+        raise AddressNotLocated(
+            [
+                "address_string alone cannot be located here (no geocoder is configured): "
+                "send lat and long as well"
+            ]
+        )
+    found = await geocoder.locate(address)
+    if found is None:
+        raise AddressNotLocated(
+            [f"address_string {address!r} was not found: check it or send lat and long"]
+        )
+    return found
+
+
+async def find_reports(
+    uows: UnitOfWorkFactory,
+    *,
+    ids: Sequence[UUID] = (),
+    service_codes: Sequence[str] = (),
+    start: datetime | None = None,
+    end: datetime | None = None,
+    statuses: Sequence[ReportStatus] = (),
+    bbox: tuple[float, float, float, float] | None = None,
+    area: str | None = None,
+    jurisdiction: str | None = None,
+    limit: int = 1000,
+) -> list[Report]:
+    """Public reports by the Open311 filters, a bounding box or an area, newest first."""
+    async with uows() as uow:
+        return await uow.reports.search(
+            ids=ids,
+            service_codes=service_codes,
+            start=start,
+            end=end,
+            statuses=statuses,
+            bbox=bbox,
+            area=area,
+            jurisdiction=jurisdiction,
+            limit=limit,
+        )
+
+
+async def report_id_for_token(uows: UnitOfWorkFactory, token: str) -> UUID | None:
+    """The report behind an Open311 token handed out before every service was realtime."""
+    async with uows() as uow:
+        return await uow.reports.id_for_token(token)
+
+
+async def move_ticket(
+    uows: UnitOfWorkFactory,
+    member: StaffMember,
+    report_id: UUID,
+    status: ReportStatus,
+    *,
+    public_note: str | None = None,
+    internal_note: str | None = None,
+    office_code: str | None = None,
+    duplicate_of: UUID | None = None,
+    offices: OfficesOf = lambda _: None,
+) -> Report | None:
+    """:func:`change_ticket`, answered with the ticket as stored after it (None: a hand-over
+    asked of geo-router)."""
+    changed = await change_ticket(
+        uows,
+        member,
+        report_id,
+        status,
+        public_note=public_note,
+        internal_note=internal_note,
+        office_code=office_code,
+        duplicate_of=duplicate_of,
+        offices=offices,
+    )
+    if changed is None:
+        return None
+    stored = await get_report(uows, changed.id)
+    assert stored is not None
+    return stored
+
+
+async def accept_submission(
+    writer: SubmissionWriter,
+    uows: UnitOfWorkFactory,
+    boundaries: Outlines,
+    tokens: ReporterTokens,
+    submission: Submission,
+    idempotency_key: str | None = None,
+) -> tuple[Report, bool]:
+    """A new report, and whether it is new: under an Idempotency-Key once only (a retry gets
+    the report created the first time, and False), without one through ``writer``, which
+    commits concurrent submissions together."""
+    if idempotency_key:
+        return await submit_report_once(uows, boundaries, tokens, submission, idempotency_key)
+    return await submit_report(writer, boundaries, tokens, submission), True

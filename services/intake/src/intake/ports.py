@@ -157,6 +157,28 @@ class Reports(Protocol):
         """How many tickets ``found`` selects per status, its status filter aside."""
         ...
 
+    async def search(
+        self,
+        *,
+        ids: Sequence[UUID] = (),
+        service_codes: Sequence[str] = (),
+        start: datetime | None = None,
+        end: datetime | None = None,
+        statuses: Sequence[ReportStatus] = (),
+        bbox: tuple[float, float, float, float] | None = None,
+        area: str | None = None,
+        jurisdiction: str | None = None,
+        limit: int = 1000,
+    ) -> list[Report]:
+        """Reports by ids (overriding the other filters), categories, a time span of their
+        request, statuses, a bounding box (min_long, min_lat, max_long, max_lat) or an area
+        (code or name), and jurisdiction; newest first, with their history and photos."""
+        ...
+
+    async def id_for_token(self, token: str) -> UUID | None:
+        """The report an Open311 token was handed out for."""
+        ...
+
 
 class History(Protocol):
     """The events the history kept: each report's submission and its status changes."""
@@ -335,3 +357,12 @@ class Outlines(Protocol):
 OfficesOf = Callable[[str], Mapping[str, str] | None]
 #: A jurisdiction's public holidays.
 HolidaysOf = Callable[[str], Container[date]]
+
+
+class Geocoder(Protocol):
+    """Locates an address in the city (adapters.geocoder.NominatimGeocoder)."""
+
+    async def locate(self, address: str) -> tuple[float, float] | None:
+        """(lat, long) of the best match, None if there is none. Raises the adapter's
+        ``GeocoderUnavailable`` when the service cannot answer (not the reporter's fault)."""
+        ...

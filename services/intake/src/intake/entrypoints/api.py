@@ -11,7 +11,6 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,27 +19,25 @@ from pydantic import BaseModel, EmailStr, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from intake import handlers
-from intake.adapters.boundaries import Boundaries
 from intake.adapters.console import open_data_export, stream_rows
-from intake.adapters.db import OPEN_STATUSES, SqlUnitOfWorks, SubmissionWriter, unit_of_work
 from intake.adapters.photos import MAX_BYTES, PhotoRejected, PhotoStore, process_photo
-from intake.adapters.rate_limits import RateLimits
-from intake.domain import (
-    Contact,
-    InvalidReport,
-    Photo,
-    ReopenRefused,
-    Report,
-    ReporterTokens,
-    check_coordinates,
-    distance_m,
+from intake.domain import Contact, InvalidReport, Photo, ReopenRefused, check_coordinates
+from intake.entrypoints import pages, representations, schemas
+from intake.entrypoints.dependencies import (
+    BoundariesDep,
+    LimitsDep,
+    OutboxDep,
+    PhotoStoreDep,
+    SettingsDep,
+    TimezoneDep,
+    TokensDep,
+    UnitsOfWorkDep,
+    WriterDep,
 )
-from intake.entrypoints import pages, schemas
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
-from intake.settings import IntakeSettings
+from intake.entrypoints.representations import iso
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
-from mm_shared.outbox import Outbox
 from mm_shared.service import Day, Text, problem
 
 MAX_PHOTOS = 5
@@ -156,560 +153,538 @@ def rate_limited(retry_after_s: int) -> JSONResponse:
     return refused
 
 
-def photo_links(public_base_url: str, photo: Photo) -> dict[str, str]:
-    """Where a stored photo is served (see ``GET /api/v1/photos/{digest}/{variant}``)."""
-    base = f"{public_base_url}/api/v1/photos/{photo.digest}"
-    return {
-        "url": f"{base}/display",
-        "original_url": f"{base}/original",
-        "thumbnail_url": f"{base}/thumbnail",
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") if value else None
-
-
 def unknown_jurisdiction(unknown: handlers.UnknownJurisdiction, field: str) -> JSONResponse:
     return problem(404, ("unknown_jurisdiction", field, str(unknown)))
 
 
-def router(
-    outbox: Outbox,
-    writer: SubmissionWriter,
-    boundaries: Boundaries,
-    store: PhotoStore,
-    settings: IntakeSettings,
-    tokens: ReporterTokens,
-    limits: RateLimits,
-) -> APIRouter:
-    api = APIRouter(prefix="/api/v1", tags=["city app"])
-    uows = SqlUnitOfWorks(outbox)
+def no_report(report_id: UUID) -> JSONResponse:
+    return problem(404, ("not_found", "report_id", f"no report {report_id}"))
 
-    tz = ZoneInfo(settings.timezone)
 
-    def tracking_url(report_id: UUID) -> str:
-        return f"{settings.public_base_url}/api/v1/reports/{report_id}"
+def not_the_reporters_token() -> JSONResponse:
+    return problem(403, ("invalid_token", "reporter_token", "this is not the reporter's token"))
 
-    def public(report: Report) -> dict[str, Any]:
-        category = CATEGORIES_BY_CODE.get(report.service_code)
-        return {
-            "id": str(report.id),
-            "tracking_url": tracking_url(report.id),
-            "jurisdiction": report.jurisdiction,
-            "service_code": report.service_code,
-            "service_name": {"de": category.name_de, "en": category.name_en} if category else None,
-            "status": report.status.value,
-            "office": report.office.model_dump() if report.office else None,
-            # As Open311 names it, for clients that know that name.
-            "agency_responsible": report.office.name if report.office else None,
-            "areas": [a.model_dump() for a in report.areas],
-            "lat": report.lat,
-            "long": report.long,
-            "address": report.address,
-            "description": report.description,
-            "requested_at": _iso(report.requested_at),
-            "updated_at": _iso(report.updated_at),
-            "expected_at": _iso(report.expected_at),
-            "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
-            "history": [
-                {"status": c.status.value, "at": _iso(c.changed_at), "note": c.public_note}
-                for c in report.history
+
+def duplicates_refusal(nearby: list[handlers.NearbyReport], public_base_url: str) -> JSONResponse:
+    """409: the submission looks like one of ``nearby`` (schemas.PossibleDuplicatesOut)."""
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "code": "possible_duplicates",
+                    "field": None,
+                    "message": "open reports of this kind are very close by: send "
+                    "X-Acknowledge-Duplicate: true if yours is a new one, or "
+                    "follow one of them",
+                }
             ],
-        }
-
-    async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
-            body = await read_body_without_files(request)
-            return ReportIn.model_validate(json.loads(body or b"null")), []
-        form = await read_form(request, max_files=MAX_PHOTOS + 1, max_fields=100)
-        uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
-        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        attributes: dict[str, list[str]] = {}
-        for key, value in form.multi_items():
-            if key.startswith("attribute[") and isinstance(value, str):
-                attributes.setdefault(key[len("attribute[") :].split("]")[0], []).append(value)
-        fields["attributes"] = attributes
-        return ReportIn.model_validate(fields), uploads
-
-    async def process_uploads(
-        uploads: list[UploadFile], at_most: int = MAX_PHOTOS
-    ) -> tuple[list[Photo], JSONResponse | None]:
-        if len(uploads) > at_most:
-            PHOTOS.labels("too_many").inc(len(uploads))
-            return [], problem(422, ("too_many_photos", "photos", f"at most {at_most} photos"))
-        processed, failures = [], []
-        for i, upload in enumerate(uploads):
-            data = await upload.read(MAX_BYTES + 1)
-            try:
-                # Decoding is CPU work: off the event loop, so other requests keep flowing.
-                photo = await asyncio.to_thread(process_photo, data)
-            except PhotoRejected as rejected:
-                PHOTOS.labels(rejected.reason).inc()
-                name = upload.filename or f"photo {i + 1}"
-                failures.append((f"photo_{rejected.reason}", f"photos[{i}]", f"{name}: {rejected}"))
-                continue
-            await store.put(photo)
-            PHOTOS.labels("accepted").inc()
-            processed.append(Photo(photo.digest, photo.content_type, photo.width, photo.height))
-        if failures:
-            status = 413 if all(code == "photo_too_large" for code, _, _ in failures) else 422
-            return [], problem(status, *failures)
-        return processed, None
-
-    @api.post(
-        "/reports",
-        status_code=201,
-        response_model=schemas.ReportCreatedOut,
-        responses={
-            200: {
-                "model": schemas.ReportCreatedOut,
-                "description": "A retry with an Idempotency-Key already used: the report "
-                "created the first time (header Idempotent-Replayed: true)",
-            },
-            409: {
-                "model": schemas.PossibleDuplicatesOut,
-                "description": "Open reports of this category very close by",
-            },
-            **schemas.refusals(
-                400,
-                404,
-                413,
-                422,
-                429,
-                s400="The body is not valid JSON, or nests too deeply",
-                s404="The jurisdiction named is not served here",
-                s413="A photo over 10 MB, or a body without photos over 256 kB",
-                s429="Too many submissions from this address or for this e-mail address",
-            ),
+            "duplicates": [
+                representations.possible_duplicate(n.report, n.distance_m, public_base_url)
+                for n in nearby
+            ],
         },
-        openapi_extra=schemas.report_body(ReportIn),
+        status_code=409,
     )
-    async def submit(
-        request: Request,
-        idempotency_key: str | None = Header(default=None, max_length=200),
-        x_acknowledge_duplicate: bool = Header(default=False),
-    ) -> Response:
-        """Submit a report (JSON, or multipart/form-data with up to 5 files named ``photos``).
 
-        Open reports of the same category within ~50 m come back as ``409 possible_duplicates``
-        unless ``X-Acknowledge-Duplicate: true`` says this one is new; to join an existing
-        report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
-        ``Idempotency-Key`` returns the report created the first time.
-        """
-        if wait := limits.admit_address(request):
-            return rate_limited(wait)
-        try:
-            data, uploads = await read_submission(request)
-        except UNREADABLE as unreadable:
-            return unreadable_body(unreadable)
-        # Before anything computes with them: an infinite latitude had crashed the duplicate
-        # lookup's distance (a 500 instead of a 422).
-        if location_problems := check_coordinates(data.lat, data.long):
-            return problem(422, *[("invalid_report", "lat,long", p) for p in location_problems])
-        if wait := limits.admit_email(str(data.email) if data.email else None):
-            return rate_limited(wait)
-        try:
-            handlers.check_named(boundaries, data.jurisdiction or None)
-        except handlers.UnknownJurisdiction as unknown:
-            return unknown_jurisdiction(unknown, "jurisdiction")
-        retry = bool(idempotency_key) and await handlers.idempotency_key_used(
-            uows, str(idempotency_key)
-        )
-        if not (x_acknowledge_duplicate or retry) and data.service_code in CATEGORIES_BY_CODE:
-            async with unit_of_work(outbox) as uow:
-                nearby = await uow.reports.open_nearby(
-                    data.service_code, data.lat, data.long, settings.duplicate_radius_m
-                )
-            if nearby:
-                return JSONResponse(
-                    {
-                        "errors": [
-                            {
-                                "code": "possible_duplicates",
-                                "field": None,
-                                "message": "open reports of this kind are very close by: send "
-                                "X-Acknowledge-Duplicate: true if yours is a new one, or "
-                                "follow one of them",
-                            }
-                        ],
-                        "duplicates": [
-                            {
-                                **{k: v for k, v in public(r).items() if k != "history"},
-                                "distance_m": round(
-                                    distance_m(data.lat, data.long, r.lat, r.long), 1
-                                ),
-                                "follow_url": f"{tracking_url(r.id)}/followers",
-                            }
-                            for r in nearby
-                        ],
-                    },
-                    status_code=409,
-                )
-        photos, refusal = await process_uploads(uploads)
-        if refusal is not None:
-            return refusal
-        submission = handlers.Submission(
-            jurisdiction=data.jurisdiction or None,
-            default_jurisdiction=settings.jurisdiction,
-            service_code=data.service_code,
-            lat=data.lat,
-            long=data.long,
-            description=data.description,
-            contact=Contact(str(data.email), data.first_name, data.last_name, None, data.locale)
-            if data.email
-            else None,
-            address=data.address,
-            attributes=data.attributes,
-            photos=tuple(photos),
-            service_levels=settings.service_level_days,
-        )
-        try:
-            if idempotency_key:
-                report, created = await handlers.submit_report_once(
-                    uows, boundaries, tokens, submission, idempotency_key
-                )
-            else:
-                report = await handlers.submit_report(writer, boundaries, tokens, submission)
-                created = True
-        except handlers.UnknownJurisdiction as unknown:
-            return unknown_jurisdiction(unknown, "jurisdiction")
-        except handlers.OutsideJurisdiction as outside:
-            return problem(
-                422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems]
-            )
-        except handlers.ServiceDisabled as disabled:
-            return problem(
-                422, *[("service_disabled", "service_code", p) for p in disabled.problems]
-            )
-        except InvalidReport as invalid:
-            return problem(422, *[("invalid_report", None, p) for p in invalid.problems])
-        except handlers.IdempotencyConflict as conflict:
-            return problem(422, ("idempotency_key_reused", "Idempotency-Key", str(conflict)))
-        return JSONResponse(
-            {
-                "id": str(report.id),
-                "tracking_url": tracking_url(report.id),
-                "status": report.status.value,
-                "photos": [photo_links(settings.public_base_url, p) for p in report.photos],
-                # The reporter's own handle (for "not fixed" and erasing their contact data).
-                "reporter_token": tokens.issue(report.id),
-            },
-            status_code=201 if created else 200,
-            headers={"Location": tracking_url(report.id)}
-            | ({} if created else {"Idempotent-Replayed": "true"}),
-        )
 
-    @api.get(
-        "/reports/{report_id}",
-        response_model=schemas.PublicReportOut,
-        responses={
-            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-            404: {
-                "model": schemas.ErrorsOut,
-                "description": "No such report (a page for Accept: text/html)",
-                "content": {"text/html": {"schema": {"type": "string"}}},
-            },
+async def read_submission(request: Request) -> tuple[ReportIn, list[UploadFile]]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        body = await read_body_without_files(request)
+        return ReportIn.model_validate(json.loads(body or b"null")), []
+    form = await read_form(request, max_files=MAX_PHOTOS + 1, max_fields=100)
+    uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
+    fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    attributes: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if key.startswith("attribute[") and isinstance(value, str):
+            attributes.setdefault(key[len("attribute[") :].split("]")[0], []).append(value)
+    fields["attributes"] = attributes
+    return ReportIn.model_validate(fields), uploads
+
+
+async def read_not_fixed(request: Request) -> tuple[NotFixedIn, list[UploadFile]]:
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = await read_body_without_files(request)
+        return NotFixedIn.model_validate(json.loads(body or b"null")), []
+    form = await read_form(request, max_files=2, max_fields=10)
+    uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return NotFixedIn.model_validate(fields), uploads
+
+
+async def process_uploads(
+    store: PhotoStore, uploads: list[UploadFile], at_most: int = MAX_PHOTOS
+) -> tuple[list[Photo], JSONResponse | None]:
+    if len(uploads) > at_most:
+        PHOTOS.labels("too_many").inc(len(uploads))
+        return [], problem(422, ("too_many_photos", "photos", f"at most {at_most} photos"))
+    processed, failures = [], []
+    for i, upload in enumerate(uploads):
+        data = await upload.read(MAX_BYTES + 1)
+        try:
+            # Decoding is CPU work: off the event loop, so other requests keep flowing.
+            photo = await asyncio.to_thread(process_photo, data)
+        except PhotoRejected as rejected:
+            PHOTOS.labels(rejected.reason).inc()
+            name = upload.filename or f"photo {i + 1}"
+            failures.append((f"photo_{rejected.reason}", f"photos[{i}]", f"{name}: {rejected}"))
+            continue
+        await store.put(photo)
+        PHOTOS.labels("accepted").inc()
+        processed.append(Photo(photo.digest, photo.content_type, photo.width, photo.height))
+    if failures:
+        status = 413 if all(code == "photo_too_large" for code, _, _ in failures) else 422
+        return [], problem(status, *failures)
+    return processed, None
+
+
+router = APIRouter(prefix="/api/v1", tags=["city app"])
+
+
+@router.post(
+    "/reports",
+    status_code=201,
+    response_model=schemas.ReportCreatedOut,
+    responses={
+        200: {
+            "model": schemas.ReportCreatedOut,
+            "description": "A retry with an Idempotency-Key already used: the report "
+            "created the first time (header Idempotent-Replayed: true)",
         },
-    )
-    async def get_report(report_id: UUID, request: Request) -> Response:
-        """Public status of a report with its history and public notes (no personal data). A
-        browser (Accept: text/html) gets it as a page, in English for an English
-        Accept-Language: this is the link in the reporters' mails."""
-        report = await handlers.get_report(uows, report_id)
-        if pages.wants_page(request):
-            lang = pages.language(request)
-            if report is None:
-                return pages.unknown_report_page(lang)
-            photos = [photo_links(settings.public_base_url, p) for p in report.photos]
-            return pages.report_page(report, photos, lang, tz)
-        if report is None:
-            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
-        return JSONResponse(public(report))
-
-    @api.post(
-        "/reports/{report_id}/followers",
-        status_code=202,
-        response_model=schemas.FollowingOut,
-        responses=schemas.refusals(404, 429),
-    )
-    async def follow(report_id: UUID, follower: FollowerIn, request: Request) -> Response:
-        """ "Me too": be told about every change of an existing report instead of filing a new one."""
-        if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
-            return rate_limited(wait)
-        contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
-        if not await handlers.follow(uows, report_id, contact):
-            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
-        return JSONResponse({"following": str(report_id)}, status_code=202)
-
-    async def read_not_fixed(request: Request) -> tuple[NotFixedIn, list[UploadFile]]:
-        if request.headers.get("content-type", "").startswith("application/json"):
-            body = await read_body_without_files(request)
-            return NotFixedIn.model_validate(json.loads(body or b"null")), []
-        form = await read_form(request, max_files=2, max_fields=10)
-        uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile)]
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return NotFixedIn.model_validate(fields), uploads
-
-    @api.post(
-        "/reports/{report_id}/contact/erase",
-        status_code=204,
-        responses=schemas.refusals(403, 422, s403="Not the reporter's token"),
-    )
-    async def erase_contact(report_id: UUID, erasure: ErasureIn) -> Response:
-        """The reporter's right to erasure (GDPR Art. 17), proven by their token: intake erases
-        the copy of their contact it keeps for re-announcing (``INTAKE_CONTACT_KEPT_DAYS``);
-        the notifier's ``/api/v1/reports/{id}/contact/erase`` erases the rest. 204 also when
-        none was kept (any more)."""
-        try:
-            await handlers.erase_kept_contact(uows, tokens, report_id, erasure.reporter_token)
-        except handlers.InvalidReporterToken:
-            return problem(
-                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
-            )
-        return Response(status_code=204)
-
-    @api.post(
-        "/reports/{report_id}/not-fixed",
-        response_model=schemas.PublicReportOut,
-        responses=schemas.refusals(
+        409: {
+            "model": schemas.PossibleDuplicatesOut,
+            "description": "Open reports of this category very close by",
+        },
+        **schemas.refusals(
             400,
-            403,
             404,
-            409,
             413,
             422,
+            429,
             s400="The body is not valid JSON, or nests too deeply",
-            s403="Not the reporter's token",
-            s409="The report is not resolved, or was resolved too long ago",
+            s404="The jurisdiction named is not served here",
+            s413="A photo over 10 MB, or a body without photos over 256 kB",
+            s429="Too many submissions from this address or for this e-mail address",
         ),
-        openapi_extra=schemas.not_fixed_body(NotFixedIn),
-    )
-    async def not_fixed(report_id: UUID, request: Request) -> Response:
-        """The reporter says a resolved report is not fixed (JSON ``{"reporter_token", "note"}``
-        or multipart with one optional photo in ``photos``): within
-        ``INTAKE_REOPEN_WITHIN_DAYS`` of its resolution it goes back to its office as
-        ``assigned``, the note public, and the office is told."""
-        try:
-            data, uploads = await read_not_fixed(request)
-        except UNREADABLE as unreadable:
-            return unreadable_body(unreadable)
-        within = timedelta(days=settings.reopen_within_days)
-        try:
-            await handlers.check_reopenable(uows, tokens, report_id, data.reporter_token, within)
-            photos, refusal = await process_uploads(uploads, at_most=1)
-            if refusal is not None:
-                return refusal
-            report = await handlers.reopen_by_reporter(
-                uows,
-                tokens,
-                report_id,
-                data.reporter_token,
-                note=data.note,
-                photo=photos[0] if photos else None,
-                within=within,
-            )
-        except handlers.InvalidReporterToken:
-            return problem(
-                403, ("invalid_token", "reporter_token", "this is not the reporter's token")
-            )
-        except handlers.ReportNotFound:
-            return problem(404, ("not_found", "report_id", f"no report {report_id}"))
-        except ReopenRefused as refused:
-            return problem(409, (refused.code, "status", str(refused)))
-        except InvalidReport as invalid:
-            return problem(422, *[("invalid_field", "note", p) for p in invalid.problems])
-        return JSONResponse(public(report))
+    },
+    openapi_extra=schemas.report_body(ReportIn),
+)
+async def submit(
+    request: Request,
+    uows: UnitsOfWorkDep,
+    writer: WriterDep,
+    boundaries: BoundariesDep,
+    store: PhotoStoreDep,
+    settings: SettingsDep,
+    tokens: TokensDep,
+    limits: LimitsDep,
+    idempotency_key: str | None = Header(default=None, max_length=200),
+    x_acknowledge_duplicate: bool = Header(default=False),
+) -> Response:
+    """Submit a report (JSON, or multipart/form-data with up to 5 files named ``photos``).
 
-    @api.get(
-        "/reports",
-        response_model=schemas.ReportFeatureCollection,
-        response_class=schemas.GeoJSONResponse,
-        responses=schemas.refusals(
-            400, 404, s400="A bbox or service_code that is not valid", s404="No such jurisdiction"
-        ),
+    Open reports of the same category within ~50 m come back as ``409 possible_duplicates``
+    unless ``X-Acknowledge-Duplicate: true`` says this one is new; to join an existing
+    report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
+    ``Idempotency-Key`` returns the report created the first time.
+    """
+    if wait := limits.admit_address(request):
+        return rate_limited(wait)
+    try:
+        data, uploads = await read_submission(request)
+    except UNREADABLE as unreadable:
+        return unreadable_body(unreadable)
+    # Before anything computes with them: an infinite latitude had crashed the duplicate
+    # lookup's distance (a 500 instead of a 422).
+    if location_problems := check_coordinates(data.lat, data.long):
+        return problem(422, *[("invalid_report", "lat,long", p) for p in location_problems])
+    if wait := limits.admit_email(str(data.email) if data.email else None):
+        return rate_limited(wait)
+    try:
+        handlers.check_named(boundaries, data.jurisdiction or None)
+    except handlers.UnknownJurisdiction as unknown:
+        return unknown_jurisdiction(unknown, "jurisdiction")
+    if nearby := await handlers.possible_duplicates(
+        uows,
+        service_code=data.service_code,
+        lat=data.lat,
+        long=data.long,
+        radius_m=settings.duplicate_radius_m,
+        acknowledged=x_acknowledge_duplicate,
+        idempotency_key=idempotency_key or None,
+    ):
+        return duplicates_refusal(nearby, settings.public_base_url)
+    photos, refusal = await process_uploads(store, uploads)
+    if refusal is not None:
+        return refusal
+    submission = handlers.Submission(
+        jurisdiction=data.jurisdiction or None,
+        default_jurisdiction=settings.jurisdiction,
+        service_code=data.service_code,
+        lat=data.lat,
+        long=data.long,
+        description=data.description,
+        contact=Contact(str(data.email), data.first_name, data.last_name, None, data.locale)
+        if data.email
+        else None,
+        address=data.address,
+        attributes=data.attributes,
+        photos=tuple(photos),
+        service_levels=settings.service_level_days,
     )
-    async def reports_in_box(
-        bbox: str | None = Query(
-            default=None,
-            description="min_long,min_lat,max_long,max_lat (WGS84); optional with area",
+    try:
+        report, created = await handlers.accept_submission(
+            writer, uows, boundaries, tokens, submission, idempotency_key or None
+        )
+    except handlers.UnknownJurisdiction as unknown:
+        return unknown_jurisdiction(unknown, "jurisdiction")
+    except handlers.OutsideJurisdiction as outside:
+        return problem(422, *[("outside_jurisdiction", "lat,long", p) for p in outside.problems])
+    except handlers.ServiceDisabled as disabled:
+        return problem(422, *[("service_disabled", "service_code", p) for p in disabled.problems])
+    except InvalidReport as invalid:
+        return problem(422, *[("invalid_report", None, p) for p in invalid.problems])
+    except handlers.IdempotencyConflict as conflict:
+        return problem(422, ("idempotency_key_reused", "Idempotency-Key", str(conflict)))
+    tracking_url = representations.tracking_url(settings.public_base_url, report.id)
+    return JSONResponse(
+        representations.created_report(
+            report, settings.public_base_url, reporter_token=tokens.issue(report.id)
         ),
-        area: str | None = Query(
-            default=None, max_length=200, description="an area's code or name, any level"
-        ),
-        service_code: str | None = Query(
-            default=None, max_length=1000, description="categories, comma-separated"
-        ),
-        status: Literal["open", "closed", "all"] = "open",
-        jurisdiction: str | None = Query(default=None, max_length=100),
-        limit: int = Query(default=1000, ge=1, le=1000),
-    ) -> Response:
-        """Public reports in a bounding box and/or an area as GeoJSON, newest first, for the
-        map and the list (1,000 at most)."""
-        box: tuple[float, float, float, float] | None = None
-        if bbox is not None:
-            try:
-                min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
-            except ValueError:
-                return problem(
-                    400, ("invalid_bbox", "bbox", "bbox is min_long,min_lat,max_long,max_lat")
-                )
-            if not all(map(math.isfinite, (min_long, min_lat, max_long, max_lat))):
-                # float() reads "nan" and "inf"; NaN compares false with everything.
-                return problem(400, ("invalid_bbox", "bbox", "bbox must be four finite numbers"))
-            if not (
-                min_long <= max_long
-                and min_lat <= max_lat
-                and max_long - min_long <= 1
-                and max_lat - min_lat <= 1
-            ):
-                return problem(
-                    400, ("invalid_bbox", "bbox", "bbox must be ordered and at most 1° wide")
-                )
-            box = (min_long, min_lat, max_long, max_lat)
-        elif not area:
-            return problem(400, ("invalid_bbox", "bbox", "give a bbox, an area, or both"))
+        status_code=201 if created else 200,
+        headers={"Location": tracking_url} | ({} if created else {"Idempotent-Replayed": "true"}),
+    )
+
+
+@router.get(
+    "/reports/{report_id}",
+    response_model=schemas.PublicReportOut,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        404: {
+            "model": schemas.ErrorsOut,
+            "description": "No such report (a page for Accept: text/html)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def get_report(
+    report_id: UUID, request: Request, uows: UnitsOfWorkDep, settings: SettingsDep, tz: TimezoneDep
+) -> Response:
+    """Public status of a report with its history and public notes (no personal data). A
+    browser (Accept: text/html) gets it as a page, in English for an English
+    Accept-Language: this is the link in the reporters' mails."""
+    report = await handlers.get_report(uows, report_id)
+    if pages.wants_page(request):
+        lang = pages.language(request)
+        if report is None:
+            return pages.unknown_report_page(lang)
+        photos = [representations.photo_links(settings.public_base_url, p) for p in report.photos]
+        return pages.report_page(report, photos, lang, tz)
+    if report is None:
+        return no_report(report_id)
+    return JSONResponse(representations.public_report(report, settings.public_base_url))
+
+
+@router.post(
+    "/reports/{report_id}/followers",
+    status_code=202,
+    response_model=schemas.FollowingOut,
+    responses=schemas.refusals(404, 429),
+)
+async def follow(
+    report_id: UUID, follower: FollowerIn, request: Request, uows: UnitsOfWorkDep, limits: LimitsDep
+) -> Response:
+    """ "Me too": be told about every change of an existing report instead of filing a new one."""
+    if wait := limits.admit_address(request) or limits.admit_email(str(follower.email)):
+        return rate_limited(wait)
+    contact = Contact(str(follower.email), follower.first_name, None, None, follower.locale)
+    if not await handlers.follow(uows, report_id, contact):
+        return no_report(report_id)
+    return JSONResponse({"following": str(report_id)}, status_code=202)
+
+
+@router.post(
+    "/reports/{report_id}/contact/erase",
+    status_code=204,
+    responses=schemas.refusals(403, 422, s403="Not the reporter's token"),
+)
+async def erase_contact(
+    report_id: UUID, erasure: ErasureIn, uows: UnitsOfWorkDep, tokens: TokensDep
+) -> Response:
+    """The reporter's right to erasure (GDPR Art. 17), proven by their token: intake erases
+    the copy of their contact it keeps for re-announcing (``INTAKE_CONTACT_KEPT_DAYS``);
+    the notifier's ``/api/v1/reports/{id}/contact/erase`` erases the rest. 204 also when
+    none was kept (any more)."""
+    try:
+        await handlers.erase_kept_contact(uows, tokens, report_id, erasure.reporter_token)
+    except handlers.InvalidReporterToken:
+        return not_the_reporters_token()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/reports/{report_id}/not-fixed",
+    response_model=schemas.PublicReportOut,
+    responses=schemas.refusals(
+        400,
+        403,
+        404,
+        409,
+        413,
+        422,
+        s400="The body is not valid JSON, or nests too deeply",
+        s403="Not the reporter's token",
+        s409="The report is not resolved, or was resolved too long ago",
+    ),
+    openapi_extra=schemas.not_fixed_body(NotFixedIn),
+)
+async def not_fixed(
+    report_id: UUID,
+    request: Request,
+    uows: UnitsOfWorkDep,
+    store: PhotoStoreDep,
+    settings: SettingsDep,
+    tokens: TokensDep,
+) -> Response:
+    """The reporter says a resolved report is not fixed (JSON ``{"reporter_token", "note"}``
+    or multipart with one optional photo in ``photos``): within
+    ``INTAKE_REOPEN_WITHIN_DAYS`` of its resolution it goes back to its office as
+    ``assigned``, the note public, and the office is told."""
+    try:
+        data, uploads = await read_not_fixed(request)
+    except UNREADABLE as unreadable:
+        return unreadable_body(unreadable)
+    within = timedelta(days=settings.reopen_within_days)
+    try:
+        await handlers.check_reopenable(uows, tokens, report_id, data.reporter_token, within)
+        photos, refusal = await process_uploads(store, uploads, at_most=1)
+        if refusal is not None:
+            return refusal
+        report = await handlers.reopen_by_reporter(
+            uows,
+            tokens,
+            report_id,
+            data.reporter_token,
+            note=data.note,
+            photo=photos[0] if photos else None,
+            within=within,
+        )
+    except handlers.InvalidReporterToken:
+        return not_the_reporters_token()
+    except handlers.ReportNotFound:
+        return no_report(report_id)
+    except ReopenRefused as refused:
+        return problem(409, (refused.code, "status", str(refused)))
+    except InvalidReport as invalid:
+        return problem(422, *[("invalid_field", "note", p) for p in invalid.problems])
+    return JSONResponse(representations.public_report(report, settings.public_base_url))
+
+
+class InvalidBox(ValueError):
+    """A bbox parameter that is not four ordered, finite numbers spanning at most 1°."""
+
+
+def parse_bbox(bbox: str) -> tuple[float, float, float, float]:
+    try:
+        min_long, min_lat, max_long, max_lat = (float(v) for v in bbox.split(","))
+    except ValueError:
+        raise InvalidBox("bbox is min_long,min_lat,max_long,max_lat") from None
+    if not all(map(math.isfinite, (min_long, min_lat, max_long, max_lat))):
+        # float() reads "nan" and "inf"; NaN compares false with everything.
+        raise InvalidBox("bbox must be four finite numbers")
+    if not (
+        min_long <= max_long
+        and min_lat <= max_lat
+        and max_long - min_long <= 1
+        and max_lat - min_lat <= 1
+    ):
+        raise InvalidBox("bbox must be ordered and at most 1° wide")
+    return min_long, min_lat, max_long, max_lat
+
+
+#: The statuses of the map's ``status`` filter.
+STATUSES_SHOWN = {
+    "open": [s for s in ReportStatus if not s.is_closed],
+    "closed": [s for s in ReportStatus if s.is_closed],
+    "all": [],
+}
+
+
+@router.get(
+    "/reports",
+    response_model=schemas.ReportFeatureCollection,
+    response_class=schemas.GeoJSONResponse,
+    responses=schemas.refusals(
+        400, 404, s400="A bbox or service_code that is not valid", s404="No such jurisdiction"
+    ),
+)
+async def reports_in_box(
+    uows: UnitsOfWorkDep,
+    boundaries: BoundariesDep,
+    settings: SettingsDep,
+    bbox: str | None = Query(
+        default=None,
+        description="min_long,min_lat,max_long,max_lat (WGS84); optional with area",
+    ),
+    area: str | None = Query(
+        default=None, max_length=200, description="an area's code or name, any level"
+    ),
+    service_code: str | None = Query(
+        default=None, max_length=1000, description="categories, comma-separated"
+    ),
+    status: Literal["open", "closed", "all"] = "open",
+    jurisdiction: str | None = Query(default=None, max_length=100),
+    limit: int = Query(default=1000, ge=1, le=1000),
+) -> Response:
+    """Public reports in a bounding box and/or an area as GeoJSON, newest first, for the
+    map and the list (1,000 at most)."""
+    box: tuple[float, float, float, float] | None = None
+    if bbox is not None:
         try:
-            handlers.check_named(boundaries, jurisdiction or None)
-        except handlers.UnknownJurisdiction as unknown_place:
-            return unknown_jurisdiction(unknown_place, "jurisdiction")
-        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
-        if unknown := [c for c in codes if c not in CATEGORIES_BY_CODE]:
-            return problem(
-                400,
-                *[
-                    ("invalid_service_code", "service_code", f"unknown service_code {c!r}")
-                    for c in unknown
-                ],
-            )
-        statuses = {
-            "open": [ReportStatus(s) for s in OPEN_STATUSES],
-            "closed": [ReportStatus.RESOLVED, ReportStatus.REJECTED, ReportStatus.DUPLICATE],
-            "all": [],
-        }[status]
-        async with unit_of_work(outbox) as uow:
-            found = await uow.reports.search(
-                bbox=box,
-                area=area,
-                service_codes=codes,
-                statuses=statuses,
-                jurisdiction=jurisdiction or None,
-                limit=limit,
-            )
-        features = []
-        for r in found:
-            properties = {k: v for k, v in public(r).items() if k not in ("lat", "long", "history")}
-            features.append(
+            box = parse_bbox(bbox)
+        except InvalidBox as invalid:
+            return problem(400, ("invalid_bbox", "bbox", str(invalid)))
+    elif not area:
+        return problem(400, ("invalid_bbox", "bbox", "give a bbox, an area, or both"))
+    try:
+        handlers.check_named(boundaries, jurisdiction or None)
+    except handlers.UnknownJurisdiction as unknown_place:
+        return unknown_jurisdiction(unknown_place, "jurisdiction")
+    codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
+    if unknown := [c for c in codes if c not in CATEGORIES_BY_CODE]:
+        return problem(
+            400,
+            *[
+                ("invalid_service_code", "service_code", f"unknown service_code {c!r}")
+                for c in unknown
+            ],
+        )
+    found = await handlers.find_reports(
+        uows,
+        bbox=box,
+        area=area,
+        service_codes=codes,
+        statuses=STATUSES_SHOWN[status],
+        jurisdiction=jurisdiction or None,
+        limit=limit,
+    )
+    return JSONResponse(
+        {
+            "type": "FeatureCollection",
+            "features": [
+                representations.report_feature(r, settings.public_base_url) for r in found
+            ],
+        },
+        media_type="application/geo+json",
+    )
+
+
+@router.get(
+    "/open-data/reports.csv",
+    response_class=Response,
+    responses=schemas.csv_answer("Every report, CSV (UTF-8 with BOM)"),
+)
+async def open_data(
+    outbox: OutboxDep,
+    tz: TimezoneDep,
+    since: Day | None = Query(default=None, description="reports from this day on"),
+) -> Response:
+    """Every report as open data (CSV, streamed): category, status, office, Stadtbezirk and
+    Ortsteil, place and dates. Nothing of the reporter, no notes, and no free text (a
+    description may name people or number plates)."""
+
+    def row(r: Any) -> list[object]:
+        return [
+            *report_columns(r),
+            r.office_name or "",
+            iso(r.requested_at),
+            iso(r.updated_at),
+            iso(r.expected_at),
+        ]
+
+    start = datetime.combine(since, time(), tz) if since else None
+    return csv_response(
+        "maengelmelder-open-data.csv",
+        OPEN_DATA_COLUMNS,
+        stream_rows(outbox.engine, open_data_export(start)),
+        row,
+    )
+
+
+@router.get("/jurisdictions", response_model=schemas.JurisdictionsOut)
+async def jurisdictions(boundaries: BoundariesDep) -> JSONResponse:
+    """The jurisdictions this deployment serves (by code): name, bounding box
+    ``[min_lon, min_lat, max_lon, max_lat]`` and the categories switched off there."""
+    return JSONResponse(
+        {
+            "jurisdictions": [
                 {
-                    "type": "Feature",
-                    "id": str(r.id),
-                    "geometry": {"type": "Point", "coordinates": [r.long, r.lat]},
-                    "properties": properties,
+                    "code": j.code,
+                    "name": j.name,
+                    "bbox": list(j.bbox),
+                    "precedence": j.precedence,
+                    "disabled_service_codes": sorted(j.disabled_service_codes),
                 }
-            )
-        return JSONResponse(
-            {"type": "FeatureCollection", "features": features},
-            media_type="application/geo+json",
-        )
-
-    @api.get(
-        "/open-data/reports.csv",
-        response_class=Response,
-        responses=schemas.csv_answer("Every report, CSV (UTF-8 with BOM)"),
-    )
-    async def open_data(
-        since: Day | None = Query(default=None, description="reports from this day on"),
-    ) -> Response:
-        """Every report as open data (CSV, streamed): category, status, office, Stadtbezirk and
-        Ortsteil, place and dates. Nothing of the reporter, no notes, and no free text (a
-        description may name people or number plates)."""
-
-        def row(r: Any) -> list[object]:
-            return [
-                *report_columns(r),
-                r.office_name or "",
-                _iso(r.requested_at),
-                _iso(r.updated_at),
-                _iso(r.expected_at),
+                for j in boundaries.all()
             ]
+        }
+    )
 
-        start = datetime.combine(since, time(), tz) if since else None
-        return csv_response(
-            "maengelmelder-open-data.csv",
-            OPEN_DATA_COLUMNS,
-            stream_rows(outbox.engine, open_data_export(start)),
-            row,
-        )
 
-    @api.get("/jurisdictions", response_model=schemas.JurisdictionsOut)
-    async def jurisdictions() -> JSONResponse:
-        """The jurisdictions this deployment serves (by code): name, bounding box
-        ``[min_lon, min_lat, max_lon, max_lat]`` and the categories switched off there."""
-        return JSONResponse(
+@router.get(
+    "/services",
+    response_model=list[schemas.CategoryOut],
+    responses=schemas.refusals(404, s404="No such jurisdiction"),
+)
+async def services(
+    boundaries: BoundariesDep, jurisdiction: str | None = Query(default=None, max_length=100)
+) -> Response:
+    """The categories a report can be filed under: the shared catalogue, without those
+    ``jurisdiction`` switched off."""
+    try:
+        handlers.check_named(boundaries, jurisdiction or None)
+    except handlers.UnknownJurisdiction as unknown:
+        return unknown_jurisdiction(unknown, "jurisdiction")
+    return JSONResponse(
+        [
             {
-                "jurisdictions": [
-                    {
-                        "code": j.code,
-                        "name": j.name,
-                        "bbox": list(j.bbox),
-                        "precedence": j.precedence,
-                        "disabled_service_codes": sorted(j.disabled_service_codes),
-                    }
-                    for j in boundaries.all()
-                ]
+                "service_code": c.code,
+                "name": {"de": c.name_de, "en": c.name_en},
+                "description": {"de": c.description_de, "en": c.description_en},
+                "group": c.group,
             }
-        )
-
-    @api.get(
-        "/services",
-        response_model=list[schemas.CategoryOut],
-        responses=schemas.refusals(404, s404="No such jurisdiction"),
+            for c in handlers.offered_categories(boundaries, jurisdiction or None)
+        ]
     )
-    async def services(jurisdiction: str | None = Query(default=None, max_length=100)) -> Response:
-        """The categories a report can be filed under: the shared catalogue, without those
-        ``jurisdiction`` switched off."""
-        try:
-            handlers.check_named(boundaries, jurisdiction or None)
-        except handlers.UnknownJurisdiction as unknown:
-            return unknown_jurisdiction(unknown, "jurisdiction")
-        return JSONResponse(
-            [
-                {
-                    "service_code": c.code,
-                    "name": {"de": c.name_de, "en": c.name_en},
-                    "description": {"de": c.description_de, "en": c.description_en},
-                    "group": c.group,
-                }
-                for c in handlers.offered_categories(boundaries, jurisdiction or None)
-            ]
-        )
 
-    @api.get(
-        "/photos/{digest}/{variant}",
-        response_class=Response,
-        responses={
-            200: {
-                "description": "The photo",
-                "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-            },
-            **schemas.refusals(404),
+
+@router.get(
+    "/photos/{digest}/{variant}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The photo",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **schemas.refusals(404),
+    },
+)
+async def photo(
+    digest: str, variant: Literal["original", "display", "thumbnail"], store: PhotoStoreDep
+) -> Response:
+    """A stored photo (metadata stripped). Content-addressed, so cacheable forever; the
+    original stands in for a display size or thumbnail not made yet, briefly cacheable."""
+    found = await store.serve(digest, variant)
+    if found is None:
+        return problem(404, ("not_found", "digest", "no such photo"))
+    return Response(
+        found.content,
+        media_type=found.content_type,
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable"
+            if found.final
+            else "public, max-age=60"
         },
     )
-    async def photo(digest: str, variant: Literal["original", "display", "thumbnail"]) -> Response:
-        """A stored photo (metadata stripped). Content-addressed, so cacheable forever; the
-        original stands in for a display size or thumbnail not made yet, briefly cacheable."""
-        found = await store.serve(digest, variant)
-        if found is None:
-            return problem(404, ("not_found", "digest", "no such photo"))
-        return Response(
-            found.content,
-            media_type=found.content_type,
-            headers={
-                "Cache-Control": "public, max-age=31536000, immutable"
-                if found.final
-                else "public, max-age=60"
-            },
-        )
-
-    return api

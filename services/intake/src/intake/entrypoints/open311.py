@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -16,75 +15,34 @@ from fastapi.responses import Response
 
 from intake import handlers
 from intake.adapters.boundaries import Boundaries
-from intake.adapters.db import SqlUnitOfWorks, SubmissionWriter, unit_of_work
-from intake.adapters.geocoder import GeocoderUnavailable, NominatimGeocoder
-from intake.adapters.rate_limits import RateLimits
+from intake.adapters.geocoder import GeocoderUnavailable
 from intake.catalogue import definition
-from intake.domain import (
-    Contact,
-    InvalidReport,
-    Report,
-    ReporterTokens,
-    email_problems,
-    find_problems,
+from intake.domain import Contact, InvalidReport, email_problems, find_problems
+from intake.entrypoints import representations, schemas
+from intake.entrypoints.api import MAX_PHOTOS, STATUSES_SHOWN, TooLarge, read_form
+from intake.entrypoints.dependencies import (
+    BoundariesDep,
+    GeocoderDep,
+    LimitsDep,
+    SettingsDep,
+    TimezoneDep,
+    TokensDep,
+    UnitsOfWorkDep,
+    WriterDep,
 )
-from intake.entrypoints import schemas
-from intake.entrypoints.api import MAX_PHOTOS, TooLarge, photo_links, read_form
 from intake.entrypoints.formats import Format, errors, render
-from intake.settings import IntakeSettings
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
-from mm_shared.outbox import Outbox
 
 MAX_SPAN = timedelta(days=90)
 ATTRIBUTE_FIELD = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
 
 log = logging.getLogger(__name__)
 
-
-def status_notes(report: Report) -> str | None:
-    """Open311 knows only open and closed: the notes say which kind of closed, and why."""
-    notes = [c.public_note for c in report.history if c.public_note]
-    if report.status.is_closed:
-        return f"{report.status.value}: {notes[-1]}" if notes else report.status.value
-    return notes[-1] if notes else None
-
-
-def report_to_open311(report: Report, settings: IntakeSettings, tz: ZoneInfo) -> dict[str, Any]:
-    category = CATEGORIES_BY_CODE.get(report.service_code)
-
-    def iso(value: datetime | None) -> str | None:
-        return value.astimezone(tz).isoformat(timespec="seconds") if value else None
-
-    media = (
-        photo_links(settings.public_base_url, report.photos[0])["url"]
-        if report.photos
-        else report.media_url
-    )
-    return {
-        "service_request_id": str(report.id),
-        "status": "closed" if report.status.is_closed else "open",
-        "status_notes": status_notes(report),
-        "service_name": category.name_de if category else None,
-        "service_code": report.service_code,
-        "description": report.description,
-        "agency_responsible": report.office.name if report.office else None,
-        "service_notice": None,
-        "requested_datetime": iso(report.requested_at),
-        "updated_datetime": iso(report.updated_at),
-        "expected_datetime": iso(report.expected_at),
-        "address": report.address,
-        # GeoReport v2 lists it in every answer; no city address register is linked (yet).
-        "address_id": None,
-        "zipcode": None,
-        "lat": report.lat,
-        "long": report.long,
-        "media_url": media,
-    }
-
-
 PREFIX = "/open311/v2"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: The statuses Open311's ``status`` filter names.
+STATUSES_NAMED = {name: STATUSES_SHOWN[name] for name in ("open", "closed")}
 
 
 def _parse_float(form: dict[str, str], name: str, problems: list[str]) -> float | None:
@@ -109,373 +67,359 @@ def _parse_datetime(raw: str | None, name: str, problems: list[str]) -> datetime
     return value if value.tzinfo else value.replace(tzinfo=ZoneInfo("UTC"))
 
 
-def router(
-    outbox: Outbox,
-    writer: SubmissionWriter,
-    boundaries: Boundaries,
-    tokens: ReporterTokens,
-    limits: RateLimits,
-    settings: IntakeSettings,
-    geocoder: NominatimGeocoder | None = None,
-) -> APIRouter:
-    api = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
-    uows = SqlUnitOfWorks(outbox)
-    tz = ZoneInfo(settings.timezone)
-    base = f"{settings.public_base_url}/open311/v2"
+def unknown_jurisdiction(boundaries: Boundaries, fmt: Format, code: str | None) -> Response | None:
+    """GeoReport v2: an endpoint serving several jurisdictions answers an unknown
+    ``jurisdiction_id`` with 404; None when it is served (or not given)."""
+    try:
+        handlers.check_named(boundaries, code or None)
+    except handlers.UnknownJurisdiction as unknown:
+        return errors(fmt, 404, str(unknown))
+    return None
 
-    def unknown_jurisdiction(fmt: Format, code: str | None) -> Response | None:
-        """GeoReport v2: an endpoint serving several jurisdictions answers an unknown
-        ``jurisdiction_id`` with 404; None when it is served (or not given)."""
-        try:
-            handlers.check_named(boundaries, code or None)
-        except handlers.UnknownJurisdiction as unknown:
-            return errors(fmt, 404, str(unknown))
-        return None
 
-    @api.get("/discovery.{fmt}", responses=schemas.open311(schemas.DiscoveryOut))
-    async def discovery(fmt: Format) -> Response:
-        """Where this GeoReport v2 endpoint is and what it speaks."""
-        return render(
-            fmt,
-            {
-                "changeset": "2026-11-27T00:00:00+01:00",
-                "contact": settings.contact,
-                "key_service": settings.key_service,
-                "endpoints": [
-                    {
-                        "specification": "http://wiki.open311.org/GeoReport_v2",
-                        "url": base,
-                        "changeset": "2026-11-27T00:00:00+01:00",
-                        "type": settings.endpoint_type,
-                        "formats": ["text/xml", "application/json"],
-                    }
-                ],
-                # This endpoint serves several jurisdictions: requests may name theirs in
-                # jurisdiction_id (without it, the one covering the place is chosen).
-                "jurisdictions": [
-                    {"jurisdiction_id": j.code, "name": j.name} for j in boundaries.all()
-                ],
-            },
-            root="discovery",
-            item="endpoint",
-        )
+def service_requests(fmt: Format, requests: list[dict[str, object]]) -> Response:
+    return render(fmt, requests, root="service_requests", item="request")
 
-    @api.get("/services.{fmt}", responses=schemas.open311(schemas.ServiceOut, 404, many=True))
-    async def list_services(fmt: Format, jurisdiction_id: str | None = None) -> Response:
-        """The categories a report can be filed under (German names; English in keywords);
-        with ``jurisdiction_id``, without those that jurisdiction switched off."""
-        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
-            return refusal
-        return render(
-            fmt,
-            [
+
+router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
+
+
+@router.get("/discovery.{fmt}", responses=schemas.open311(schemas.DiscoveryOut))
+async def discovery(fmt: Format, boundaries: BoundariesDep, settings: SettingsDep) -> Response:
+    """Where this GeoReport v2 endpoint is and what it speaks."""
+    return render(
+        fmt,
+        {
+            "changeset": "2026-11-27T00:00:00+01:00",
+            "contact": settings.contact,
+            "key_service": settings.key_service,
+            "endpoints": [
                 {
-                    "service_code": c.code,
-                    "service_name": c.name_de,
-                    "description": f"{c.description_de} / {c.name_en}: {c.description_en}",
-                    "metadata": bool(definition(c.code) and definition(c.code).attributes),  # type: ignore[union-attr]
-                    "type": "realtime",
-                    "keywords": c.name_en,
-                    "group": c.group,
+                    "specification": "http://wiki.open311.org/GeoReport_v2",
+                    "url": f"{settings.public_base_url}{PREFIX}",
+                    "changeset": "2026-11-27T00:00:00+01:00",
+                    "type": settings.endpoint_type,
+                    "formats": ["text/xml", "application/json"],
                 }
-                for c in handlers.offered_categories(boundaries, jurisdiction_id or None)
             ],
-            root="services",
-            item="service",
-        )
-
-    @api.get(
-        "/services/{service_code}.{fmt}",
-        responses=schemas.open311(schemas.ServiceDefinitionOut, 404),
+            # This endpoint serves several jurisdictions: requests may name theirs in
+            # jurisdiction_id (without it, the one covering the place is chosen).
+            "jurisdictions": [
+                {"jurisdiction_id": j.code, "name": j.name} for j in boundaries.all()
+            ],
+        },
+        root="discovery",
+        item="endpoint",
     )
-    async def service_definition(
-        service_code: str, fmt: Format, jurisdiction_id: str | None = None
-    ) -> Response:
-        """The extra questions of one category (its attributes)."""
-        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
-            return refusal
-        found = definition(service_code)
-        offered = {c.code for c in handlers.offered_categories(boundaries, jurisdiction_id)}
-        if found is None or service_code not in offered:
-            return errors(fmt, 404, f"no service with service_code {service_code!r}")
-        return render(
-            fmt,
+
+
+@router.get("/services.{fmt}", responses=schemas.open311(schemas.ServiceOut, 404, many=True))
+async def list_services(
+    fmt: Format, boundaries: BoundariesDep, jurisdiction_id: str | None = None
+) -> Response:
+    """The categories a report can be filed under (German names; English in keywords);
+    with ``jurisdiction_id``, without those that jurisdiction switched off."""
+    if refusal := unknown_jurisdiction(boundaries, fmt, jurisdiction_id):
+        return refusal
+    return render(
+        fmt,
+        [
             {
-                "service_code": found.service_code,
-                "attributes": [
-                    {
-                        "variable": a.variable,
-                        "code": a.code,
-                        "datatype": a.datatype,
-                        "required": a.required,
-                        "datatype_description": a.datatype_description or None,
-                        "order": a.order,
-                        "description": a.description,
-                        **(
-                            {"values": [{"key": k, "name": n} for k, n in a.values]}
-                            if a.values
-                            else {}
-                        ),
-                    }
-                    for a in found.attributes
-                ],
-            },
-            root="service_definition",
-            item="attribute",
-        )
-
-    @api.post(
-        "/requests.{fmt}",
-        status_code=201,
-        responses=schemas.open311(
-            schemas.RequestCreatedOut, 400, 403, 404, 415, 429, 503, many=True, status=201
-        ),
-        openapi_extra=schemas.open311_request_body(),
+                "service_code": c.code,
+                "service_name": c.name_de,
+                "description": f"{c.description_de} / {c.name_en}: {c.description_en}",
+                "metadata": bool(definition(c.code) and definition(c.code).attributes),  # type: ignore[union-attr]
+                "type": "realtime",
+                "keywords": c.name_en,
+                "group": c.group,
+            }
+            for c in handlers.offered_categories(boundaries, jurisdiction_id or None)
+        ],
+        root="services",
+        item="service",
     )
-    async def create_request(fmt: Format, request: Request) -> Response:
-        """Submit a report: form-encoded, as the spec prescribes."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in FORM_TYPES:
-            # Without this, a JSON body reads as an empty form and the client hears only that
-            # its api_key is missing.
-            return errors(
-                fmt,
-                415,
-                "send the report as application/x-www-form-urlencoded or multipart/form-data "
-                f"(got {content_type or 'no Content-Type'}); JSON goes to POST /api/v1/reports",
-            )
+
+
+@router.get(
+    "/services/{service_code}.{fmt}",
+    responses=schemas.open311(schemas.ServiceDefinitionOut, 404),
+)
+async def service_definition(
+    service_code: str, fmt: Format, boundaries: BoundariesDep, jurisdiction_id: str | None = None
+) -> Response:
+    """The extra questions of one category (its attributes)."""
+    if refusal := unknown_jurisdiction(boundaries, fmt, jurisdiction_id):
+        return refusal
+    found = definition(service_code)
+    offered = {c.code for c in handlers.offered_categories(boundaries, jurisdiction_id)}
+    if found is None or service_code not in offered:
+        return errors(fmt, 404, f"no service with service_code {service_code!r}")
+    return render(
+        fmt,
+        {
+            "service_code": found.service_code,
+            "attributes": [
+                {
+                    "variable": a.variable,
+                    "code": a.code,
+                    "datatype": a.datatype,
+                    "required": a.required,
+                    "datatype_description": a.datatype_description or None,
+                    "order": a.order,
+                    "description": a.description,
+                    **(
+                        {"values": [{"key": k, "name": n} for k, n in a.values]} if a.values else {}
+                    ),
+                }
+                for a in found.attributes
+            ],
+        },
+        root="service_definition",
+        item="attribute",
+    )
+
+
+@router.post(
+    "/requests.{fmt}",
+    status_code=201,
+    responses=schemas.open311(
+        schemas.RequestCreatedOut, 400, 403, 404, 415, 429, 503, many=True, status=201
+    ),
+    openapi_extra=schemas.open311_request_body(),
+)
+async def create_request(
+    fmt: Format,
+    request: Request,
+    writer: WriterDep,
+    boundaries: BoundariesDep,
+    tokens: TokensDep,
+    limits: LimitsDep,
+    settings: SettingsDep,
+    geocoder: GeocoderDep,
+) -> Response:
+    """Submit a report: form-encoded, as the spec prescribes."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in FORM_TYPES:
+        # Without this, a JSON body reads as an empty form and the client hears only that
+        # its api_key is missing.
+        return errors(
+            fmt,
+            415,
+            "send the report as application/x-www-form-urlencoded or multipart/form-data "
+            f"(got {content_type or 'no Content-Type'}); JSON goes to POST /api/v1/reports",
+        )
+    try:
+        # Files are read only to be refused below, with a pointer to where they belong.
+        raw = await read_form(request, max_files=MAX_PHOTOS)
+    except TooLarge as refused:
+        return errors(fmt, 400, str(refused))
+    form = {k: v for k, v in raw.items() if isinstance(v, str)}
+    if form.get("api_key", "") not in {key.get_secret_value() for key in settings.api_keys}:
+        return errors(fmt, 403, "api_key is missing or not valid")
+    if wait := limits.admit_address(request) or limits.admit_email(form.get("email")):
+        limited = errors(
+            fmt,
+            429,
+            f"too many requests from here or for this e-mail address: try again in {wait} seconds",
+        )
+        limited.headers["Retry-After"] = str(wait)
+        return limited
+    if files := sorted({key for key, value in raw.multi_items() if not isinstance(value, str)}):
+        # GeoReport v2 takes a photo as media_url; a dropped file would be a silent loss.
+        return errors(
+            fmt,
+            400,
+            f"file uploads ({', '.join(files)}) are not taken here: send media_url, or "
+            "use POST /api/v1/reports with files named photos",
+        )
+    jurisdiction_id = form.get("jurisdiction_id", "").strip() or None
+    if refusal := unknown_jurisdiction(boundaries, fmt, jurisdiction_id):
+        return refusal
+    service_code = form.get("service_code", "").strip()
+    if service_code and service_code not in CATEGORIES_BY_CODE:
+        # GeoReport v2: "404 - service_code or service_request_id not found".
+        return errors(
+            fmt,
+            404,
+            f"no service with service_code {service_code!r}: services.{fmt} lists them",
+        )
+    attributes: dict[str, list[str]] = {}
+    for key, value in raw.multi_items():
+        match = ATTRIBUTE_FIELD.match(key)
+        if match and isinstance(value, str):
+            attributes.setdefault(match.group(1), []).append(value)
+    problems: list[str] = []
+    lat = _parse_float(form, "lat", problems)
+    long = _parse_float(form, "long", problems)
+    address = form.get("address_string", "").strip() or None
+    if not problems:
         try:
-            # Files are read only to be refused below, with a pointer to where they belong.
-            raw = await read_form(request, max_files=MAX_PHOTOS)
-        except TooLarge as refused:
-            return errors(fmt, 400, str(refused))
-        form = {k: v for k, v in raw.items() if isinstance(v, str)}
-        if form.get("api_key", "") not in {key.get_secret_value() for key in settings.api_keys}:
-            return errors(fmt, 403, "api_key is missing or not valid")
-        if wait := limits.admit_address(request) or limits.admit_email(form.get("email")):
-            limited = errors(
-                fmt,
-                429,
-                "too many requests from here or for this e-mail address: "
-                f"try again in {wait} seconds",
-            )
-            limited.headers["Retry-After"] = str(wait)
-            return limited
-        if files := sorted({key for key, value in raw.multi_items() if not isinstance(value, str)}):
-            # GeoReport v2 takes a photo as media_url; a dropped file would be a silent loss.
+            lat, long = await handlers.locate(geocoder, lat, long, address)
+        except handlers.AddressNotLocated as not_located:
+            problems += not_located.problems
+        except GeocoderUnavailable:
+            log.warning("geocoder unavailable for %r", address, exc_info=True)
             return errors(
                 fmt,
-                400,
-                f"file uploads ({', '.join(files)}) are not taken here: send media_url, or "
-                "use POST /api/v1/reports with files named photos",
+                503,
+                "the address cannot be located right now: try again later or send lat and long",
             )
-        jurisdiction_id = form.get("jurisdiction_id", "").strip() or None
-        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
-            return refusal
-        service_code = form.get("service_code", "").strip()
-        if service_code and service_code not in CATEGORIES_BY_CODE:
-            # GeoReport v2: "404 - service_code or service_request_id not found".
-            return errors(
-                fmt,
-                404,
-                f"no service with service_code {service_code!r}: services.{fmt} lists them",
-            )
-        attributes: dict[str, list[str]] = {}
-        for key, value in raw.multi_items():
-            match = ATTRIBUTE_FIELD.match(key)
-            if match and isinstance(value, str):
-                attributes.setdefault(match.group(1), []).append(value)
-        problems: list[str] = []
-        lat = _parse_float(form, "lat", problems)
-        long = _parse_float(form, "long", problems)
-        address = form.get("address_string", "").strip() or None
-        if (lat is None or long is None) and address and not problems:
-            if geocoder is None:
-                problems.append(
-                    "address_string alone cannot be located here (no geocoder is "
-                    "configured): send lat and long as well"
-                )
-            else:
-                try:
-                    found = await geocoder.locate(address)
-                except GeocoderUnavailable:
-                    log.warning("geocoder unavailable for %r", address, exc_info=True)
-                    return errors(
-                        fmt,
-                        503,
-                        "the address cannot be located right now: try again later "
-                        "or send lat and long",
-                    )
-                if found is None:
-                    problems.append(
-                        f"address_string {address!r} was not found: check it or send lat and long"
-                    )
-                else:
-                    lat, long = found
-        email = form.get("email", "").strip()
-        if email:
-            problems += email_problems(email)
-        if problems:
-            problems += find_problems(
-                service_code,
-                lat,
-                long,
-                form.get("description"),
-                check_location=False,
+    email = form.get("email", "").strip()
+    if email:
+        problems += email_problems(email)
+    if problems:
+        problems += find_problems(
+            service_code,
+            lat,
+            long,
+            form.get("description"),
+            check_location=False,
+            attributes=attributes,
+        )
+        return errors(fmt, 400, *problems)
+    contact = (
+        Contact(
+            email=email,
+            first_name=form.get("first_name") or None,
+            last_name=form.get("last_name") or None,
+            phone=form.get("phone") or None,
+            locale=form.get("locale", "de"),
+        )
+        if email
+        else None
+    )
+    try:
+        report = await handlers.submit_report(
+            writer,
+            boundaries,
+            tokens,
+            handlers.Submission(
+                jurisdiction=jurisdiction_id,
+                default_jurisdiction=settings.jurisdiction,
+                service_code=service_code,
+                lat=lat,
+                long=long,
+                description=form.get("description"),
+                contact=contact,
+                address=address,
+                media_url=form.get("media_url") or None,
                 attributes=attributes,
-            )
-            return errors(fmt, 400, *problems)
-        contact = (
-            Contact(
-                email=email,
-                first_name=form.get("first_name") or None,
-                last_name=form.get("last_name") or None,
-                phone=form.get("phone") or None,
-                locale=form.get("locale", "de"),
-            )
-            if email
-            else None
+                service_levels=settings.service_level_days,
+            ),
         )
-        try:
-            report = await handlers.submit_report(
-                writer,
-                boundaries,
-                tokens,
-                handlers.Submission(
-                    jurisdiction=jurisdiction_id,
-                    default_jurisdiction=settings.jurisdiction,
-                    service_code=service_code,
-                    lat=lat,
-                    long=long,
-                    description=form.get("description"),
-                    contact=contact,
-                    address=address,
-                    media_url=form.get("media_url") or None,
-                    attributes=attributes,
-                    service_levels=settings.service_level_days,
-                ),
-            )
-        except handlers.UnknownJurisdiction as unknown:
-            return errors(fmt, 404, str(unknown))
-        except InvalidReport as invalid:
-            return errors(fmt, 400, *invalid.problems)
-        # The id alone: every service is realtime, and GeoReport v2 answers the id or a token
-        # (for requests that get an id only later), not both.
-        return render(
-            fmt,
-            [{"service_request_id": str(report.id), "service_notice": None, "account_id": None}],
-            root="service_requests",
-            item="request",
-            status_code=201,
-        )
-
-    @api.get(
-        "/requests.{fmt}", responses=schemas.open311(schemas.ServiceRequestOut, 400, 404, many=True)
+    except handlers.UnknownJurisdiction as unknown:
+        return errors(fmt, 404, str(unknown))
+    except InvalidReport as invalid:
+        return errors(fmt, 400, *invalid.problems)
+    # The id alone: every service is realtime, and GeoReport v2 answers the id or a token
+    # (for requests that get an id only later), not both.
+    return render(
+        fmt,
+        [{"service_request_id": str(report.id), "service_notice": None, "account_id": None}],
+        root="service_requests",
+        item="request",
+        status_code=201,
     )
-    async def list_requests(
-        fmt: Format,
-        service_request_id: str | None = None,
-        service_code: str | None = None,
-        start_date: str | None = None,
-        end_date: str | None = None,
-        status: str | None = None,
-        jurisdiction_id: str | None = None,
-    ) -> Response:
-        """Reports by id (a comma list, overriding the other filters), category, time span
-        (at most 90 days; the last 90 days by default) and status; newest first, 1,000 at most."""
-        problems: list[str] = []
-        ids: list[UUID] = []
-        for raw_id in (service_request_id or "").split(","):
-            if raw_id.strip():
-                try:
-                    ids.append(UUID(raw_id.strip()))
-                except ValueError:
-                    problems.append(f"service_request_id {raw_id.strip()!r} is not a valid id")
-        start = _parse_datetime(start_date, "start_date", problems)
-        end = _parse_datetime(end_date, "end_date", problems)
-        statuses: list[ReportStatus] = []
-        if status:
-            for s in status.split(","):
-                if s == "open":
-                    statuses += [
-                        ReportStatus.RECEIVED,
-                        ReportStatus.ASSIGNED,
-                        ReportStatus.IN_PROGRESS,
-                    ]
-                elif s == "closed":
-                    statuses += [
-                        ReportStatus.RESOLVED,
-                        ReportStatus.REJECTED,
-                        ReportStatus.DUPLICATE,
-                    ]
-                else:
-                    problems.append(f"status must be open or closed, got {s!r}")
-        if not ids:
-            if start and end and end - start > MAX_SPAN:
-                problems.append("start_date and end_date may be at most 90 days apart")
-            if start and end and end < start:
-                problems.append("end_date is before start_date")
-            if start is None and end is None:
-                end = datetime.now(tz)
-                start = end - MAX_SPAN
-            elif start is None and end is not None:
-                start = end - MAX_SPAN
-            elif end is None and start is not None:
-                end = start + MAX_SPAN
-        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
-            return refusal
-        if problems:
-            return errors(fmt, 400, *problems)
-        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
-        async with unit_of_work(outbox) as uow:
-            found = await uow.reports.search(
-                ids=ids,
-                service_codes=codes,
-                start=start,
-                end=end,
-                statuses=statuses,
-                jurisdiction=jurisdiction_id or None,
-            )
-        return render(
-            fmt,
-            [report_to_open311(r, settings, tz) for r in found],
-            root="service_requests",
-            item="request",
-        )
 
-    @api.get(
-        "/requests/{service_request_id}.{fmt}",
-        responses=schemas.open311(schemas.ServiceRequestOut, 404, many=True),
+
+@router.get(
+    "/requests.{fmt}", responses=schemas.open311(schemas.ServiceRequestOut, 400, 404, many=True)
+)
+async def list_requests(
+    fmt: Format,
+    uows: UnitsOfWorkDep,
+    boundaries: BoundariesDep,
+    settings: SettingsDep,
+    tz: TimezoneDep,
+    service_request_id: str | None = None,
+    service_code: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    status: str | None = None,
+    jurisdiction_id: str | None = None,
+) -> Response:
+    """Reports by id (a comma list, overriding the other filters), category, time span
+    (at most 90 days; the last 90 days by default) and status; newest first, 1,000 at most."""
+    problems: list[str] = []
+    ids: list[UUID] = []
+    for raw_id in (service_request_id or "").split(","):
+        if raw_id.strip():
+            try:
+                ids.append(UUID(raw_id.strip()))
+            except ValueError:
+                problems.append(f"service_request_id {raw_id.strip()!r} is not a valid id")
+    start = _parse_datetime(start_date, "start_date", problems)
+    end = _parse_datetime(end_date, "end_date", problems)
+    statuses: list[ReportStatus] = []
+    if status:
+        for s in status.split(","):
+            if s in STATUSES_NAMED:
+                statuses += STATUSES_NAMED[s]
+            else:
+                problems.append(f"status must be open or closed, got {s!r}")
+    if not ids:
+        if start and end and end - start > MAX_SPAN:
+            problems.append("start_date and end_date may be at most 90 days apart")
+        if start and end and end < start:
+            problems.append("end_date is before start_date")
+        if start is None and end is None:
+            end = datetime.now(tz)
+            start = end - MAX_SPAN
+        elif start is None and end is not None:
+            start = end - MAX_SPAN
+        elif end is None and start is not None:
+            end = start + MAX_SPAN
+    if refusal := unknown_jurisdiction(boundaries, fmt, jurisdiction_id):
+        return refusal
+    if problems:
+        return errors(fmt, 400, *problems)
+    found = await handlers.find_reports(
+        uows,
+        ids=ids,
+        service_codes=[c.strip() for c in (service_code or "").split(",") if c.strip()],
+        start=start,
+        end=end,
+        statuses=statuses,
+        jurisdiction=jurisdiction_id or None,
     )
-    async def get_request(
-        service_request_id: str, fmt: Format, jurisdiction_id: str | None = None
-    ) -> Response:
-        """One report's public status."""
-        if refusal := unknown_jurisdiction(fmt, jurisdiction_id):
-            return refusal
-        try:
-            report_id = UUID(service_request_id)
-        except ValueError:
-            return errors(fmt, 404, f"no service request {service_request_id!r}")
-        report = await handlers.get_report(uows, report_id)
-        if report is None or (jurisdiction_id and report.jurisdiction != jurisdiction_id):
-            return errors(fmt, 404, f"no service request {service_request_id!r}")
-        return render(
-            fmt, [report_to_open311(report, settings, tz)], root="service_requests", item="request"
-        )
+    return service_requests(
+        fmt,
+        [representations.service_request(r, settings.public_base_url, tz) for r in found],
+    )
 
-    @api.get("/tokens/{token}.{fmt}", responses=schemas.open311(schemas.TokenOut, 404, many=True))
-    async def get_token(token: str, fmt: Format) -> Response:
-        """The service_request_id behind a token."""
-        async with unit_of_work(outbox) as uow:
-            report_id = await uow.reports.id_for_token(token)
-        if report_id is None:
-            return errors(fmt, 404, f"no service request for token {token!r}")
-        return render(
-            fmt,
-            [{"service_request_id": str(report_id), "token": token}],
-            root="service_requests",
-            item="request",
-        )
 
-    return api
+@router.get(
+    "/requests/{service_request_id}.{fmt}",
+    responses=schemas.open311(schemas.ServiceRequestOut, 404, many=True),
+)
+async def get_request(
+    service_request_id: str,
+    fmt: Format,
+    uows: UnitsOfWorkDep,
+    boundaries: BoundariesDep,
+    settings: SettingsDep,
+    tz: TimezoneDep,
+    jurisdiction_id: str | None = None,
+) -> Response:
+    """One report's public status."""
+    if refusal := unknown_jurisdiction(boundaries, fmt, jurisdiction_id):
+        return refusal
+    try:
+        report_id = UUID(service_request_id)
+    except ValueError:
+        return errors(fmt, 404, f"no service request {service_request_id!r}")
+    report = await handlers.get_report(uows, report_id)
+    if report is None or (jurisdiction_id and report.jurisdiction != jurisdiction_id):
+        return errors(fmt, 404, f"no service request {service_request_id!r}")
+    return service_requests(
+        fmt, [representations.service_request(report, settings.public_base_url, tz)]
+    )
+
+
+@router.get("/tokens/{token}.{fmt}", responses=schemas.open311(schemas.TokenOut, 404, many=True))
+async def get_token(token: str, fmt: Format, uows: UnitsOfWorkDep) -> Response:
+    """The service_request_id behind a token."""
+    report_id = await handlers.report_id_for_token(uows, token)
+    if report_id is None:
+        return errors(fmt, 404, f"no service request for token {token!r}")
+    return service_requests(fmt, [{"service_request_id": str(report_id), "token": token}])
