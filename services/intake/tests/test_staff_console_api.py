@@ -109,6 +109,24 @@ async def test_me_names_the_member_their_offices_and_role(stack: Stack) -> None:
         assert refused.json()["errors"][0]["code"] == "unauthorized"
 
 
+async def test_an_admin_asking_for_the_offices_of_an_unknown_city_gets_a_404(
+    stack: Stack,
+) -> None:
+    """Not the 503 of a directory that has not arrived yet: that one clears, this one never."""
+    await stack.boundary_known()
+    admin = await token_for(stack, admin=True)
+    known = await stack.intake.get(
+        "/api/v1/staff/offices", params={"jurisdiction": "koeln"}, headers=admin
+    )
+    assert known.status_code == 200, known.text
+    assert "OA" in {office["code"] for office in known.json()}
+    unknown = await stack.intake.get(
+        "/api/v1/staff/offices", params={"jurisdiction": "null"}, headers=admin
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["errors"][0]["code"] == "unknown_jurisdiction"
+
+
 async def test_the_queue_filters_searches_sorts_pages_and_counts(stack: Stack) -> None:
     office = await token_for(stack, "VTA-OST")
     word = f"kanal{secrets.token_hex(4)}"

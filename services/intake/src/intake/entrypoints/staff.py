@@ -24,6 +24,7 @@ from intake.domain import (
 )
 from intake.entrypoints import representations, schemas
 from intake.entrypoints.dependencies import (
+    BoundariesDep,
     DirectoryDep,
     OidcDep,
     OutboxDep,
@@ -534,14 +535,17 @@ async def note(
     responses=schemas.refusals(
         401,
         403,
+        404,
         503,
         s403="Another jurisdiction than the member's",
+        s404="A jurisdiction the deployment does not serve",
         s503="The office directory has not arrived yet from geo-router",
     ),
 )
 async def list_offices(
     member: Staff,
     directory: DirectoryDep,
+    boundaries: BoundariesDep,
     settings: SettingsDep,
     jurisdiction: str | None = Query(
         default=None, max_length=100, description="a deployment-wide admin: one jurisdiction"
@@ -549,6 +553,10 @@ async def list_offices(
 ) -> JSONResponse:
     """The offices a ticket of the member's jurisdiction can be handed to (``assigned``
     with their ``office_code``)."""
+    try:
+        handlers.check_named(boundaries, jurisdiction or None)
+    except handlers.UnknownJurisdiction as unknown:
+        return problem(404, ("unknown_jurisdiction", "jurisdiction", str(unknown)))
     offices = directory.offices(
         scope(member, jurisdiction) or member.jurisdiction or settings.jurisdiction
     )
