@@ -67,3 +67,19 @@ def test_web_owns_no_data() -> None:
     """No schema, no broker: web reaches the platform only over HTTP."""
     imports = imported_top_level_modules(ROOT / "services" / "web" / "src" / "web")
     assert imports & {"sqlalchemy", "asyncpg", "aiokafka", "faststream", "alembic"} == set()
+
+
+def test_the_notifiers_handlers_depend_on_ports_not_on_the_database() -> None:
+    """The notifier's use cases work through ``notifier.ports``: no SQLAlchemy, no adapter."""
+    handlers = ROOT / "services" / "notifier" / "src" / "notifier" / "handlers.py"
+    tree = ast.parse(handlers.read_text(encoding="utf-8"))
+    modules = {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom) and n.module is not None:
+            # ``from notifier import adapters`` imports notifier.adapters too.
+            modules |= {n.module} | {f"{n.module}.{alias.name}" for alias in n.names}
+    assert not {m for m in modules if m.split(".")[0] == "sqlalchemy"}
+    assert not {
+        m for m in modules if m == "notifier.adapters" or m.startswith("notifier.adapters.")
+    }
+    assert "notifier.ports" in modules

@@ -11,53 +11,14 @@ import json
 import time
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import aiosmtplib
 import httpx
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from notifier.domain import City, Mail
+from notifier.domain import Mail
 from notifier.settings import NotifierSettings
-
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def compose(
-    template: str,
-    locale: str,
-    *,
-    to: str,
-    message_id: str,
-    unsubscribe_url: str | None = None,
-    city: City | None = None,
-    **context: Any,
-) -> Mail:
-    """The mail ``template`` in ``locale`` (de or en) writes: its subject (set in the text
-    template), plain text and HTML; the templates see ``unsubscribe_url`` too, and
-    ``jurisdiction_name``, the name of the ``city`` the mail is about (None: unknown)."""
-    city = city or City()
-    locale = "en" if locale == "en" else "de"
-    context = {**context, "unsubscribe_url": unsubscribe_url, "jurisdiction_name": city.name}
-    module = _env.get_template(f"{locale}/{template}.txt").make_module(context)
-    return Mail(
-        to=to,
-        subject=" ".join(str(getattr(module, "subject", "")).split()),
-        text=str(module),
-        html=_env.get_template(f"{locale}/{template}.html").render(**context),
-        message_id=message_id,
-        unsubscribe_url=unsubscribe_url,
-        sender_name=city.sender_name,
-    )
 
 
 def encoded_word(text: str) -> str:
