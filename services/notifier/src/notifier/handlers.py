@@ -424,7 +424,8 @@ class Dispatcher:
     comes back as a new instance, so that its old claims are released like a dead one's.
 
     ``statements`` opens the units of work that record outcomes: each one statement, best
-    autocommitted (one round trip, no BEGIN and COMMIT around it)."""
+    autocommitted (one round trip, no BEGIN and COMMIT around it). ``clock`` tells the time
+    claims are due by and retries are set from."""
 
     def __init__(
         self,
@@ -434,9 +435,11 @@ class Dispatcher:
         settings: NotifierSettings,
         *,
         statements: UnitOfWorkFactory | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._unit_of_work = unit_of_work
         self._statements = statements or unit_of_work
+        self._clock = clock
         self._mail_senders = mail_senders
         self._hook_sender = hook_sender
         self._settings = settings
@@ -509,7 +512,7 @@ class Dispatcher:
             return 0
         async with self._unit_of_work() as uow:
             claimed = await uow.notifications.claim_due_in_order_per_recipient(
-                self.instance_id, 25 * len(self._mail_senders), datetime.now(UTC)
+                self.instance_id, 25 * len(self._mail_senders), self._clock()
             )
         queue: asyncio.Queue[Claimed] = asyncio.Queue()
         for claim in claimed:
@@ -580,15 +583,13 @@ class Dispatcher:
         except OutcomesUnrecorded:
             raise
         except Exception as exc:
-            outcome = domain.failed(
-                claim, repr(exc), datetime.now(UTC), self._settings.max_attempts
-            )
+            outcome = domain.failed(claim, repr(exc), self._clock(), self._settings.max_attempts)
             await self._finish(outcome)
             parked = outcome.state == "parked"
             NOTIFICATIONS.labels(channel, "parked" if parked else "failed").inc()
             log.warning("%s %s failed (attempt %d): %r", channel, claim.id, outcome.attempts, exc)
             return
-        now = datetime.now(UTC)
+        now = self._clock()
         await self._finish(domain.sent(claim.id, now))
         NOTIFICATIONS.labels(channel, "sent").inc()
         occurred_at = datetime.fromisoformat(claim.event["occurred_at"])
