@@ -505,8 +505,8 @@ class Dispatcher:
 
     async def deliver_due(self) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
-        and record each outcome before that connection sends again. Returns how many were
-        claimed."""
+        and record each outcome before that connection's next mail goes out for good. Returns
+        how many were claimed."""
         await self._settle()
         if not self._leased():
             return 0
@@ -519,19 +519,44 @@ class Dispatcher:
             queue.put_nowait(claim)
 
         async def worker(sender: MailSender) -> None:
-            # Without the lease the rest stays claimed: the others may be releasing it. With
-            # an outcome unrecorded the database is away: no more sending until it is back.
-            while not queue.empty() and self._leased() and not self._unsettled:
-                claim = queue.get_nowait()
+            # The previous outcome is recorded while the next mail's envelope goes out, and
+            # waited for before the server takes that mail: a crash repeats at most the mail
+            # in flight on each connection.
+            recording: asyncio.Task[None] | None = None
+
+            async def previous_outcome_recorded() -> None:
+                nonlocal recording
+                if recording is not None:
+                    task, recording = recording, None
+                    await task
+
+            try:
+                # Without the lease the rest stays claimed: the others may be releasing it.
+                # With an outcome unrecorded the database is away: no more sending until it
+                # is back.
+                while not queue.empty() and self._leased() and not self._unsettled:
+                    claim = queue.get_nowait()
+                    try:
+                        outcome = await self._attempt(claim, sender, previous_outcome_recorded)
+                    except OutcomesUnrecorded:
+                        log.warning("notification %s not sent: database away", claim.id)
+                        self._unsettled[claim.id] = domain.given_back(claim.id)
+                        break
+                    except Exception as exc:
+                        # Cannot even be attempted (a bug, bad data): parked, never blocking.
+                        log.exception("notification %s parked", claim.id)
+                        outcome = domain.unattemptable(claim.id, repr(exc))
+                    try:
+                        await previous_outcome_recorded()
+                    except OutcomesUnrecorded:
+                        self._unsettled[claim.id] = outcome
+                        break
+                    recording = asyncio.create_task(self._finish(outcome))
+            finally:
                 try:
-                    await self._deliver(claim, sender)
+                    await previous_outcome_recorded()
                 except OutcomesUnrecorded:
-                    log.warning("outcome of notification %s kept to record later", claim.id)
-                except Exception as exc:
-                    # Cannot even be attempted (a bug, bad data): parked, never blocking.
-                    log.exception("notification %s parked", claim.id)
-                    with contextlib.suppress(OutcomesUnrecorded):
-                        await self._finish(domain.unattemptable(claim.id, repr(exc)))
+                    log.warning("outcomes kept to record once the database is back")
 
         await asyncio.gather(*(worker(s) for s in self._mail_senders))
         if self._leased():
@@ -567,33 +592,36 @@ class Dispatcher:
             return None
         return self._mails.office_reopened(event, office, claim)
 
-    async def _deliver(self, claim: Claimed, mail_sender: MailSender) -> None:
+    async def _attempt(
+        self, claim: Claimed, mail_sender: MailSender, ready: Callable[[], Awaitable[None]]
+    ) -> Outcome:
+        """Deliver one notification (``ready`` awaited before it goes out for good); returns
+        its outcome. Raises what ``ready`` raises (then nothing was sent)."""
         channel = claim.channel
         try:
             if channel == WEBHOOK:
                 assert self._hook_sender is not None, "webhook not configured"
+                await ready()
                 await self._hook_sender.send(claim.event, str(claim.event["event_id"]))
             else:
                 mail = await self._compose(claim)
                 if mail is None:
-                    await self._finish(domain.skipped(claim.id))
                     NOTIFICATIONS.labels(channel, "skipped").inc()
-                    return
-                await mail_sender.send(mail)
+                    return domain.skipped(claim.id)
+                await mail_sender.send(mail, ready)
         except OutcomesUnrecorded:
             raise
         except Exception as exc:
             outcome = domain.failed(claim, repr(exc), self._clock(), self._settings.max_attempts)
-            await self._finish(outcome)
             parked = outcome.state == "parked"
             NOTIFICATIONS.labels(channel, "parked" if parked else "failed").inc()
             log.warning("%s %s failed (attempt %d): %r", channel, claim.id, outcome.attempts, exc)
-            return
+            return outcome
         now = self._clock()
-        await self._finish(domain.sent(claim.id, now))
         NOTIFICATIONS.labels(channel, "sent").inc()
         occurred_at = datetime.fromisoformat(claim.event["occurred_at"])
         DELIVERY_LATENCY.labels(channel).observe((now - occurred_at).total_seconds())
+        return domain.sent(claim.id, now)
 
     async def _finish(self, outcome: Outcome) -> None:
         """Record an outcome right after the attempt, with those of the other connections

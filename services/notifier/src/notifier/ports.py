@@ -5,7 +5,7 @@ channels; the unit tests use in-memory fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,9 +28,16 @@ from notifier.domain import (
     StatusChange,
 )
 
+#: Awaited by a mail sender before the server takes the mail (see MailSender.send).
+Ready = Callable[[], Awaitable[None]]
+
 
 class MailSender(Protocol):
-    async def send(self, mail: Mail) -> None: ...
+    async def send(self, mail: Mail, ready: Ready | None = None) -> None:
+        """Sends the mail. ``ready``, if given, is awaited before the server takes the mail
+        (after its envelope, before its content): while it runs, nothing is delivered yet,
+        and if it raises, the mail is not sent and its exception is raised."""
+        ...
 
 
 class HookSender(Protocol):

@@ -30,6 +30,7 @@ from notifier.domain import (
     Preference,
     StatusChange,
 )
+from notifier.ports import Ready
 from notifier.settings import NotifierSettings
 
 EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -560,7 +561,9 @@ class FakeMailSender:
         self.failures = 0
         self.always_fail = False
 
-    async def send(self, mail: Mail) -> None:
+    async def send(self, mail: Mail, ready: Ready | None = None) -> None:
+        if ready is not None:
+            await ready()
         if self.always_fail or self.failures:
             self.failures = max(0, self.failures - 1)
             raise ConnectionRefusedError("the SMTP server refused")

@@ -170,19 +170,27 @@ async def test_a_later_change_never_overtakes_an_earlier_one_to_the_same_contact
     assert len(mail.sent) == 2
 
 
-async def test_outcomes_of_several_connections_are_recorded_together(
+async def test_outcomes_are_recorded_together_and_before_a_connection_sends_again(
     database: Any, settings: NotifierSettings
 ) -> None:
     class SlowSender:
+        """Checks that its earlier mails are recorded as sent before the next one goes."""
+
         def __init__(self) -> None:
             self.sent: list[Any] = []
 
-        async def send(self, message: Any) -> None:
+        async def send(self, message: Any, ready: Any = None) -> None:
             await asyncio.sleep(0)
+            await ready()
+            recorded = {
+                contacts[n.note.contact_id] for n in database.notifications() if n.state == "sent"
+            }
+            assert {m.to for m in self.sent} <= recorded
             self.sent.append(message)
 
     senders = [SlowSender() for _ in range(4)]
     await reported(database, *(f"c{i}@example.org" for i in range(20)))
+    contacts = {c.id: c.email for c in database.contacts()}
     d = dispatcher(database, list(senders), settings)
     await d.heartbeat()
     assert await d.deliver_due() == 20
@@ -223,7 +231,9 @@ async def test_the_claims_of_a_silent_instance_go_to_a_live_one_and_never_twice(
         def __init__(self, into: list[Any]) -> None:
             self.into = into
 
-        async def send(self, message: Any) -> None:
+        async def send(self, message: Any, ready: Any = None) -> None:
+            if ready is not None:
+                await ready()
             self.into.append(message.to)
 
     first = dispatcher(database, [Recording(from_first)], settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import aiosmtplib
 import httpx
 
 from notifier.domain import Mail
+from notifier.ports import Ready
 from notifier.settings import NotifierSettings
 
 
@@ -118,17 +120,35 @@ class SmtpSender:
             self._client = client
         return self._client
 
-    async def send(self, mail: Mail) -> None:
+    async def send(self, mail: Mail, ready: Ready | None = None) -> None:
+        """Sends the mail. ``ready`` (if given) is awaited after the envelope and before the
+        content, which is when the server takes the mail: should it raise, the mail is
+        dropped unsent (RSET) and its exception raised."""
         message = self._message(mail)
         async with self._lock:
             try:
-                client = await self._connected()
-                await client.sendmail(self._sender, [mail.to], message)
+                await self._transaction(await self._connected(), mail.to, message, ready)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 # A reused connection the server closed meanwhile: one fresh attempt.
                 self._client = None
-                client = await self._connected()
-                await client.sendmail(self._sender, [mail.to], message)
+                await self._transaction(await self._connected(), mail.to, message, ready)
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, to: str, message: bytes, ready: Ready | None
+    ) -> None:
+        try:
+            await client.mail(self._sender)
+            await client.rcpt(to)
+            if ready is not None:
+                await ready()
+            await client.data(message)
+        except aiosmtplib.SMTPServerDisconnected:
+            raise
+        except BaseException:
+            # The server forgets the envelope: the connection is ready for the next mail.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.rset()
+            raise
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:
