@@ -93,12 +93,14 @@ async def record_contacts(uow: UnitOfWork, events: Sequence[ReporterContactSubmi
         ]
     )
     if added:
-        changes = await uow.status_changes.of_reports({c.report_id for c in added})
+        changes_of = defaultdict(list)
+        for change in await uow.status_changes.of_reports({c.report_id for c in added}):
+            changes_of[change.report_id].append(change)
         await uow.notifications.queue(
             [
                 domain.mail_to_contact(change, contact)
                 for contact in added
-                for change in changes
+                for change in changes_of[contact.report_id]
                 if hears_about(contact, change)
             ]
         )
@@ -379,20 +381,26 @@ class OutcomesUnrecorded(Exception):
 
 
 class _GroupRecorder:
-    """Outcomes of the workers recorded together: each worker waits until its outcome is
-    recorded before it sends again (so a crash repeats at most the mail in flight on each
-    connection), but what all of them finished meanwhile goes into one statement."""
+    """Outcomes of the workers recorded together: each statement records every outcome
+    waiting when it starts. Up to ``concurrency`` statements run at once: one at a time, a
+    commit's wait for the disk held up every connection behind it (and PostgreSQL flushes
+    the log of concurrent commits together anyway)."""
 
-    def __init__(self, record: Callable[[list[Outcome]], Awaitable[None]]) -> None:
+    def __init__(
+        self, record: Callable[[list[Outcome]], Awaitable[None]], concurrency: int
+    ) -> None:
         self._record = record
+        self._concurrency = concurrency
         self._waiting: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def record(self, outcome: Outcome) -> None:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((outcome, done))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
+        if len(self._flushing) < self._concurrency:
+            task = asyncio.create_task(self._flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
         await done
 
     async def _flush(self) -> None:
@@ -451,7 +459,7 @@ class Dispatcher:
         #: Outcomes the database could not take when they happened (by notification id):
         #: recorded before anything else, never sent again meanwhile.
         self._unsettled: dict[int, Outcome] = {}
-        self._outcomes = _GroupRecorder(self._record)
+        self._outcomes = _GroupRecorder(self._record, concurrency=max(1, len(mail_senders) // 2))
         #: Until when (event loop time) this instance may claim and send.
         self._lease_until: float | None = None
         #: Closes the senders' connections at shutdown.
