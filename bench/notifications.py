@@ -4,9 +4,11 @@
    storing a Maildir, as in the local stack) for a backlog of status changes, with the Maildir
    in memory and on the disk (whose own file rate is measured too);
 2. status change → message in the Maildir, p50/p99, at a fixed 100 changes/s;
-3. what a bare SMTP client (aiosmtplib, as many connections as the notifier has workers, the
-   notifier's own message as it arrived) reaches against the same server and Maildir in the same
-   run, for as many messages as the backlog, and the notifier's share of it.
+3. what a bare SMTP client (aiosmtplib, as many connections as the notifier has workers, a
+   message of the notifier's own) reaches against the same server and Maildir in the same run,
+   for as many messages as the backlog, right before and right after the notifier's backlog
+   (the load of a shared machine drifts), and the notifier's share of their mean. The load
+   average is recorded beside each.
 
     uv run python bench/notifications.py [--backlog 8000] [--rate 100] [--seconds 20]
 """
@@ -18,6 +20,7 @@ import asyncio
 import email
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -33,6 +36,9 @@ from mm_shared.events import (
     ReportStatus,
     ReportStatusChanged,
 )
+from notifier.adapters.senders import mime_message
+from notifier.domain import Claimed
+from notifier.mails import Mails
 from notifier.settings import NotifierSettings
 
 
@@ -93,6 +99,31 @@ async def bare_smtp_client(port: int, template: bytes, messages: int, connection
     for client in clients:
         await client.quit()
     return round(rate)
+
+
+def load() -> list[float]:
+    """The 1, 5 and 15 minutes' load averages (as ``uptime`` shows them)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def a_notifier_message() -> bytes:
+    """A status mail as the notifier writes one (before the notifier ran in this run)."""
+    settings = NotifierSettings()
+    event = change(uuid4())
+    recipient = Claimed(
+        id=1,
+        channel="email",
+        event=event.model_dump(mode="json"),
+        contact_id=1,
+        email="bare@example.org",
+        locale="de",
+        preference="every_change",
+        unsubscribe_token="t" * 32,
+    )
+    mail = Mails(settings.public_base_url, settings.tracking_base_url).status_changed(
+        event, recipient
+    )
+    return mime_message(settings.mail_from, mail)
 
 
 def a_delivered_message(maildir: Path) -> bytes:
@@ -163,6 +194,13 @@ async def run(
     await producer.start()
     figures: dict[str, object] = {}
     try:
+        connections = NotifierSettings().workers
+        # The bare client first, with a message the notifier's own code writes; its files are
+        # cleared before the notifier's are counted.
+        bare_before = await bare_smtp_client(smtp_port, a_notifier_message(), backlog, connections)
+        load_before = load()
+        for path in delivered(maildir):
+            path.unlink()
         # Backlog: contacts and status changes already waiting when the notifier starts.
         reports = [uuid4() for _ in range(backlog)]
         await send(
@@ -190,19 +228,28 @@ async def run(
                 "notifications": backlog,
                 "delivered": sent,
                 "per_s": round((sent - first_count) / (last - first)) if last > first else None,
+                "load_average": load(),
             }
             template = a_delivered_message(maildir)
+            # The notifier idles now: the same server and Maildir, for the bare client again
+            # with the notifier's message as it arrived.
+            bare_after = await bare_smtp_client(smtp_port, template, backlog, connections)
+            load_after = load()
+            for path in delivered(maildir):
+                path.unlink()
             if rate is not None:
-                figures["fixed_rate"] = await fixed_rate(producer, maildir, backlog, rate, seconds)
-        # The notifier has stopped: the same server and Maildir, now for a bare client.
-        connections = NotifierSettings().workers
-        bare = await bare_smtp_client(smtp_port, template, backlog, connections)
+                figures["fixed_rate"] = await fixed_rate(producer, maildir, 0, rate, seconds)
         notifier_rate = figures["backlog"]["per_s"]  # type: ignore[index]
+        bare = (bare_before + bare_after) / 2
         figures["bare_smtp_client"] = {
             "messages": backlog,
             "connections": connections,
             "message_bytes": len(template),
-            "per_s": bare,
+            "per_s_before": bare_before,
+            "load_average_before": load_before,
+            "per_s_after": bare_after,
+            "load_average_after": load_after,
+            "per_s": round(bare),
         }
         figures["notifier_share_of_bare"] = (
             round(notifier_rate / bare, 3) if notifier_rate else None
@@ -215,11 +262,17 @@ async def run(
     return figures
 
 
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backlog", type=int, default=8000)
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=20)
+    #: Helpers sharing a database server each give their own.
+    parser.add_argument("--database", default="mangelmelder_bench")
     args = parser.parse_args()
     # The Maildir costs a file creation and a rename per mail; where the project's disk manages
     # about a thousand of those a second, the disk, not the notifier, would be measured. So the
@@ -228,20 +281,23 @@ def main() -> None:
     memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else LOGS
     on_memory, on_disk = memory / f"maildir-{os.getpid()}", LOGS / f"maildir-{os.getpid()}"
     figures: dict[str, object] = {
+        "uptime_at_start": uptime(),
         "maildir_files_per_s": {
             "memory": files_per_s(memory / f"files-{os.getpid()}"),
             "disk": files_per_s(LOGS / f"files-{os.getpid()}"),
-        }
+        },
     }
-    database_url = database("mangelmelder_bench", jurisdictions=())
+    database_url = database(args.database, jurisdictions=())
     with broker() as bootstrap:
         figures["maildir_in_memory"] = asyncio.run(
             run(bootstrap, database_url, on_memory, args.backlog, args.rate, args.seconds)
         )
+    figures["uptime_before_disk_run"] = uptime()
     with broker() as bootstrap:
         figures["maildir_on_disk"] = asyncio.run(
             run(bootstrap, database_url, on_disk, args.backlog // 2, None, args.seconds)
         )
+    figures["uptime_at_end"] = uptime()
     figures["targets"] = {
         "notifications_per_s": 1000,
         "p99_ms_at_100_per_s": 1000,

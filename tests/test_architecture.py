@@ -102,3 +102,14 @@ def test_intakes_http_routes_leave_transactions_to_the_handlers(router: str) -> 
     assert "sqlalchemy" not in imports_of(module)
     assert {m for m in imported if m.startswith("intake.adapters.db")} == set()
     assert "intake.handlers" in imported
+
+
+def test_the_notifiers_handlers_depend_on_ports_not_on_the_database() -> None:
+    """The notifier's use cases work through ``notifier.ports``: no SQLAlchemy, no adapter."""
+    handlers = ROOT / "services" / "notifier" / "src" / "notifier" / "handlers.py"
+    imported = modules_imported_by(handlers)
+    assert not {m for m in imported if m.split(".")[0] == "sqlalchemy"}
+    assert not {
+        m for m in imported if m == "notifier.adapters" or m.startswith("notifier.adapters.")
+    }
+    assert "notifier.ports" in imported

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from conftest import WEB_STYLESHEET, Stack
 from devstack.testing import body_text, eventually, run_sql
+from notifier.adapters.db import SqlUnitOfWorkFactory
 from notifier.handlers import erase_expired_contacts
 
 MARKT = (51.3397, 12.3731)
@@ -164,7 +165,7 @@ async def test_unconfirmed_subscriptions_are_deleted_after_a_week(stack: Stack) 
     )
     engine = create_async_engine(stack.database_url)
     try:
-        await erase_expired_contacts(engine, timedelta(days=90))
+        await erase_expired_contacts(SqlUnitOfWorkFactory(engine), timedelta(days=90))
     finally:
         await engine.dispose()
     left = await run_sql(

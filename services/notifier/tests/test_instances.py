@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from conftest import Stack
 from devstack.testing import eventually
 from mm_shared.events import OfficeRef, ReporterContactSubmitted, ReportStatus, ReportStatusChanged
-from notifier.adapters.db import instances, notifications
+from notifier.adapters.db import SqlUnitOfWorkFactory, instances, notifications
 from notifier.adapters.senders import SmtpSender
 from notifier.handlers import Dispatcher, record_contacts, record_status_changes
 from notifier.settings import NotifierSettings
@@ -40,7 +40,13 @@ def _dispatcher(stack: Stack, engine: AsyncEngine, **overrides: Any) -> Dispatch
     settings = _settings(stack, **overrides)
     # One connection: batches of 25, so that the instances take turns at the queue.
     senders = [SmtpSender(settings)]
-    dispatcher = Dispatcher(engine, list(senders), None, settings)
+    dispatcher = Dispatcher(
+        SqlUnitOfWorkFactory(engine),
+        list(senders),
+        None,
+        settings,
+        statements=SqlUnitOfWorkFactory(engine, autocommit=True),
+    )
     dispatcher.closers.extend(s.close for s in senders)
     return dispatcher
 
@@ -58,9 +64,9 @@ async def _queue_mails(engine: AsyncEngine, addresses: list[str], claimed_by: st
         office=OfficeRef(code="VTA-OST", name="Verkehrs- und Tiefbauamt"),
         changed_by="test",
     )
-    async with engine.begin() as conn:
+    async with SqlUnitOfWorkFactory(engine)() as uow:
         await record_contacts(
-            conn,
+            uow,
             [
                 ReporterContactSubmitted(
                     report_id=report_id, email=a, occurred_at=change.occurred_at
@@ -68,9 +74,9 @@ async def _queue_mails(engine: AsyncEngine, addresses: list[str], claimed_by: st
                 for a in addresses
             ],
         )
-        await record_status_changes(conn, [change], with_webhook=False)
+        await record_status_changes(uow, [change], with_webhook=False)
         if claimed_by is not None:
-            await conn.execute(
+            await uow.connection.execute(
                 notifications.update()
                 .where(notifications.c.event_id == change.event_id)
                 .values(state="sending", claimed_by=claimed_by, claimed_at=sa.func.now())

@@ -17,7 +17,7 @@ from mm_shared.events import (
     ReportStatusChanged,
     utcnow,
 )
-from notifier.adapters.db import contacts, notifications, status_events
+from notifier.adapters.db import SqlUnitOfWorkFactory, contacts, notifications, status_events
 from notifier.handlers import erase_expired_contacts
 
 OFFICE = OfficeRef(code="SRL", name="Stadtreinigung Leipzig")
@@ -184,7 +184,7 @@ async def test_contact_data_is_erased_once_its_report_has_been_closed_long_enoug
                     ).where(contacts.c.report_id == closed_long_ago),
                 )
             )
-        assert await erase_expired_contacts(engine, timedelta(days=30)) >= 1
+        assert await erase_expired_contacts(SqlUnitOfWorkFactory(engine), timedelta(days=30)) >= 1
         assert await emails() == ["open@example.org", "today@example.org"]
     finally:
         await engine.dispose()

@@ -5,59 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import time
 from email.header import Header
 from email.utils import formataddr, formatdate, parseaddr
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import aiosmtplib
 import httpx
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from notifier.domain import City, Mail
+from notifier.domain import Mail
+from notifier.ports import Ready
 from notifier.settings import NotifierSettings
-
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def compose(
-    template: str,
-    locale: str,
-    *,
-    to: str,
-    message_id: str,
-    unsubscribe_url: str | None = None,
-    city: City | None = None,
-    **context: Any,
-) -> Mail:
-    """The mail ``template`` in ``locale`` (de or en) writes: its subject (set in the text
-    template), plain text and HTML; the templates see ``unsubscribe_url`` too, and
-    ``jurisdiction_name``, the name of the ``city`` the mail is about (None: unknown)."""
-    city = city or City()
-    locale = "en" if locale == "en" else "de"
-    context = {**context, "unsubscribe_url": unsubscribe_url, "jurisdiction_name": city.name}
-    module = _env.get_template(f"{locale}/{template}.txt").make_module(context)
-    return Mail(
-        to=to,
-        subject=" ".join(str(getattr(module, "subject", "")).split()),
-        text=str(module),
-        html=_env.get_template(f"{locale}/{template}.html").render(**context),
-        message_id=message_id,
-        unsubscribe_url=unsubscribe_url,
-        sender_name=city.sender_name,
-    )
 
 
 def encoded_word(text: str) -> str:
@@ -157,17 +120,35 @@ class SmtpSender:
             self._client = client
         return self._client
 
-    async def send(self, mail: Mail) -> None:
+    async def send(self, mail: Mail, ready: Ready | None = None) -> None:
+        """Sends the mail. ``ready`` (if given) is awaited after the envelope and before the
+        content, which is when the server takes the mail: should it raise, the mail is
+        dropped unsent (RSET) and its exception raised."""
         message = self._message(mail)
         async with self._lock:
             try:
-                client = await self._connected()
-                await client.sendmail(self._sender, [mail.to], message)
+                await self._transaction(await self._connected(), mail.to, message, ready)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 # A reused connection the server closed meanwhile: one fresh attempt.
                 self._client = None
-                client = await self._connected()
-                await client.sendmail(self._sender, [mail.to], message)
+                await self._transaction(await self._connected(), mail.to, message, ready)
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, to: str, message: bytes, ready: Ready | None
+    ) -> None:
+        try:
+            await client.mail(self._sender)
+            await client.rcpt(to)
+            if ready is not None:
+                await ready()
+            await client.data(message)
+        except aiosmtplib.SMTPServerDisconnected:
+            raise
+        except BaseException:
+            # The server forgets the envelope: the connection is ready for the next mail.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.rset()
+            raise
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
@@ -23,6 +22,8 @@ from mm_shared.events import (
 )
 from mm_shared.kafka import batch_subscriber, broadcast_subscriber
 from notifier import handlers
+from notifier.mails import Mails
+from notifier.ports import MailSender, UnitOfWorkFactory
 from notifier.settings import NotifierSettings
 
 SERVICE = "notifier"
@@ -37,9 +38,10 @@ INPUTS: dict[str, type[Input]] = {
 
 def register_consumers(
     broker: KafkaBroker,
-    engine: AsyncEngine,
+    unit_of_work: UnitOfWorkFactory,
     dispatcher: handlers.Dispatcher,
-    reminder_sender: handlers.MailSender,
+    reminder_sender: MailSender,
+    mails: Mails,
     settings: NotifierSettings,
 ) -> None:
     @batch_subscriber(
@@ -55,14 +57,14 @@ def register_consumers(
         status changes and area alerts for new reports (one transaction per batch), mail the
         offices' daily reminders."""
         await handlers.record_batch(
-            engine,
+            unit_of_work,
             [e for e in events if not isinstance(e, OfficeReminderDue)],
             with_webhook=bool(settings.webhook_url),
         )
         dispatcher.notify()
         for event in events:
             if isinstance(event, OfficeReminderDue):
-                await handlers.send_office_reminder(engine, reminder_sender, settings, event)
+                await handlers.send_office_reminder(unit_of_work, reminder_sender, mails, event)
 
     @broadcast_subscriber(
         broker,
@@ -72,7 +74,7 @@ def register_consumers(
     )
     async def on_office_directory(event: OfficeDirectoryChanged) -> None:
         """Where each office is reached, and the sender name of the jurisdiction's mails."""
-        await handlers.record_office_directory(engine, event)
+        await handlers.record_office_directory(unit_of_work, event)
 
     @broadcast_subscriber(
         broker,
@@ -82,4 +84,4 @@ def register_consumers(
     )
     async def on_jurisdiction_boundary(event: JurisdictionBoundaryChanged) -> None:
         """The jurisdiction's name (its outline is intake's business, not ours)."""
-        await handlers.record_jurisdiction_boundary(engine, event)
+        await handlers.record_jurisdiction_boundary(unit_of_work, event)
