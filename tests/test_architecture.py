@@ -67,3 +67,29 @@ def test_web_owns_no_data() -> None:
     """No schema, no broker: web reaches the platform only over HTTP."""
     imports = imported_top_level_modules(ROOT / "services" / "web" / "src" / "web")
     assert imports & {"sqlalchemy", "asyncpg", "aiokafka", "faststream", "alembic"} == set()
+
+
+def test_geo_router_handlers_depend_on_ports_not_on_sql_or_adapters() -> None:
+    """The use cases reach the database, the outbox and the routing index through
+    geo_router.ports only, so that they run against fakes (services/geo-router/tests/unit)."""
+    handlers = ROOT / "services" / "geo-router" / "src" / "geo_router" / "handlers.py"
+    tree = ast.parse(handlers.read_text(encoding="utf-8"))
+    modules = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    modules |= {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
+    assert "geo_router.ports" in modules
+    forbidden = {
+        m
+        for m in modules
+        if m.split(".")[0] in {"sqlalchemy", "asyncpg", "shapely", "numpy"}
+        or m.startswith(("geo_router.adapters", "mm_shared.outbox", "mm_shared.db"))
+    }
+    assert forbidden == set()
