@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+import pytest_asyncio
 
 from geo_router.domain import Decision, Outline, Rule, choose_office, one_area_per_level
 from geo_router.ports import (
@@ -393,7 +394,7 @@ def unit_of_work(database: FakeDatabase) -> UnitOfWorkFactory:
     return fake_unit_of_work(database)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="function")
 async def cache(database: FakeDatabase) -> FakeRoutingCache:
     cache = FakeRoutingCache(database)
     await cache.reload()

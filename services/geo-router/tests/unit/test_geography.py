@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
+import pytest
+
 from geo_router import handlers
 from geo_router.ports import History, RoutingCache, StoredDecision, UnitOfWorkFactory
 from mm_shared.events import (
@@ -18,6 +20,11 @@ from mm_shared.events import (
     RoutingFailureReason,
     utcnow,
 )
+
+#: A loop of each test's own: on the session's loop, a stack the integration tests started in
+#: this process would run meanwhile, and its connections fail (no sockets in this tier).
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
 
 Announced = Callable[[], list[Event]]
 LEIPZIG_ONLY = (51.38, 12.37)  # in Leipzig, and in the larger Umland around it

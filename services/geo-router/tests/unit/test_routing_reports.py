@@ -30,6 +30,11 @@ from mm_shared.events import (
 )
 from mm_shared.kafka import Message, PermanentFailure
 
+#: A loop of each test's own: on the session's loop, a stack the integration tests started in
+#: this process would run meanwhile, and its connections fail (no sockets in this tier).
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+
 Prepare = Callable[[Sequence[Announcement]], PreparedDecisions]
 Announced = Callable[[], list[Event]]
 
@@ -233,7 +238,7 @@ async def test_a_reassignment_to_an_unknown_office_is_refused_for_good_and_chang
         await handlers.reassign(unit_of_work, event)
 
 
-def test_routing_a_batch_does_no_io_and_counts_each_report_once(
+async def test_routing_a_batch_does_no_io_and_counts_each_report_once(
     cache: RoutingCache, prepare: Prepare, units_opened: list[bool]
 ) -> None:
     same = report(ZENTRUM)
