@@ -85,10 +85,12 @@ def broker() -> Iterator[str]:
 def database(
     name: str = "mangelmelder_bench", jurisdictions: tuple[str, ...] = ("leipzig",)
 ) -> str:
-    """A fresh database with every schema migrated and the given jurisdictions loaded."""
+    """A fresh database with every schema migrated and the given jurisdictions loaded.
+    ``MM_BENCH_DATABASE_SUFFIX`` is appended to the name: benchmarks run side by side on one
+    PostgreSQL server would otherwise drop each other's database."""
     from geo_router.cli import load_jurisdiction
 
-    url = asyncio.run(fresh_database(name))
+    url = asyncio.run(fresh_database(name + os.environ.get("MM_BENCH_DATABASE_SUFFIX", "")))
     for code in jurisdictions:
         asyncio.run(load_jurisdiction(url, ROOT / "data" / code / "jurisdiction.yaml"))
     return url

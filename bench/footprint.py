@@ -4,7 +4,11 @@
    (intake, geo-router, notifier, each report with an e-mail address, so every one is mailed);
 2. each service's resident memory (VmRSS) at steady state after that load;
 3. the idle CPU of the stack (services and broker) over 60 s without traffic, as % of one core;
-4. the latency of the first report after that quiet period.
+4. the latency of the first report after that quiet period;
+5. where the time of the loaded reports went, hop by hop (``hops``): acceptance → the
+   ReportSubmitted record built by intake's relay → geo-router's decision (its statement's
+   start) → the ReportRouted record built by geo-router's relay → the ``assigned`` transition
+   in intake. Record times are the relays' own clocks (CreateTime), the same machine's.
 
 Each stack runs once per *profile*: ``fixed`` reproduces the consumers' and relays' former
 constant polling through their settings, ``adaptive`` runs the defaults, so both are measured
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -76,6 +81,72 @@ async def assigned_latencies(engine: AsyncEngine, since: Any) -> list[float | No
     return [None if ms is None else float(ms) for (ms,) in rows]
 
 
+async def record_times(kafka: str, topic: str) -> dict[str, float]:
+    """Report id → when the relay built its record on ``topic`` (epoch seconds)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        times: dict[str, float] = {}
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for r in records:
+                    times.setdefault((r.key or b"").decode(), r.timestamp / 1000)
+        return times
+    finally:
+        await consumer.stop()
+
+
+async def hop_latencies(kafka: str, engine: AsyncEngine, since: Any, until: Any) -> dict[str, Any]:
+    """p50/p99 of each hop of the reports accepted from ``since`` to ``until`` (ms)."""
+    submitted = await record_times(kafka, "reports.submitted.v1")
+    routed = await record_times(kafka, "reports.routed.v1")
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT r.id::text, extract(epoch FROM r.requested_at),"
+                    " extract(epoch FROM d.decided_at), extract(epoch FROM h.changed_at)"
+                    " FROM intake.reports r"
+                    " JOIN geo_router.routing_decisions d ON d.report_id = r.id"
+                    " JOIN intake.status_history h ON h.report_id = r.id"
+                    " AND h.status = 'assigned'"
+                    " WHERE r.requested_at >= :since AND r.requested_at < :until"
+                ),
+                {"since": since, "until": until},
+            )
+        ).all()
+    hops: dict[str, list[float]] = {
+        "accepted_to_submitted_record": [],
+        "submitted_record_to_decided": [],
+        "decided_to_routed_record": [],
+        "routed_record_to_assigned": [],
+        "accepted_to_assigned": [],
+    }
+    for report_id, accepted, decided, assigned in rows:
+        if report_id not in submitted or report_id not in routed:
+            continue
+        moments = [float(accepted), submitted[report_id], float(decided), routed[report_id]]
+        for name, start, end in zip(hops, moments, [*moments[1:], float(assigned)], strict=False):
+            hops[name].append((end - start) * 1000)
+        hops["accepted_to_assigned"].append((float(assigned) - float(accepted)) * 1000)
+    return {
+        "reports": len(hops["accepted_to_assigned"]),
+        **{
+            name: {"p50_ms": round(percentile(v, 50), 1), "p99_ms": round(percentile(v, 99), 1)}
+            for name, v in hops.items()
+        },
+    }
+
+
 async def submit_and_wait_assigned(
     client: httpx.AsyncClient, url: str, engine: AsyncEngine
 ) -> float:
@@ -102,6 +173,7 @@ async def measure(
     seconds: float,
     idle_s: float,
     settle_s: float,
+    kafka: str,
 ) -> dict[str, Any]:
     url = f"{services['intake'].url}/open311/v2/requests.json"
     engine = create_async_engine(database_url)
@@ -114,6 +186,8 @@ async def measure(
             http = await open_loop_post(
                 url, rate, seconds, FORM, BODY, "X-Acknowledge-Duplicate: true"
             )
+            async with engine.connect() as conn:
+                until = await conn.scalar(text("SELECT now()"))
             await asyncio.sleep(5)  # the last reports through
             latencies = await assigned_latencies(engine, since)
             mail_http = await open_loop_post(
@@ -139,6 +213,8 @@ async def measure(
             }
             first_after_quiet_ms = await submit_and_wait_assigned(client, url, engine)
             rss_after_idle = {name: round(rss_mib(pid), 1) for name, pid in pids.items()}
+            # Last: reading the topics back costs the broker, not the services measured.
+            hops = await hop_latencies(kafka, engine, since, until)
     finally:
         await engine.dispose()
     return {
@@ -163,6 +239,7 @@ async def measure(
             **idle_cpu,
             "total": round(sum(idle_cpu.values()), 2),
         },
+        "submit_to_assigned_hops": hops,
     }
 
 
@@ -205,7 +282,7 @@ def run_stack(
             for s in services.values():
                 s.wait_healthy()
             return asyncio.run(
-                measure(services, broker_pid, database_url, rate, seconds, idle_s, settle_s)
+                measure(services, broker_pid, database_url, rate, seconds, idle_s, settle_s, kafka)
             )
         finally:
             for s in services.values():

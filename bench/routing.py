@@ -8,6 +8,11 @@
 3. submit → assigned latency through intake and geo-router at a fixed 200 reports/s.
 
     uv run python bench/routing.py [--reports 50000] [--rounds 3] [--rate 200] [--seconds 20]
+    uv run python bench/routing.py --parts kafka --baseline-src /tmp/before/services/geo-router/src
+
+``--baseline-src``: each Kafka round also runs geo-router from that source tree (another
+checkout's ``services/geo-router/src``, put first on PYTHONPATH), so that a change is compared
+with the code before it in the same run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,10 +165,13 @@ class Arrivals:
         return seen, (n1 - n0) / (t1 - t0)
 
 
-async def throughput(bootstrap: str, database_url: str, n: int, rounds: int) -> dict[str, object]:
-    """Alternating rounds of geo-router and the bare pass-through over the same ``n`` new
-    reports each: the machine's speed drifts within minutes, and the broker slows as its
-    topics grow, so a single pair of runs says little."""
+async def throughput(
+    bootstrap: str, database_url: str, n: int, rounds: int, baseline_src: str | None = None
+) -> dict[str, object]:
+    """Alternating rounds of geo-router (and, with ``baseline_src``, geo-router from that
+    source) and the bare pass-through over the same ``n`` new reports each: the machine's
+    speed drifts within minutes, and the broker slows as its topics grow, so a single pair of
+    runs says little."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     with contextlib.suppress(Exception):
@@ -171,8 +180,9 @@ async def throughput(bootstrap: str, database_url: str, n: int, rounds: int) -> 
     port = free_port()
     env = service_env("GEO_ROUTER", database_url, bootstrap, port)
     geo_rates: list[float] = []
+    baseline_rates: list[float] = []
     bare_rates: list[float] = []
-    routed = passed = 0
+    routed = passed = baseline_routed = 0
     for _ in range(rounds):
         events = reports(n)
         keys = {e.key for e in events}
@@ -184,6 +194,19 @@ async def throughput(bootstrap: str, database_url: str, n: int, rounds: int) -> 
             seen, rate = await arrivals.count(keys, 600)
         routed += seen
         geo_rates.append(rate)
+        if baseline_src is not None:
+            events = reports(n)
+            keys = {e.key for e in events}
+            await produce(bootstrap, Topic.REPORT_SUBMITTED.value, events)
+            path = [baseline_src, *filter(None, [os.environ.get("PYTHONPATH")])]
+            baseline_env = env | {"PYTHONPATH": os.pathsep.join(path)}
+            async with (
+                Arrivals(bootstrap, Topic.REPORT_ROUTED.value) as arrivals,
+                service("geo-router", "geo_router.cli", port, baseline_env),
+            ):
+                seen, rate = await arrivals.count(keys, 600)
+            baseline_routed += seen
+            baseline_rates.append(rate)
         async with Arrivals(bootstrap, "bench.passthrough") as arrivals:
             bare = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -200,6 +223,17 @@ async def throughput(bootstrap: str, database_url: str, n: int, rounds: int) -> 
         passed += seen
         bare_rates.append(rate)
     geo_rate, bare_rate = float(np.median(geo_rates)), float(np.median(bare_rates))
+    baseline: dict[str, object] = {}
+    if baseline_src is not None:
+        baseline_rate = float(np.median(baseline_rates))
+        baseline = {
+            "baseline_src": baseline_src,
+            "baseline_routed": baseline_routed,
+            "baseline_reports_per_s_each_round": [round(r) for r in baseline_rates],
+            "baseline_reports_per_s": round(baseline_rate),
+            "baseline_share_of_bare": round(baseline_rate / bare_rate, 3),
+            "geo_router_share_of_baseline": round(geo_rate / baseline_rate, 3),
+        }
     return {
         "reports_per_round": n,
         "rounds": rounds,
@@ -210,6 +244,7 @@ async def throughput(bootstrap: str, database_url: str, n: int, rounds: int) -> 
         "geo_router_reports_per_s": round(geo_rate),
         "bare_passthrough_per_s": round(bare_rate),
         "geo_router_share_of_bare": round(geo_rate / bare_rate, 3),
+        **baseline,
         "figures": "medians of the rounds",
     }
 
@@ -287,6 +322,10 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="lookups,kafka,latency", help="comma list of lookups, kafka, latency"
     )
+    parser.add_argument(
+        "--baseline-src", help="also route each Kafka round with geo-router from this source"
+    )
+    parser.add_argument("--out", default="geo_router", help="bench/results/<out>.json")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     database_url = database(jurisdictions=("leipzig", "germany"))
@@ -296,7 +335,7 @@ def main() -> None:
     if "kafka" in parts:
         with broker() as bootstrap:
             figures["kafka_to_kafka"] = asyncio.run(
-                throughput(bootstrap, database_url, args.reports, args.rounds)
+                throughput(bootstrap, database_url, args.reports, args.rounds, args.baseline_src)
             )
     if "latency" in parts:
         with broker() as bootstrap:
@@ -309,7 +348,7 @@ def main() -> None:
         "kafka_to_kafka_share_of_bare": 0.10,
         "submit_to_assigned_ms": {"p50": 30, "p99": 100},
     }
-    report("geo_router", figures)
+    report(args.out, figures)
 
 
 if __name__ == "__main__":

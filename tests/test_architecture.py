@@ -113,3 +113,18 @@ def test_the_notifiers_handlers_depend_on_ports_not_on_the_database() -> None:
         m for m in imported if m == "notifier.adapters" or m.startswith("notifier.adapters.")
     }
     assert "notifier.ports" in imported
+
+
+def test_geo_router_handlers_depend_on_ports_not_on_sql_or_adapters() -> None:
+    """The use cases reach the database, the outbox and the routing index through
+    geo_router.ports only, so that they run against fakes (services/geo-router/tests/unit)."""
+    handlers = ROOT / "services" / "geo-router" / "src" / "geo_router" / "handlers.py"
+    imported = modules_imported_by(handlers)
+    assert "geo_router.ports" in imported
+    forbidden = {
+        m
+        for m in imported
+        if m.split(".")[0] in {"sqlalchemy", "asyncpg", "shapely", "numpy"}
+        or m.startswith(("geo_router.adapters", "mm_shared.outbox", "mm_shared.db"))
+    }
+    assert forbidden == set()

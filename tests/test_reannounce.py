@@ -13,6 +13,7 @@ from conftest import Stack
 from devstack.testing import eventually
 from geo_router import handlers as geo_router
 from geo_router.adapters import db as geo_router_db
+from geo_router.adapters.index import History
 from intake import handlers as intake
 from intake.adapters import db as intake_db
 from mm_shared.events import Topic, utcnow
@@ -62,7 +63,11 @@ async def test_reannounced_events_keep_their_ids_and_only_what_was_missed_takes_
         )
         assert staged >= 3
         decisions = await geo_router.reannounce(
-            Outbox.staging_only(engine, geo_router_db.metadata, "geo-router"), since
+            geo_router_db.unit_of_work_factory(
+                Outbox.staging_only(engine, geo_router_db.metadata, "geo-router")
+            ),
+            History(engine),
+            since,
         )
         assert decisions >= 1
 

@@ -15,6 +15,7 @@ from geo_router.adapters import db
 from geo_router.adapters.index import RoutingCache
 from geo_router.entrypoints import http
 from geo_router.entrypoints.consumers import register_consumers
+from geo_router.ports import UnitOfWorkFactory
 from geo_router.settings import GeoRouterSettings
 from mm_shared.api_docs import json_refusal
 from mm_shared.db import create_engine
@@ -33,7 +34,9 @@ SERVICE = "geo-router"
 CACHE_AGE = Gauge("mm_routing_cache_age_seconds", "Age of the oldest loaded routing index")
 
 
-def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, RoutingCache]:
+def create_messaging(
+    settings: GeoRouterSettings,
+) -> tuple[KafkaBroker, Outbox, UnitOfWorkFactory, RoutingCache]:
     engine = create_engine(settings.database_url)
     broker = create_broker(settings.kafka_bootstrap_servers, SERVICE)
     outbox = Outbox.for_kafka(
@@ -43,8 +46,15 @@ def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, 
         SERVICE,
         idle_poll_interval_s=settings.idle_poll_interval_s,
     )
+    unit_of_work = db.unit_of_work_factory(outbox)
     cache = RoutingCache(engine)
-    register_consumers(broker, outbox, cache, settings)
+    register_consumers(
+        broker,
+        settings,
+        unit_of_work=unit_of_work,
+        cache=cache,
+        prepare_decisions=db.DecisionRows.of,
+    )
     document_publications(
         broker,
         ReportRouted,
@@ -52,26 +62,26 @@ def create_messaging(settings: GeoRouterSettings) -> tuple[KafkaBroker, Outbox, 
         JurisdictionBoundaryChanged,
         OfficeDirectoryChanged,
     )
-    return broker, outbox, cache
+    return broker, outbox, unit_of_work, cache
 
 
 def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
     settings = settings or GeoRouterSettings()
     configure_logging(settings.log_level)
-    broker, outbox, cache = create_messaging(settings)
+    broker, outbox, unit_of_work, cache = create_messaging(settings)
     CACHE_AGE.set_function(lambda: time.time() - cache.oldest_load())
 
     async def load_routing_index() -> None:
-        await handlers.reload_and_announce(outbox, cache)
+        await handlers.reload_and_announce(unit_of_work, cache)
 
-    return create_service_app(
+    app = create_service_app(
         service=SERVICE,
         title="Mängelmelder geo-router",
         description="Assigns each report to the responsible office by district polygons and "
         "responsibility rules, and explains its choice.",
         broker=broker,
         engine=outbox.engine,
-        routers=[http.router(outbox, cache, settings.default_jurisdiction)],
+        routers=[http.router],
         background=[
             outbox.run_relay,
             load_routing_index,
@@ -82,11 +92,13 @@ def create_app(settings: GeoRouterSettings | None = None) -> FastAPI:
         refusal_doc=json_refusal("RefusalOut"),
         refusal_models=[http.RefusalOut],
     )
+    http.install(app, http.HttpState(unit_of_work, cache, settings.default_jurisdiction))
+    return app
 
 
 def asyncapi_app() -> FastStream:
     """For ``faststream docs gen --factory geo_router.bootstrap:asyncapi_app``."""
-    broker, _, _ = create_messaging(GeoRouterSettings())
+    broker, *_ = create_messaging(GeoRouterSettings())
     return FastStream(
         broker, specification=AsyncAPI(title="Mängelmelder geo-router", version="0.1.0")
     )

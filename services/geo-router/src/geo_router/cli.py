@@ -151,13 +151,14 @@ async def import_areas(
 async def reannounce(database_url: str, since: datetime) -> int:
     from geo_router import handlers
     from geo_router.adapters import db
+    from geo_router.adapters.index import History
     from mm_shared.db import create_engine
     from mm_shared.outbox import Outbox
 
     engine = create_engine(database_url, pool_size=2)
     try:
         outbox = Outbox.staging_only(engine, db.metadata, "geo-router")
-        return await handlers.reannounce(outbox, since)
+        return await handlers.reannounce(db.unit_of_work_factory(outbox), History(engine), since)
     finally:
         await engine.dispose()
 

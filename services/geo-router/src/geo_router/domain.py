@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import MatchedArea, OfficeRef
@@ -77,3 +78,27 @@ def one_area_per_level(
             chosen[area.level] = area
     rank = {level: i for i, level in enumerate(level_order)}
     return tuple(sorted(chosen.values(), key=lambda a: rank.get(a.level, len(rank))))
+
+
+#: The outline of a jurisdiction that takes no more reports.
+EMPTY_MULTIPOLYGON: dict[str, Any] = {"type": "MultiPolygon", "coordinates": []}
+
+
+class Outline(NamedTuple):
+    """What geo-router announces about a jurisdiction: its outline (GeoJSON) with its manifest
+    settings, and its office directory's sender name and holidays."""
+
+    code: str
+    name: str
+    version: str
+    boundary: dict[str, Any]
+    precedence: int = 0
+    disabled_service_codes: tuple[str, ...] = ()
+    sender_name: str | None = None
+    holidays_country: str | None = None
+    holidays_subdivision: str | None = None
+    retired: bool = False
+
+    @classmethod
+    def of_retired(cls, code: str, name: str) -> Outline:
+        return cls(code, name, "retired", EMPTY_MULTIPOLYGON, retired=True)

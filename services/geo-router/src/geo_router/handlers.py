@@ -1,5 +1,8 @@
 """Geo-router's use cases: route reports (in batches), honour staff reassignments, reload and
-announce a jurisdiction when its areas or rules change, explain a route."""
+announce a jurisdiction when its areas or rules change, explain a route.
+
+They reach the database, the outbox and the routing index only through the interfaces in
+:mod:`geo_router.ports`; ``bootstrap.py`` passes the implementations in (``adapters/``)."""
 
 from __future__ import annotations
 
@@ -16,15 +19,16 @@ from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 
-from geo_router.adapters.db import DecisionRows, decisions_since, unit_of_work
-from geo_router.adapters.index import (
-    EMPTY_MULTIPOLYGON,
-    JurisdictionIndex,
-    Outline,
+from geo_router.domain import EMPTY_MULTIPOLYGON, Decision, Outline
+from geo_router.ports import (
+    Announcement,
+    History,
+    PreparedDecisions,
+    PrepareDecisions,
     RoutingCache,
-    current_outlines,
+    RoutingIndex,
+    UnitOfWorkFactory,
 )
-from geo_router.domain import Decision
 from mm_shared.events import (
     JurisdictionBoundaryChanged,
     MatchedArea,
@@ -37,8 +41,7 @@ from mm_shared.events import (
     RoutingFailureReason,
     Topic,
 )
-from mm_shared.kafka import PermanentFailure
-from mm_shared.outbox import Message, Outbox
+from mm_shared.kafka import Message, PermanentFailure
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class Route(NamedTuple):  # one per report: a tuple is cheaper to build than a d
 
 
 def find_routes(
-    index: JurisdictionIndex | None,
+    index: RoutingIndex | None,
     jurisdiction: str,
     points: Sequence[tuple[float, float, str]],
     *,
@@ -227,20 +230,23 @@ def _count(routes: Sequence[tuple[str, Route]]) -> None:
 class RoutedBatch:
     """A consumed batch routed in memory; :func:`store_routes` makes it count."""
 
-    rows: DecisionRows
+    rows: PreparedDecisions
     routes: dict[UUID, tuple[str, Route]]
     resubmitted: set[UUID]
     started: float
 
 
-def route_batch(cache: RoutingCache, events: Sequence[ReportSubmitted]) -> RoutedBatch:
-    """Route a batch in memory, one decision per report (no I/O)."""
+def route_batch(
+    cache: RoutingCache, prepare: PrepareDecisions, events: Sequence[ReportSubmitted]
+) -> RoutedBatch:
+    """Route a batch in memory, one decision per report (no I/O); ``prepare`` puts the
+    decisions into the form their write takes."""
     started = time.perf_counter()
     BATCH_SIZE.observe(len(events))
     pending: dict[str, dict[UUID, ReportSubmitted]] = {}
     for event in events:
         pending.setdefault(event.jurisdiction, {}).setdefault(event.report_id, event)
-    announced: list[tuple[UUID, UUID | str, Message]] = []
+    announced: list[Announcement] = []
     routes: dict[UUID, tuple[str, Route]] = {}
     for jurisdiction, batch in pending.items():
         found = find_routes(
@@ -266,16 +272,16 @@ def route_batch(cache: RoutingCache, events: Sequence[ReportSubmitted]) -> Route
             )
         ]
     resubmitted = {e.report_id for e in events if e.resubmission}
-    return RoutedBatch(DecisionRows.of(announced), routes, resubmitted, started)
+    return RoutedBatch(prepare(announced), routes, resubmitted, started)
 
 
-async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
+async def store_routes(unit_of_work: UnitOfWorkFactory, batch: RoutedBatch) -> None:
     """Store and announce a routed batch in one transaction. The stored decision makes it
     idempotent: a report decided before (a redelivery) keeps its first decision and is not
     announced again; a resubmission (intake's sweeper saw no answer) re-announces the stored
     decision unchanged, with its event id."""
     # Each statement is complete by itself: no transaction round trips around them.
-    async with unit_of_work(outbox, autocommit=True) as uow:
+    async with unit_of_work(autocommit=True) as uow:
         decided_now = await uow.decide_once(batch.rows)
         repeated = await uow.decisions.get_many(sorted(batch.resubmitted - decided_now))
         await uow.publish(*repeated.values())
@@ -283,9 +289,9 @@ async def store_routes(outbox: Outbox, batch: RoutedBatch) -> None:
     ROUTING_LATENCY.observe(time.perf_counter() - batch.started)
 
 
-async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
+async def reassign(unit_of_work: UnitOfWorkFactory, event: ReportReassigned) -> None:
     """A staff reassignment overrides the rules for that report from now on."""
-    async with unit_of_work(outbox) as uow:
+    async with unit_of_work() as uow:
         if not await uow.first_delivery(event.event_id):
             return
         office = await uow.geography.office(event.jurisdiction, event.office_code)
@@ -312,7 +318,7 @@ async def reassign(outbox: Outbox, event: ReportReassigned) -> None:
 
 
 async def reload_and_announce(
-    outbox: Outbox,
+    unit_of_work: UnitOfWorkFactory,
     cache: RoutingCache,
     jurisdiction: str | None = None,
     *,
@@ -326,15 +332,15 @@ async def reload_and_announce(
         for code, name in cache.retired.items()
         if jurisdiction is None or code == jurisdiction
     ]
-    await _announce_geography(outbox, [Outline.of_index(i) for i in indexes] + retired)
+    await _announce_geography(unit_of_work, [i.outline() for i in indexes] + retired)
     for index in indexes:
         log.info("routing index for %s loaded (version %s)", index.code, index.version)
 
 
-async def _announce_geography(outbox: Outbox, outlines: Sequence[Outline]) -> None:
+async def _announce_geography(unit_of_work: UnitOfWorkFactory, outlines: Sequence[Outline]) -> None:
     """Each outline with its office directory; a retired jurisdiction's retirement alone
     (compacted topic: announcing it again only repeats the latest state)."""
-    async with unit_of_work(outbox) as uow:
+    async with unit_of_work() as uow:
         for outline in outlines:
             if outline.retired:
                 await uow.publish(retirement(outline.code, outline.name))
@@ -373,7 +379,7 @@ def retirement(code: str, name: str) -> JurisdictionBoundaryChanged:
     )
 
 
-async def reannounce(outbox: Outbox, since: datetime) -> int:
+async def reannounce(unit_of_work: UnitOfWorkFactory, history: History, since: datetime) -> int:
     """Stage again the routing decisions taken since ``since`` (ReportRouted or
     ReportRoutingFailed as stored, with their original event ids; a report's latest, an
     override if staff chose its office), then each jurisdiction's outline and office directory
@@ -381,12 +387,11 @@ async def reannounce(outbox: Outbox, since: datetime) -> int:
     what it misses and drops what it has. The outlines are read as the index would publish
     them, without building one. Returns how many decisions were staged."""
     staged = 0
-    async with outbox.engine.connect() as reader:
-        async for decisions in decisions_since(reader, since):
-            async with unit_of_work(outbox) as uow:
-                await uow.publish(*decisions)
-            staged += len(decisions)
-    await _announce_geography(outbox, await current_outlines(outbox.engine))
+    async for decisions in history.decisions_since(since):
+        async with unit_of_work() as uow:
+            await uow.publish(*decisions)
+        staged += len(decisions)
+    await _announce_geography(unit_of_work, await history.current_outlines())
     return staged
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,15 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo_router.domain import Rule
-from mm_shared.events import MatchedArea, OfficeRef, ReportRouted, ReportRoutingFailed, Topic
+from geo_router.ports import Announcement, PreparedDecisions, UnitOfWorkFactory
+from mm_shared.events import (
+    Event,
+    MatchedArea,
+    OfficeRef,
+    ReportRouted,
+    ReportRoutingFailed,
+    Topic,
+)
 from mm_shared.outbox import (
     Message,
     MessageRows,
@@ -329,7 +337,7 @@ class Decisions:
             for r in rows
         }
 
-    async def record(self, announced: Sequence[tuple[UUID, UUID, Message]]) -> None:
+    async def record(self, announced: Sequence[Announcement]) -> None:
         """Store (report id, event id, message) decisions; a later one for the same report (a
         staff override) replaces it."""
         if not announced:
@@ -375,20 +383,28 @@ async def decisions_since(
 
 
 class UnitOfWork:
+    """:class:`geo_router.ports.UnitOfWork` on one database transaction of the outbox."""
+
     def __init__(self, tx: Transaction) -> None:
         self.geography = Geography(tx.conn)
         self.decisions = Decisions(tx.conn)
-        self.publish = tx.publish
-        self.first_delivery = tx.first_delivery
         self._tx = tx
 
-    async def decide_once(self, rows: DecisionRows) -> set[UUID]:
+    async def publish(self, *events: Event | Message) -> None:
+        await self._tx.publish(*events)
+
+    async def first_delivery(self, event_id: UUID) -> bool:
+        return await self._tx.first_delivery(event_id)
+
+    async def decide_once(self, rows: PreparedDecisions) -> set[UUID]:
         """Store the decisions of reports not decided yet and stage their announcements, in
         one statement; returns the reports decided now. A report decided before (a redelivery,
         or a duplicate in flight) keeps its first decision and is not announced again.
 
         Decisions and outbox rows read one input (the announcements travel to PostgreSQL once),
         the outbox rows being those of the decisions that took place."""
+        if not isinstance(rows, DecisionRows):
+            raise TypeError(f"decisions prepared by DecisionRows.of, not {type(rows).__name__}")
         if not rows.by_key:
             return set()
         staged = await self._tx.publish_rows(
@@ -424,7 +440,8 @@ class DecisionRows:
     by_key: dict[bytes | None, tuple[UUID, Message]]
 
     @classmethod
-    def of(cls, announced: Sequence[tuple[UUID, UUID | str, Message]]) -> DecisionRows:
+    def of(cls, announced: Sequence[Announcement]) -> DecisionRows:
+        """:class:`geo_router.ports.PrepareDecisions` for :meth:`UnitOfWork.decide_once`."""
         return cls(
             {
                 "reports": [report_id for report_id, _, _ in announced],
@@ -441,3 +458,12 @@ class DecisionRows:
 async def unit_of_work(outbox_: Outbox, *, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
     async with outbox_.transaction(autocommit=autocommit) as tx:
         yield UnitOfWork(tx)
+
+
+def unit_of_work_factory(outbox_: Outbox) -> UnitOfWorkFactory:
+    """:class:`geo_router.ports.UnitOfWorkFactory` over ``outbox_``'s database."""
+
+    def open_unit(*, autocommit: bool = False) -> AbstractAsyncContextManager[UnitOfWork]:
+        return unit_of_work(outbox_, autocommit=autocommit)
+
+    return open_unit

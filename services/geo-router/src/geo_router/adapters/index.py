@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import shapely
@@ -16,9 +17,9 @@ import sqlalchemy as sa
 from shapely import STRtree
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from geo_router.adapters.db import Geography, areas, jurisdictions
-from geo_router.domain import Decision, Rule, choose_office, one_area_per_level
-from mm_shared.events import MatchedArea
+from geo_router.adapters.db import Geography, areas, decisions_since, jurisdictions
+from geo_router.domain import Decision, Outline, Rule, choose_office, one_area_per_level
+from mm_shared.events import MatchedArea, ReportRouted, ReportRoutingFailed
 from mm_shared.memory import release_free_memory
 
 #: Tolerance (degrees, ~10 m) of the published outline: the union of many districts has many
@@ -140,6 +141,19 @@ class JurisdictionIndex:
             self._decisions[key] = decision
             return decision
 
+    def outline(self) -> Outline:
+        return Outline(
+            self.code,
+            self.name,
+            self.version,
+            self.boundary_geojson(),
+            self.precedence,
+            tuple(self.disabled_service_codes),
+            self.sender_name,
+            self.holidays_country,
+            self.holidays_subdivision,
+        )
+
     def boundary_geojson(self) -> dict[str, Any]:
         coarsest = [
             g for a, g in zip(self.areas, self.geometries, strict=True) if a.level == self.levels[0]
@@ -154,44 +168,6 @@ def outline_geojson(coarsest_areas: Sequence[Any]) -> dict[str, Any]:
     if outline.geom_type == "Polygon":
         outline = shapely.MultiPolygon([outline])
     return dict(shapely.geometry.mapping(outline))
-
-
-#: The outline of a jurisdiction that takes no more reports.
-EMPTY_MULTIPOLYGON: dict[str, Any] = {"type": "MultiPolygon", "coordinates": []}
-
-
-class Outline(NamedTuple):
-    """What geo-router announces about a jurisdiction: its outline with its manifest settings,
-    and its office directory's sender name and holidays."""
-
-    code: str
-    name: str
-    version: str
-    boundary: dict[str, Any]
-    precedence: int = 0
-    disabled_service_codes: tuple[str, ...] = ()
-    sender_name: str | None = None
-    holidays_country: str | None = None
-    holidays_subdivision: str | None = None
-    retired: bool = False
-
-    @classmethod
-    def of_index(cls, index: JurisdictionIndex) -> Outline:
-        return cls(
-            index.code,
-            index.name,
-            index.version,
-            index.boundary_geojson(),
-            index.precedence,
-            tuple(index.disabled_service_codes),
-            index.sender_name,
-            index.holidays_country,
-            index.holidays_subdivision,
-        )
-
-    @classmethod
-    def of_retired(cls, code: str, name: str) -> Outline:
-        return cls(code, name, "retired", EMPTY_MULTIPOLYGON, retired=True)
 
 
 async def current_outlines(engine: AsyncEngine) -> list[Outline]:
@@ -238,6 +214,23 @@ async def current_outlines(engine: AsyncEngine) -> list[Outline]:
             )
         )
     return outlines
+
+
+@dataclass
+class History:
+    """:class:`geo_router.ports.History`: the decisions and outlines in the database."""
+
+    engine: AsyncEngine
+
+    async def decisions_since(
+        self, moment: datetime
+    ) -> AsyncIterator[list[ReportRouted | ReportRoutingFailed]]:
+        async with self.engine.connect() as reader:
+            async for page in decisions_since(reader, moment):
+                yield page
+
+    async def current_outlines(self) -> list[Outline]:
+        return await current_outlines(self.engine)
 
 
 async def load_index(engine: AsyncEngine, jurisdiction: str) -> JurisdictionIndex | None:

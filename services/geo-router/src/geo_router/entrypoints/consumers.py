@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka import KafkaBroker
 
 from geo_router import handlers
-from geo_router.adapters.index import RoutingCache
+from geo_router.ports import PrepareDecisions, RoutingCache, UnitOfWorkFactory
 from geo_router.settings import GeoRouterSettings
 from mm_shared.events import (
     ReportReassigned,
@@ -22,7 +22,6 @@ from mm_shared.events import (
     Topic,
 )
 from mm_shared.kafka import PermanentFailure, broadcast_subscriber, pipelined_batch_subscriber
-from mm_shared.outbox import Outbox
 
 SERVICE = "geo-router"
 INPUTS: dict[str, type[ReportSubmitted | ReportReassigned]] = {
@@ -32,7 +31,12 @@ INPUTS: dict[str, type[ReportSubmitted | ReportReassigned]] = {
 
 
 def register_consumers(
-    broker: KafkaBroker, outbox: Outbox, cache: RoutingCache, settings: GeoRouterSettings
+    broker: KafkaBroker,
+    settings: GeoRouterSettings,
+    *,
+    unit_of_work: UnitOfWorkFactory,
+    cache: RoutingCache,
+    prepare_decisions: PrepareDecisions,
 ) -> None:
     @pipelined_batch_subscriber(
         broker,
@@ -49,16 +53,16 @@ def register_consumers(
         """ReportSubmitted: route it. ReportReassigned: a staff override."""
         await cache.ready.wait()
         submitted = [e for e in events if isinstance(e, ReportSubmitted)]
-        routed = handlers.route_batch(cache, submitted) if submitted else None
+        routed = handlers.route_batch(cache, prepare_decisions, submitted) if submitted else None
         reassigned = [e for e in events if isinstance(e, ReportReassigned)]
 
         async def store() -> None:
             if routed is not None:
-                await handlers.store_routes(outbox, routed)
+                await handlers.store_routes(unit_of_work, routed)
             refused: list[PermanentFailure] = []
             for event in reassigned:
                 try:
-                    await handlers.reassign(outbox, event)
+                    await handlers.reassign(unit_of_work, event)
                 except PermanentFailure as exc:
                     refused.append(exc)
             if refused:
@@ -79,4 +83,4 @@ def register_consumers(
     async def on_routing_config_changed(event: RoutingConfigChanged) -> None:
         """Areas or rules changed: rebuild this instance's routing index from PostGIS."""
         await cache.ready.wait()
-        await handlers.reload_and_announce(outbox, cache, event.jurisdiction, if_changed=True)
+        await handlers.reload_and_announce(unit_of_work, cache, event.jurisdiction, if_changed=True)
