@@ -4,6 +4,7 @@ SHELL := /bin/bash
 # on PATH, e.g. under pyenv before a rehash) as a module.
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --locked
+UNIT_TESTS := $(wildcard services/*/tests/unit shared/tests/unit)
 
 .PHONY: setup up down status test test-unit fuzz chaos chaos-small lint format typecheck compose-config asyncapi ci staff-token dead-letters
 
@@ -19,11 +20,12 @@ down:  ## stop everything `make up` started
 status:
 	@$(RUN) python -m devstack status
 
-test: setup  ## the whole suite, the small fault-injection run included; starts its own broker and test database
-	@$(RUN) pytest
+test: setup  ## the fast tier alone (no sockets allowed), then the rest with the small fault-injection run; starts its own broker and test database
+	@$(RUN) pytest -m unit -q $(UNIT_TESTS)
+	@$(RUN) pytest -m "not unit"
 
-test-unit: setup  ## the fast tier: use cases against fakes, no PostgreSQL or broker (tests under */tests/unit/)
-	@$(RUN) pytest -m unit -q $(wildcard services/*/tests/unit shared/tests/unit)
+test-unit:  ## the fast tier (after `make setup`): use cases against fakes, no PostgreSQL, broker or network (tests under */tests/unit/)
+	@$(RUN) pytest -m unit -q $(UNIT_TESTS)
 
 fuzz: setup  ## schemathesis against the three services' OpenAPI documents, FUZZ_REQUESTS (20,000) requests; prints counts per operation and check
 	@MM_FUZZ_REQUESTS=$(or $(FUZZ_REQUESTS),20000) $(RUN) pytest tests/test_api_conformance.py -k every_answer -s -q
@@ -42,8 +44,9 @@ format:
 	@$(RUN) ruff check --fix .
 	@$(RUN) ruff format .
 
-typecheck:
+typecheck:  ## mypy over the configured tree, then each service's fakes (every one is a conftest.py: one run each)
 	@$(RUN) mypy
+	@for fakes in services/*/tests/unit/conftest.py; do $(RUN) mypy $$fakes || exit 1; done
 
 compose-config:  ## validate docker-compose.yml with the real compose binary
 	@bash deploy/compose-config.sh

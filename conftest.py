@@ -45,6 +45,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
+ONLY_UNIT_TESTS = pytest.StashKey[bool]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config.stash[ONLY_UNIT_TESTS] = bool(session.items) and all(
+        item.get_closest_marker("unit") for item in session.items
+    )
+
+
 class NetworkUsedInUnitTest(AssertionError):
     pass
 
@@ -52,8 +61,10 @@ class NetworkUsedInUnitTest(AssertionError):
 @pytest.fixture(autouse=True)
 def _no_network_in_unit_tests(request: pytest.FixtureRequest) -> Iterator[None]:
     """The fast tier runs against fakes: a unit test that opens a connection (PostgreSQL, the
-    broker, SMTP) fails instead of quietly becoming an integration test."""
-    if request.node.get_closest_marker("unit") is None:
+    broker, SMTP) fails instead of quietly becoming an integration test. Only in a session of
+    unit tests alone (``make test-unit``, which ``make test`` runs first): where a stack runs in
+    the same event loop, its own tasks connect while a unit test awaits."""
+    if not request.config.stash.get(ONLY_UNIT_TESTS, False):
         yield
         return
     import socket
