@@ -37,6 +37,7 @@ from intake.ports import (
     HolidaysOf,
     OfficesOf,
     Outlines,
+    ReportSearch,
     Statistics,
     SubmissionWriter,
     TicketFilter,
@@ -899,31 +900,11 @@ async def locate(
 
 
 async def find_reports(
-    uows: UnitOfWorkFactory,
-    *,
-    ids: Sequence[UUID] = (),
-    service_codes: Sequence[str] = (),
-    start: datetime | None = None,
-    end: datetime | None = None,
-    statuses: Sequence[ReportStatus] = (),
-    bbox: tuple[float, float, float, float] | None = None,
-    area: str | None = None,
-    jurisdiction: str | None = None,
-    limit: int = 1000,
+    uows: UnitOfWorkFactory, criteria: ReportSearch = ReportSearch()
 ) -> list[Report]:
     """Public reports by the Open311 filters, a bounding box or an area, newest first."""
     async with uows() as uow:
-        return await uow.reports.search(
-            ids=ids,
-            service_codes=service_codes,
-            start=start,
-            end=end,
-            statuses=statuses,
-            bbox=bbox,
-            area=area,
-            jurisdiction=jurisdiction,
-            limit=limit,
-        )
+        return await uow.reports.search(criteria)
 
 
 async def report_id_for_token(uows: UnitOfWorkFactory, token: str) -> UUID | None:

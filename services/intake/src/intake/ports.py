@@ -33,6 +33,23 @@ Changed = tuple[Report, Sequence[StatusChange]]
 NewPhoto = tuple[UUID, int, Photo]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReportSearch:
+    """Public reports by ids (overriding the other filters), categories, a time span of their
+    request, statuses, a bounding box (min_long, min_lat, max_long, max_lat) or an area (code
+    or name), and jurisdiction; at most ``limit``."""
+
+    ids: Sequence[UUID] = ()
+    service_codes: Sequence[str] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    statuses: Sequence[ReportStatus] = ()
+    bbox: tuple[float, float, float, float] | None = None
+    area: str | None = None
+    jurisdiction: str | None = None
+    limit: int = 1000
+
+
 @dataclass(frozen=True)
 class TicketFilter:
     """What the staff queue (and its CSV export and map) selects; every field narrows."""
@@ -157,22 +174,8 @@ class Reports(Protocol):
         """How many tickets ``found`` selects per status, its status filter aside."""
         ...
 
-    async def search(
-        self,
-        *,
-        ids: Sequence[UUID] = (),
-        service_codes: Sequence[str] = (),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        statuses: Sequence[ReportStatus] = (),
-        bbox: tuple[float, float, float, float] | None = None,
-        area: str | None = None,
-        jurisdiction: str | None = None,
-        limit: int = 1000,
-    ) -> list[Report]:
-        """Reports by ids (overriding the other filters), categories, a time span of their
-        request, statuses, a bounding box (min_long, min_lat, max_long, max_lat) or an area
-        (code or name), and jurisdiction; newest first, with their history and photos."""
+    async def search(self, criteria: ReportSearch) -> list[Report]:
+        """Reports as ``criteria`` selects them, newest first, with their history and photos."""
         ...
 
     async def id_for_token(self, token: str) -> UUID | None:

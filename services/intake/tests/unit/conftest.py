@@ -39,6 +39,7 @@ from intake.domain import (
 from intake.ports import (
     Jurisdiction,
     Outlines,
+    ReportSearch,
     Statistics,
     SubmissionWriter,
     TicketFilter,
@@ -303,35 +304,28 @@ class FakeReports:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         return counts
 
-    async def search(
-        self,
-        *,
-        ids: Sequence[UUID] = (),
-        service_codes: Sequence[str] = (),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        statuses: Sequence[ReportStatus] = (),
-        bbox: tuple[float, float, float, float] | None = None,
-        area: str | None = None,
-        jurisdiction: str | None = None,
-        limit: int = 1000,
-    ) -> list[Report]:
+    async def search(self, criteria: ReportSearch) -> list[Report]:
+        c = criteria
+
         def selected(r: Report) -> bool:
-            if jurisdiction and r.jurisdiction != jurisdiction:
+            if c.jurisdiction and r.jurisdiction != c.jurisdiction:
                 return False
-            if ids:
-                return r.id in ids
+            if c.ids:
+                return r.id in c.ids
             return (
-                (not service_codes or r.service_code in service_codes)
-                and (start is None or r.requested_at >= start)
-                and (end is None or r.requested_at <= end)
-                and (not statuses or r.status in statuses)
-                and (bbox is None or (bbox[1] <= r.lat <= bbox[3] and bbox[0] <= r.long <= bbox[2]))
-                and (not area or any(area in (a.code, a.name) for a in r.areas))
+                (not c.service_codes or r.service_code in c.service_codes)
+                and (c.start is None or r.requested_at >= c.start)
+                and (c.end is None or r.requested_at <= c.end)
+                and (not c.statuses or r.status in c.statuses)
+                and (
+                    c.bbox is None
+                    or (c.bbox[1] <= r.lat <= c.bbox[3] and c.bbox[0] <= r.long <= c.bbox[2])
+                )
+                and (not c.area or any(c.area in (a.code, a.name) for a in r.areas))
             )
 
         found = [copy.deepcopy(r) for r in self._reports.values() if selected(r)]
-        return sorted(found, key=lambda r: r.requested_at, reverse=True)[:limit]
+        return sorted(found, key=lambda r: r.requested_at, reverse=True)[: c.limit]
 
     async def id_for_token(self, token: str) -> UUID | None:
         return next((r.id for r in self._reports.values() if r.token == token), None)

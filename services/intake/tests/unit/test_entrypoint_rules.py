@@ -10,7 +10,7 @@ import pytest
 
 from intake import handlers
 from intake.domain import Report, ReporterTokens, StaffMember
-from intake.ports import Outlines, SubmissionWriter, UnitOfWorkFactory
+from intake.ports import Outlines, ReportSearch, SubmissionWriter, UnitOfWorkFactory
 from mm_shared.events import Event, ReportReassigned, ReportStatus, utcnow
 
 NewReport = Callable[..., Awaitable[Report]]
@@ -152,14 +152,20 @@ async def test_reports_are_found_by_the_public_filters_newest_first(
 
     everything = await handlers.find_reports(uows)
     assert [r.id for r in everything] == [newer.id, older.id]
-    assert [r.id for r in await handlers.find_reports(uows, service_codes=["002"])] == [newer.id]
-    open_received = await handlers.find_reports(uows, statuses=[ReportStatus.RECEIVED])
+    assert [
+        r.id for r in await handlers.find_reports(uows, ReportSearch(service_codes=["002"]))
+    ] == [newer.id]
+    open_received = await handlers.find_reports(
+        uows, ReportSearch(statuses=[ReportStatus.RECEIVED])
+    )
     assert [r.id for r in open_received] == [older.id]
-    assert [r.id for r in await handlers.find_reports(uows, ids=[older.id])] == [older.id]
-    assert await handlers.find_reports(uows, jurisdiction="sachsen") == []
+    assert [r.id for r in await handlers.find_reports(uows, ReportSearch(ids=[older.id]))] == [
+        older.id
+    ]
+    assert await handlers.find_reports(uows, ReportSearch(jurisdiction="sachsen")) == []
     later = utcnow() + timedelta(minutes=1)
-    assert await handlers.find_reports(uows, start=later) == []
-    assert len(await handlers.find_reports(uows, limit=1)) == 1
+    assert await handlers.find_reports(uows, ReportSearch(start=later)) == []
+    assert len(await handlers.find_reports(uows, ReportSearch(limit=1))) == 1
 
 
 async def test_an_open311_token_leads_to_its_report(

@@ -19,8 +19,8 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from intake.domain import Photo, Report, StatusChange, distance_m
+from intake.ports import ReportSearch, UsedKey
 from intake.ports import TicketFilter as TicketFilter
-from intake.ports import UsedKey
 from mm_shared.events import (
     Event,
     MatchedArea,
@@ -328,43 +328,32 @@ class ReportRepository:
         )
         return found
 
-    async def search(
-        self,
-        *,
-        ids: Sequence[UUID] = (),
-        service_codes: Sequence[str] = (),
-        start: datetime | None = None,
-        end: datetime | None = None,
-        statuses: Sequence[ReportStatus] = (),
-        bbox: tuple[float, float, float, float] | None = None,
-        area: str | None = None,
-        jurisdiction: str | None = None,
-        limit: int = 1000,
-    ) -> list[Report]:
+    async def search(self, criteria: ReportSearch) -> list[Report]:
         """Reports by the Open311 filters, a bounding box or an area (code or name), newest
         first, with their history and photos."""
-        query = sa.select(reports).order_by(reports.c.requested_at.desc()).limit(limit)
-        if ids:
-            query = query.where(reports.c.id.in_(ids))
+        c = criteria
+        query = sa.select(reports).order_by(reports.c.requested_at.desc()).limit(c.limit)
+        if c.ids:
+            query = query.where(reports.c.id.in_(c.ids))
         else:
-            if service_codes:
-                query = query.where(reports.c.service_code.in_(service_codes))
-            if start:
-                query = query.where(reports.c.requested_at >= start)
-            if end:
-                query = query.where(reports.c.requested_at <= end)
-            if statuses:
-                query = query.where(reports.c.status.in_([s.value for s in statuses]))
-            if bbox:
-                min_long, min_lat, max_long, max_lat = bbox
+            if c.service_codes:
+                query = query.where(reports.c.service_code.in_(c.service_codes))
+            if c.start:
+                query = query.where(reports.c.requested_at >= c.start)
+            if c.end:
+                query = query.where(reports.c.requested_at <= c.end)
+            if c.statuses:
+                query = query.where(reports.c.status.in_([s.value for s in c.statuses]))
+            if c.bbox:
+                min_long, min_lat, max_long, max_lat = c.bbox
                 query = query.where(
                     reports.c.lat.between(min_lat, max_lat),
                     reports.c.long.between(min_long, max_long),
                 )
-            if area:
-                query = query.where(_in_area(area))
-        if jurisdiction:
-            query = query.where(reports.c.jurisdiction == jurisdiction)
+            if c.area:
+                query = query.where(_in_area(c.area))
+        if c.jurisdiction:
+            query = query.where(reports.c.jurisdiction == c.jurisdiction)
         rows = (await self.conn.execute(query)).all()
         found = {row.id: _row_to_report(row, []) for row in rows}
         await self._add_details(found)

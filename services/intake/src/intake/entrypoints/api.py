@@ -36,6 +36,7 @@ from intake.entrypoints.dependencies import (
 )
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.entrypoints.representations import iso
+from intake.ports import ReportSearch
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 from mm_shared.service import Day, Text, problem
@@ -563,12 +564,14 @@ async def reports_in_box(
         )
     found = await handlers.find_reports(
         uows,
-        bbox=box,
-        area=area,
-        service_codes=codes,
-        statuses=STATUSES_SHOWN[status],
-        jurisdiction=jurisdiction or None,
-        limit=limit,
+        ReportSearch(
+            bbox=box,
+            area=area,
+            service_codes=codes,
+            statuses=STATUSES_SHOWN[status],
+            jurisdiction=jurisdiction or None,
+            limit=limit,
+        ),
     )
     return JSONResponse(
         {

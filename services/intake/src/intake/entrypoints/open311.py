@@ -31,6 +31,7 @@ from intake.entrypoints.dependencies import (
     WriterDep,
 )
 from intake.entrypoints.formats import Format, errors, render
+from intake.ports import ReportSearch
 from mm_shared.categories import CATEGORIES_BY_CODE
 from mm_shared.events import ReportStatus
 
@@ -375,12 +376,14 @@ async def list_requests(
         return errors(fmt, 400, *problems)
     found = await handlers.find_reports(
         uows,
-        ids=ids,
-        service_codes=[c.strip() for c in (service_code or "").split(",") if c.strip()],
-        start=start,
-        end=end,
-        statuses=statuses,
-        jurisdiction=jurisdiction_id or None,
+        ReportSearch(
+            ids=ids,
+            service_codes=[c.strip() for c in (service_code or "").split(",") if c.strip()],
+            start=start,
+            end=end,
+            statuses=statuses,
+            jurisdiction=jurisdiction_id or None,
+        ),
     )
     return service_requests(
         fmt,
