@@ -67,6 +67,10 @@ def noisy_picture(kind: str, width: int = 480, height: int = 360, seed: int = 1)
     the image data is most of the file and cutting it off leaves a valid header."""
     import random
 
+    if kind.upper() in {"HEIF", "HEIC"}:
+        import pillow_heif  # Pillow writes HEIF only with this plugin registered
+
+        pillow_heif.register_heif_opener()
     pixels = random.Random(seed).randbytes(width * height * 3)  # noqa: S311 - test pixels
     out = io.BytesIO()
     Image.frombytes("RGB", (width, height), pixels).save(out, kind, quality=50)
