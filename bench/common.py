@@ -173,11 +173,15 @@ async def open_loop(
     ).encode() + payload
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     latencies: list[float] = []
+    #: How late each request left after its scheduled instant: the generator's own queueing,
+    #: included in ``latencies``, which count from the scheduled instant.
+    send_lags: list[float] = []
     codes: dict[str, int] = {}
 
     async def one(scheduled: float) -> None:
         reader, writer = idle.pop() if idle else await asyncio.open_connection(hostname, int(port))
         writer.write(request)
+        send_lags.append((time.perf_counter() - scheduled) * 1000)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:  # the server closed an idle keep-alive connection
@@ -197,6 +201,7 @@ async def open_loop(
         idle.append((reader, writer))
 
     total = int(rate * seconds)
+    cpu_before = os.times()
     started = time.perf_counter()
     tasks = []
     for i in range(total):
@@ -207,12 +212,17 @@ async def open_loop(
         tasks.append(asyncio.create_task(one(scheduled)))
     await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.perf_counter() - started
+    cpu_after = os.times()
     for _, writer in idle:
         writer.close()
+    generator_cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
         "achieved_per_s": round(len(latencies) / elapsed),
         "p50_ms": round(percentile(latencies, 50), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
+        "send_lag_p50_ms": round(percentile(send_lags, 50), 1),
+        "send_lag_p99_ms": round(percentile(send_lags, 99), 1),
+        "generator_cpu_percent_of_a_core": round(generator_cpu_s / elapsed * 100, 1),
         "status_codes": codes,
         "failed": total - len(latencies),
     }

@@ -8,7 +8,10 @@
 5. where the time of the loaded reports went, hop by hop (``hops``): acceptance → the
    ReportSubmitted record built by intake's relay → geo-router's decision (its statement's
    start) → the ReportRouted record built by geo-router's relay → the ``assigned`` transition
-   in intake. Record times are the relays' own clocks (CreateTime), the same machine's.
+   in intake. Record times are the relays' own clocks (CreateTime), the same machine's;
+6. during the load, each process's time running and waiting runnable for a CPU (schedstat),
+   the load generator's own share, and how busy the whole machine was: on a shared machine,
+   the wait is what other processes add to every hop.
 
 Each stack runs once per *profile*: ``fixed`` reproduces the consumers' and relays' former
 constant polling through their settings, ``adaptive`` runs the defaults, so both are measured
@@ -17,6 +20,7 @@ Germany's 10,997 municipalities costs each service's memory.
 
     uv run python bench/footprint.py [--rate 200] [--seconds 20] [--idle-seconds 60]
     uv run python bench/footprint.py --germany   # → footprint-germany.json
+    uv run python bench/footprint.py --output latency --idle-seconds 5   # → latency.json
 
 Reads /proc: VmRSS, and user+system CPU time of each process.
 """
@@ -28,16 +32,17 @@ import asyncio
 import os
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.common import LOGS, broker, database, free_port, open_loop_post, percentile, report
-from bench.resources import cpu_s, rss_mib
+from bench.resources import TICKS, cpu_s, rss_mib
 from devstack.processes import ServiceProcess, python_module, service_env, spawn, wait_for_port
 
 SERVICES = ("intake", "geo-router", "notifier")
@@ -183,9 +188,36 @@ async def measure(
             warm_up_ms = await submit_and_wait_assigned(client, url, engine)
             async with engine.connect() as conn:
                 since = await conn.scalar(text("SELECT now()"))
+            watched = {name: [pid] for name, pid in pids.items()}
+            watched["broker"] = [broker_pid]
+            watched["postgres (this database)"] = database_backends(database_url)
+            watched["load generator (this process)"] = [os.getpid()]
+            sched_before = {name: sched_s(ps) for name, ps in watched.items()}
+            machine_before = machine_cpu_s()
+            load_started = time.perf_counter()
             http = await open_loop_post(
                 url, rate, seconds, FORM, BODY, "X-Acknowledge-Duplicate: true"
             )
+            load_elapsed = time.perf_counter() - load_started
+            machine_busy, machine_total = (
+                after - before
+                for after, before in zip(machine_cpu_s(), machine_before, strict=True)
+            )
+            cpu_under_load: dict[str, Any] = {}
+            for name, ps in watched.items():
+                ran, waited, slices = (
+                    after - before
+                    for after, before in zip(sched_s(ps), sched_before[name], strict=True)
+                )
+                cpu_under_load[name] = {
+                    "running": round(ran / load_elapsed * 100, 1),
+                    "waiting_for_a_cpu": round(waited / load_elapsed * 100, 1),
+                    "mean_wait_per_time_on_a_cpu_ms": round(waited / max(slices, 1) * 1000, 2),
+                }
+            cpu_under_load["machine_busy_percent_of_all_cores"] = round(
+                machine_busy / machine_total * 100, 1
+            )
+            load_average = os.getloadavg()
             async with engine.connect() as conn:
                 until = await conn.scalar(text("SELECT now()"))
             await asyncio.sleep(5)  # the last reports through
@@ -223,6 +255,8 @@ async def measure(
             "seconds": seconds,
             "load_generator": "open loop, evenly spaced",
             "http": http,
+            "cpu_percent_of_a_core_under_load": cpu_under_load,  # of the load's wall time
+            "load_average_after": [round(x, 2) for x in load_average],
             "reports": len(latencies),
             "assigned": len(done),
             "p50_ms": round(percentile(done, 50), 1),
@@ -291,6 +325,45 @@ def run_stack(
             smtp.wait(10)
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """Busy and total CPU time of the whole machine (all cores, every process: other users'
+    too), from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields[:8])  # without guest time, already counted in user
+    return (total - idle) / TICKS, total / TICKS
+
+
+def sched_s(pids: list[int]) -> tuple[float, float, int]:
+    """Seconds the threads of ``pids`` ran on a CPU, seconds they waited runnable for one, and
+    how many times they were put on a CPU (the scheduler's own accounting,
+    /proc/<pid>/task/<tid>/schedstat). The wait is what a busy machine adds to every hop: the
+    process had work and no core to do it on."""
+    ran = waited = slices = 0
+    for pid in pids:
+        with suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with suppress(OSError, ValueError):
+                    fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+                    ran += int(fields[0])
+                    waited += int(fields[1])
+                    slices += int(fields[2])
+    return ran / 1e9, waited / 1e9, slices
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving ``database_url``'s database (by their process title)."""
+    name = make_url(database_url).database or ""
+    backends = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with suppress(OSError):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if title.startswith(b"postgres: ") and f" {name} ".encode() in title:
+                    backends.append(int(pid))
+    return backends
+
+
 def _listens(pid: int, port: int) -> bool:
     """Whether process ``pid`` is the broker started on ``port`` (by its command line)."""
     try:
@@ -309,6 +382,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--settle-seconds", type=float, default=10)
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument("--output", help="results file name (default: footprint[-germany])")
     parser.add_argument(
         "--germany", action="store_true", help="also a stack with Leipzig and Germany loaded"
     )
@@ -350,7 +424,8 @@ def main() -> None:
         "submit_to_assigned_ms": {"p50": 30, "p99": 100},
         "first_report_after_idle_ms": 1000,
     }
-    report("footprint-germany" if args.germany else "footprint", figures)
+    figures["load_average_at_the_end"] = [round(x, 2) for x in os.getloadavg()]
+    report(args.output or ("footprint-germany" if args.germany else "footprint"), figures)
 
 
 if __name__ == "__main__":
