@@ -93,8 +93,9 @@ MESSAGES = {
     "form.send": ("Meldung senden", "Send report"),
     "form.error.category": ("Wählen Sie die Art des Mangels", "Choose the kind of defect"),
     "form.error.place": (
-        "Setzen Sie den Ort auf der Karte oder geben Sie Breiten- und Längengrad ein",
-        "Place the pin on the map, or enter latitude and longitude",
+        "Geben Sie den Ort an: Breiten- und Längengrad eintragen (oder, wo eine Karte angezeigt "
+        "wird, die Stecknadel setzen)",
+        "Say where it is: enter latitude and longitude (or, where a map is shown, place the pin)",
     ),
     "form.error.outside": (
         "Dieser Ort liegt außerhalb von {city}. Wir können nur Mängel im Stadtgebiet annehmen.",

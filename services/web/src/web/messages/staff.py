@@ -181,6 +181,10 @@ MESSAGES = {
         "Photo {n} of the report (opens full size)",
     ),
     "staff.ticket.map": ("Ort auf der Karte", "Place on the map"),
+    "staff.ticket.map_needs_js": (
+        "Die Karte braucht JavaScript. Der Ort: {lat}, {long} (Breite, Länge).",
+        "The map needs JavaScript. The place: {lat}, {long} (latitude, longitude).",
+    ),
     "staff.ticket.map_label": ("Karte mit dem Ort der Meldung", "Map showing the report's place"),
     "staff.ticket.why": ("Warum diese Dienststelle?", "Why this office?"),
     "staff.ticket.why_reassigned": (
