@@ -645,7 +645,6 @@ async def inject(stack: Stack, observer: Observer, kind: str) -> Fault:
         lost_since = stack.broker_holds_since or stack.broker_started_at
         await asyncio.to_thread(stack.kill, "broker")
         await asyncio.to_thread(stack.start_broker)
-        stack.broker_holds_since = lost_since  # the re-announcement refills it from there
         await stack.topics()
         fault.ended = time.time()
 

@@ -298,11 +298,7 @@ async def send_office_reminder(
         if office is None:
             log.warning("no address for office %s: reminder dropped", event.office_code)
             return
-        city = (
-            await uow.jurisdictions.city(event.jurisdiction)
-            if event.jurisdiction
-            else domain.City()
-        )
+        city = await uow.jurisdictions.city(event.jurisdiction)
         await sender.send(mails.office_reminder(event, office, city))
     NOTIFICATIONS.labels("office_reminder", "sent").inc()
 
@@ -332,11 +328,7 @@ async def subscribe_to_alerts(
         if not domain.may_ask_to_confirm(lately):
             raise TooManyUnconfirmed(request.email)
         await uow.alerts.add(request, confirm_token, secrets.token_urlsafe(24))
-        city = (
-            await uow.jurisdictions.city(request.jurisdiction)
-            if request.jurisdiction
-            else domain.City()
-        )
+        city = await uow.jurisdictions.city(request.jurisdiction)
         # Inside the unit of work: a mail that could not be sent leaves no subscription behind.
         await sender.send(mails.alert_confirmation(request, confirm_token, city))
 

@@ -164,7 +164,10 @@ class OfficeDirectory(Protocol):
 
 
 class JurisdictionRepository(Protocol):
-    async def city(self, jurisdiction: str) -> City: ...
+    async def city(self, jurisdiction: str | None) -> City:
+        """The city's name and mail sender name; the deployment's defaults for None or an
+        unknown one."""
+        ...
 
     async def set_name(self, jurisdiction: str, name: str) -> None: ...
 

@@ -390,8 +390,8 @@ class FakeJurisdictions:
     def __init__(self, state: State) -> None:
         self._s = state
 
-    async def city(self, jurisdiction: str) -> City:
-        return self._s.cities.get(jurisdiction, City())
+    async def city(self, jurisdiction: str | None) -> City:
+        return self._s.cities.get(jurisdiction or "", City())
 
     async def set_name(self, jurisdiction: str, name: str) -> None:
         self._s.cities[jurisdiction] = replace(self._s.cities.get(jurisdiction, City()), name=name)

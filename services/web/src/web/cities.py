@@ -75,7 +75,7 @@ class Cities:
         max_age_s = self.max_age_s if max_age_s is None else max_age_s
         now = time.monotonic()
         if (cached and now - cached[0] < max_age_s) or now < self._retry_at:
-            return cached[1] if cached else self._fallback
+            return self.last_known()
         cities = dict(self._fallback)
         try:
             answer = await self.services.call("intake", "GET", "/api/v1/jurisdictions")
@@ -110,33 +110,32 @@ class Cities:
         code = self.hosts.get(host, self.default_code)
         return (known.get(code) or known[self.default_code]), None
 
+    def last_known(self) -> dict[str, City]:
+        """The cities as last listed (the configured ones until a listing arrived)."""
+        cached = self._known
+        return cached[1] if cached else self._fallback
+
     def name_of(self, code: str) -> str:
         """A jurisdiction's name as last listed (its code if not known)."""
-        cached = self._known
-        city = (cached[1] if cached else self._fallback).get(code)
+        city = self.last_known().get(code)
         return city.name if city else code
 
     def default(self) -> City:
-        cached = self._known
-        return (cached[1] if cached else self._fallback)[self.default_code]
+        return self.last_known()[self.default_code]
 
-
-def elsewhere(request: Request) -> list[City]:
-    """The other cities served (as last listed), each at the address of its pages from this
-    host, on the pages at the root: a visitor who landed there on the wrong city's pages finds
-    theirs. A city's pages under its prefix were chosen and stay its own."""
-    cities: Cities = request.app.state.cities
-    current = city_of(request)
-    if current.base:
-        return []
-    cached = cities._known
-    known = cached[1] if cached else cities._fallback
-    at_root = cities.hosts.get(_host(request.scope), cities.default_code)
-    return [
-        city.at("" if code == at_root else f"/{code}")
-        for code, city in known.items()
-        if code != current.code
-    ]
+    def elsewhere(self, request: Request) -> list[City]:
+        """The other cities served (as last listed), each at the address of its pages from
+        this host, on the pages at the root: a visitor who landed there on the wrong city's
+        pages finds theirs. A city's pages under its prefix were chosen and stay its own."""
+        current = city_of(request)
+        if current.base:
+            return []
+        at_root = self.hosts.get(_host(request.scope), self.default_code)
+        return [
+            city.at("" if code == at_root else f"/{code}")
+            for code, city in self.last_known().items()
+            if code != current.code
+        ]
 
 
 def _city(item: Any) -> City | None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from web import csrf
-from web.cities import city_of, elsewhere
+from web.cities import city_of
 from web.i18n import LANGUAGES, Translator, language
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +69,7 @@ def render(
         "city": city,
         "base": city.base,
         "city_name": request.app.state.cities.name_of,
-        "other_cities": elsewhere(request),
+        "other_cities": request.app.state.cities.elsewhere(request),
         "csrf_token": csrf.token(request),
         "static_url": static_url,
         "here": quote(here, safe="/?=&"),

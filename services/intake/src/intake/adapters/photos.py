@@ -323,8 +323,6 @@ class PhotoStore(Protocol):
 
     async def put(self, photo: ProcessedPhoto) -> None: ...
 
-    async def get(self, digest: str, variant: str) -> tuple[bytes, str] | None: ...
-
     async def serve(self, digest: str, variant: str) -> ServedPhoto | None: ...
 
 
@@ -387,11 +385,6 @@ class FileSystemPhotoStore:
         except FileNotFoundError:
             return None
         return content, content_type
-
-    async def get(self, digest: str, variant: str) -> tuple[bytes, str] | None:
-        if variant not in VARIANTS or not self._valid(digest):
-            return None
-        return await asyncio.to_thread(self._read, digest, variant)
 
     async def serve(self, digest: str, variant: str) -> ServedPhoto | None:
         """The variant asked for; while it is not made, the original in its place."""

@@ -604,7 +604,9 @@ class SqlJurisdictions:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def city(self, jurisdiction: str) -> City:
+    async def city(self, jurisdiction: str | None) -> City:
+        if not jurisdiction:
+            return City()
         row = (
             await self._conn.execute(
                 sa.select(jurisdictions.c.name, jurisdictions.c.sender_name).where(

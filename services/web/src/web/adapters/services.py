@@ -113,8 +113,8 @@ class Services:
         except httpx.TransportError as exc:
             raise ServiceUnavailable(service) from exc
         if response.status_code in (502, 503, 504):
-            retry = response.headers.get("retry-after", "5")
-            raise ServiceUnavailable(service, int(retry) if retry.isdigit() else 5)
+            retry = whole_number(response.headers.get("retry-after", ""))
+            raise ServiceUnavailable(service, 5 if retry is None else retry)
         content_type = response.headers.get("content-type", "")
         body: Any = response.json() if "json" in content_type else response.content
         return Answer(response.status_code, body, response.headers)
@@ -198,3 +198,11 @@ class Services:
         if not hits:
             return None
         return float(hits[0]["lat"]), float(hits[0]["lon"])
+
+
+def whole_number(text: str, max_digits: int = 12) -> int | None:
+    """ASCII digits only: ``str.isdigit`` also passes "²" and "٣", on which ``int`` fails or
+    reads what no one typed, and ``int`` refuses more than 4,300 digits."""
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None

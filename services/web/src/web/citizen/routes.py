@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
 from mm_shared.events import STATUS_LABELS, ReportStatus
 from web import csrf
-from web.adapters.services import Answer, Services, ServiceUnavailable
+from web.adapters.services import Answer, Services, ServiceUnavailable, whole_number
 from web.cities import Cities, City, city_of
 from web.citizen import geography
 from web.citizen.forms import (
@@ -278,14 +278,6 @@ class Citizen:
         form = await request.form(max_files=max_files, max_fields=100)
         csrf.verify(request, form)
         return form
-
-
-def whole_number(text: str, max_digits: int = 12) -> int | None:
-    """ASCII digits only: ``str.isdigit`` also passes "²" and "٣", on which ``int`` fails or
-    reads what no one typed, and ``int`` refuses more than 4,300 digits."""
-    if text.isascii() and text.isdigit() and len(text) <= max_digits:
-        return int(text)
-    return None
 
 
 def _values(request: Request, *names: str) -> dict[str, str]:
