@@ -83,6 +83,29 @@ def test_no_violations_on_the_report_page_and_the_reporters_view(
     assert axe_violations(visitor) == []
 
 
+def test_the_question_before_deleting_contact_data_works_with_the_keyboard(
+    visitor: Page, browser_stack: BrowserStack, report_id: str, lang: str
+) -> None:
+    mine = f"{browser_stack.web}/reports/{report_id}?token=not-checked-by-web"
+    visitor.goto(mine)
+    erase = "Kontaktdaten löschen" if lang == "de" else "Delete contact data"
+    visitor.get_by_role("button", name=erase).focus()
+    visitor.keyboard.press("Enter")
+    expect(visitor.locator("h1")).to_have_text(
+        "Kontaktdaten wirklich löschen?" if lang == "de" else "Delete your contact data?"
+    )
+    settled(visitor)
+    assert axe_violations(visitor) == []
+    # From the question's answer, Tab reaches the way back.
+    visitor.get_by_role("button", name="Ja, löschen" if lang == "de" else "Yes, delete").focus()
+    visitor.keyboard.press("Tab")
+    expect(
+        visitor.get_by_role("link", name="Abbrechen" if lang == "de" else "Cancel")
+    ).to_be_focused()
+    visitor.keyboard.press("Enter")
+    expect(visitor).to_have_url(mine + "#erase-title")
+
+
 def test_no_violations_on_the_form_with_errors_and_after_sending(
     visitor: Page, browser_stack: BrowserStack, lang: str
 ) -> None:

@@ -103,6 +103,12 @@ def test_the_reporter_deletes_their_contact_data_and_the_report_stays(
     report_id, link = report_with_mail(page, browser_stack, "forgetme@example.org")
     page.goto(link)
     page.get_by_role("button", name="Kontaktdaten löschen").click()
+    # It asks first (the deletion cannot be undone); going back deletes nothing.
+    expect(page.locator("h1")).to_have_text("Kontaktdaten wirklich löschen?")
+    page.get_by_role("link", name="Abbrechen").click()
+    expect(page.get_by_role("button", name="Kontaktdaten löschen")).to_be_visible()
+    page.get_by_role("button", name="Kontaktdaten löschen").click()
+    page.get_by_role("button", name="Ja, löschen").click()
     expect(page.locator("#outcome")).to_contain_text("gelöscht")
     assert browser_stack.report(report_id)["id"] == report_id
     # Nothing left to delete: the button is not offered again.
@@ -131,6 +137,7 @@ def test_a_wrong_token_gets_no_reporter_action(page: Page, browser_stack: Browse
     report_id = browser_stack.submit(51.3290, 12.3500, email="someone@example.org")
     page.goto(f"/reports/{report_id}?token=guessed")
     page.get_by_role("button", name="Kontaktdaten löschen").click()
+    page.get_by_role("button", name="Ja, löschen").click()
     expect(page.locator("#outcome")).to_contain_text("Link aus Ihrer E-Mail")
 
 

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from web import geography
 from web.bootstrap import create_app
-from web.citizen import geography
 from web.i18n import negotiate
 from web.ratelimit import SlidingWindow
 from web.settings import WebSettings
@@ -72,6 +72,8 @@ class FakeServices:
         if path == "/v1/areas":
             features = [KOELN_SQUARE if request.url.params["jurisdiction"] == "koeln" else SQUARE]
             return httpx.Response(200, json={"type": "FeatureCollection", "features": features})
+        if path.endswith("/contact/erase") and request.method == "POST":
+            return httpx.Response(204)
         if path.startswith("/api/v1/reports/") and path.rsplit("/", 1)[1] in self.reports:
             return httpx.Response(200, json=self.reports[path.rsplit("/", 1)[1]])
         if path == "/api/v1/staff/me" and self.member is not None:
@@ -621,3 +623,86 @@ async def test_a_photo_standing_in_for_one_not_made_yet_is_not_cached_for_good(
     assert original.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert display.status_code == 200
     assert display.headers["cache-control"] == "public, max-age=60"
+
+
+MINE = "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a03"
+
+
+def erased(fake: FakeServices) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.url.path.endswith("/contact/erase")]
+
+
+async def test_the_contact_data_is_erased_only_once_confirmed(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.reports[MINE] = {
+        "id": MINE,
+        "status": "received",
+        "service_code": "001",
+        "lat": 51.34,
+        "long": 12.37,
+        "history": [],
+        "photos": [],
+    }
+    async with web() as client:
+        mine = await client.get(f"/reports/{MINE}?token=secret")
+        csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
+        asked = {"csrf_token": csrf_token, "token": "secret"}
+        question = await client.post(f"/reports/{MINE}/erase-contact", data=asked)
+        not_yes = await client.post(
+            f"/reports/{MINE}/erase-contact", data=asked | {"confirm": "ja"}
+        )
+        assert erased(fake) == []
+        confirmed = await client.post(
+            f"/reports/{MINE}/erase-contact", data=asked | {"confirm": "yes"}
+        )
+        unknown = await client.post(
+            "/reports/0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9aff/erase-contact", data=asked
+        )
+        in_english = await client.post(
+            f"/reports/{MINE}/erase-contact", data=asked, headers={"Accept-Language": "en"}
+        )
+    # The question says what goes and that it cannot be undone; only its answer erases.
+    assert question.status_code == not_yes.status_code == 200
+    assert "Kontaktdaten wirklich löschen?" in question.text
+    assert "nicht rückgängig" in question.text
+    assert 'name="confirm" value="yes"' in question.text
+    assert f'href="/reports/{MINE}?token=secret#erase-title">Abbrechen</a>' in question.text
+    assert question.headers["cache-control"] == "no-store"
+    assert "This cannot be undone." in in_english.text
+    assert ">Yes, delete</button>" in in_english.text
+    assert confirmed.status_code == 303
+    assert confirmed.headers["location"] == f"/reports/{MINE}?token=secret&done=erased#outcome"
+    settings = WebSettings(secret_key="test")
+    assert [(str(r.url), json.loads(r.content)) for r in erased(fake)] == [
+        (f"{url}/api/v1/reports/{MINE}/contact/erase", {"reporter_token": "secret"})
+        for url in (settings.intake_url, settings.notifier_url)
+    ]
+    assert unknown.status_code == 404
+
+
+def test_the_areas_by_level_coarsest_first_each_by_name() -> None:
+    def area(level: str, code: str, name: str) -> dict[str, Any]:
+        return {"properties": {"level": level, "code": code, "name": name}}
+
+    collection = {
+        "features": [
+            area("ortsteil", "01", "Zentrum-Ost"),
+            area("stadtbezirk", "0", "Mitte"),
+            area("ortsteil", "00", "Zentrum"),
+            area("stadtbezirk", "1", "Nordost"),
+            area("ortsteil", "10", "Schönefeld"),
+        ]
+    }
+    assert geography.by_level(collection) == [
+        ("stadtbezirk", [{"name": "Mitte", "code": "0"}, {"name": "Nordost", "code": "1"}]),
+        (
+            "ortsteil",
+            [
+                {"name": "Schönefeld", "code": "10"},
+                {"name": "Zentrum", "code": "00"},
+                {"name": "Zentrum-Ost", "code": "01"},
+            ],
+        ),
+    ]
+    assert geography.by_level({"features": []}) == []

@@ -18,10 +18,9 @@ from starlette.exceptions import HTTPException
 
 from mm_shared.categories import CATEGORIES, CATEGORIES_BY_CODE
 from mm_shared.events import STATUS_LABELS, ReportStatus
-from web import csrf
+from web import csrf, geography
 from web.adapters.services import Answer, Services, ServiceUnavailable, whole_number
 from web.cities import Cities, City, city_of
-from web.citizen import geography
 from web.citizen.forms import (
     EMAIL,
     HONEYPOT,
@@ -537,9 +536,19 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
     @pages.post("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
     async def erase_contact(request: Request, report_id: uuid.UUID) -> Response:
         """GDPR Art. 17: intake forgets the copy of the reporter's address it keeps for
-        re-announcing, then the notifier forgets theirs; the report stays."""
+        re-announcing, then the notifier forgets theirs; the report stays. Nothing brings the
+        address back, so the report page's button only asks first (a page of its own, no
+        script needed); the answer to that page, with ``confirm=yes``, erases."""
         form = await citizen.read_form(request)
         token = str(form.get("token", ""))[:200]
+        if form.get("confirm") != "yes":
+            report = await _report(report_id, language(request))
+            return render(
+                request,
+                "citizen/erase_confirm.html",
+                {"report": report, "token": token},
+                headers={"Cache-Control": "no-store"},
+            )
         if refused := citizen.refused_by_limit(request):
             return refused
         kept = await services.call(
@@ -654,16 +663,8 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
 
     # -- area alerts and feeds ------------------------------------------------------------------
 
-    async def _area_choices(city: City) -> list[tuple[str, list[dict[str, Any]]]]:
-        """The city's areas by level, coarsest first."""
-        collection = await services.areas(jurisdiction=city.code)
-        outline = geography.outline_level(collection)
-        by_level: dict[str, list[dict[str, Any]]] = {outline: []} if outline else {}
-        for feature in collection["features"]:
-            by_level.setdefault(feature["properties"]["level"], []).append(feature["properties"])
-        for listed in by_level.values():
-            listed.sort(key=lambda p: p["name"])
-        return list(by_level.items())
+    async def _area_choices(city: City) -> list[tuple[str, list[dict[str, str]]]]:
+        return geography.by_level(await services.areas(jurisdiction=city.code))
 
     async def _alerts_page(
         request: Request, values: dict[str, str], errors: dict[str, str], status_code: int = 200

@@ -250,6 +250,25 @@ MESSAGES = {
         "you will get no more messages.",
     ),
     "report.erase_send": ("Kontaktdaten löschen", "Delete contact data"),
+    "erase.title": ("Kontaktdaten wirklich löschen?", "Delete your contact data?"),
+    "erase.lead": (
+        "Zu Ihrer Meldung „{category}“ (Aktenzeichen {reference}) löschen wir:",
+        "For your report “{category}” (reference {reference}) we delete:",
+    ),
+    "erase.email": ("Ihre E-Mail-Adresse", "your e-mail address"),
+    "erase.name": ("Ihren Namen, falls Sie ihn angegeben haben", "your name, if you gave it"),
+    "erase.after": (
+        "Sie erhalten danach keine Nachrichten mehr zu dieser Meldung, auch nicht, wenn der "
+        "Mangel behoben ist. Die Meldung selbst bleibt bestehen, ohne Ihre Daten.",
+        "After that you will get no more messages about this report, not even when the defect "
+        "is fixed. The report itself stays, without your data.",
+    ),
+    "erase.warning": (
+        "Das Löschen kann nicht rückgängig gemacht werden.",
+        "This cannot be undone.",
+    ),
+    "erase.confirm": ("Ja, löschen", "Yes, delete"),
+    "erase.cancel": ("Abbrechen", "Cancel"),
     "report.all": ("Alle Meldungen ansehen", "View all reports"),
     "report.follow_title": ("Auf dem Laufenden bleiben", "Stay informed"),
     "report.follow_text": (

@@ -17,9 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.datastructures import FormData
 
-from web import csrf
+from web import csrf, geography
 from web.adapters.services import Answer, Services, ServiceUnavailable
-from web.citizen import geography
 from web.i18n import language
 from web.staff import session as sessions
 from web.staff import views
@@ -731,21 +730,13 @@ async def _provider(step: Any) -> Any:
 
 async def _area_choices(
     services: Services, jurisdiction: str | None
-) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The member's city's areas for the filter, by level, coarsest (fewest areas) first:
-    Leipzig's Stadtbezirke and Ortsteile, Köln's Stadtteile (names are what intake matches)."""
+) -> list[tuple[str, list[dict[str, str]]]]:
+    """The member's city's areas for the filter (names are what intake matches); the queue
+    and its map work without them while geo-router is away."""
     try:
-        found = await services.areas(jurisdiction=jurisdiction)
+        return geography.by_level(await services.areas(jurisdiction=jurisdiction))
     except ServiceUnavailable:
         return []
-    by_level: dict[str, list[tuple[str, str]]] = {}
-    for feature in found.get("features", []):
-        p = feature.get("properties", {})
-        by_level.setdefault(p.get("level", ""), []).append((p.get("name", ""), p.get("code", "")))
-    return [
-        (level, sorted(by_level[level]))
-        for level in sorted(by_level, key=lambda name: len(by_level[name]))
-    ]
 
 
 def _refused_page(request: Request, answer: Answer) -> Response:

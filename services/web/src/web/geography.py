@@ -1,6 +1,6 @@
-"""The areas as the maps need them: geo-router's polygons simplified for the browser (as stored
-they are far more detailed than a phone's map needs), bounding boxes, and whether a point lies
-in an area. Pure Python."""
+"""The areas as the citizens' and the staff's pages need them: geo-router's polygons simplified
+for the browser (as stored they are far more detailed than a phone's map needs), bounding boxes,
+whether a point lies in an area, the areas by level for the forms' choices. Pure Python."""
 
 from __future__ import annotations
 
@@ -67,6 +67,21 @@ def outline_level(collection: dict[str, Any]) -> str | None:
         level = feature.get("properties", {}).get("level")
         counts[level] = counts.get(level, 0) + 1
     return min(counts, key=lambda level: counts[level]) if counts else None
+
+
+def by_level(collection: dict[str, Any]) -> list[tuple[str, list[dict[str, str]]]]:
+    """The areas' names and codes by level for a form's choices: coarsest level (fewest areas,
+    as :func:`outline_level`) first, each level's areas by name."""
+    levels: dict[str, list[dict[str, str]]] = {}
+    for feature in collection.get("features", []):
+        properties = feature.get("properties", {})
+        levels.setdefault(properties.get("level", ""), []).append(
+            {"name": properties.get("name", ""), "code": properties.get("code", "")}
+        )
+    ordered = sorted(levels.items(), key=lambda level: len(level[1]))
+    return [
+        (level, sorted(areas, key=lambda a: (a["name"], a["code"]))) for level, areas in ordered
+    ]
 
 
 def simplified(collection: dict[str, Any], tolerance: float = TOLERANCE_DEG) -> dict[str, Any]:
