@@ -662,6 +662,10 @@ async def test_the_contact_data_is_erased_only_once_confirmed(
         in_english = await client.post(
             f"/reports/{MINE}/erase-contact", data=asked, headers={"Accept-Language": "en"}
         )
+        # The language switch's address: the question again, asked by GET.
+        switched = await client.get(
+            f"/reports/{MINE}/erase-contact?token=secret", headers={"Accept-Language": "en"}
+        )
     # The question says what goes and that it cannot be undone; only its answer erases.
     assert question.status_code == not_yes.status_code == 200
     assert "Kontaktdaten wirklich löschen?" in question.text
@@ -671,6 +675,10 @@ async def test_the_contact_data_is_erased_only_once_confirmed(
     assert question.headers["cache-control"] == "no-store"
     assert "This cannot be undone." in in_english.text
     assert ">Yes, delete</button>" in in_english.text
+    assert f"/language/en?next=/reports/{MINE}/erase-contact%3Ftoken%3Dsecret" in question.text
+    assert switched.status_code == 200
+    assert ">Yes, delete</button>" in switched.text
+    assert 'name="token" value="secret"' in switched.text
     assert confirmed.status_code == 303
     assert confirmed.headers["location"] == f"/reports/{MINE}?token=secret&done=erased#outcome"
     settings = WebSettings(secret_key="test")

@@ -366,6 +366,34 @@ def test_on_a_phone_the_queue_is_cards_whose_dates_say_which_is_which(
     assert labels == ["none", "none"]
 
 
+#: Every text of each chart shown, at its size on the screen (its SVG scaled to the column).
+CHART_TEXT_PX = """[...document.querySelectorAll('svg.chart')]
+  .filter(svg => svg.getBoundingClientRect().width > 0)
+  .map(svg => [...svg.querySelectorAll('text')]
+    .map(text => parseFloat(getComputedStyle(text).fontSize) * svg.getScreenCTM().a))"""
+
+
+def test_the_statistics_charts_labels_are_readable_on_a_phone(
+    page: Page, base_url: str, browser_stack: BrowserStack, office: str
+) -> None:
+    report(browser_stack, "Für die Statistik", code="004")
+    sign_in(page, base_url, office)
+    page.goto(base_url + "/staff/statistics")
+    charts = page.evaluate(CHART_TEXT_PX)
+    assert len(charts) == 3, charts  # per category, per month, per Stadtbezirk: one each
+    assert all(sizes and min(sizes) >= 12 for sizes in charts), charts
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size(DESKTOP)  # the wide charts, the table beside each
+    charts = page.evaluate(CHART_TEXT_PX)
+    assert len(charts) == 3, charts
+    assert min(charts[0]) >= 12, charts[0]
+    table = page.locator("#by-category-heading + .chart-pair table").bounding_box()
+    chart = page.locator("#by-category-heading + .chart-pair svg.chart--wide").bounding_box()
+    assert table
+    assert chart
+    assert table["x"] > chart["x"] + chart["width"]
+
+
 def test_the_console_map_credits_the_citys_outlines(page: Page, base_url: str, office: str) -> None:
     sign_in(page, base_url, office)
     page.goto(base_url + "/staff/map")

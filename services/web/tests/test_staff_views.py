@@ -45,6 +45,22 @@ def test_bar_lengths_follow_the_values() -> None:
     assert views.horizontal_chart([]).bars == []
 
 
+def test_the_phones_charts_put_each_bar_under_its_label_across_the_width() -> None:
+    chart = views.stacked_chart([("Straßenschaden / Schlagloch", 10), ("2026-11", 5), ("c", 0)])
+    a, b, c = chart.bars
+    assert chart.stacked
+    assert chart.width == views.NARROW_WIDTH
+    assert a.x == b.x == 0
+    assert a.width == 2 * b.width
+    assert a.x + a.width + 40 < chart.width  # room for the value beside the longest bar
+    assert c.width == 0
+    # Each label stands above its bar, below the bar before.
+    assert a.y + a.height < b.y - 14
+    assert b.y + b.height < c.y - 14
+    assert chart.height > c.y + c.height
+    assert views.stacked_chart([]).bars == []
+
+
 def test_the_vertical_charts_ticks_stand_where_their_values_are() -> None:
     chart = views.vertical_chart([("2026-11", 5), ("2026-12", 3)])
     five = chart.bars[0]

@@ -8,7 +8,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -533,6 +533,22 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
             return limited
         return _back(request, report_id, token, _outcome(answer, "reopened"))
 
+    async def _erase_question(request: Request, report_id: uuid.UUID, token: str) -> Response:
+        """Whether to delete, what goes and that it cannot be undone. Its address, also for
+        the language switch, is the GET one: the question in the other language."""
+        report = await _report(report_id, language(request))
+        here = f"{request.url.path}?{urlencode({'token': token})}"
+        return render(
+            request,
+            "citizen/erase_confirm.html",
+            {"report": report, "token": token, "here": quote(here, safe="/?=&")},
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @pages.get("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
+    async def erase_question(request: Request, report_id: uuid.UUID, token: str = "") -> Response:
+        return await _erase_question(request, report_id, token[:200])
+
     @pages.post("/reports/" + REPORT_ID + "/erase-contact", response_class=HTMLResponse)
     async def erase_contact(request: Request, report_id: uuid.UUID) -> Response:
         """GDPR Art. 17: intake forgets the copy of the reporter's address it keeps for
@@ -542,13 +558,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         form = await citizen.read_form(request)
         token = str(form.get("token", ""))[:200]
         if form.get("confirm") != "yes":
-            report = await _report(report_id, language(request))
-            return render(
-                request,
-                "citizen/erase_confirm.html",
-                {"report": report, "token": token},
-                headers={"Cache-Control": "no-store"},
-            )
+            return await _erase_question(request, report_id, token)
         if refused := citizen.refused_by_limit(request):
             return refused
         kept = await services.call(

@@ -180,6 +180,8 @@ class Chart:
     horizontal: bool
     maximum: int
     ticks: list[tuple[float, int]] = field(default_factory=list)
+    #: Each bar under its label (:func:`stacked_chart`), not beside it.
+    stacked: bool = False
 
 
 LABEL_WIDTH = 215.0
@@ -224,6 +226,34 @@ def vertical_chart(rows: Sequence[tuple[str, int]], height: float = 220.0) -> Ch
     # labelled with a rounded value that its line does not mark.
     ticks = [(10 + plot - plot * v / maximum, v) for v in sorted({0, maximum // 2, maximum})]
     return Chart(bars, 40 + max(len(rows), 1) * slot + 10, height, False, maximum, ticks)
+
+
+#: The phones' charts' width in SVG user units: about a phone's column in CSS pixels, so that
+#: the labels keep about the size they are given (a wider chart is scaled down to the column,
+#: and its labels with it).
+NARROW_WIDTH = 300.0
+STACKED_ROW = 44.0
+STACKED_BAR = 16.0
+
+
+def stacked_chart(rows: Sequence[tuple[str, int]], width: float = NARROW_WIDTH) -> Chart:
+    """The phones' chart of any of the statistics: each bar under its label, across the whole
+    width. Beside a label (or under a month) a bar would have too little room at that width."""
+    maximum = max((v for _, v in rows), default=0) or 1
+    span = width - 50
+    bars = [
+        Bar(
+            label,
+            value,
+            0.0,
+            4 + i * STACKED_ROW + 19,
+            max(span * value / maximum, 1.0 if value else 0.0),
+            STACKED_BAR,
+        )
+        for i, (label, value) in enumerate(rows)
+    ]
+    height = 4 + len(rows) * STACKED_ROW + 4
+    return Chart(bars, width, max(height, 40.0), True, maximum, stacked=True)
 
 
 def percent(share: float | None, lang: str) -> str:
