@@ -673,9 +673,6 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
 
     # -- area alerts and feeds ------------------------------------------------------------------
 
-    async def _area_choices(city: City) -> list[tuple[str, list[dict[str, str]]]]:
-        return geography.by_level(await services.areas(jurisdiction=city.code))
-
     async def _alerts_page(
         request: Request, values: dict[str, str], errors: dict[str, str], status_code: int = 200
     ) -> Response:
@@ -685,7 +682,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
             request,
             "citizen/alerts.html",
             {
-                "levels": await _area_choices(city),
+                "levels": geography.by_level(await services.areas(jurisdiction=city.code)),
                 "groups": category_groups(lang, city.disabled_service_codes),
                 "values": values,
                 "errors": errors,
@@ -719,7 +716,8 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         if values[HONEYPOT]:
             errors["form"] = "form.error.honeypot"
         city = city_of(request)
-        known_areas = {p["code"] for _, listed in await _area_choices(city) for p in listed}
+        levels = geography.by_level(await services.areas(jurisdiction=city.code))
+        known_areas = {area["code"] for _, listed in levels for area in listed}
         body: dict[str, Any] = {
             "email": values["email"],
             "locale": lang,
