@@ -714,3 +714,39 @@ def test_the_areas_by_level_coarsest_first_each_by_name() -> None:
         ),
     ]
     assert geography.by_level({"features": []}) == []
+
+
+async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_405(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.reports[MINE] = {
+        "id": MINE,
+        "status": "resolved",
+        "service_code": "001",
+        "lat": 51.34,
+        "long": 12.37,
+        "history": [],
+        "photos": [],
+    }
+    async with web() as client:
+        mine = await client.get(f"/reports/{MINE}?token=secret")
+        csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
+        follow = await client.post(
+            f"/reports/{MINE}/follow", data={"csrf_token": csrf_token, "email": "kein-at"}
+        )
+        not_fixed = await client.post(
+            f"/reports/{MINE}/not-fixed",
+            data={"csrf_token": csrf_token, "token": "secret", "note": ""},
+        )
+        switches = [
+            re.findall(r'href="/language/en\?next=([^"]+)"', page.text)[0]
+            for page in (follow, not_fixed)
+        ]
+        landed = [
+            await client.get(f"/language/en?next={switch}", follow_redirects=True)
+            for switch in switches
+        ]
+    assert follow.status_code == not_fixed.status_code == 422
+    assert switches == [f"/reports/{MINE}", f"/reports/{MINE}%3Ftoken%3Dsecret"]
+    assert [page.status_code for page in landed] == [200, 200]
+    assert all('<html lang="en">' in page.text for page in landed)
