@@ -394,6 +394,22 @@ def test_simplifying_keeps_the_shape_and_drops_needless_points() -> None:
     assert not geography.contains(feature, 51.45, 12.35)
 
 
+def test_what_is_derived_from_the_areas_is_made_again_only_for_a_new_answer() -> None:
+    made: list[dict[str, Any]] = []
+
+    def count(areas: dict[str, Any]) -> int:
+        made.append(areas)
+        return len(made)
+
+    derived = geography.PerAnswer(count)
+    first: dict[str, Any] = {"features": []}
+    equal_but_new: dict[str, Any] = {"features": []}
+    assert [derived.of("leipzig", first), derived.of("leipzig", first)] == [1, 1]
+    assert derived.of("koeln", first) == 2
+    assert derived.of("leipzig", equal_but_new) == 3
+    assert made == [first, first, equal_but_new]
+
+
 def test_the_sliding_window_forgets_old_hits_and_bounds_its_memory() -> None:
     now = [0.0]
     window = SlidingWindow(2, 60, max_keys=3, clock=lambda: now[0])
@@ -576,6 +592,9 @@ async def test_the_console_shows_the_members_citys_areas(web: Client, fake: Fake
     assert ">Altstadt/Süd</option>" in map_page.text
     assert ">Mitte</option>" not in map_page.text
     assert [f["properties"]["code"] for f in outline.json()["features"]] == ["101"]
+    # Simplified as for the citizens' maps (as stored, Leipzig's districts weigh 460 kB).
+    assert outline.json()["features"][0]["properties"]["outline"] is True
+    assert outline.json()["features"][0]["geometry"]["type"] == "MultiPolygon"
 
 
 async def test_the_link_in_the_mails_leads_to_the_report_as_its_citys(

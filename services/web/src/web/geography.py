@@ -4,13 +4,14 @@ whether a point lies in an area, the areas by level for the forms' choices. Pure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 Point = tuple[float, float]  # (long, lat), GeoJSON's order
 Ring = list[Point]
 #: min_long, min_lat, max_long, max_lat
 Box = tuple[float, float, float, float]
+Derived = TypeVar("Derived")
 
 #: About 10 m at Leipzig's latitude: invisible at the zoom levels the maps use, and well within
 #: intake's 50 m tolerance at the city's edge.
@@ -137,3 +138,26 @@ def contains(feature: dict[str, Any], lat: float, long: float) -> bool:
         _in_ring(long, lat, polygon[0]) and not any(_in_ring(long, lat, h) for h in polygon[1:])
         for polygon in polygons_of(feature["geometry"])
     )
+
+
+def outline_box(collection: dict[str, Any]) -> Box | None:
+    """The bounding box of the areas of the :func:`outline_level` (a city's extent)."""
+    level = outline_level(collection)
+    return bbox(f for f in collection.get("features", []) if f["properties"]["level"] == level)
+
+
+class PerAnswer(Generic[Derived]):
+    """What ``make`` derives from geo-router's areas of one city, made again only when that
+    answer is a new object: the services adapter keeps an unchanged answer's object, and the
+    answer is kept here with it, so a new answer can never be taken for the old one."""
+
+    def __init__(self, make: Callable[[dict[str, Any]], Derived]) -> None:
+        self._make = make
+        #: By city code; None: the deployment's own city.
+        self._by_city: dict[str | None, tuple[dict[str, Any], Derived]] = {}
+
+    def of(self, city: str | None, areas: dict[str, Any]) -> Derived:
+        cached = self._by_city.get(city)
+        if cached is None or cached[0] is not areas:
+            cached = self._by_city[city] = (areas, self._make(areas))
+        return cached[1]

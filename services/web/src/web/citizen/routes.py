@@ -65,9 +65,8 @@ class Citizen:
             settings.rate_limit_per_address, settings.rate_limit_window_s
         )
         self.per_email = SlidingWindow(settings.rate_limit_per_email, settings.rate_limit_window_s)
-        #: Per city: the areas' identity (a changed answer is a new object), their outlines.
-        self._outlines: dict[str, tuple[int, dict[str, Any]]] = {}
-        self._boxes: dict[str, tuple[int, geography.Box | None]] = {}
+        self._outlines = geography.PerAnswer(geography.simplified)
+        self._boxes = geography.PerAnswer(geography.outline_box)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -107,24 +106,16 @@ class Citizen:
         """The city's areas of every level, simplified for the browser (recomputed when
         geo-router's answer changes)."""
         areas = await self.services.areas(jurisdiction=city.code)
-        cached = self._outlines.get(city.code)
-        if cached is None or cached[0] != id(areas):
-            cached = self._outlines[city.code] = (id(areas), geography.simplified(areas))
-        return cached[1]
+        return self._outlines.of(city.code, areas)
 
     async def city_box(self, city: City) -> geography.Box:
         """The city's bounding box: intake's, else that of its areas' outline level."""
         if city.bbox is not None:
             return city.bbox
-        areas = await self.services.areas(jurisdiction=city.code)
-        cached = self._boxes.get(city.code)
-        if cached is None or cached[0] != id(areas):
-            level = geography.outline_level(areas)
-            outline = [f for f in areas["features"] if f["properties"]["level"] == level]
-            cached = self._boxes[city.code] = (id(areas), geography.bbox(outline))
-        if cached[1] is None:
+        box = self._boxes.of(city.code, await self.services.areas(jurisdiction=city.code))
+        if box is None:
             raise ServiceUnavailable("geo_router")
-        return cached[1]
+        return box
 
     def when(self, iso: str | None, lang: Lang) -> str:
         if not iso:

@@ -45,6 +45,7 @@ class NotFound(Exception):
 
 def router(services: Services, oidc: OidcClient | None) -> APIRouter:
     pages = APIRouter(prefix="/staff")
+    outlines = geography.PerAnswer(geography.simplified)
 
     def here(request: Request) -> str:
         query = f"?{request.url.query}" if request.url.query else ""
@@ -279,10 +280,14 @@ def router(services: Services, oidc: OidcClient | None) -> APIRouter:
     @pages.get("/areas.geojson")
     async def area_outlines(request: Request) -> Response:
         member = signed_in(request)
-        # The member's city's outline level (Leipzig's Stadtbezirke, Köln's Stadtteile).
+        # The member's city's outline level (Leipzig's Stadtbezirke, Köln's Stadtteile),
+        # simplified as for the citizens' maps.
         found = await services.areas(jurisdiction=member.jurisdiction)
-        level = geography.outline_level(found)
-        features = [f for f in found["features"] if f["properties"]["level"] == level]
+        features = [
+            f
+            for f in outlines.of(member.jurisdiction, found)["features"]
+            if f["properties"]["outline"]
+        ]
         return JSONResponse({"type": "FeatureCollection", "features": features})
 
     @pages.get("/tickets.csv")
