@@ -141,6 +141,9 @@ def test_partitions_match_kafkas_default_partitioner() -> None:
     for partitions in (1, 4, 12):
         expected = [(murmur2(k) & 0x7FFFFFFF) % partitions for k in keys]
         assert kafka_partitions(keys, partitions) == expected
+        # A few keys at a time take the plain-Python way: the same partitions.
+        assert [p for k in keys for p in kafka_partitions([k], partitions)] == expected
+        assert kafka_partitions(keys[:3], partitions) == expected[:3]
 
 
 async def test_closing_publishes_what_the_stopped_relay_had_not(

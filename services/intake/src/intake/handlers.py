@@ -26,11 +26,11 @@ from intake.domain import (
     canned_response_problems,
     distance_m,
     is_working_day,
+    new_report,
     overdue,
     reporter_reopen,
     staff_note,
     staff_transition,
-    submit,
 )
 from intake.ports import (
     Geocoder,
@@ -152,7 +152,8 @@ def choose_jurisdiction(
     if not served:
         return requested or default
     chosen = boundaries.get(requested) if requested else boundaries.covering(lat, long)
-    if chosen is None or not chosen.covers(lat, long):
+    # One that covering() found covers the place: asked again only of the one named.
+    if chosen is None or (requested and not chosen.covers(lat, long)):
         REFUSED.labels("outside_jurisdiction").inc()
         if requested and chosen is not None:
             where = f"the area of {chosen.name}"
@@ -240,7 +241,9 @@ def _create(
         raise InvalidReport(problems)
     assert s.lat is not None
     assert s.long is not None
-    return submit(
+    # Checked above, before the place decides the jurisdiction (so that is what a client hears
+    # first of), and not again.
+    return new_report(
         jurisdiction=choose_jurisdiction(
             boundaries, s.jurisdiction, s.default_jurisdiction, s.service_code, s.lat, s.long
         ),

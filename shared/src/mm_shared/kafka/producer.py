@@ -107,19 +107,21 @@ class KafkaPublisher:
                         raise errors.KafkaError(f"no leader known for {tp}")
                     topics = by_node.setdefault(leader, {})
                     topics.setdefault(tp.topic, []).append((tp.partition, built[round_].data()))
-            responses = await asyncio.gather(
-                *(
-                    client.send(
-                        node,
-                        ProduceRequest(
-                            transactional_id=None,
-                            required_acks=-1,  # acks=all
-                            timeout=10_000,
-                            topics=list(topics.items()),
-                        ),
-                    )
-                    for node, topics in by_node.items()
+            requests = [
+                client.send(
+                    node,
+                    ProduceRequest(
+                        transactional_id=None,
+                        required_acks=-1,  # acks=all
+                        timeout=10_000,
+                        topics=list(topics.items()),
+                    ),
                 )
+                for node, topics in by_node.items()
+            ]
+            # One broker (the usual case): awaited here, without a task for it.
+            responses = (
+                [await requests[0]] if len(requests) == 1 else await asyncio.gather(*requests)
             )
             for response in responses:
                 for topic, partitions in response.topics:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -484,8 +484,13 @@ def _delivery_arrays(deliveries: Sequence[tuple[UUID, UUID]]) -> dict[str, list[
 
 
 def _json_rows(rows: Sequence[Mapping[str, Any]]) -> str:
-    # UUIDs and datetimes as their text forms, which PostgreSQL reads back exactly.
-    return json.dumps(rows, default=str)
+    # UUIDs and datetimes in their ISO text forms, which PostgreSQL reads back exactly, and
+    # events as their JSON: pydantic's serialiser writes them itself, where json.dumps called
+    # back into Python for each one.
+    return _JSON.dump_json(rows).decode()
+
+
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 def _history_rows(
@@ -500,7 +505,7 @@ def _history_rows(
             "changed_by": c.changed_by,
             "public_note": c.public_note,
             "internal_note": c.internal_note,
-            "event": c.announced.model_dump(mode="json") if c.announced else None,
+            "event": c.announced,
         }
         for report_id, changes in changes_by_report
         for c in changes
@@ -524,7 +529,7 @@ def _report_row(r: Report) -> dict[str, Any]:
         "media_url": r.media_url,
         "attributes": r.attributes,
         "token": r.token,
-        "areas": [a.model_dump() for a in r.areas],
+        "areas": r.areas,
         "duplicate_of": r.duplicate_of,
         "expected_at": r.expected_at,
     }
@@ -593,7 +598,7 @@ _KEEP_CONTACTS = (
 
 
 def _contact_rows(contacts: Sequence[Event]) -> str:
-    return json.dumps([c.model_dump(mode="json") for c in contacts])
+    return _JSON.dump_json(contacts).decode()
 
 
 def kept(contacts: Sequence[Event]) -> Writes:

@@ -32,7 +32,7 @@ from intake.entrypoints.dependencies import (
     TimezoneDep,
     TokensDep,
     UnitsOfWorkDep,
-    WriterDep,
+    components_of,
 )
 from intake.entrypoints.formats import REPORT_COLUMNS, csv_response, report_columns
 from intake.entrypoints.representations import iso
@@ -273,13 +273,6 @@ router = APIRouter(prefix="/api/v1", tags=["city app"])
 )
 async def submit(
     request: Request,
-    uows: UnitsOfWorkDep,
-    writer: WriterDep,
-    boundaries: BoundariesDep,
-    store: PhotoStoreDep,
-    settings: SettingsDep,
-    tokens: TokensDep,
-    limits: LimitsDep,
     idempotency_key: str | None = Header(default=None, max_length=200),
     x_acknowledge_duplicate: bool = Header(default=False),
 ) -> Response:
@@ -290,6 +283,11 @@ async def submit(
     report instead, POST to ``/api/v1/reports/{id}/followers``. A retry with the same
     ``Idempotency-Key`` returns the report created the first time.
     """
+    # The parts read at once rather than as dependencies: each one FastAPI resolves costs
+    # more CPU than the attribute read it stands for, on the busiest route.
+    parts = components_of(request)
+    uows, boundaries, settings = parts.uows, parts.boundaries, parts.settings
+    tokens, limits = parts.tokens, parts.limits
     if wait := limits.admit_address(request):
         return rate_limited(wait)
     try:
@@ -316,7 +314,7 @@ async def submit(
         idempotency_key=idempotency_key or None,
     ):
         return duplicates_refusal(nearby, settings.public_base_url)
-    photos, refusal = await process_uploads(store, uploads)
+    photos, refusal = await process_uploads(parts.photos, uploads)
     if refusal is not None:
         return refusal
     submission = handlers.Submission(
@@ -336,7 +334,7 @@ async def submit(
     )
     try:
         report, created = await handlers.accept_submission(
-            writer, uows, boundaries, tokens, submission, idempotency_key or None
+            parts.writer, uows, boundaries, tokens, submission, idempotency_key or None
         )
     except handlers.UnknownJurisdiction as unknown:
         return unknown_jurisdiction(unknown, "jurisdiction")

@@ -22,13 +22,10 @@ from intake.entrypoints import representations, schemas
 from intake.entrypoints.api import MAX_PHOTOS, STATUSES_SHOWN, TooLarge, read_form
 from intake.entrypoints.dependencies import (
     BoundariesDep,
-    GeocoderDep,
-    LimitsDep,
     SettingsDep,
     TimezoneDep,
-    TokensDep,
     UnitsOfWorkDep,
-    WriterDep,
+    components_of,
 )
 from intake.entrypoints.formats import Format, errors, render
 from intake.ports import ReportSearch
@@ -188,17 +185,12 @@ async def service_definition(
     ),
     openapi_extra=schemas.open311_request_body(),
 )
-async def create_request(
-    fmt: Format,
-    request: Request,
-    writer: WriterDep,
-    boundaries: BoundariesDep,
-    tokens: TokensDep,
-    limits: LimitsDep,
-    settings: SettingsDep,
-    geocoder: GeocoderDep,
-) -> Response:
+async def create_request(fmt: Format, request: Request) -> Response:
     """Submit a report: form-encoded, as the spec prescribes."""
+    # The parts read at once rather than as dependencies: each one FastAPI resolves costs
+    # more CPU than the attribute read it stands for, on the busiest route.
+    parts = components_of(request)
+    settings, boundaries, limits = parts.settings, parts.boundaries, parts.limits
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
         # Without this, a JSON body reads as an empty form and the client hears only that
@@ -255,7 +247,7 @@ async def create_request(
     address = form.get("address_string", "").strip() or None
     if not problems:
         try:
-            lat, long = await handlers.locate(geocoder, lat, long, address)
+            lat, long = await handlers.locate(parts.geocoder, lat, long, address)
         except handlers.AddressNotLocated as not_located:
             problems += not_located.problems
         except GeocoderUnavailable:
@@ -291,9 +283,9 @@ async def create_request(
     )
     try:
         report = await handlers.submit_report(
-            writer,
+            parts.writer,
             boundaries,
-            tokens,
+            parts.tokens,
             handlers.Submission(
                 jurisdiction=jurisdiction_id,
                 default_jurisdiction=settings.jurisdiction,
