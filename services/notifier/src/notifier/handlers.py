@@ -6,6 +6,7 @@ delivery, are decided here and in ``notifier.domain``, not in SQL."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import logging
@@ -386,30 +387,41 @@ class _GroupRecorder:
         self._waiting: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
 
-    async def record(self, outcome: Outcome) -> None:
+    def record(self, outcome: Outcome) -> asyncio.Future[None]:
+        """Done once the outcome is recorded (OutcomesUnrecorded if it could not be). A
+        future rather than a coroutine: the statement starts without waiting for a task to
+        be scheduled first."""
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((outcome, done))
         if len(self._flushing) < self._concurrency:
             task = asyncio.create_task(self._flush())
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
-        await done
+        return done
 
     async def _flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await self._record([outcome for outcome, _ in batch])
-            except BaseException as exc:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._record([outcome for outcome, _ in batch])
+                except BaseException as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(OutcomesUnrecorded(repr(exc)))
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
                 for _, done in batch:
                     if not done.done():
-                        done.set_exception(OutcomesUnrecorded(repr(exc)))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                        done.set_result(None)
+        finally:
+            # At once, not by the task's done callback, which runs only later: an outcome
+            # submitted meanwhile by a connection just woken by this flush would find this
+            # flush still counted, and wait for no flush at all.
+            task = asyncio.current_task()
+            if task is not None:
+                self._flushing.discard(task)
 
 
 class Dispatcher:
@@ -451,7 +463,9 @@ class Dispatcher:
         #: Outcomes the database could not take when they happened (by notification id):
         #: recorded before anything else, never sent again meanwhile.
         self._unsettled: dict[int, Outcome] = {}
-        self._outcomes = _GroupRecorder(self._record, concurrency=max(1, len(mail_senders) // 2))
+        self._outcomes = _GroupRecorder(
+            self._record_or_keep, concurrency=max(1, len(mail_senders) // 2)
+        )
         #: Until when (event loop time) this instance may claim and send.
         self._lease_until: float | None = None
         #: Closes the senders' connections at shutdown.
@@ -503,39 +517,68 @@ class Dispatcher:
             await uow.notifications.give_back_claims_of(self._ids, keeping=list(self._unsettled))
             await uow.instances.leave(self._ids)
 
-    async def deliver_due(self) -> int:
+    async def deliver_due(self, *, refill: bool = False) -> int:
         """Claim a batch of due notifications, deliver them over several connections at once,
         and record each outcome before that connection's next mail goes out for good. Returns
-        how many were claimed."""
+        how many were claimed.
+
+        With ``refill`` (the run loop's way) the next batch is claimed while the last mails of
+        this one go out, for as long as claims come back full: the connections do not stand
+        idle while a claim's transaction runs."""
         await self._settle()
         if not self._leased():
             return 0
-        async with self._unit_of_work() as uow:
-            claimed = await uow.notifications.claim_due_in_order_per_recipient(
-                self.instance_id, 25 * len(self._mail_senders), self._clock()
-            )
-        queue: asyncio.Queue[Claimed] = asyncio.Queue()
-        for claim in claimed:
-            queue.put_nowait(claim)
+        size = 25 * len(self._mail_senders)
+        claimed = await self._claim(size)
+        total = len(claimed)
+        queue = collections.deque(claimed)
+        more = refill and total == size
+        refilling: asyncio.Task[list[Claimed]] | None = None
+
+        def refilled(task: asyncio.Task[list[Claimed]]) -> None:
+            nonlocal refilling, more, total
+            refilling = None
+            if task.cancelled() or task.exception() is not None:
+                # The next round claims again (and says why it cannot).
+                more = False
+                return
+            fresh = task.result()
+            queue.extend(fresh)
+            total += len(fresh)
+            more = len(fresh) == size
+
+        async def next_claim() -> Claimed | None:
+            """The next notification to send; None once there is none or sending must stop:
+            without the lease the rest stays claimed (the others may be releasing it), and
+            with an outcome unrecorded the database is away (no more sending until it is
+            back)."""
+            nonlocal refilling
+            while self._leased() and not self._unsettled:
+                if more and refilling is None and len(queue) <= size // 2:
+                    refilling = asyncio.create_task(self._claim(size))
+                    refilling.add_done_callback(refilled)
+                if queue:
+                    return queue.popleft()
+                if refilling is None:
+                    return None
+                # Not cancelled with this worker: claims must not be left half taken.
+                await asyncio.wait({refilling})
+            return None
 
         async def worker(sender: MailSender) -> None:
             # The previous outcome is recorded while the next mail's envelope goes out, and
             # waited for before the server takes that mail: a crash repeats at most the mail
             # in flight on each connection.
-            recording: asyncio.Task[None] | None = None
+            recording: asyncio.Future[None] | None = None
 
             async def previous_outcome_recorded() -> None:
                 nonlocal recording
                 if recording is not None:
-                    task, recording = recording, None
-                    await task
+                    recorded, recording = recording, None
+                    await recorded
 
             try:
-                # Without the lease the rest stays claimed: the others may be releasing it.
-                # With an outcome unrecorded the database is away: no more sending until it
-                # is back.
-                while not queue.empty() and self._leased() and not self._unsettled:
-                    claim = queue.get_nowait()
+                while (claim := await next_claim()) is not None:
                     try:
                         outcome = await self._attempt(claim, sender, previous_outcome_recorded)
                     except OutcomesUnrecorded:
@@ -551,7 +594,7 @@ class Dispatcher:
                     except OutcomesUnrecorded:
                         self._unsettled[claim.id] = outcome
                         break
-                    recording = asyncio.create_task(self._finish(outcome))
+                    recording = self._outcomes.record(outcome)
             finally:
                 try:
                     await previous_outcome_recorded()
@@ -559,14 +602,22 @@ class Dispatcher:
                     log.warning("outcomes kept to record once the database is back")
 
         await asyncio.gather(*(worker(s) for s in self._mail_senders))
+        if refilling is not None:
+            await asyncio.wait({refilling})
         if self._leased():
             # Claimed but not attempted (the database went away): back to the queue.
-            while not queue.empty():
-                claim = queue.get_nowait()
+            for claim in queue:
                 self._unsettled[claim.id] = domain.given_back(claim.id)
+            queue.clear()
         with contextlib.suppress(Exception):
             await self._settle()
-        return len(claimed)
+        return total
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        async with self._unit_of_work() as uow:
+            return await uow.notifications.claim_due_in_order_per_recipient(
+                self.instance_id, limit, self._clock()
+            )
 
     async def _compose(self, claim: Claimed) -> Mail | None:
         """The mail a notification stands for; None if it is not to be sent (the recipient
@@ -623,14 +674,15 @@ class Dispatcher:
         DELIVERY_LATENCY.labels(channel).observe((now - occurred_at).total_seconds())
         return domain.sent(claim.id, now)
 
-    async def _finish(self, outcome: Outcome) -> None:
-        """Record an outcome right after the attempt, with those of the other connections
-        finished meanwhile. Should the database be away, the outcome is kept and recorded once
-        it is back (so a sent mail is not sent again); raises OutcomesUnrecorded then."""
+    async def _record_or_keep(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes right after their attempts, with those of the other connections
+        finished meanwhile. Should the database be away, they are kept and recorded once it
+        is back (so that a sent mail is not sent again), and the error raised."""
         try:
-            await self._outcomes.record(outcome)
-        except OutcomesUnrecorded:
-            self._unsettled[outcome.notification_id] = outcome
+            await self._record(outcomes)
+        except BaseException:
+            for outcome in outcomes:
+                self._unsettled[outcome.notification_id] = outcome
             raise
 
     async def _settle(self) -> None:
@@ -670,7 +722,7 @@ class Dispatcher:
                 self._wakeup.clear()
                 try:
                     delivered = False
-                    while await self.deliver_due():
+                    while await self.deliver_due(refill=True):
                         delivered = True
                 except asyncio.CancelledError:
                     raise

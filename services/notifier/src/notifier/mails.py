@@ -28,6 +28,8 @@ _env = Environment(
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates are part of the package: no file system check before every mail.
+    auto_reload=False,
 )
 
 

@@ -351,22 +351,39 @@ class SqlStatusChanges:
         return [UUID(r) for r in rows]
 
 
-#: Outcomes of many notifications in one statement: one row of arrays each.
-_RECORD_OUTCOMES = sa.text(
+#: Outcomes of many notifications in one statement: one row of arrays each. Written for the
+#: driver itself (see :func:`_on_driver`).
+_RECORD_OUTCOMES = (
     "UPDATE notifier.notifications n SET state = o.state,"
     " attempts = coalesce(o.attempts, n.attempts),"
     " last_error = coalesce(o.last_error, n.last_error),"
     " next_attempt_at = coalesce(o.next_attempt_at, n.next_attempt_at),"
     " sent_at = coalesce(o.sent_at, n.sent_at),"
     " claimed_by = CASE WHEN o.give_back THEN NULL ELSE n.claimed_by END"
-    " FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:attempts AS int[]),"
-    "             CAST(:errors AS text[]), CAST(:next_attempts AS timestamptz[]),"
-    "             CAST(:sent AS timestamptz[]), CAST(:give_back AS boolean[]))"
+    " FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::timestamptz[],"
+    "             $6::timestamptz[], $7::boolean[])"
     "      AS o(id, state, attempts, last_error, next_attempt_at, sent_at, give_back)"
     " WHERE n.id = o.id"
     # Not over a claim another instance holds now (ours was released meanwhile).
-    " AND (n.claimed_by = ANY(CAST(:claimants AS text[])) OR n.state = 'pending')"
+    " AND (n.claimed_by = ANY($8::text[]) OR n.state = 'pending')"
 )
+
+
+async def _on_driver(conn: AsyncConnection, statement: str, *args: Any) -> None:
+    """Runs one statement on the driver's own connection (asyncpg) under SQLAlchemy's pooled
+    one: for a small statement that is run very often (every few mails' outcomes),
+    SQLAlchemy's execution costs several times what the driver's does. Whatever fails
+    invalidates the connection, so that the pool never hands it out again (as SQLAlchemy
+    does with a connection it finds broken); the error is raised as the driver raised it."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    try:
+        await driver.execute(statement, *args)
+    except BaseException:
+        await conn.invalidate()
+        raise
+
 
 #: Claims from before instances had heartbeats (no ``claimed_by``) expire the old way.
 LEGACY_CLAIM_LEASE = timedelta(minutes=5)
@@ -468,18 +485,17 @@ class SqlNotificationQueue:
     ) -> None:
         if not outcomes:
             return
-        await self._conn.execute(
+        await _on_driver(
+            self._conn,
             _RECORD_OUTCOMES,
-            {
-                "ids": [o.notification_id for o in outcomes],
-                "states": [o.state for o in outcomes],
-                "attempts": [o.attempts for o in outcomes],
-                "errors": [o.last_error for o in outcomes],
-                "next_attempts": [o.next_attempt_at for o in outcomes],
-                "sent": [o.sent_at for o in outcomes],
-                "give_back": ["claimed_by" in o.values() for o in outcomes],
-                "claimants": list(claimants),
-            },
+            [o.notification_id for o in outcomes],
+            [o.state for o in outcomes],
+            [o.attempts for o in outcomes],
+            [o.last_error for o in outcomes],
+            [o.next_attempt_at for o in outcomes],
+            [o.sent_at for o in outcomes],
+            ["claimed_by" in o.values() for o in outcomes],
+            list(claimants),
         )
 
     async def give_back_claims_of(
