@@ -647,6 +647,19 @@ async def test_a_photo_standing_in_for_one_not_made_yet_is_not_cached_for_good(
 MINE = "0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a03"
 
 
+def my_report(status: str) -> dict[str, Any]:
+    """The reporter's own report as intake answers it, in the given status."""
+    return {
+        "id": MINE,
+        "status": status,
+        "service_code": "001",
+        "lat": 51.34,
+        "long": 12.37,
+        "history": [],
+        "photos": [],
+    }
+
+
 def erased(fake: FakeServices) -> list[httpx.Request]:
     return [r for r in fake.requests if r.url.path.endswith("/contact/erase")]
 
@@ -654,15 +667,7 @@ def erased(fake: FakeServices) -> list[httpx.Request]:
 async def test_the_contact_data_is_erased_only_once_confirmed(
     web: Client, fake: FakeServices
 ) -> None:
-    fake.reports[MINE] = {
-        "id": MINE,
-        "status": "received",
-        "service_code": "001",
-        "lat": 51.34,
-        "long": 12.37,
-        "history": [],
-        "photos": [],
-    }
+    fake.reports[MINE] = my_report(status="received")
     async with web() as client:
         mine = await client.get(f"/reports/{MINE}?token=secret")
         csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
@@ -738,15 +743,7 @@ def test_the_areas_by_level_coarsest_first_each_by_name() -> None:
 async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_405(
     web: Client, fake: FakeServices
 ) -> None:
-    fake.reports[MINE] = {
-        "id": MINE,
-        "status": "resolved",
-        "service_code": "001",
-        "lat": 51.34,
-        "long": 12.37,
-        "history": [],
-        "photos": [],
-    }
+    fake.reports[MINE] = my_report(status="resolved")
     async with web() as client:
         mine = await client.get(f"/reports/{MINE}?token=secret")
         csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
