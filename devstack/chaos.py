@@ -426,9 +426,14 @@ async def submit_one(
                 files=[("photos", ("photo.jpg", PHOTO, "image/jpeg"))],
                 headers=headers,
             )
-        # Open311 has no Idempotency-Key: a retry after a lost answer may file it twice.
+        # GeoReport v2 itself knows no retry safety; intake takes the same Idempotency-Key
+        # there, so a retry after a lost answer does not file the report twice.
         form = {**{k: str(v) for k, v in fields.items()}, "api_key": API_KEY}
-        return await client.post("/open311/v2/requests.json", data=form)
+        return await client.post(
+            "/open311/v2/requests.json",
+            data=form,
+            headers={"Idempotency-Key": headers["Idempotency-Key"]},
+        )
 
     answer = await _call(load, kind, send, time.monotonic() + 300)
     if answer is None:

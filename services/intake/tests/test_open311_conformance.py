@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -95,6 +96,40 @@ async def test_post_answers_the_service_request_id_alone(stack: Stack) -> None:
     assert created.status_code == 201
     [answer] = created.json()
     assert set(answer) == {"service_request_id", "service_notice", "account_id"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_a_retry_with_the_same_idempotency_key_files_nothing_new(
+    stack: Stack, fmt: str
+) -> None:
+    key = {"Idempotency-Key": f"open311-{fmt}-{datetime.now(UTC).timestamp()}"}
+    url = f"/open311/v2/requests.{fmt}"
+    form = {**FORM, "description": f"Retried {key}"}
+    first = await stack.intake.post(url, data=form, headers=key)
+    again = await stack.intake.post(url, data=form, headers=key)
+    changed = await stack.intake.post(url, data={**form, "description": "other"}, headers=key)
+    without_key = [await stack.intake.post(url, data=form) for _ in range(2)]
+
+    def request_id(response: httpx.Response) -> str:
+        if fmt == "json":
+            return str(response.json()[0]["service_request_id"])
+        return str(xml(response.text).findtext("request/service_request_id"))
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert request_id(again) == request_id(first)
+    assert changed.status_code == 400
+    assert "Idempotency-Key" in changed.text
+    assert [r.status_code for r in without_key] == [201, 201]
+    assert request_id(without_key[0]) != request_id(without_key[1])
+    engine = create_async_engine(stack.database_url)
+    async with engine.connect() as conn:
+        filed = await conn.scalar(
+            sa.text("SELECT count(*) FROM intake.reports WHERE description = :d"),
+            {"d": form["description"]},
+        )
+    await engine.dispose()
+    assert filed == 3
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from intake import handlers
@@ -182,11 +182,24 @@ async def service_definition(
     status_code=201,
     responses=schemas.open311(
         schemas.RequestCreatedOut, 400, 403, 404, 415, 429, 503, many=True, status=201
-    ),
+    )
+    | {
+        200: schemas.open311(schemas.RequestCreatedOut, many=True)[200]
+        | {
+            "description": "A retry with an Idempotency-Key already used: the request "
+            "created the first time (header Idempotent-Replayed: true)"
+        }
+    },
     openapi_extra=schemas.open311_request_body(),
 )
-async def create_request(fmt: Format, request: Request) -> Response:
-    """Submit a report: form-encoded, as the spec prescribes."""
+async def create_request(
+    fmt: Format,
+    request: Request,
+    idempotency_key: str | None = Header(default=None, max_length=200),
+) -> Response:
+    """Submit a report: form-encoded, as the spec prescribes. GeoReport v2 knows no retry
+    safety; a client that sends an ``Idempotency-Key`` (as for POST /api/v1/reports) gets
+    the request created the first time when it retries with the same key and form."""
     # The parts read at once rather than as dependencies: each one FastAPI resolves costs
     # more CPU than the attribute read it stands for, on the busiest route.
     parts = components_of(request)
@@ -282,8 +295,9 @@ async def create_request(fmt: Format, request: Request) -> Response:
         else None
     )
     try:
-        report = await handlers.submit_report(
+        report, created = await handlers.accept_submission(
             parts.writer,
+            parts.uows,
             boundaries,
             parts.tokens,
             handlers.Submission(
@@ -299,20 +313,26 @@ async def create_request(fmt: Format, request: Request) -> Response:
                 attributes=attributes,
                 service_levels=settings.service_level_days,
             ),
+            idempotency_key or None,
         )
     except handlers.UnknownJurisdiction as unknown:
         return errors(fmt, 404, str(unknown))
     except InvalidReport as invalid:
         return errors(fmt, 400, *invalid.problems)
+    except handlers.IdempotencyConflict as conflict:
+        return errors(fmt, 400, str(conflict))
     # The id alone: every service is realtime, and GeoReport v2 answers the id or a token
     # (for requests that get an id only later), not both.
-    return render(
+    answer = render(
         fmt,
         [{"service_request_id": str(report.id), "service_notice": None, "account_id": None}],
         root="service_requests",
         item="request",
-        status_code=201,
+        status_code=201 if created else 200,
     )
+    if not created:
+        answer.headers["Idempotent-Replayed"] = "true"
+    return answer
 
 
 @router.get(
