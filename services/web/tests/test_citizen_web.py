@@ -766,3 +766,25 @@ async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_
     assert switches == [f"/reports/{MINE}", f"/reports/{MINE}%3Ftoken%3Dsecret"]
     assert [page.status_code for page in landed] == [200, 200]
     assert all('<html lang="en">' in page.text for page in landed)
+
+
+async def test_on_any_other_answer_to_a_post_the_switch_leads_to_the_nearest_page_above(
+    web: Client, fake: FakeServices
+) -> None:
+    fake.jurisdictions = CITIES
+    async with web() as client:
+        sign_in = await client.get("/staff/")
+        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)[0]
+        wrong_key = await client.post("/staff/sign-in", data={"csrf_token": token, "token": ""})
+        in_koeln = await client.post(
+            "/koeln/reports/0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a03/follow",
+            data={"csrf_token": token, "email": "kein-at"},
+        )
+        switch = re.findall(r'href="/language/en\?next=([^"]+)"', wrong_key.text)[0]
+        landed = await client.get(f"/language/en?next={switch}", follow_redirects=True)
+    assert wrong_key.status_code == 422
+    assert switch == "/staff/"
+    assert landed.status_code == 200
+    assert '<html lang="en">' in landed.text
+    # A city's pages keep its prefix (there the page names the switch itself).
+    assert "/language/en?next=/koeln/reports/" in in_koeln.text

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi.templating import Jinja2Templates
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.routing import Match
 
 from web import csrf
 from web.cities import city_of
@@ -48,6 +49,23 @@ def static_url(path: str) -> str:
     return f"/static/{path}?v={digest}"
 
 
+def switchable_address(request: Request) -> str:
+    """Where the language switch, a link, leads back to: this page for a GET; for the answer
+    to a POST, the nearest address above the POST's that a GET serves (``/staff/sign-in`` →
+    ``/staff/``, ``/reports/<id>/follow`` → ``/reports/<id>``), not a 405."""
+    path = request.url.path
+    if request.method in ("GET", "HEAD"):
+        return path + (f"?{request.url.query}" if request.url.query else "")
+    routes = request.app.router.routes
+    while path:
+        for candidate in (path, path + "/") if not path.endswith("/") else (path,):
+            probe = {**request.scope, "path": candidate, "method": "GET"}
+            if any(route.matches(probe)[0] is Match.FULL for route in routes):
+                return candidate
+        path = path.rsplit("/", 1)[0]
+    return "/"
+
+
 def render(
     request: Request,
     template: str,
@@ -57,7 +75,7 @@ def render(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     lang = language(request)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    here = switchable_address(request)
     settings = request.app.state.settings
     city = city_of(request)
     page = {
