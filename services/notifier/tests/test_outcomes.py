@@ -37,3 +37,30 @@ async def test_a_connection_broken_under_an_outcome_is_replaced_not_reused(
     finally:
         await engine.dispose()
         await admin.dispose()
+
+
+async def test_in_a_transactional_unit_of_work_the_outcomes_are_part_of_its_transaction(
+    database_url: str,
+) -> None:
+    """Not on the driver there: it would run before SQLAlchemy's BEGIN, outside the unit of
+    work, and stay if the unit of work rolled back."""
+    engine = create_async_engine(database_url)
+    clock = create_async_engine(database_url, isolation_level="AUTOCOMMIT")
+    nothing = [sent(-1, utcnow())]
+
+    async def server_time() -> object:
+        async with clock.connect() as conn:
+            return await conn.scalar(sa.text("SELECT clock_timestamp()"))
+
+    try:
+        async with SqlUnitOfWorkFactory(engine)() as uow:
+            before = await server_time()
+            await uow.notifications.record_outcomes(nothing, ["nobody"])
+            after = await server_time()
+            began = await uow.connection.scalar(
+                sa.text("SELECT xact_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            )
+        assert before < began < after
+    finally:
+        await engine.dispose()
+        await clock.dispose()

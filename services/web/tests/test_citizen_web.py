@@ -592,7 +592,7 @@ async def test_the_console_shows_the_members_citys_areas(web: Client, fake: Fake
     assert ">Altstadt/Süd</option>" in map_page.text
     assert ">Mitte</option>" not in map_page.text
     assert [f["properties"]["code"] for f in outline.json()["features"]] == ["101"]
-    # Simplified as for the citizens' maps (as stored, Leipzig's districts weigh 460 kB).
+    # Simplified as for the citizens' maps (as stored, the outlines are far too detailed).
     assert outline.json()["features"][0]["properties"]["outline"] is True
     assert outline.json()["features"][0]["geometry"]["type"] == "MultiPolygon"
 
@@ -752,7 +752,7 @@ async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_
         )
         not_fixed = await client.post(
             f"/reports/{MINE}/not-fixed",
-            data={"csrf_token": csrf_token, "token": "secret", "note": ""},
+            data={"csrf_token": csrf_token, "token": "a+b/c", "note": ""},
         )
         switches = [
             re.findall(r'href="/language/en\?next=([^"]+)"', page.text)[0]
@@ -763,9 +763,11 @@ async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_
             for switch in switches
         ]
     assert follow.status_code == not_fixed.status_code == 422
-    assert switches == [f"/reports/{MINE}", f"/reports/{MINE}%3Ftoken%3Dsecret"]
+    # Encoded once for the address, once more as the value of next.
+    assert switches == [f"/reports/{MINE}", f"/reports/{MINE}%3Ftoken%3Da%252Bb%252Fc"]
     assert [page.status_code for page in landed] == [200, 200]
     assert all('<html lang="en">' in page.text for page in landed)
+    assert 'name="token" value="a+b/c"' in landed[1].text
 
 
 async def test_on_any_other_answer_to_a_post_the_switch_leads_to_the_nearest_page_above(

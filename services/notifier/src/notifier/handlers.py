@@ -389,8 +389,8 @@ class _GroupRecorder:
 
     def record(self, outcome: Outcome) -> asyncio.Future[None]:
         """Done once the outcome is recorded (OutcomesUnrecorded if it could not be). A
-        future rather than a coroutine: the statement starts without waiting for a task to
-        be scheduled first."""
+        future rather than a coroutine: outcomes share the few flushing tasks instead of
+        each needing a task of its own."""
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((outcome, done))
         if len(self._flushing) < self._concurrency:
@@ -561,7 +561,8 @@ class Dispatcher:
                     return queue.popleft()
                 if refilling is None:
                     return None
-                # Not cancelled with this worker: claims must not be left half taken.
+                # Not cancelled with this worker: a claim cancelled during its COMMIT may have
+                # taken rows without this instance knowing which.
                 await asyncio.wait({refilling})
             return None
 
@@ -601,9 +602,13 @@ class Dispatcher:
                 except OutcomesUnrecorded:
                     log.warning("outcomes kept to record once the database is back")
 
-        await asyncio.gather(*(worker(s) for s in self._mail_senders))
-        if refilling is not None:
-            await asyncio.wait({refilling})
+        try:
+            await asyncio.gather(*(worker(s) for s in self._mail_senders))
+        finally:
+            if refilling is not None:
+                # Also when cancelled: a claim under way commits anyway, and what it took must
+                # be this instance's before its claims are handed back on the way out.
+                await asyncio.wait({refilling})
         if self._leased():
             # Claimed but not attempted (the database went away): back to the queue.
             for claim in queue:

@@ -50,18 +50,19 @@ def static_url(path: str) -> str:
 
 
 def switchable_address(request: Request) -> str:
-    """Where the language switch, a link, leads back to: this page for a GET; for the answer
+    """Where the language switch, a link, leads back to (encoded): this page for a GET; for the answer
     to a POST, the nearest address above the POST's that a GET serves (``/staff/sign-in`` →
     ``/staff/``, ``/reports/<id>/follow`` → ``/reports/<id>``), not a 405."""
     path = request.url.path
     if request.method in ("GET", "HEAD"):
-        return path + (f"?{request.url.query}" if request.url.query else "")
+        # The query as it came, already encoded.
+        return quote(path) + (f"?{request.url.query}" if request.url.query else "")
     routes = request.app.router.routes
     while path:
         for candidate in (path, path + "/") if not path.endswith("/") else (path,):
             probe = {**request.scope, "path": candidate, "method": "GET"}
             if any(route.matches(probe)[0] is Match.FULL for route in routes):
-                return candidate
+                return quote(candidate)
         path = path.rsplit("/", 1)[0]
     return "/"
 
@@ -90,7 +91,7 @@ def render(
         "other_cities": request.app.state.cities.elsewhere(request),
         "csrf_token": csrf.token(request),
         "static_url": static_url,
-        "here": quote(here, safe="/?=&"),
+        "here": here,
         "tile_url": settings.tile_url,
         "tile_attribution": settings.tile_attribution,
         **(context or {}),

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 #: operations on tiny arrays) outweighs its speed per key, and at a steady rate the relay
 #: publishes a key or two at a time.
 VECTORISE_FROM = 16
-_M = 0x5BD1E995
-_WORD = struct.Struct("<I")
+_MURMUR2_MULTIPLIER = 0x5BD1E995
+_LITTLE_ENDIAN_WORD = struct.Struct("<I")
 
 
 def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
@@ -58,15 +58,15 @@ def murmur2(key: bytes) -> int:
     length = len(key)
     h = 0x9747B28C ^ length
     whole = length // 4 * 4
-    for (k,) in _WORD.iter_unpack(key[:whole]):
-        k = (k * _M) & 0xFFFFFFFF
+    for (k,) in _LITTLE_ENDIAN_WORD.iter_unpack(key[:whole]):
+        k = (k * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
         k ^= k >> 24
-        h = ((h * _M) & 0xFFFFFFFF) ^ ((k * _M) & 0xFFFFFFFF)
+        h = ((h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF) ^ ((k * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF)
     tail = length - whole
     if tail:
         for shift in range(tail - 1, -1, -1):
             h ^= key[whole + shift] << (8 * shift)
-        h = (h * _M) & 0xFFFFFFFF
+        h = (h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
     h ^= h >> 13
-    h = (h * _M) & 0xFFFFFFFF
+    h = (h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
     return h ^ (h >> 15)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -370,18 +370,26 @@ _RECORD_OUTCOMES = (
 
 
 async def _on_driver(conn: AsyncConnection, statement: str, *args: Any) -> None:
-    """Runs one statement on the driver's own connection (asyncpg) under SQLAlchemy's pooled
-    one: for a small statement that is run very often (every few mails' outcomes),
-    SQLAlchemy's execution costs several times what the driver's does. Whatever fails
-    invalidates the connection, so that the pool never hands it out again (as SQLAlchemy
-    does with a connection it finds broken); the error is raised as the driver raised it."""
+    """Runs one statement (``$n`` parameters) on the driver's own connection (asyncpg) under
+    SQLAlchemy's pooled one: for a small statement that is run very often (every few mails'
+    outcomes), SQLAlchemy's execution costs several times what the driver's does. Whatever
+    fails invalidates the connection, so that the pool never hands it out again (as
+    SQLAlchemy does with a connection it finds broken); the error is raised as the driver
+    raised it. Only on an autocommitting connection: on a transactional one the driver would
+    run it before SQLAlchemy's BEGIN, outside the unit of work, so it goes through
+    SQLAlchemy there."""
+    options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
+    if options.get("isolation_level") != "AUTOCOMMIT":
+        await conn.exec_driver_sql(statement, args)
+        return
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None, "a checked-out connection has its driver's"
     try:
         await driver.execute(statement, *args)
     except BaseException:
-        await conn.invalidate()
+        with suppress(Exception):  # the driver's error is the one to tell
+            await conn.invalidate()
         raise
 
 

@@ -443,7 +443,7 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
 
     def _report_address(request: Request, report_id: uuid.UUID, token: str = "") -> str:
         query = f"?{urlencode({'token': token})}" if token else ""
-        return quote(f"{city_of(request).base}/reports/{report_id}{query}", safe="/?=&")
+        return quote(f"{city_of(request).base}/reports/{report_id}") + query
 
     @pages.post("/reports/" + REPORT_ID + "/follow", response_class=HTMLResponse)
     async def follow(request: Request, report_id: uuid.UUID) -> Response:
@@ -535,11 +535,11 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         """Whether to delete, what goes and that it cannot be undone. Its address, also for
         the language switch, is the GET one: the question in the other language."""
         report = await _report(report_id, language(request))
-        here = f"{request.url.path}?{urlencode({'token': token})}"
+        here = f"{quote(request.url.path)}?{urlencode({'token': token})}"
         return render(
             request,
             "citizen/erase_confirm.html",
-            {"report": report, "token": token, "here": quote(here, safe="/?=&")},
+            {"report": report, "token": token, "here": here},
             headers={"Cache-Control": "no-store"},
         )
 
