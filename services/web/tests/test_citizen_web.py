@@ -782,11 +782,14 @@ async def test_on_any_other_answer_to_a_post_the_switch_leads_to_the_nearest_pag
             "/koeln/reports/0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a03/follow",
             data={"csrf_token": token, "email": "kein-at"},
         )
+        form_in_koeln = await client.post("/koeln/", data={"csrf_token": token})
         switch = re.findall(r'href="/language/en\?next=([^"]+)"', wrong_key.text)[0]
         landed = await client.get(f"/language/en?next={switch}", follow_redirects=True)
     assert wrong_key.status_code == 422
     assert switch == "/staff/"
     assert landed.status_code == 200
     assert '<html lang="en">' in landed.text
-    # A city's pages keep its prefix (there the page names the switch itself).
+    # A city's pages keep its prefix.
     assert "/language/en?next=/koeln/reports/" in in_koeln.text
+    assert form_in_koeln.status_code == 422
+    assert 'href="/language/en?next=/koeln/"' in form_in_koeln.text

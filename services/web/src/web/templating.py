@@ -50,9 +50,10 @@ def static_url(path: str) -> str:
 
 
 def switchable_address(request: Request) -> str:
-    """Where the language switch, a link, leads back to (encoded): this page for a GET; for the answer
-    to a POST, the nearest address above the POST's that a GET serves (``/staff/sign-in`` →
-    ``/staff/``, ``/reports/<id>/follow`` → ``/reports/<id>``), not a 405."""
+    """Where the language switch, a link, leads back to (encoded): this page for a GET; for
+    the answer to a POST, the nearest address above the POST's that a GET serves
+    (``/staff/sign-in`` → ``/staff/``, ``/reports/<id>/follow`` → ``/reports/<id>``), not a
+    405."""
     path = request.url.path
     if request.method in ("GET", "HEAD"):
         # The query as it came, already encoded.
