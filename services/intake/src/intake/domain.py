@@ -389,58 +389,28 @@ def submit(
     photos: Sequence[Photo] = (),
     tokens: ReporterTokens | None = None,
     service_levels: Mapping[str, float] | None = None,
+    checked: bool = False,
 ) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
     """Validate a submission and create the report with the events it implies (the contact's
     with the reporter's token when ``tokens`` are given). ``service_levels`` (days per
-    category) override the catalogue's."""
-    problems = submission_problems(
-        service_code=service_code,
-        lat=lat,
-        long=long,
-        description=description,
-        contact=contact,
-        address=address,
-        media_url=media_url,
-        attributes=attributes,
-    )
-    if problems:
-        raise InvalidReport(problems)
+    category) override the catalogue's. ``checked``: the caller found no
+    :func:`submission_problems` already (the use case checks before the place decides the
+    jurisdiction), so they are not looked for again: each check costs a request's time."""
+    if not checked:
+        problems = submission_problems(
+            service_code=service_code,
+            lat=lat,
+            long=long,
+            description=description,
+            contact=contact,
+            address=address,
+            media_url=media_url,
+            attributes=attributes,
+        )
+        if problems:
+            raise InvalidReport(problems)
     assert lat is not None
     assert long is not None
-    return new_report(
-        jurisdiction=jurisdiction,
-        service_code=service_code,
-        lat=lat,
-        long=long,
-        description=description,
-        contact=contact,
-        address=address,
-        media_url=media_url,
-        attributes=attributes,
-        photos=photos,
-        tokens=tokens,
-        service_levels=service_levels,
-    )
-
-
-def new_report(
-    *,
-    jurisdiction: str,
-    service_code: str,
-    lat: float,
-    long: float,
-    description: str | None,
-    contact: Contact | None,
-    address: str | None = None,
-    media_url: str | None = None,
-    attributes: Mapping[str, list[str]] | None = None,
-    photos: Sequence[Photo] = (),
-    tokens: ReporterTokens | None = None,
-    service_levels: Mapping[str, float] | None = None,
-) -> tuple[Report, list[ReportSubmitted | ReporterContactSubmitted]]:
-    """:func:`submit` for a submission whose :func:`submission_problems` its caller found to
-    be none (each check costs a request's time, and the use case checks before it decides
-    the jurisdiction)."""
     now = utcnow()
     report = Report(
         id=uuid4(),

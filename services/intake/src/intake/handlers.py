@@ -26,11 +26,11 @@ from intake.domain import (
     canned_response_problems,
     distance_m,
     is_working_day,
-    new_report,
     overdue,
     reporter_reopen,
     staff_note,
     staff_transition,
+    submit,
 )
 from intake.ports import (
     Geocoder,
@@ -243,7 +243,7 @@ def _create(
     assert s.long is not None
     # Checked above, before the place decides the jurisdiction (so that is what a client hears
     # first of), and not again.
-    return new_report(
+    return submit(
         jurisdiction=choose_jurisdiction(
             boundaries, s.jurisdiction, s.default_jurisdiction, s.service_code, s.lat, s.long
         ),
@@ -258,6 +258,7 @@ def _create(
         photos=s.photos,
         service_levels=s.service_levels,
         tokens=tokens,
+        checked=True,
     )
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
-#: Below this many keys, key by key in plain Python: numpy's cost per call (a few dozen
-#: operations on tiny arrays) outweighs its speed per key, and at a steady rate the relay
+from aiokafka.partitioner import murmur2
+
+#: Below this many keys, key by key with aiokafka's own murmur2: numpy's cost per call (a few
+#: dozen operations on tiny arrays) outweighs its speed per key, and at a steady rate the relay
 #: publishes a key or two at a time.
 VECTORISE_FROM = 16
-_MURMUR2_MULTIPLIER = 0x5BD1E995
-_LITTLE_ENDIAN_WORD = struct.Struct("<I")
 
 
 def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
@@ -51,22 +50,3 @@ def kafka_partitions(keys: Sequence[bytes], partitions: int) -> list[int]:
             for i, partition in zip(indexes, chosen.tolist(), strict=True):
                 result[i] = partition
     return result
-
-
-def murmur2(key: bytes) -> int:
-    """Kafka's murmur2 of one key (unsigned 32 bits), in plain Python: for a few keys."""
-    length = len(key)
-    h = 0x9747B28C ^ length
-    whole = length // 4 * 4
-    for (k,) in _LITTLE_ENDIAN_WORD.iter_unpack(key[:whole]):
-        k = (k * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
-        k ^= k >> 24
-        h = ((h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF) ^ ((k * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF)
-    tail = length - whole
-    if tail:
-        for shift in range(tail - 1, -1, -1):
-            h ^= key[whole + shift] << (8 * shift)
-        h = (h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * _MURMUR2_MULTIPLIER) & 0xFFFFFFFF
-    return h ^ (h >> 15)

@@ -441,10 +441,6 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
             headers={"Cache-Control": "no-store"} if token else None,
         )
 
-    def _report_address(request: Request, report_id: uuid.UUID, token: str = "") -> str:
-        query = f"?{urlencode({'token': token})}" if token else ""
-        return quote(f"{city_of(request).base}/reports/{report_id}") + query
-
     @pages.post("/reports/" + REPORT_ID + "/follow", response_class=HTMLResponse)
     async def follow(request: Request, report_id: uuid.UUID) -> Response:
         """ "This is mine too": hear about that report instead of filing a new one."""
@@ -453,14 +449,12 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         email = str(form.get("email", "")).strip()
         name = str(form.get("name", "")).strip()[:200]
         report = await _report(report_id, lang)
-        # Its answers are POST-only; the language switch leads back to the report instead.
-        here = _report_address(request, report_id)
         if not email or not EMAIL.match(email):
             errors = {"email": "follow.error.email"} if form.get("asked") == "1" or email else {}
             return render(
                 request,
                 "citizen/follow.html",
-                {"report": report, "email": email, "name": name, "errors": errors, "here": here},
+                {"report": report, "email": email, "name": name, "errors": errors},
                 status_code=422 if errors else 200,
             )
         if refused := citizen.refused_by_limit(request, email):
@@ -482,10 +476,10 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
             return render(
                 request,
                 "citizen/follow.html",
-                {"report": report, "email": email, "name": name, "errors": errors, "here": here},
+                {"report": report, "email": email, "name": name, "errors": errors},
                 status_code=422,
             )
-        return render(request, "citizen/followed.html", {"report": report, "here": here})
+        return render(request, "citizen/followed.html", {"report": report})
 
     def _back(request: Request, report_id: uuid.UUID, token: str, done: str) -> Response:
         query = urlencode({"token": token, "done": done})
@@ -515,7 +509,10 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         if errors:
             report = await _report(report_id, lang)
             context = {"report": report, "token": token, "done": "", "errors": errors, "note": note}
-            context["here"] = _report_address(request, report_id, token)
+            # The language switch keeps the reporter's token (templating.switchable_address
+            # would lead to the report without it).
+            report_page = quote(f"{city_of(request).base}/reports/{report_id}")
+            context["here"] = report_page + (f"?{urlencode({'token': token})}" if token else "")
             return render(request, "citizen/report.html", context, status_code=422)
         if refused := citizen.refused_by_limit(request):
             return refused
