@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from playwright.sync_api import Page, ViewportSize, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from devstack.browser import BrowserStack, axe_violations, get_json, wait_until
 from devstack.pictures import phone_jpeg
@@ -398,6 +398,20 @@ def test_the_console_map_credits_the_citys_outlines(page: Page, base_url: str, o
     sign_in(page, base_url, office)
     page.goto(base_url + "/staff/map")
     expect(page.locator("#queue-map .leaflet-control-attribution")).to_have_text("© Stadt Leipzig")
+
+
+def test_without_javascript_the_maps_say_so_instead_of_showing_an_empty_box(
+    browser: Browser, browser_context_args: dict[str, Any], base_url: str, office: str
+) -> None:
+    context = browser.new_context(**browser_context_args, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, base_url, office)
+        page.goto(base_url + "/staff/map")
+        expect(page.locator("#map-status")).to_contain_text("JavaScript")
+        expect(page.locator("#queue-map")).to_be_hidden()
+    finally:
+        context.close()
 
 
 def test_canned_responses_are_kept_and_fill_the_public_note(

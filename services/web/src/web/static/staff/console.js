@@ -15,6 +15,8 @@
   }
 
   function baseMap(element) {
+    // Hidden without JavaScript: an empty box would be all there was.
+    element.hidden = false;
     var map = L.map(element, { scrollWheelZoom: false, maxZoom: 19 });
     // The outlines are the city's open data: credited as on the citizens' maps.
     map.attributionControl.setPrefix(false);
