@@ -669,8 +669,7 @@ async def test_the_contact_data_is_erased_only_once_confirmed(
 ) -> None:
     fake.reports[MINE] = my_report(status="received")
     async with web() as client:
-        mine = await client.get(f"/reports/{MINE}?token=secret")
-        csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
+        csrf_token = await form_token(client)
         asked = {"csrf_token": csrf_token, "token": "secret"}
         question = await client.post(f"/reports/{MINE}/erase-contact", data=asked)
         not_yes = await client.post(
@@ -745,8 +744,7 @@ async def test_the_language_switch_on_an_answer_to_a_form_leads_to_a_page_not_a_
 ) -> None:
     fake.reports[MINE] = my_report(status="resolved")
     async with web() as client:
-        mine = await client.get(f"/reports/{MINE}?token=secret")
-        csrf_token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', mine.text)[0]
+        csrf_token = await form_token(client)
         follow = await client.post(
             f"/reports/{MINE}/follow", data={"csrf_token": csrf_token, "email": "kein-at"}
         )
@@ -775,8 +773,7 @@ async def test_on_any_other_answer_to_a_post_the_switch_leads_to_the_nearest_pag
 ) -> None:
     fake.jurisdictions = CITIES
     async with web() as client:
-        sign_in = await client.get("/staff/")
-        token = re.findall(r'name="csrf_token" value="([0-9a-f]+)"', sign_in.text)[0]
+        token = await form_token(client)
         wrong_key = await client.post("/staff/sign-in", data={"csrf_token": token, "token": ""})
         in_koeln = await client.post(
             "/koeln/reports/0b0d2f4e-5e7a-4c4f-9a51-3f0f8f4c9a03/follow",
