@@ -401,8 +401,13 @@ def test_the_console_map_credits_the_citys_outlines(page: Page, base_url: str, o
 
 
 def test_without_javascript_the_maps_say_so_instead_of_showing_an_empty_box(
-    browser: Browser, browser_context_args: dict[str, Any], base_url: str, office: str
+    browser: Browser,
+    browser_context_args: dict[str, Any],
+    base_url: str,
+    browser_stack: BrowserStack,
+    office: str,
 ) -> None:
+    ticket = report(browser_stack, "Ohne Skript", place={"lat": "51.3397123", "long": "12.3731456"})
     context = browser.new_context(**browser_context_args, java_script_enabled=False)
     page = context.new_page()
     try:
@@ -410,6 +415,12 @@ def test_without_javascript_the_maps_say_so_instead_of_showing_an_empty_box(
         page.goto(base_url + "/staff/map")
         expect(page.locator("#map-status")).to_contain_text("JavaScript")
         expect(page.locator("#queue-map")).to_be_hidden()
+        page.goto(f"{base_url}/staff/tickets/{ticket}")
+        expect(page.locator("#ticket-map")).to_be_hidden()
+        # The place as the page gives it elsewhere, not to the last binary digit.
+        # (Rendered text: a <noscript>'s is not in the page's textContent.)
+        shown = page.locator("main").inner_text()
+        assert "Die Karte braucht JavaScript. Der Ort: 51.33971, 12.37315 (Breite" in shown
     finally:
         context.close()
 
