@@ -339,7 +339,7 @@ _ADD_STATUS_EVENTS = (
     " ON CONFLICT DO NOTHING"
 )
 _STATUS_EVENTS_OF_REPORTS = (
-    "SELECT event_id, report_id, occurred_at, event FROM notifier.status_events"
+    "SELECT event_id, report_id, occurred_at, event::text FROM notifier.status_events"
     " WHERE report_id = ANY($1::uuid[]) ORDER BY occurred_at"
 )
 
@@ -356,7 +356,7 @@ class SqlStatusChanges:
                     [c.event_id for c in changes],
                     [c.report_id for c in changes],
                     [c.occurred_at for c in changes],
-                    [json.dumps(c.event) for c in changes],
+                    [c.event_json for c in changes],
                 ),
             )
 
@@ -367,8 +367,8 @@ class SqlStatusChanges:
             _STATUS_EVENTS_OF_REPORTS, (list(report_ids),)
         )
         return [
-            StatusChange(event_id, report_id, occurred_at, event)
-            for event_id, report_id, occurred_at, event in rows
+            StatusChange(event_id, report_id, occurred_at, event_json)
+            for event_id, report_id, occurred_at, event_json in rows
         ]
 
     async def originals_of(self, report_id: UUID) -> list[UUID]:
@@ -449,7 +449,7 @@ class SqlNotificationQueue:
                     [n.contact_id for n in due],
                     [n.subscription_id for n in due],
                     [n.channel for n in due],
-                    [json.dumps(n.event) for n in due],
+                    [n.event_json for n in due],
                 ),
             )
 
