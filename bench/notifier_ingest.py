@@ -2,14 +2,14 @@
 and of its PostgreSQL backend while ``handlers.record_batch`` stores batches as the broker
 delivers them after a backlog (contacts of new reports, then their status changes).
 
-    uv run python bench/notifier_ingest.py [--rounds 20] [--batch 500]
+    uv run python bench/notifier_ingest.py [--rounds 40] [--batch 500]
     uv run python bench/notifier_ingest.py --baseline-root /work/main
 
 Each variant runs in its own process (``--worker``), against its own fresh database, with one
 pooled connection: PostgreSQL's CPU is that backend's (``/proc/<pid>/stat``; PostgreSQL on this
 machine). ``--baseline-root``: the notifier and shared sources of that checkout, put first on
-PYTHONPATH, run in alternation with this checkout's, so that a change is compared with the
-code before it in the same run (the machine's speed drifts within minutes).
+PYTHONPATH, run in turns with this checkout's, a round each, so that a change is compared
+with the code before it under the same load (the machine's speed drifts within seconds).
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def records(batch: int) -> tuple[list[bytes], list[bytes]]:
     )
 
 
-async def worker(database_url: str, rounds: int, batch: int, warmup: int) -> dict[str, Any]:
+async def worker(database_url: str, batch: int) -> None:
+    """Stores one round per line read (``round``; ``analyze`` runs VACUUM ANALYZE), printing
+    its figures as a line of JSON, until ``end``."""
     import sqlalchemy as sa
     from sqlalchemy import event
 
@@ -94,144 +96,152 @@ async def worker(database_url: str, rounds: int, batch: int, warmup: int) -> dic
     async with engine.connect() as conn:
         backend = int(await conn.scalar(sa.text("SELECT pg_backend_pid()")) or 0)
 
-    cpu = {"decode": 0.0, "contacts": 0.0, "changes": 0.0}
-    pg = {"contacts": 0.0, "changes": 0.0}
-    wall = {"contacts": 0.0, "changes": 0.0}
-    per_batch = {"contacts": 0, "changes": 0}
-    measured = 0
-    for round_ in range(warmup + rounds):
-        counting = round_ >= warmup
-        raw_contacts, raw_changes = records(batch)
-        started = time.process_time()
-        contacts = [ReporterContactSubmitted.model_validate_json(r) for r in raw_contacts]
-        changes = [ReportStatusChanged.model_validate_json(r) for r in raw_changes]
-        if counting:
-            cpu["decode"] += time.process_time() - started
-        batches: tuple[
-            tuple[str, Sequence[ReporterContactSubmitted | ReportStatusChanged]], ...
-        ] = (
-            ("contacts", contacts),
-            ("changes", changes),
-        )
-        for kind, batch_events in batches:
-            before = statements[0]
-            pg_before, wall_before = backend_cpu_s(backend), time.perf_counter()
-            started = time.process_time()
-            await handlers.record_batch(unit_of_work, batch_events, with_webhook=False)
-            if counting:
-                cpu[kind] += time.process_time() - started
-                wall[kind] += time.perf_counter() - wall_before
-                pg[kind] += backend_cpu_s(backend) - pg_before
-                per_batch[kind] = statements[0] - before
-        measured += counting
-        if round_ + 1 == warmup:
+    rounds = 0
+    while (command := (await asyncio.to_thread(sys.stdin.readline)).strip()) != "end":
+        if command == "analyze":
             async with engine.connect() as conn:
                 # What autovacuum does within a minute of a live system (this machine's
                 # PostgreSQL runs without it): statistics, so that the plans are the
                 # production ones rather than those for the empty tables of a fresh database.
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(sa.text("VACUUM ANALYZE"))
+            print("{}", flush=True)
+            continue
+        raw_contacts, raw_changes = records(batch)
+        started = time.process_time()
+        contacts = [ReporterContactSubmitted.model_validate_json(r) for r in raw_contacts]
+        changes = [ReportStatusChanged.model_validate_json(r) for r in raw_changes]
+        figures: dict[str, float] = {"decode_cpu_s": time.process_time() - started}
+        batches: tuple[
+            tuple[str, Sequence[ReporterContactSubmitted | ReportStatusChanged]], ...
+        ] = (("contacts", contacts), ("changes", changes))
+        for kind, batch_events in batches:
+            before = statements[0]
+            pg_before, wall_before = backend_cpu_s(backend), time.perf_counter()
+            started = time.process_time()
+            await handlers.record_batch(unit_of_work, batch_events, with_webhook=False)
+            figures[f"{kind}_cpu_s"] = time.process_time() - started
+            figures[f"{kind}_wall_s"] = time.perf_counter() - wall_before
+            figures[f"{kind}_pg_cpu_s"] = backend_cpu_s(backend) - pg_before
+            figures[f"{kind}_statements"] = statements[0] - before
+        rounds += 1
+        print(json.dumps(figures), flush=True)
 
     async with engine.connect() as conn:
         assert await conn.scalar(sa.text("SELECT pg_backend_pid()")) == backend, "one backend"
         queued = await conn.scalar(sa.text("SELECT count(*) FROM notifier.notifications"))
         stored = await conn.scalar(sa.text("SELECT count(*) FROM notifier.contacts"))
     await engine.dispose()
-    events = measured * batch
-    assert queued == stored == (warmup + rounds) * batch, (queued, stored)
-    return {
-        "events_per_kind": events,
-        "decode_cpu_us_per_event": 1e6 * cpu["decode"] / (2 * events),
-        **{f"{k}_cpu_us_per_event": 1e6 * cpu[k] / events for k in ("contacts", "changes")},
-        **{f"{k}_pg_cpu_us_per_event": 1e6 * pg[k] / events for k in pg},
-        **{f"{k}_wall_us_per_event": 1e6 * wall[k] / events for k in wall},
-        **{f"{k}_statements_per_batch": per_batch[k] for k in per_batch},
-    }
+    assert queued == stored == rounds * batch, (queued, stored, rounds)
 
 
-def run_variant(source: Path, database: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One worker process with ``source``'s notifier and shared code, on a fresh database."""
-    from devstack.databases import fresh_database
+class Variant:
+    """A worker process running ``source``'s notifier and shared code on a fresh database."""
 
-    url = asyncio.run(fresh_database(database, ("notifier",)))
-    path = [str(source / "services" / "notifier" / "src"), str(source / "shared" / "src")]
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join([*path, *filter(None, [os.environ.get("PYTHONPATH")])])
-    }
-    out = subprocess.run(
-        [
-            *(sys.executable, __file__, "--worker", url),
-            *("--rounds", str(args.rounds), "--batch", str(args.batch)),
-            *("--warmup", str(args.warmup)),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    return dict(json.loads(out.splitlines()[-1]))
+    def __init__(self, name: str, source: Path, batch: int) -> None:
+        from devstack.databases import fresh_database
 
+        suffix = os.environ.get("MM_BENCH_DATABASE_SUFFIX", "")
+        url = asyncio.run(
+            fresh_database(f"mangelmelder_bench_ingest_{name}{suffix}", ("notifier",))
+        )
+        path = [str(source / "services" / "notifier" / "src"), str(source / "shared" / "src")]
+        env = os.environ | {
+            "PYTHONPATH": os.pathsep.join([*path, *filter(None, [os.environ.get("PYTHONPATH")])])
+        }
+        self.name = name
+        self.rounds: list[dict[str, float]] = []
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", url, "--batch", str(batch)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
 
-def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians of the runs, and each run's figures."""
-    keys = [k for k in runs[0] if k.endswith("_per_event")]
-    return {
-        **{k: round(statistics.median(r[k] for r in runs), 1) for k in keys},
-        "total_cpu_us_per_event": round(
-            statistics.median(
-                r["decode_cpu_us_per_event"]
-                + (r["contacts_cpu_us_per_event"] + r["changes_cpu_us_per_event"]) / 2
-                for r in runs
-            ),
-            1,
-        ),
-        "total_pg_cpu_us_per_event": round(
-            statistics.median(
-                (r["contacts_pg_cpu_us_per_event"] + r["changes_pg_cpu_us_per_event"]) / 2
-                for r in runs
-            ),
-            1,
-        ),
-        **{k: runs[0][k] for k in runs[0] if k.endswith("_per_batch")},
-        "runs": [{k: round(v, 1) for k, v in r.items()} for r in runs],
-    }
+    def ask(self, command: str) -> dict[str, float]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.name} worker failed")
+        return dict(json.loads(line))
+
+    def end(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write("end\n")
+        self._process.stdin.flush()
+        if self._process.wait(60):
+            raise SystemExit(f"{self.name} worker failed")
+
+    def summary(self, batch: int) -> dict[str, Any]:
+        """Per event, over all rounds (PostgreSQL's CPU comes in clock ticks of 10 ms: a
+        round's own figure is coarse)."""
+
+        def per_event(key: str, events: int = batch) -> float:
+            return round(1e6 * statistics.fmean(r[key] for r in self.rounds) / events, 1)
+
+        last = self.rounds[-1]
+        return {
+            "rounds": len(self.rounds),
+            "decode_cpu_us_per_event": per_event("decode_cpu_s", 2 * batch),
+            **{
+                f"{kind}_{what}_us_per_event": per_event(f"{kind}_{what}_s")
+                for kind in ("contacts", "changes")
+                for what in ("cpu", "pg_cpu", "wall")
+            },
+            "statements_per_batch": {
+                "contacts": int(last["contacts_statements"]),
+                "changes": int(last["changes_statements"]),
+            },
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20, help="measured rounds per run")
+    parser.add_argument("--rounds", type=int, default=40, help="measured rounds of each")
     parser.add_argument("--warmup", type=int, default=10, help="rounds before measuring")
     parser.add_argument("--batch", type=int, default=500, help="events per batch (consumer's)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each variant, alternating")
     parser.add_argument("--baseline-root", type=Path, help="another checkout to compare with")
     parser.add_argument("--out", default="notifier_ingest", help="bench/results/<out>.json")
     parser.add_argument("--worker", metavar="DATABASE_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        figures = asyncio.run(worker(args.worker, args.rounds, args.batch, args.warmup))
-        print(json.dumps(figures))
+        asyncio.run(worker(args.worker, args.batch))
         return
 
     from bench.common import report
 
-    suffix = os.environ.get("MM_BENCH_DATABASE_SUFFIX", "")
-    variants = {"this": ROOT} | ({"baseline": args.baseline_root} if args.baseline_root else {})
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-    for i in range(args.runs):
-        for name, source in variants.items():
-            figures = run_variant(source, f"mangelmelder_bench_ingest_{name}{suffix}", args)
-            print(name, i, json.dumps({k: round(v, 1) for k, v in figures.items()}), flush=True)
-            runs[name].append(figures)
+    sources = {"this": ROOT} | ({"baseline": args.baseline_root} if args.baseline_root else {})
+    variants = [Variant(name, source, args.batch) for name, source in sources.items()]
+    for i in range(args.warmup + args.rounds):
+        if i == args.warmup:
+            for variant in variants:
+                variant.ask("analyze")
+        # In turns, one round each, each first every other time: the machine's speed drifts
+        # within seconds here (other work on its two cores).
+        for variant in variants[:: 1 if i % 2 == 0 else -1]:
+            figures = variant.ask("round")
+            if i >= args.warmup:
+                variant.rounds.append(figures)
+    for variant in variants:
+        variant.end()
     results: dict[str, Any] = {
         "batch": args.batch,
-        "rounds_per_run": args.rounds,
-        "what": "record_batch of a batch of contacts, then of their reports' status changes; "
-        "decode: model_validate_json of each record; PostgreSQL: its backend's CPU",
-        **{name: summary(r) for name, r in runs.items()},
+        "what": "record_batch of a batch of contacts of new reports, then of a status change "
+        "of each; decode: model_validate_json of each record; PostgreSQL: its backend's CPU",
+        **{v.name: v.summary(args.batch) for v in variants},
     }
     if args.baseline_root:
         results["baseline_root"] = str(args.baseline_root)
+        results["this_of_baseline"] = {
+            key: round(results["this"][key] / results["baseline"][key], 3)
+            for key in results["this"]
+            if key.endswith("cpu_us_per_event")
+        }
     report(args.out, results)
 
 
