@@ -180,6 +180,8 @@ class SqlInbox:
         return await first_delivery(self._conn, inbox, event_id)
 
 
+_PREFERENCES = {p.value: p for p in Preference}
+
 #: The columns of a :class:`Contact`, in the order :func:`_contacts` reads them.
 _CONTACT = (
     "id, report_id, email, locale, preference, unsubscribe_token, subscribed_at, first_name,"
@@ -216,9 +218,6 @@ def _contacts(rows: Iterable[Sequence[Any]]) -> list[Contact]:
             reporter_token,
         ) in rows
     ]
-
-
-_PREFERENCES = {p.value: p for p in Preference}
 
 
 _CONTACT_COLUMNS = tuple(contacts.c[name.strip()] for name in _CONTACT.split(","))
