@@ -88,12 +88,14 @@ class Contact(NewContact):
 
 @dataclass(frozen=True)
 class StatusChange:
-    """A report's status change as the notifier keeps it (the event as it came, in JSON)."""
+    """A report's status change as the notifier keeps it: the event as it came, as JSON text.
+    Nothing here reads the event; it is stored and queued as it is, and parsed only when a
+    notification of it is delivered (``Claimed.event``)."""
 
     event_id: UUID
     report_id: UUID
     occurred_at: datetime
-    event: dict[str, Any]
+    event_json: str
 
 
 def hears_about(contact: NewContact, change: StatusChange) -> bool:
@@ -141,19 +143,20 @@ class Notification:
     event_id: UUID
     report_id: UUID
     channel: str
-    event: dict[str, Any]
+    #: The event, as JSON text.
+    event_json: str
     contact_id: int | None = None
     subscription_id: int | None = None
 
 
 def mail_to_contact(change: StatusChange, contact: Contact) -> Notification:
     return Notification(
-        change.event_id, change.report_id, EMAIL, change.event, contact_id=contact.id
+        change.event_id, change.report_id, EMAIL, change.event_json, contact_id=contact.id
     )
 
 
 def to_nobody(change: StatusChange, channel: str) -> Notification:
-    return Notification(change.event_id, change.report_id, channel, change.event)
+    return Notification(change.event_id, change.report_id, channel, change.event_json)
 
 
 @dataclass(frozen=True)

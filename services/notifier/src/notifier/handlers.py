@@ -117,8 +117,7 @@ async def record_status_changes(
     if not fresh:
         return
     changes = [
-        StatusChange(e.event_id, e.report_id, e.occurred_at, e.model_dump(mode="json"))
-        for e in fresh
+        StatusChange(e.event_id, e.report_id, e.occurred_at, e.model_dump_json()) for e in fresh
     ]
     await uow.status_changes.add(changes)
     contacts = await uow.contacts.of_reports({e.report_id for e in fresh})

@@ -4,6 +4,7 @@ the tests move, and mail and webhook senders that record or fail."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -169,7 +170,7 @@ class FakeContacts:
             c.id
             for c in self._s.contacts.values()
             if c.report_id in latest
-            and ReportStatus(latest[c.report_id].event["status"]) in closed
+            and ReportStatus(json.loads(latest[c.report_id].event_json)["status"]) in closed
             and latest[c.report_id].occurred_at < cutoff
             and c.id not in under_way
         ]
@@ -200,9 +201,10 @@ class FakeStatusChanges:
 
     async def originals_of(self, report_id: UUID) -> list[UUID]:
         return [
-            UUID(c.event["duplicate_of"])
+            UUID(original)
             for c in self._s.changes.values()
-            if c.report_id == report_id and c.event.get("duplicate_of")
+            if c.report_id == report_id
+            and (original := json.loads(c.event_json).get("duplicate_of"))
         ]
 
 
@@ -251,14 +253,13 @@ class FakeNotificationQueue:
         note = n.note
         contact = self._s.contacts.get(note.contact_id or 0)
         subscription = self._s.alerts.get(note.subscription_id or 0)
-        jurisdiction = note.event.get("jurisdiction") or self._s.report_jurisdictions.get(
-            note.report_id
-        )
+        event = json.loads(note.event_json)
+        jurisdiction = event.get("jurisdiction") or self._s.report_jurisdictions.get(note.report_id)
         city = self._s.cities.get(jurisdiction or "", City())
         return Claimed(
             id=n.id,
             channel=note.channel,
-            event=note.event,
+            event=event,
             attempts=n.attempts,
             contact_id=note.contact_id,
             subscription_id=note.subscription_id,
@@ -492,7 +493,7 @@ class FakeAlertSubscriptions:
     ) -> int:
         alerts = [
             Notification(
-                e.event_id, e.report_id, "alert", e.model_dump(mode="json"), subscription_id=s.id
+                e.event_id, e.report_id, "alert", e.model_dump_json(), subscription_id=s.id
             )
             for e in reports
             for s in sorted(self._s.alerts.values(), key=lambda s: s.id)

@@ -5,7 +5,7 @@ them, with the unit of work (one transaction) that holds them."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,32 +180,61 @@ class SqlInbox:
         return await first_delivery(self._conn, inbox, event_id)
 
 
-def _contact(row: Any) -> Contact:
-    return Contact(
-        id=row.id,
-        report_id=row.report_id,
-        email=row.email,
-        locale=row.locale,
-        preference=Preference(row.preference),
-        unsubscribe_token=row.unsubscribe_token,
-        subscribed_at=row.subscribed_at,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        reporter_token=row.reporter_token,
-    )
+_PREFERENCES = {p.value: p for p in Preference}
+
+#: The columns of a :class:`Contact`, in the order :func:`_contacts` reads them.
+_CONTACT = (
+    "id, report_id, email, locale, preference, unsubscribe_token, subscribed_at, first_name,"
+    " last_name, reporter_token"
+)
 
 
-_CONTACT_COLUMNS = (
-    contacts.c.id,
-    contacts.c.report_id,
-    contacts.c.email,
-    contacts.c.locale,
-    contacts.c.preference,
-    contacts.c.unsubscribe_token,
-    contacts.c.subscribed_at,
-    contacts.c.first_name,
-    contacts.c.last_name,
-    contacts.c.reporter_token,
+def _contacts(rows: Iterable[Sequence[Any]]) -> list[Contact]:
+    """Contacts from rows of :data:`_CONTACT` (by position: the statements below that return
+    many contacts are driver SQL, whose rows come without SQLAlchemy's processing)."""
+    return [
+        Contact(
+            id=id_,
+            report_id=report_id,
+            email=email,
+            locale=locale,
+            preference=_PREFERENCES[preference],
+            unsubscribe_token=unsubscribe_token,
+            subscribed_at=subscribed_at,
+            first_name=first_name,
+            last_name=last_name,
+            reporter_token=reporter_token,
+        )
+        for (
+            id_,
+            report_id,
+            email,
+            locale,
+            preference,
+            unsubscribe_token,
+            subscribed_at,
+            first_name,
+            last_name,
+            reporter_token,
+        ) in rows
+    ]
+
+
+_CONTACT_COLUMNS = tuple(contacts.c[name.strip()] for name in _CONTACT.split(","))
+
+# The statements a consumed batch runs take one array per column (unnest), written for the
+# driver: as a list of rows, each row cost SQLAlchemy a dict of parameters to process and
+# PostgreSQL a parsed VALUES row, or (without RETURNING) an execution of its own, as asyncpg
+# runs executemany. Through ``exec_driver_sql`` they stay in the unit of work's transaction.
+_ADD_CONTACTS = (
+    "INSERT INTO notifier.contacts (report_id, email, first_name, last_name, locale,"
+    " preference, unsubscribe_token, subscribed_at, reporter_token)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+    "                      $6::text[], $7::text[], $8::timestamptz[], $9::text[])"
+    f" ON CONFLICT DO NOTHING RETURNING {_CONTACT}"
+)
+_CONTACTS_OF_REPORTS = (
+    f"SELECT {_CONTACT} FROM notifier.contacts WHERE report_id = ANY($1::uuid[]) ORDER BY id"
 )
 
 
@@ -216,36 +245,28 @@ class SqlContacts:
     async def add(self, new: Sequence[NewContact]) -> list[Contact]:
         if not new:
             return []
-        inserted = await self._conn.execute(
-            pg.insert(contacts).on_conflict_do_nothing().returning(*_CONTACT_COLUMNS),
-            [
-                {
-                    "report_id": c.report_id,
-                    "email": c.email,
-                    "first_name": c.first_name,
-                    "last_name": c.last_name,
-                    "locale": c.locale,
-                    "preference": c.preference.value,
-                    "unsubscribe_token": c.unsubscribe_token,
-                    "subscribed_at": c.subscribed_at,
-                    "reporter_token": c.reporter_token,
-                }
-                for c in new
-            ],
+        inserted = await self._conn.exec_driver_sql(
+            _ADD_CONTACTS,
+            (
+                [c.report_id for c in new],
+                [c.email for c in new],
+                [c.first_name for c in new],
+                [c.last_name for c in new],
+                [c.locale for c in new],
+                [c.preference.value for c in new],
+                [c.unsubscribe_token for c in new],
+                [c.subscribed_at for c in new],
+                [c.reporter_token for c in new],
+            ),
         )
-        return [_contact(r) for r in inserted]
+        return _contacts(inserted)
 
     async def of_reports(self, report_ids: Collection[UUID]) -> list[Contact]:
         if not report_ids:
             return []
-        rows = await self._conn.execute(
-            sa.select(*_CONTACT_COLUMNS)
-            .where(
-                contacts.c.report_id == sa.func.any(sa.cast(list(report_ids), pg.ARRAY(pg.UUID)))
-            )
-            .order_by(contacts.c.id)
+        return _contacts(
+            await self._conn.exec_driver_sql(_CONTACTS_OF_REPORTS, (list(report_ids),))
         )
-        return [_contact(r) for r in rows]
 
     async def reporters_of(self, report_id: UUID) -> list[Contact]:
         rows = await self._conn.execute(
@@ -253,7 +274,7 @@ class SqlContacts:
             .where(contacts.c.report_id == report_id, contacts.c.reporter_token.is_not(None))
             .with_for_update()
         )
-        return [_contact(r) for r in rows]
+        return _contacts(rows)
 
     async def ids_with_unsubscribe_tokens(self, tokens: Collection[str]) -> list[int]:
         if not tokens:
@@ -311,35 +332,43 @@ class SqlContacts:
         return int(erased.rowcount)
 
 
+_ADD_STATUS_EVENTS = (
+    "INSERT INTO notifier.status_events (event_id, report_id, occurred_at, event)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::jsonb[])"
+    " ON CONFLICT DO NOTHING"
+)
+_STATUS_EVENTS_OF_REPORTS = (
+    "SELECT event_id, report_id, occurred_at, event::text FROM notifier.status_events"
+    " WHERE report_id = ANY($1::uuid[]) ORDER BY occurred_at"
+)
+
+
 class SqlStatusChanges:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
     async def add(self, changes: Sequence[StatusChange]) -> None:
         if changes:
-            await self._conn.execute(
-                pg.insert(status_events).on_conflict_do_nothing(),
-                [
-                    {
-                        "event_id": c.event_id,
-                        "report_id": c.report_id,
-                        "occurred_at": c.occurred_at,
-                        "event": c.event,
-                    }
-                    for c in changes
-                ],
+            await self._conn.exec_driver_sql(
+                _ADD_STATUS_EVENTS,
+                (
+                    [c.event_id for c in changes],
+                    [c.report_id for c in changes],
+                    [c.occurred_at for c in changes],
+                    [c.event_json for c in changes],
+                ),
             )
 
     async def of_reports(self, report_ids: Collection[UUID]) -> list[StatusChange]:
         if not report_ids:
             return []
-        s = status_events
-        rows = await self._conn.execute(
-            sa.select(s.c.event_id, s.c.report_id, s.c.occurred_at, s.c.event)
-            .where(s.c.report_id == sa.func.any(sa.cast(list(report_ids), pg.ARRAY(pg.UUID))))
-            .order_by(s.c.occurred_at)
+        rows: Iterable[Sequence[Any]] = await self._conn.exec_driver_sql(
+            _STATUS_EVENTS_OF_REPORTS, (list(report_ids),)
         )
-        return [StatusChange(r.event_id, r.report_id, r.occurred_at, r.event) for r in rows]
+        return [
+            StatusChange(event_id, report_id, occurred_at, event_json)
+            for event_id, report_id, occurred_at, event_json in rows
+        ]
 
     async def originals_of(self, report_id: UUID) -> list[UUID]:
         rows = await self._conn.scalars(
@@ -393,6 +422,14 @@ async def _on_driver(conn: AsyncConnection, statement: str, *args: Any) -> None:
         raise
 
 
+_QUEUE = (
+    "INSERT INTO notifier.notifications"
+    " (event_id, report_id, contact_id, subscription_id, channel, event, state)"
+    " SELECT *, 'pending' FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[],"
+    "                                $5::text[], $6::jsonb[])"
+    " ON CONFLICT DO NOTHING"
+)
+
 #: Claims from before instances had heartbeats (no ``claimed_by``) expire the old way.
 LEGACY_CLAIM_LEASE = timedelta(minutes=5)
 
@@ -403,20 +440,16 @@ class SqlNotificationQueue:
 
     async def queue(self, due: Sequence[Notification]) -> None:
         if due:
-            await self._conn.execute(
-                pg.insert(notifications).on_conflict_do_nothing(),
-                [
-                    {
-                        "event_id": n.event_id,
-                        "report_id": n.report_id,
-                        "contact_id": n.contact_id,
-                        "subscription_id": n.subscription_id,
-                        "channel": n.channel,
-                        "event": n.event,
-                        "state": "pending",
-                    }
-                    for n in due
-                ],
+            await self._conn.exec_driver_sql(
+                _QUEUE,
+                (
+                    [n.event_id for n in due],
+                    [n.report_id for n in due],
+                    [n.contact_id for n in due],
+                    [n.subscription_id for n in due],
+                    [n.channel for n in due],
+                    [n.event_json for n in due],
+                ),
             )
 
     async def claim_due_in_order_per_recipient(
