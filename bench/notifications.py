@@ -8,7 +8,11 @@
    message of the notifier's own) reaches against the same server and Maildir in the same run,
    for as many messages as the backlog, right before and right after the notifier's backlog
    (the load of a shared machine drifts), and the notifier's share of their mean. The load
-   average is recorded beside each.
+   average is recorded beside each;
+4. the CPU each part spent per mail in both (the scheduler's own accounting: the notifier, the
+   PostgreSQL backends of its database, the SMTP server; the bare client and the server), how
+   busy the whole machine was, and the share that this CPU per mail allows on this machine's
+   cores: the server runs on one core, everything else shares the rest with it.
 
     uv run python bench/notifications.py [--backlog 8000] [--rate 100] [--seconds 20]
 """
@@ -22,13 +26,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import aiosmtplib
 from aiokafka import AIOKafkaProducer
 
 from bench.common import LOGS, broker, database, free_port, percentile, report, service, service_env
+from bench.resources import database_backends, machine_cpu_s, sched_s
 from devstack.processes import python_module, spawn, wait_for_port
 from mm_shared.events import (
     OfficeRef,
@@ -76,6 +83,51 @@ def files_per_s(folder: Path, n: int = 2000) -> int:
     rate = n / (time.perf_counter() - started)
     shutil.rmtree(folder)
     return round(rate)
+
+
+class CpuMeter:
+    """CPU seconds the watched processes (by name: a pid list, or a function giving it at
+    each reading, for PostgreSQL's backends that come and go) and the whole machine spend
+    between ``start()`` and ``per_mail()``."""
+
+    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
+        self._parts = parts
+        self._start: dict[str, dict[int, float]] = {}
+        self._machine: tuple[float, float] = (0.0, 0.0)
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        return {
+            name: {pid: sched_s([pid])[0] for pid in pids()} for name, pids in self._parts.items()
+        }
+
+    def start(self) -> None:
+        self._start, self._machine = self._read(), machine_cpu_s()
+
+    def per_mail(self, mails: int) -> dict[str, Any]:
+        """Milliseconds of CPU per mail by part (a process born meanwhile counts from zero),
+        and how busy the machine was (1.0: every core, every moment)."""
+        end, machine = self._read(), machine_cpu_s()
+        spent = {
+            name: sum(ran - self._start[name].get(pid, 0.0) for pid, ran in pids.items())
+            for name, pids in end.items()
+        }
+        busy, total = (after - before for after, before in zip(machine, self._machine, strict=True))
+        return {
+            "cpu_ms_per_mail": {name: round(1000 * s / mails, 3) for name, s in spent.items()},
+            "machine_busy": round(busy / total, 2) if total else None,
+        }
+
+
+def share_cpu_allows(notifier: dict[str, float], bare: dict[str, float], cores: int) -> float:
+    """The notifier's share of the bare client that CPU per mail alone allows: each side's
+    rate is what its parts' CPU per mail fits into ``cores``, the SMTP server (one process,
+    one event loop) being held to one core."""
+
+    def rate(parts: dict[str, float]) -> float:
+        server = parts["smtp_server"]
+        return min(1000 / server, 1000 * cores / sum(parts.values()))
+
+    return round(rate(notifier) / rate(bare), 3)
 
 
 async def bare_smtp_client(port: int, template: bytes, messages: int, connections: int) -> int:
@@ -197,7 +249,10 @@ async def run(
         connections = NotifierSettings().workers
         # The bare client first, with a message the notifier's own code writes; its files are
         # cleared before the notifier's are counted.
+        bare_meter = CpuMeter({"client": lambda: [os.getpid()], "smtp_server": lambda: [smtp.pid]})
+        bare_meter.start()
         bare_before = await bare_smtp_client(smtp_port, a_notifier_message(), backlog, connections)
+        bare_cpu = bare_meter.per_mail(backlog)
         load_before = load()
         for path in delivered(maildir):
             path.unlink()
@@ -211,16 +266,26 @@ async def run(
             ),
         )
         await send(producer, *(change(r) for r in reports))
-        async with service("notifier", "notifier.cli", port, env):
+        async with service("notifier", "notifier.cli", port, env) as notifier:
+            meter = CpuMeter(
+                {
+                    "notifier": lambda: [notifier.pid],
+                    "postgres": lambda: database_backends(database_url),
+                    "smtp_server": lambda: [smtp.pid],
+                }
+            )
             deadline = time.monotonic() + 600
             first = last = 0.0
+            cpu: dict[str, Any] = {}
             while time.monotonic() < deadline:
                 count = len(delivered(maildir))
                 now = time.monotonic()
                 if count and not first:
                     first, first_count = now, count
+                    meter.start()
                 if count >= backlog:
                     last = now
+                    cpu = meter.per_mail(count - first_count)
                     break
                 await asyncio.sleep(0.2)
             sent = len(delivered(maildir))
@@ -229,11 +294,14 @@ async def run(
                 "delivered": sent,
                 "per_s": round((sent - first_count) / (last - first)) if last > first else None,
                 "load_average": load(),
+                **cpu,
             }
             template = a_delivered_message(maildir)
             # The notifier idles now: the same server and Maildir, for the bare client again
             # with the notifier's message as it arrived.
+            bare_meter.start()
             bare_after = await bare_smtp_client(smtp_port, template, backlog, connections)
+            bare_cpu_after = bare_meter.per_mail(backlog)
             load_after = load()
             for path in delivered(maildir):
                 path.unlink()
@@ -250,10 +318,21 @@ async def run(
             "per_s_after": bare_after,
             "load_average_after": load_after,
             "per_s": round(bare),
+            "before": bare_cpu,
+            "after": bare_cpu_after,
         }
         figures["notifier_share_of_bare"] = (
             round(notifier_rate / bare, 3) if notifier_rate else None
         )
+        if cpu:
+            bare_ms = {
+                part: (bare_cpu["cpu_ms_per_mail"][part] + bare_cpu_after["cpu_ms_per_mail"][part])
+                / 2
+                for part in ("client", "smtp_server")
+            }
+            figures["share_cpu_per_mail_allows"] = share_cpu_allows(
+                cpu["cpu_ms_per_mail"], bare_ms, os.cpu_count() or 1
+            )
     finally:
         await producer.stop()
         smtp.terminate()

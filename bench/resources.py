@@ -15,7 +15,10 @@ import asyncio
 import os
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
+
+from sqlalchemy import make_url
 
 from bench.common import LOGS, broker, database, free_port, open_loop_post, report
 from devstack.processes import ServiceProcess, python_module, service_env, spawn, wait_for_port
@@ -33,6 +36,45 @@ def rss_mib(pid: int) -> float:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """Busy and total CPU time of the whole machine (all cores, every process: other users'
+    too), from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields[:8])  # without guest time, already counted in user
+    return (total - idle) / TICKS, total / TICKS
+
+
+def sched_s(pids: list[int]) -> tuple[float, float, int]:
+    """Seconds the threads of ``pids`` ran on a CPU, seconds they waited runnable for one, and
+    how many times they were put on a CPU (the scheduler's own accounting,
+    /proc/<pid>/task/<tid>/schedstat). The wait is what a busy machine adds to every hop: the
+    process had work and no core to do it on."""
+    ran = waited = slices = 0
+    for pid in pids:
+        with suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with suppress(OSError, ValueError):
+                    fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+                    ran += int(fields[0])
+                    waited += int(fields[1])
+                    slices += int(fields[2])
+    return ran / 1e9, waited / 1e9, slices
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving ``database_url``'s database (by their process title)."""
+    name = make_url(database_url).database or ""
+    backends = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with suppress(OSError):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if title.startswith(b"postgres: ") and f" {name} ".encode() in title:
+                    backends.append(int(pid))
+    return backends
 
 
 async def measure(
