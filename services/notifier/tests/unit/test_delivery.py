@@ -394,11 +394,13 @@ class GatedStatements:
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.began = asyncio.Event()
         self.batches: list[int] = []
         self.running = self.most_at_once = 0
 
     async def record(self, outcomes: list[Any]) -> None:
         self.batches.append(len(outcomes))
+        self.began.set()
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         await self.gate.wait()
@@ -406,7 +408,8 @@ class GatedStatements:
 
     async def started(self, statements: int) -> None:
         while len(self.batches) < statements:
-            await asyncio.sleep(0)
+            self.began.clear()
+            await self.began.wait()
 
 
 def sent(notification_id: int) -> Any:
