@@ -374,34 +374,56 @@ class OutcomesUnrecorded(Exception):
 
 class _GroupRecorder:
     """Outcomes of the workers recorded together: each statement records every outcome
-    waiting when it starts. Up to ``concurrency`` statements run at once: one at a time, a
-    commit's wait for the disk held up every connection behind it (and PostgreSQL flushes
-    the log of concurrent commits together anyway)."""
+    waiting when it starts. One statement at a time while commits are quick: every outcome
+    that arrives meanwhile joins the next, so the statements (and PostgreSQL's work for
+    them) are few. A statement still running after ``overlap_after_s`` (a slow disk's commit)
+    lets another start beside it, up to ``concurrency`` at once: one at a time, every
+    connection behind such a commit would wait for it (and PostgreSQL flushes the log of
+    concurrent commits together anyway)."""
 
     def __init__(
-        self, record: Callable[[list[Outcome]], Awaitable[None]], concurrency: int
+        self,
+        record: Callable[[list[Outcome]], Awaitable[None]],
+        concurrency: int,
+        overlap_after_s: float = 0.005,
     ) -> None:
         self._record = record
         self._concurrency = concurrency
+        self._overlap_after_s = overlap_after_s
         self._waiting: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
+        #: When (event loop time) the latest statement started.
+        self._latest_started = 0.0
 
     def record(self, outcome: Outcome) -> asyncio.Future[None]:
         """Done once the outcome is recorded (OutcomesUnrecorded if it could not be). A
         future rather than a coroutine: outcomes share the few flushing tasks instead of
         each needing a task of its own."""
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         self._waiting.append((outcome, done))
-        if len(self._flushing) < self._concurrency:
+        if not self._flushing or (
+            len(self._flushing) < self._concurrency
+            and loop.time() - self._latest_started >= self._overlap_after_s
+        ):
             task = asyncio.create_task(self._flush())
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
         return done
 
     async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
+                if (
+                    len(self._flushing) > 1
+                    and loop.time() - self._latest_started < self._overlap_after_s
+                ):
+                    # Another statement runs, and quickly again: the outcomes waiting join
+                    # its next one (commits are quick again: back to one at a time).
+                    break
                 batch, self._waiting = self._waiting, []
+                self._latest_started = loop.time()
                 try:
                     await self._record([outcome for outcome, _ in batch])
                 except BaseException as exc:

@@ -41,8 +41,11 @@ class NotifierSettings(ServiceSettings):
     #: sending, so two live instances never send the same notification.
     instance_heartbeat_interval_s: float = 5.0
     instance_dead_after_s: float = 30.0
-    #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection).
-    workers: int = 8
+    #: Deliveries in flight at once (each e-mail worker keeps its own SMTP connection). Each
+    #: connection waits for the server's answers and for its last outcome to be recorded, so
+    #: more of them keep the notifier busy; relays cap connections per client (Exchange's
+    #: receive connectors at 20 by default, Postfix at 50).
+    workers: int = 16
     #: Reporters' contact data is erased this long after their report was closed (GDPR).
     contact_retention_days: float = 90.0
     contact_erasure_interval_s: float = 3600.0

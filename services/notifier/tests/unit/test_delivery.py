@@ -4,7 +4,7 @@ against in-memory repositories and fake senders (fixtures in conftest.py)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -18,7 +18,7 @@ from mm_shared.events import (
     ReportStatus,
     ReportStatusChanged,
 )
-from notifier import handlers
+from notifier import domain, handlers
 from notifier.domain import AlertRequest, Preference
 from notifier.mails import Mails
 from notifier.settings import NotifierSettings
@@ -387,3 +387,55 @@ async def test_a_confirmation_mail_that_cannot_be_sent_leaves_no_subscription(
     with pytest.raises(ConnectionRefusedError):
         await handlers.subscribe_to_alerts(database, mail, mails_for(settings), request())
     assert database.state.alerts == {}
+
+
+class GatedStatements:
+    """Outcome statements that run until the test opens the gate; counts them."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.began = asyncio.Event()
+        self.batches: list[int] = []
+        self.running = self.most_at_once = 0
+
+    async def record(self, outcomes: list[Any]) -> None:
+        self.batches.append(len(outcomes))
+        self.began.set()
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        await self.gate.wait()
+        self.running -= 1
+
+    async def started(self, statements: int) -> None:
+        while len(self.batches) < statements:
+            self.began.clear()
+            await self.began.wait()
+
+
+def sent(notification_id: int) -> Any:
+    return domain.sent(notification_id, datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    ("overlap_after_s", "at_once"),
+    [(3600.0, 1), (0.0, 2)],
+    ids=["quick commits: one statement at a time", "slow commits: statements overlap"],
+)
+async def test_outcomes_arriving_during_a_statement_are_recorded_together_by_the_next(
+    overlap_after_s: float, at_once: int
+) -> None:
+    statements = GatedStatements()
+    recorder = handlers._GroupRecorder(statements.record, 4, overlap_after_s)
+    first = recorder.record(sent(1))
+    await statements.started(1)
+    later = [recorder.record(sent(i)) for i in range(2, 7)]
+    if at_once > 1:
+        # The first statement counts as slow at once: a second one starts beside it.
+        await statements.started(2)
+    else:
+        for _ in range(10):  # what a second statement would need to start, and more
+            await asyncio.sleep(0)
+    assert statements.most_at_once == at_once
+    statements.gate.set()
+    await asyncio.gather(first, *later)
+    assert statements.batches == [1, 5]
