@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -268,6 +269,37 @@ def service_env(
     }
     env.update({f"{prefix}_{k.upper()}": v for k, v in extra.items()})
     return env
+
+
+@contextlib.contextmanager
+def checked_out(commit: str) -> Iterator[Path]:
+    """The commit as a detached worktree with its own ``uv sync --locked`` environment."""
+    tree = Path(tempfile.mkdtemp(prefix="mm-baseline-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), commit],
+        check=True,
+    )
+    try:
+        subprocess.run(["uv", "sync", "--locked", "-q"], cwd=tree, env=clean_env(), check=True)
+        yield tree
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+        )
+        shutil.rmtree(tree.parent, ignore_errors=True)
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without its own virtualenv, so that ``uv run`` in another
+    tree takes that tree's."""
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT")}
+
+
+def this_commit() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
 
 
 __all__ = ["PG_DSN", "ROOT", "Path", "free_port"]

@@ -14,57 +14,28 @@ worktree with its own locked environment, and each round runs that commit's own
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import shutil
 import statistics
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, report
+from bench.common import ROOT, checked_out, clean_env, report, this_commit
 
 ROUND_OUT = "latency-against-round"
-
-
-@contextlib.contextmanager
-def checked_out(commit: str) -> Iterator[Path]:
-    """The commit as a detached worktree with its own ``uv sync --locked`` environment."""
-    tree = Path(tempfile.mkdtemp(prefix="mm-baseline-")) / "tree"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), commit],
-        check=True,
-    )
-    try:
-        subprocess.run(["uv", "sync", "--locked", "-q"], cwd=tree, env=_clean_env(), check=True)
-        yield tree
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
-        )
-        shutil.rmtree(tree.parent, ignore_errors=True)
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without its own virtualenv, so that ``uv run`` in another
-    tree takes that tree's."""
-    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT")}
 
 
 def one_round(tree: Path, rate: float, seconds: float) -> dict[str, Any]:
     command = ["uv", "run", "--locked", "python", "bench/routing.py", "--parts", "latency",
                "--rate", str(rate), "--seconds", str(seconds)]  # fmt: skip
     help_text = subprocess.run(
-        [*command[:5], "--help"], cwd=tree, env=_clean_env(), capture_output=True, text=True
+        [*command[:5], "--help"], cwd=tree, env=clean_env(), capture_output=True, text=True
     ).stdout
     # Earlier versions wrote their one fixed file; it is a scratch worktree's copy then.
     out = ROUND_OUT if "--out" in help_text else "geo_router"
     if out == ROUND_OUT:
         command += ["--out", ROUND_OUT]
-    subprocess.run(command, cwd=tree, env=_clean_env(), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=tree, env=clean_env(), check=True, stdout=subprocess.DEVNULL)
     path = tree / "bench" / "results" / f"{out}.json"
     figures = json.loads(path.read_text())
     if out == ROUND_OUT:
@@ -80,13 +51,6 @@ def one_round(tree: Path, rate: float, seconds: float) -> dict[str, Any]:
         "p99_ms": latency["p99_ms"],
         "max_ms": latency["max_ms"],
     }
-
-
-def this_commit() -> str:
-    return subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""The notification figures of this tree against an earlier commit's, in one run.
+
+``bench/notifications.py`` compares the notifier with a bare SMTP client in the same run; this
+compares two versions of the notifier the same way, since this machine's speed varies up to
+threefold between days: the earlier commit is checked out into a temporary git worktree with
+its own locked environment, and each round runs that commit's own ``bench/notifications.py``,
+then this tree's. Each side's bare client uses as many connections as its own notifier has
+workers.
+
+    uv run python bench/notifications_against.py --baseline f322680 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, checked_out, clean_env, report, this_commit
+
+RESULT = Path("bench") / "results" / "notifications.json"
+
+
+def one_round(tree: Path, backlog: int) -> dict[str, Any]:
+    """One run of the tree's own notification bench; the tree's committed result file is
+    left as it was."""
+    path = tree / RESULT
+    committed = path.read_bytes() if path.exists() else None
+    command = ["uv", "run", "--locked", "python", "bench/notifications.py",
+               "--backlog", str(backlog)]  # fmt: skip
+    try:
+        subprocess.run(command, cwd=tree, env=clean_env(), check=True, stdout=subprocess.DEVNULL)
+        figures = json.loads(path.read_text())
+    finally:
+        if committed is not None:
+            path.write_bytes(committed)
+    memory, disk = figures["maildir_in_memory"], figures["maildir_on_disk"]
+    return {
+        "python_loop_million_per_s": figures["machine"]["python_loop_million_per_s"],
+        "delivered_all": memory["backlog"]["delivered"] == memory["backlog"]["notifications"],
+        "mails_per_s": memory["backlog"]["per_s"],
+        "bare_per_s": memory["bare_smtp_client"]["per_s"],
+        "bare_connections": memory["bare_smtp_client"]["connections"],
+        "share_of_bare": memory["notifier_share_of_bare"],
+        "cpu_ms_per_mail": memory["backlog"].get("cpu_ms_per_mail"),
+        "on_disk_mails_per_s": disk["backlog"]["per_s"],
+        "on_disk_share_of_bare": disk["notifier_share_of_bare"],
+        "at_100_per_s_p50_ms": memory["fixed_rate"]["p50_ms"],
+        "at_100_per_s_p99_ms": memory["fixed_rate"]["p99_ms"],
+    }
+
+
+def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(key: str) -> float:
+        return round(statistics.median(r[key] for r in rounds), 3)
+
+    return {
+        "median_of_rounds": {
+            key: median(key)
+            for key in (
+                "mails_per_s",
+                "bare_per_s",
+                "share_of_bare",
+                "on_disk_mails_per_s",
+                "on_disk_share_of_bare",
+                "at_100_per_s_p50_ms",
+                "at_100_per_s_p99_ms",
+            )
+        },
+        "every_mail_delivered": all(r["delivered_all"] for r in rounds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", default="f322680", help="commit to compare against")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backlog", type=int, default=4000)
+    parser.add_argument("--out", default="notifications-against-baseline")
+    args = parser.parse_args()
+    baseline: list[dict[str, Any]] = []
+    this_tree: list[dict[str, Any]] = []
+    with checked_out(args.baseline) as tree:
+        for number in range(1, args.rounds + 1):
+            baseline.append(one_round(tree, args.backlog))
+            this_tree.append(one_round(ROOT, args.backlog))
+            print(f"round {number}: baseline {baseline[-1]}\n         this tree {this_tree[-1]}")
+    before, after = summary(baseline), summary(this_tree)
+    ratio = {
+        key: round(after["median_of_rounds"][key] / before["median_of_rounds"][key], 2)
+        for key in ("mails_per_s", "share_of_bare", "on_disk_mails_per_s")
+    }
+    report(
+        args.out,
+        {
+            "what": "bench/notifications.py of each version (backlog in memory and on disk, "
+            "bare SMTP client before and after, 100 changes/s), rounds alternating",
+            "backlog": args.backlog,
+            "baseline": {"commit": args.baseline, "rounds": baseline, **before},
+            "this_tree": {"commit": this_commit(), "rounds": this_tree, **after},
+            "this_tree_over_baseline": ratio,
+            "targets": {"notifier_share_of_bare_smtp_client": 0.8},
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
