@@ -55,7 +55,7 @@ def one_round(tree: Path, backlog: int) -> dict[str, Any]:
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     def median(key: str) -> float:
-        return round(statistics.median(r[key] for r in rounds), 3)
+        return round(float(statistics.median(r[key] for r in rounds)), 3)
 
     return {
         "median_of_rounds": {
