@@ -96,8 +96,12 @@ class CpuMeter:
         self._machine: tuple[float, float] = (0.0, 0.0)
 
     def _read(self) -> dict[str, dict[int, float]]:
+        """CPU seconds by part and pid, of the processes there now (one gone between listing
+        and reading is left out rather than read as zero). A PostgreSQL backend that exits
+        within the window takes its CPU with it: the notifier keeps its pool's connections."""
         return {
-            name: {pid: sched_s([pid])[0] for pid in pids()} for name, pids in self._parts.items()
+            name: {pid: sched_s([pid])[0] for pid in pids() if Path(f"/proc/{pid}").exists()}
+            for name, pids in self._parts.items()
         }
 
     def start(self) -> None:
@@ -118,7 +122,9 @@ class CpuMeter:
         }
 
 
-def share_cpu_allows(notifier: dict[str, float], bare: dict[str, float], cores: int) -> float:
+def share_cpu_allows(
+    notifier: dict[str, float], bare: dict[str, float], cores: int
+) -> float | None:
     """The notifier's share of the bare client that CPU per mail alone allows: each side's
     rate is what its parts' CPU per mail fits into ``cores``, the SMTP server (one process,
     one event loop) being held to one core."""
@@ -127,6 +133,8 @@ def share_cpu_allows(notifier: dict[str, float], bare: dict[str, float], cores: 
         server = parts["smtp_server"]
         return min(1000 / server, 1000 * cores / sum(parts.values()))
 
+    if not (notifier["smtp_server"] > 0 and bare["smtp_server"] > 0):
+        return None  # the server's CPU could not be read
     return round(rate(notifier) / rate(bare), 3)
 
 
@@ -285,7 +293,8 @@ async def run(
                     meter.start()
                 if count >= backlog:
                     last = now
-                    cpu = meter.per_mail(count - first_count)
+                    if count > first_count:
+                        cpu = meter.per_mail(count - first_count)
                     break
                 await asyncio.sleep(0.2)
             sent = len(delivered(maildir))
@@ -331,7 +340,7 @@ async def run(
                 for part in ("client", "smtp_server")
             }
             figures["share_cpu_per_mail_allows"] = share_cpu_allows(
-                cpu["cpu_ms_per_mail"], bare_ms, os.cpu_count() or 1
+                cpu["cpu_ms_per_mail"], bare_ms, len(os.sched_getaffinity(0))
             )
     finally:
         await producer.stop()

@@ -376,10 +376,10 @@ class _GroupRecorder:
     """Outcomes of the workers recorded together: each statement records every outcome
     waiting when it starts. One statement at a time while commits are quick: every outcome
     that arrives meanwhile joins the next, so the statements (and PostgreSQL's work for
-    them) are few. A statement still running after ``overlap_after_s`` (a slow disk's commit)
-    lets another start beside it, up to ``concurrency`` at once: one at a time, every
-    connection behind such a commit would wait for it (and PostgreSQL flushes the log of
-    concurrent commits together anyway)."""
+    them) are few. Once every statement running has run for ``overlap_after_s`` (a slow
+    disk's commit), another starts beside them, up to ``concurrency`` at once: one at a time,
+    every connection behind such a commit would wait for it (and PostgreSQL flushes the log
+    of concurrent commits together anyway)."""
 
     def __init__(
         self,
@@ -392,38 +392,68 @@ class _GroupRecorder:
         self._overlap_after_s = overlap_after_s
         self._waiting: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._flushing: set[asyncio.Task[None]] = set()
-        #: When (event loop time) the latest statement started.
-        self._latest_started = 0.0
+        #: When (event loop time) each flushing task's statement started, while it runs.
+        self._running: dict[asyncio.Task[None], float] = {}
+        #: Looks again once the newest statement running has run for ``overlap_after_s``.
+        self._recheck: asyncio.TimerHandle | None = None
 
     def record(self, outcome: Outcome) -> asyncio.Future[None]:
         """Done once the outcome is recorded (OutcomesUnrecorded if it could not be). A
         future rather than a coroutine: outcomes share the few flushing tasks instead of
         each needing a task of its own."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done = asyncio.get_running_loop().create_future()
         self._waiting.append((outcome, done))
+        self._start_if_due()
+        return done
+
+    def _start_if_due(self) -> None:
+        """A flush for the outcomes waiting: the first, or one more beside statements that
+        have all run too long; otherwise a look again when the newest will have."""
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        newest = max(self._running.values(), default=None)
+        slow_since = None if newest is None else newest + self._overlap_after_s
         if not self._flushing or (
             len(self._flushing) < self._concurrency
-            and loop.time() - self._latest_started >= self._overlap_after_s
+            and slow_since is not None
+            and loop.time() >= slow_since
         ):
             task = asyncio.create_task(self._flush())
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
-        return done
+        elif (
+            slow_since is not None
+            and len(self._flushing) < self._concurrency
+            and self._recheck is None
+        ):
+            self._recheck = loop.call_at(slow_since, self._rechecked)
+
+    def _rechecked(self) -> None:
+        self._recheck = None
+        self._start_if_due()
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None, "flushes run as tasks"
         try:
             while self._waiting:
-                if (
-                    len(self._flushing) > 1
-                    and loop.time() - self._latest_started < self._overlap_after_s
+                if any(
+                    loop.time() - started < self._overlap_after_s
+                    for task, started in self._running.items()
+                    if task is not me
                 ):
-                    # Another statement runs, and quickly again: the outcomes waiting join
-                    # its next one (commits are quick again: back to one at a time).
+                    # Another statement runs, and not for long: the outcomes waiting join
+                    # its next one (commits are quick again: back to one at a time), or one
+                    # more starts should it turn slow.
+                    self._start_if_due()
                     break
                 batch, self._waiting = self._waiting, []
-                self._latest_started = loop.time()
+                if self._recheck is not None:
+                    self._recheck.cancel()
+                    self._recheck = None
+                self._running[me] = loop.time()
                 try:
                     await self._record([outcome for outcome, _ in batch])
                 except BaseException as exc:
@@ -433,6 +463,8 @@ class _GroupRecorder:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     continue
+                finally:
+                    del self._running[me]
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
@@ -440,9 +472,7 @@ class _GroupRecorder:
             # At once, not by the task's done callback, which runs only later: an outcome
             # submitted meanwhile by a connection just woken by this flush would find this
             # flush still counted, and wait for no flush at all.
-            task = asyncio.current_task()
-            if task is not None:
-                self._flushing.discard(task)
+            self._flushing.discard(me)
 
 
 class Dispatcher:

@@ -439,3 +439,17 @@ async def test_outcomes_arriving_during_a_statement_are_recorded_together_by_the
     statements.gate.set()
     await asyncio.gather(first, *later)
     assert statements.batches == [1, 5]
+
+
+async def test_outcomes_waiting_behind_a_statement_that_turns_slow_get_one_beside_it() -> None:
+    statements = GatedStatements()
+    recorder = handlers._GroupRecorder(statements.record, 4, overlap_after_s=0.01)
+    first = recorder.record(sent(1))
+    await statements.started(1)
+    # Within the first statement's quick time: they wait for it, until it turns slow.
+    later = [recorder.record(sent(i)) for i in range(2, 7)]
+    await asyncio.wait_for(statements.started(2), 5)
+    assert statements.most_at_once == 2
+    statements.gate.set()
+    await asyncio.gather(first, *later)
+    assert statements.batches == [1, 5]
