@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +293,21 @@ def clean_env() -> dict[str, str]:
     """This process's environment without its own virtualenv, so that ``uv run`` in another
     tree takes that tree's."""
     return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT")}
+
+
+def in_turns(
+    baseline: str, rounds: int, one_round: Callable[[Path], dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``rounds`` rounds of ``one_round`` in the baseline commit's worktree and in this tree,
+    in turns (this machine's speed drifts even within minutes): each side's figures by round."""
+    before: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
+    with checked_out(baseline) as tree:
+        for number in range(1, rounds + 1):
+            before.append(one_round(tree))
+            after.append(one_round(ROOT))
+            print(f"round {number}: baseline {before[-1]}\n         this tree {after[-1]}")
+    return before, after
 
 
 def this_commit() -> str:

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, checked_out, clean_env, report, this_commit
+from bench.common import clean_env, in_turns, report, this_commit
 
 ROUND_OUT = "latency-against-round"
 
@@ -69,13 +69,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", default="latency-against-baseline")
     args = parser.parse_args()
-    baseline: list[dict[str, Any]] = []
-    this_tree: list[dict[str, Any]] = []
-    with checked_out(args.baseline) as tree:
-        for number in range(1, args.rounds + 1):
-            baseline.append(one_round(tree, args.rate, args.seconds))
-            this_tree.append(one_round(ROOT, args.rate, args.seconds))
-            print(f"round {number}: baseline {baseline[-1]}\n         this tree {this_tree[-1]}")
+    baseline, this_tree = in_turns(
+        args.baseline, args.rounds, lambda tree: one_round(tree, args.rate, args.seconds)
+    )
     before, after = summary(baseline), summary(this_tree)
     report(
         args.out,

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, checked_out, clean_env, report, this_commit
+from bench.common import clean_env, in_turns, report, this_commit
 
 RESULT = Path("bench") / "results" / "notifications.json"
 
@@ -85,13 +85,9 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=4000)
     parser.add_argument("--out", default="notifications-against-baseline")
     args = parser.parse_args()
-    baseline: list[dict[str, Any]] = []
-    this_tree: list[dict[str, Any]] = []
-    with checked_out(args.baseline) as tree:
-        for number in range(1, args.rounds + 1):
-            baseline.append(one_round(tree, args.backlog))
-            this_tree.append(one_round(ROOT, args.backlog))
-            print(f"round {number}: baseline {baseline[-1]}\n         this tree {this_tree[-1]}")
+    baseline, this_tree = in_turns(
+        args.baseline, args.rounds, lambda tree: one_round(tree, args.backlog)
+    )
     before, after = summary(baseline), summary(this_tree)
     ratio = {
         key: round(after["median_of_rounds"][key] / before["median_of_rounds"][key], 2)
