@@ -180,8 +180,6 @@ class SqlInbox:
         return await first_delivery(self._conn, inbox, event_id)
 
 
-_PREFERENCES = {p.value: p for p in Preference}
-
 #: The columns of a :class:`Contact`, in the order :func:`_contacts` reads them.
 _CONTACT = (
     "id, report_id, email, locale, preference, unsubscribe_token, subscribed_at, first_name,"
@@ -198,7 +196,7 @@ def _contacts(rows: Iterable[Sequence[Any]]) -> list[Contact]:
             report_id=report_id,
             email=email,
             locale=locale,
-            preference=_PREFERENCES[preference],
+            preference=Preference(preference),
             unsubscribe_token=unsubscribe_token,
             subscribed_at=subscribed_at,
             first_name=first_name,
@@ -221,6 +219,13 @@ def _contacts(rows: Iterable[Sequence[Any]]) -> list[Contact]:
 
 
 _CONTACT_COLUMNS = tuple(contacts.c[name.strip()] for name in _CONTACT.split(","))
+
+
+def _columns(rows: Sequence[Any], *attributes: str) -> tuple[list[Any], ...]:
+    """One list per attribute of ``rows``, in order: the arrays an ``unnest`` statement
+    takes."""
+    return tuple([getattr(row, name) for row in rows] for name in attributes)
+
 
 # The statements a consumed batch runs take one array per column (unnest), written for the
 # driver: as a list of rows, each row cost SQLAlchemy a dict of parameters to process and
@@ -247,16 +252,18 @@ class SqlContacts:
             return []
         inserted = await self._conn.exec_driver_sql(
             _ADD_CONTACTS,
-            (
-                [c.report_id for c in new],
-                [c.email for c in new],
-                [c.first_name for c in new],
-                [c.last_name for c in new],
-                [c.locale for c in new],
-                [c.preference.value for c in new],
-                [c.unsubscribe_token for c in new],
-                [c.subscribed_at for c in new],
-                [c.reporter_token for c in new],
+            # The preference as it is: a StrEnum is the text it stands for.
+            _columns(
+                new,
+                "report_id",
+                "email",
+                "first_name",
+                "last_name",
+                "locale",
+                "preference",
+                "unsubscribe_token",
+                "subscribed_at",
+                "reporter_token",
             ),
         )
         return _contacts(inserted)
@@ -351,12 +358,7 @@ class SqlStatusChanges:
         if changes:
             await self._conn.exec_driver_sql(
                 _ADD_STATUS_EVENTS,
-                (
-                    [c.event_id for c in changes],
-                    [c.report_id for c in changes],
-                    [c.occurred_at for c in changes],
-                    [c.event_json for c in changes],
-                ),
+                _columns(changes, "event_id", "report_id", "occurred_at", "event_json"),
             )
 
     async def of_reports(self, report_ids: Collection[UUID]) -> list[StatusChange]:
@@ -442,13 +444,14 @@ class SqlNotificationQueue:
         if due:
             await self._conn.exec_driver_sql(
                 _QUEUE,
-                (
-                    [n.event_id for n in due],
-                    [n.report_id for n in due],
-                    [n.contact_id for n in due],
-                    [n.subscription_id for n in due],
-                    [n.channel for n in due],
-                    [n.event_json for n in due],
+                _columns(
+                    due,
+                    "event_id",
+                    "report_id",
+                    "contact_id",
+                    "subscription_id",
+                    "channel",
+                    "event_json",
                 ),
             )
 
@@ -529,12 +532,15 @@ class SqlNotificationQueue:
         await _on_driver(
             self._conn,
             _RECORD_OUTCOMES,
-            [o.notification_id for o in outcomes],
-            [o.state for o in outcomes],
-            [o.attempts for o in outcomes],
-            [o.last_error for o in outcomes],
-            [o.next_attempt_at for o in outcomes],
-            [o.sent_at for o in outcomes],
+            *_columns(
+                outcomes,
+                "notification_id",
+                "state",
+                "attempts",
+                "last_error",
+                "next_attempt_at",
+                "sent_at",
+            ),
             ["claimed_by" in o.values() for o in outcomes],
             list(claimants),
         )

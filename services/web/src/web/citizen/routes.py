@@ -35,7 +35,7 @@ from web.citizen.forms import (
 from web.i18n import Lang, language
 from web.ratelimit import SlidingWindow, client_address
 from web.settings import WebSettings
-from web.templating import render
+from web.templating import render, switchable_address
 
 OPEN = ("received", "assigned", "in_progress")
 CLOSED = ("resolved", "rejected", "duplicate")
@@ -509,10 +509,10 @@ def router(services: Services, settings: WebSettings, cities: Cities) -> APIRout
         if errors:
             report = await _report(report_id, lang)
             context = {"report": report, "token": token, "done": "", "errors": errors, "note": note}
-            # The language switch keeps the reporter's token (templating.switchable_address
-            # would lead to the report without it).
-            report_page = quote(f"{city_of(request).base}/reports/{report_id}")
-            context["here"] = report_page + (f"?{urlencode({'token': token})}" if token else "")
+            # The language switch leads to the report page, as on any answer to a POST, and
+            # keeps the reporter's token.
+            token_query = f"?{urlencode({'token': token})}" if token else ""
+            context["here"] = switchable_address(request) + token_query
             return render(request, "citizen/report.html", context, status_code=422)
         if refused := citizen.refused_by_limit(request):
             return refused
